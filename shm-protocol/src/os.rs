@@ -1,0 +1,561 @@
+//! The operating-system edge of the protocol: POSIX shared-memory segments mapped with
+//! `mmap(MAP_SHARED)`, process-shared futexes, and the system-wide monotonic clock. This
+//! module and [`crate::wake`] are the only parts of the crate that make system calls.
+//!
+//! Why not the `shared_memory` crate: it unlinks a segment only in `Drop` (so a killed owner
+//! leaks it, and nothing can sweep it by name afterwards) and always maps read-write with
+//! names it picks. Corral needs names derived from the data dir so a restarted supervisor can
+//! sweep what a killed one left, mode 0600, and `O_EXCL` creation; `shm_open`/`mmap` via nix
+//! give exactly that in a few lines.
+
+use std::ffi::CString;
+use std::io;
+use std::num::NonZeroUsize;
+use std::os::fd::AsFd;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use nix::fcntl::OFlag;
+use nix::sys::mman::{mmap, munmap, shm_open, shm_unlink, MapFlags, ProtFlags};
+use nix::sys::stat::{fstat, Mode};
+
+use crate::layout::{
+    Geometry, GeometryError, Offsets, SegmentHead, LAYOUT_HASH, LAYOUT_VERSION, MAGIC,
+};
+use crate::ring::{RingMemory, RingView};
+use crate::table::{TableMemory, TableView, SLOT_WORDS};
+
+/// Where POSIX shared memory objects appear as files on Linux.
+pub const SHM_DIR: &str = "/dev/shm";
+
+/// Why a segment could not be opened.
+#[derive(Debug)]
+pub enum SegmentError {
+    /// A system call failed.
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The segment name.
+        name: String,
+        /// The error.
+        source: io::Error,
+    },
+    /// The segment's header does not match this build.
+    Incompatible {
+        /// The segment name.
+        name: String,
+        /// What differs.
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for SegmentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Io {
+                action,
+                name,
+                source,
+            } => write!(f, "cannot {action} shared-memory segment {name}: {source}"),
+            Self::Incompatible { name, reason } => {
+                write!(f, "shared-memory segment {name} is incompatible: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SegmentError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io { source, .. } => Some(source),
+            Self::Incompatible { .. } => None,
+        }
+    }
+}
+
+/// One mapped segment. All access to its memory goes through atomics, so sharing the
+/// mapping between threads and processes is sound.
+#[derive(Debug)]
+pub struct Segment {
+    name: String,
+    ptr: NonNull<u8>,
+    len: usize,
+    geometry: Geometry,
+    offsets: Offsets,
+}
+
+// SAFETY: the mapping is only accessed through `&` references to atomics (interior
+// mutability), which are `Sync`; the raw pointer is never handed out mutably.
+unsafe impl Send for Segment {}
+// SAFETY: as above: every access is an atomic operation through a shared reference.
+unsafe impl Sync for Segment {}
+
+fn c_name(name: &str) -> Result<CString, SegmentError> {
+    CString::new(format!("/{name}")).map_err(|_| SegmentError::Incompatible {
+        name: name.to_owned(),
+        reason: "name contains a NUL byte".into(),
+    })
+}
+
+fn io_err(action: &'static str, name: &str, source: impl Into<io::Error>) -> SegmentError {
+    SegmentError::Io {
+        action,
+        name: name.to_owned(),
+        source: source.into(),
+    }
+}
+
+impl Segment {
+    /// Creates segment `name` (which must not exist) with mode 0600, sized for `geometry`,
+    /// and writes its header. The memory starts zeroed: empty rings, empty table.
+    pub fn create(
+        name: &str,
+        worker_id: u32,
+        generation: u64,
+        geometry: Geometry,
+    ) -> Result<Self, SegmentError> {
+        geometry
+            .validate()
+            .map_err(|GeometryError(reason)| SegmentError::Incompatible {
+                name: name.to_owned(),
+                reason,
+            })?;
+        let offsets = geometry
+            .offsets()
+            .ok_or_else(|| SegmentError::Incompatible {
+                name: name.to_owned(),
+                reason: "segment size overflows".into(),
+            })?;
+        let cname = c_name(name)?;
+        let fd = shm_open(
+            cname.as_c_str(),
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_CLOEXEC,
+            Mode::S_IRUSR | Mode::S_IWUSR,
+        )
+        .map_err(|e| io_err("create", name, e))?;
+        let size = i64::try_from(offsets.total).unwrap_or(i64::MAX);
+        let mapped = nix::unistd::ftruncate(&fd, size)
+            .map_err(|e| io_err("size", name, e))
+            .and_then(|()| map(name, &fd, offsets.total));
+        let ptr = match mapped {
+            Ok(ptr) => ptr,
+            Err(e) => {
+                let _ = shm_unlink(cname.as_c_str());
+                return Err(e);
+            }
+        };
+        let segment = Self {
+            name: name.to_owned(),
+            ptr,
+            len: offsets.total,
+            geometry,
+            offsets,
+        };
+        let h = &segment.head().header;
+        h.layout_hash.store(LAYOUT_HASH, Ordering::Relaxed);
+        h.generation.store(generation, Ordering::Relaxed);
+        h.total_bytes.store(offsets.total as u64, Ordering::Relaxed);
+        h.layout_version.store(LAYOUT_VERSION, Ordering::Relaxed);
+        h.worker_id.store(worker_id, Ordering::Relaxed);
+        h.max_key_bytes
+            .store(geometry.max_key_bytes, Ordering::Relaxed);
+        h.max_value_bytes
+            .store(geometry.max_value_bytes, Ordering::Relaxed);
+        h.max_keys.store(geometry.max_keys, Ordering::Relaxed);
+        h.request_ring_words
+            .store(geometry.request_ring_words, Ordering::Relaxed);
+        h.completion_ring_words
+            .store(geometry.completion_ring_words, Ordering::Relaxed);
+        h.table_slots.store(geometry.table_slots, Ordering::Relaxed);
+        h.heap_half_words
+            .store(geometry.heap_half_words, Ordering::Relaxed);
+        // Magic last: a reader that sees it sees a complete header (the worker is spawned
+        // after this returns, and exec orders everything before it anyway).
+        h.magic.store(MAGIC, Ordering::Release);
+        Ok(segment)
+    }
+
+    /// Opens and validates an existing segment.
+    pub fn open(name: &str) -> Result<Self, SegmentError> {
+        let cname = c_name(name)?;
+        let fd = shm_open(
+            cname.as_c_str(),
+            OFlag::O_RDWR | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io_err("open", name, e))?;
+        let stat = fstat(&fd).map_err(|e| io_err("stat", name, e))?;
+        let len = usize::try_from(stat.st_size).unwrap_or(0);
+        let head_len = std::mem::size_of::<SegmentHead>();
+        let incompatible = |reason: String| SegmentError::Incompatible {
+            name: name.to_owned(),
+            reason,
+        };
+        if len < head_len {
+            return Err(incompatible(format!(
+                "{len} bytes is smaller than its header"
+            )));
+        }
+        let ptr = map(name, &fd, len)?;
+        let mut segment = Self {
+            name: name.to_owned(),
+            ptr,
+            len,
+            geometry: Geometry {
+                request_ring_words: 0,
+                completion_ring_words: 0,
+                table_slots: 0,
+                heap_half_words: 0,
+                max_keys: 0,
+                max_key_bytes: 0,
+                max_value_bytes: 0,
+            },
+            offsets: Offsets {
+                request_ring: 0,
+                completion_ring: 0,
+                slots: 0,
+                heap: 0,
+                total: 0,
+            },
+        };
+        let h = &segment.head().header;
+        if h.magic.load(Ordering::Acquire) != MAGIC {
+            return Err(incompatible("bad magic".into()));
+        }
+        let version = h.layout_version.load(Ordering::Relaxed);
+        if version != LAYOUT_VERSION {
+            return Err(incompatible(format!(
+                "layout version {version}, expected {LAYOUT_VERSION}"
+            )));
+        }
+        let hash = h.layout_hash.load(Ordering::Relaxed);
+        if hash != LAYOUT_HASH {
+            return Err(incompatible(format!(
+                "layout hash {hash:#x}, expected {LAYOUT_HASH:#x} (built from other sources)"
+            )));
+        }
+        let geometry = Geometry {
+            request_ring_words: h.request_ring_words.load(Ordering::Relaxed),
+            completion_ring_words: h.completion_ring_words.load(Ordering::Relaxed),
+            table_slots: h.table_slots.load(Ordering::Relaxed),
+            heap_half_words: h.heap_half_words.load(Ordering::Relaxed),
+            max_keys: h.max_keys.load(Ordering::Relaxed),
+            max_key_bytes: h.max_key_bytes.load(Ordering::Relaxed),
+            max_value_bytes: h.max_value_bytes.load(Ordering::Relaxed),
+        };
+        geometry
+            .validate()
+            .map_err(|GeometryError(reason)| incompatible(reason))?;
+        let offsets = geometry
+            .offsets()
+            .ok_or_else(|| incompatible("segment size overflows".into()))?;
+        let recorded = h.total_bytes.load(Ordering::Relaxed);
+        if offsets.total != len || recorded != len as u64 {
+            return Err(incompatible(format!(
+                "size {len} bytes, header says {recorded}, geometry needs {}",
+                offsets.total
+            )));
+        }
+        segment.geometry = geometry;
+        segment.offsets = offsets;
+        Ok(segment)
+    }
+
+    /// Removes the name of segment `name`; existing mappings stay valid until dropped.
+    pub fn unlink(name: &str) -> Result<(), SegmentError> {
+        let cname = c_name(name)?;
+        shm_unlink(cname.as_c_str()).map_err(|e| io_err("unlink", name, e))
+    }
+
+    /// Names of existing segments whose name starts with `prefix`.
+    pub fn list(prefix: &str) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(SHM_DIR)? {
+            let entry = entry?;
+            if let Some(name) = entry.file_name().to_str() {
+                if name.starts_with(prefix) {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// The segment's name (without the leading slash).
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The geometry read from (or written to) the header.
+    #[must_use]
+    pub fn geometry(&self) -> &Geometry {
+        &self.geometry
+    }
+
+    /// Size of the mapping.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the mapping is empty (never, for a valid segment).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The fixed head: header and single-writer lines.
+    #[must_use]
+    pub fn head(&self) -> &SegmentHead {
+        // SAFETY: the mapping is at least `size_of::<SegmentHead>()` bytes (checked at
+        // create/open), page-aligned (so aligned for `SegmentHead`'s 64-byte alignment),
+        // zero-initialised by the kernel (all-zero is a valid value of every atomic in it),
+        // and lives as long as `self`. Only shared references to atomics are created.
+        unsafe { self.ptr.cast::<SegmentHead>().as_ref() }
+    }
+
+    fn words(&self, offset: usize, words: u64) -> &[AtomicU64] {
+        let count = usize::try_from(words).unwrap_or(0);
+        debug_assert!(offset % 8 == 0 && offset + count * 8 <= self.len);
+        let base = self.ptr.as_ptr().wrapping_add(offset);
+        // SAFETY: `offset` and `words` come from `Offsets`, validated against the mapping
+        // length in create/open, so the range is inside the mapping; offsets are multiples
+        // of 8 on a page-aligned base, so aligned for `AtomicU64`; the memory is zeroed or
+        // written only through atomics, and the slice lives no longer than `self`.
+        unsafe { std::slice::from_raw_parts(base.cast(), count) }
+    }
+
+    /// The request ring (supervisor produces, worker consumes).
+    #[must_use]
+    pub fn request_ring(&self) -> RingView<'_> {
+        let head = self.head();
+        RingView {
+            words: self.words(self.offsets.request_ring, self.geometry.request_ring_words),
+            head: &head.worker_request.request_head,
+            tail: &head.supervisor.request_tail,
+        }
+    }
+
+    /// The completion ring (worker produces, supervisor consumes).
+    #[must_use]
+    pub fn completion_ring(&self) -> RingView<'_> {
+        let head = self.head();
+        RingView {
+            words: self.words(
+                self.offsets.completion_ring,
+                self.geometry.completion_ring_words,
+            ),
+            head: &head.supervisor_completion.completion_head,
+            tail: &head.worker_completion.completion_tail,
+        }
+    }
+
+    /// The state table.
+    #[must_use]
+    pub fn table(&self) -> TableView<'_> {
+        TableView {
+            slots: self.words(
+                self.offsets.slots,
+                self.geometry.table_slots * SLOT_WORDS as u64,
+            ),
+            heap: self.words(self.offsets.heap, self.geometry.heap_half_words * 2),
+            moves: &self.head().table.moves,
+        }
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly the mapping made in create/open, and every
+        // reference into it borrows `self`, so none outlives this call.
+        let _ = unsafe { munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+fn map(name: &str, fd: &impl AsFd, len: usize) -> Result<NonNull<u8>, SegmentError> {
+    let size = NonZeroUsize::new(len).ok_or_else(|| SegmentError::Incompatible {
+        name: name.to_owned(),
+        reason: "empty segment".into(),
+    })?;
+    // SAFETY: a fresh shared mapping of a shm object at an address the kernel picks; it
+    // aliases no Rust allocation. Its contents are only accessed through atomics.
+    let ptr = unsafe {
+        mmap(
+            None,
+            size,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_SHARED,
+            fd,
+            0,
+        )
+    }
+    .map_err(|e| io_err("map", name, e))?;
+    Ok(ptr.cast())
+}
+
+/// Which ring of a segment a [`RingMemory`] handle names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RingSide {
+    /// Supervisor → worker.
+    Request,
+    /// Worker → supervisor.
+    Completion,
+}
+
+/// A ring of a shared segment, as [`RingMemory`] for a producer or consumer.
+#[derive(Clone, Debug)]
+pub struct SegmentRing<S> {
+    /// The segment (an `Arc<Segment>` or `&Segment`).
+    pub segment: S,
+    /// Which ring.
+    pub side: RingSide,
+}
+
+impl<S: std::ops::Deref<Target = Segment>> RingMemory for SegmentRing<S> {
+    fn ring(&self) -> RingView<'_> {
+        match self.side {
+            RingSide::Request => self.segment.request_ring(),
+            RingSide::Completion => self.segment.completion_ring(),
+        }
+    }
+}
+
+impl TableMemory for Segment {
+    fn table(&self) -> TableView<'_> {
+        Segment::table(self)
+    }
+}
+
+/// Sleeps while `*word == expected`, at most `timeout`. Process-shared (no
+/// `FUTEX_PRIVATE_FLAG`), so a waker in another process that maps the same page wakes it.
+pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(t.subsec_nanos() as i32),
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: FUTEX_WAIT reads the aligned u32 behind `word` (valid for the call) and the
+    // timespec (valid or null). Spurious returns (EINTR, EAGAIN) are fine: callers re-check.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            ts_ptr,
+        );
+    }
+}
+
+/// Wakes up to `waiters` sleepers on `word`.
+pub fn futex_wake(word: &AtomicU32, waiters: i32) {
+    // SAFETY: FUTEX_WAKE only uses the address as a key; `word` is valid for the call.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, waiters);
+    }
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process on the machine, so a
+/// heartbeat written by one process can be aged by another.
+#[must_use]
+pub fn monotonic_ns() -> u64 {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
+        Ok(ts) => (ts.tv_sec() as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(ts.tv_nsec() as u64),
+        Err(_) => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::ShardLimits;
+    use crate::ring::{Consumer, Producer};
+
+    fn small() -> Geometry {
+        Geometry::from_limits(&ShardLimits {
+            ring_bytes: 4096,
+            max_keys: 64,
+            max_key_bytes: 64,
+            max_value_bytes: 256,
+            data_bytes: 4096,
+        })
+        .unwrap()
+    }
+
+    fn unique(tag: &str) -> String {
+        format!("corral-unit.{}.{tag}", std::process::id())
+    }
+
+    #[test]
+    fn create_open_share_and_unlink() {
+        let name = unique("share");
+        let a = Segment::create(&name, 3, 7, small()).unwrap();
+        let b = Segment::open(&name).unwrap();
+        assert_eq!(b.geometry(), a.geometry());
+        assert_eq!(b.head().header.worker_id.load(Ordering::Relaxed), 3);
+        assert_eq!(b.head().header.generation.load(Ordering::Relaxed), 7);
+        let mut p = Producer::new(SegmentRing {
+            segment: &a,
+            side: RingSide::Request,
+        });
+        p.try_push(9, 1, |w| {
+            w.put(0, 42);
+        })
+        .unwrap();
+        let mut c = Consumer::new(SegmentRing {
+            segment: &b,
+            side: RingSide::Request,
+        });
+        assert_eq!(c.pop(|r| (r.tag, r.word(0))).unwrap(), Some((9, 42)));
+        assert!(Segment::list("corral-unit.").unwrap().contains(&name));
+        assert!(matches!(
+            Segment::create(&name, 3, 7, small()),
+            Err(SegmentError::Io { .. })
+        ));
+        Segment::unlink(&name).unwrap();
+        assert!(matches!(Segment::open(&name), Err(SegmentError::Io { .. })));
+    }
+
+    #[test]
+    fn mode_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let name = unique("mode");
+        let _seg = Segment::create(&name, 0, 1, small()).unwrap();
+        let mode = std::fs::metadata(format!("{SHM_DIR}/{name}"))
+            .unwrap()
+            .permissions()
+            .mode();
+        Segment::unlink(&name).unwrap();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_foreign_or_truncated_object_is_refused() {
+        let name = unique("foreign");
+        let seg = Segment::create(&name, 0, 1, small()).unwrap();
+        seg.head().header.layout_hash.store(1, Ordering::Relaxed);
+        let err = Segment::open(&name).unwrap_err().to_string();
+        seg.head().header.magic.store(0, Ordering::Relaxed);
+        let err2 = Segment::open(&name).unwrap_err().to_string();
+        Segment::unlink(&name).unwrap();
+        assert!(err.contains("layout hash"), "{err}");
+        assert!(err2.contains("bad magic"), "{err2}");
+    }
+
+    #[test]
+    fn futex_wait_times_out_and_returns_on_mismatch() {
+        let word = AtomicU32::new(5);
+        let start = std::time::Instant::now();
+        futex_wait(&word, 4, Some(Duration::from_secs(5)));
+        futex_wait(&word, 5, Some(Duration::from_millis(20)));
+        assert!(start.elapsed() < Duration::from_secs(4));
+        assert!(monotonic_ns() > 0);
+    }
+}

@@ -1,0 +1,730 @@
+//! The shard's state table: an open-addressing hash table of seqlock-protected slots over a
+//! two-half ("semi-space") value heap, readable by any process without asking the writer.
+//!
+//! ```text
+//! slot (4 words) = seq | hash (0 = empty) | key_len (low 32) + value_len (high 32) | heap offset
+//! heap entry     = key bytes, padded to a word | value bytes, padded to a word
+//! ```
+//!
+//! Exactly one process writes (the worker). Readers follow the seqlock protocol of
+//! crossbeam's `SeqLock` and Boehm's "Can Seqlocks Get Along With Programming Language Memory
+//! Models?": load the slot's sequence with acquire, load the payload words with relaxed
+//! atomic loads, issue an acquire fence, and re-load the sequence; an odd or changed sequence
+//! means the read raced a write and is retried, a bounded number of times.
+//!
+//! * Values are never updated in place: a new value is written to fresh heap space first and
+//!   the slot then switched to it inside its seqlock, so a reader that saw the old offset
+//!   either finishes on the old bytes or sees the sequence change.
+//! * Heap space is freed only by switching a slot away from it (inside that slot's seqlock),
+//!   so a reader that reads reused space always fails validation.
+//! * Deletion shifts later entries of the probe chain back (no tombstones, so the table never
+//!   degrades). Moving entries could make a concurrent probe miss a present key, so shifts
+//!   are bracketed by the table-wide `moves` sequence, which every lookup validates too.
+//! * When the active heap half is full, live entries are copied to the other half, each slot
+//!   switched inside its own seqlock (compaction).
+
+use crate::hash::{key_hash, pair_digest};
+use crate::sync::{fence, spin_hint, AtomicU64, Ordering};
+use crate::words::{self, words_for};
+
+/// Words per slot.
+pub const SLOT_WORDS: usize = 4;
+
+/// How many times a reader retries a lookup that raced the writer before giving up.
+pub const READ_RETRIES_MAX: u32 = 1 << 16;
+
+/// The memory of one table.
+#[derive(Clone, Copy, Debug)]
+pub struct TableView<'a> {
+    /// `SLOT_WORDS` words per slot; the slot count is a power of two.
+    pub slots: &'a [AtomicU64],
+    /// Two halves of equal length.
+    pub heap: &'a [AtomicU64],
+    /// Table-wide relocation sequence (odd while entries are being shifted).
+    pub moves: &'a AtomicU64,
+}
+
+/// Something that holds a table: a mapped segment, or heap memory in tests.
+pub trait TableMemory {
+    /// The table's memory.
+    fn table(&self) -> TableView<'_>;
+}
+
+/// The answer of a lock-free read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// The key is present; its value was appended to the output buffer.
+    Found,
+    /// The key is absent.
+    Missing,
+    /// Every retry raced the writer (or a killed writer left a slot mid-update).
+    Busy,
+}
+
+struct Torn;
+
+impl<'a> TableView<'a> {
+    fn slot_count(&self) -> usize {
+        self.slots.len() / SLOT_WORDS
+    }
+
+    fn slot(&self, index: usize) -> &'a [AtomicU64] {
+        &self.slots[index * SLOT_WORDS..(index + 1) * SLOT_WORDS]
+    }
+
+    /// Reads the value of `key` into `out` (appended), lock-free.
+    pub fn get(&self, key: &[u8], out: &mut Vec<u8>) -> Lookup {
+        let hash = key_hash(key);
+        let start_len = out.len();
+        for _ in 0..READ_RETRIES_MAX {
+            // SYNC POINT: pairs with the writer's release store that ends a shift.
+            let moves = self.moves.load(Ordering::Acquire);
+            if moves & 1 == 0 {
+                if let Ok(found) = self.probe(key, hash, out) {
+                    fence(Ordering::Acquire);
+                    if self.moves.load(Ordering::Relaxed) == moves {
+                        return if found {
+                            Lookup::Found
+                        } else {
+                            Lookup::Missing
+                        };
+                    }
+                }
+            }
+            out.truncate(start_len);
+            spin_hint();
+        }
+        Lookup::Busy
+    }
+
+    fn probe(&self, key: &[u8], hash: u64, out: &mut Vec<u8>) -> Result<bool, Torn> {
+        let count = self.slot_count();
+        if count == 0 {
+            return Ok(false);
+        }
+        let mask = count - 1;
+        let mut index = (hash as usize) & mask;
+        for _ in 0..count {
+            let slot = self.slot(index);
+            // SYNC POINT: pairs with the writer's release store that closes the slot's
+            // critical section.
+            let seq = slot[0].load(Ordering::Acquire);
+            if seq & 1 == 1 {
+                return Err(Torn);
+            }
+            let slot_hash = slot[1].load(Ordering::Relaxed);
+            let mut matched = false;
+            if slot_hash == hash {
+                let lens = slot[2].load(Ordering::Relaxed);
+                let offset = slot[3].load(Ordering::Relaxed);
+                let key_len = (lens & u64::from(u32::MAX)) as usize;
+                let value_len = (lens >> 32) as usize;
+                let entry = usize::try_from(offset)
+                    .ok()
+                    .and_then(|o| self.heap.get(o..))
+                    .unwrap_or(&[]);
+                if key_len == key.len() && words::bytes_equal(entry, key) {
+                    let value_at = words_for(key_len as u64) as usize;
+                    let before = out.len();
+                    if entry
+                        .get(value_at..)
+                        .is_some_and(|v| words::load_bytes(v, value_len, out))
+                    {
+                        matched = true;
+                    } else {
+                        out.truncate(before);
+                    }
+                }
+            }
+            fence(Ordering::Acquire);
+            if slot[0].load(Ordering::Relaxed) != seq {
+                return Err(Torn);
+            }
+            if matched {
+                return Ok(true);
+            }
+            if slot_hash == 0 {
+                return Ok(false);
+            }
+            index = (index + 1) & mask;
+        }
+        Ok(false)
+    }
+}
+
+/// Why a write was refused. The table is unchanged after any of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableError {
+    /// The key is longer than the configured limit.
+    KeyTooLarge {
+        /// The configured limit.
+        max_bytes: u32,
+    },
+    /// The value is longer than the configured limit.
+    ValueTooLarge {
+        /// The configured limit.
+        max_bytes: u32,
+    },
+    /// The shard holds its configured maximum number of keys.
+    TooManyKeys {
+        /// The configured limit.
+        max_keys: u64,
+    },
+    /// Live data would not fit in one heap half even after compaction.
+    OutOfMemory {
+        /// Bytes of one heap half.
+        heap_half_bytes: u64,
+    },
+}
+
+impl std::fmt::Display for TableError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::KeyTooLarge { max_bytes } => write!(f, "key exceeds {max_bytes} bytes"),
+            Self::ValueTooLarge { max_bytes } => write!(f, "value exceeds {max_bytes} bytes"),
+            Self::TooManyKeys { max_keys } => {
+                write!(f, "shard holds its maximum of {max_keys} keys")
+            }
+            Self::OutOfMemory { heap_half_bytes } => {
+                write!(
+                    f,
+                    "shard data exceeds its {heap_half_bytes} bytes of memory"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for TableError {}
+
+/// Limits the writer enforces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableLimits {
+    /// Longest key in bytes.
+    pub max_key_bytes: u32,
+    /// Longest value in bytes.
+    pub max_value_bytes: u32,
+    /// Most keys held at once (at most 3/4 of the slots).
+    pub max_keys: u64,
+}
+
+/// What a successful [`TableWriter::set`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetResult {
+    /// A new key.
+    Inserted,
+    /// An existing key's value was replaced.
+    Replaced,
+}
+
+/// The single writer of a table. Its bookkeeping (allocation state, counts, digest) is
+/// private: a new worker generation starts from a fresh, zeroed segment.
+#[derive(Debug)]
+pub struct TableWriter<M: TableMemory> {
+    mem: M,
+    limits: TableLimits,
+    active_half: usize,
+    bump_words: usize,
+    live_words: usize,
+    keys: u64,
+    digest: u64,
+    compactions: u64,
+}
+
+impl<M: TableMemory> TableWriter<M> {
+    /// Takes the writing side of an empty table.
+    ///
+    /// # Panics
+    /// When the memory does not have the documented shape (a caller bug): the slot count
+    /// is not a power of two, the heap halves differ, or `max_keys` exceeds 3/4 of the slots.
+    pub fn new(mem: M, limits: TableLimits) -> Self {
+        {
+            let view = mem.table();
+            let slots = view.slots.len() / SLOT_WORDS;
+            assert!(view.slots.len() % SLOT_WORDS == 0 && slots.is_power_of_two());
+            assert!(view.heap.len() % 2 == 0);
+            assert!(limits.max_keys <= (slots as u64) / 4 * 3);
+        }
+        Self {
+            mem,
+            limits,
+            active_half: 0,
+            bump_words: 0,
+            live_words: 0,
+            keys: 0,
+            digest: 0,
+            compactions: 0,
+        }
+    }
+
+    /// Number of live keys.
+    #[must_use]
+    pub fn keys(&self) -> u64 {
+        self.keys
+    }
+
+    /// Order-independent digest of all pairs (wrapping sum of [`pair_digest`]).
+    #[must_use]
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    /// Bytes of heap held by live entries.
+    #[must_use]
+    pub fn live_bytes(&self) -> u64 {
+        self.live_words as u64 * 8
+    }
+
+    /// Completed compactions.
+    #[must_use]
+    pub fn compactions(&self) -> u64 {
+        self.compactions
+    }
+
+    /// The limits enforced.
+    #[must_use]
+    pub fn limits(&self) -> TableLimits {
+        self.limits
+    }
+
+    fn half_words(&self) -> usize {
+        self.mem.table().heap.len() / 2
+    }
+
+    fn find(&self, key: &[u8], hash: u64) -> Result<usize, usize> {
+        let view = self.mem.table();
+        let count = view.slot_count();
+        let mask = count - 1;
+        let mut index = (hash as usize) & mask;
+        for _ in 0..count {
+            let slot = view.slot(index);
+            let slot_hash = slot[1].load(Ordering::Relaxed);
+            if slot_hash == 0 {
+                return Err(index);
+            }
+            if slot_hash == hash {
+                let lens = slot[2].load(Ordering::Relaxed);
+                let offset = slot[3].load(Ordering::Relaxed) as usize;
+                if (lens & u64::from(u32::MAX)) as usize == key.len()
+                    && words::bytes_equal(&view.heap[offset..], key)
+                {
+                    return Ok(index);
+                }
+            }
+            index = (index + 1) & mask;
+        }
+        // Unreachable while keys <= 3/4 of the slots: some slot is always empty.
+        Err(usize::MAX)
+    }
+
+    fn entry_of(&self, index: usize) -> (usize, usize, usize) {
+        let slot = self.mem.table().slot(index);
+        let lens = slot[2].load(Ordering::Relaxed);
+        (
+            slot[3].load(Ordering::Relaxed) as usize,
+            (lens & u64::from(u32::MAX)) as usize,
+            (lens >> 32) as usize,
+        )
+    }
+
+    fn entry_words(key_len: usize, value_len: usize) -> usize {
+        key_len.div_ceil(8) + value_len.div_ceil(8)
+    }
+
+    /// Appends the value of `key` to `out`; the writer reads its own table without retries.
+    pub fn get(&self, key: &[u8], out: &mut Vec<u8>) -> bool {
+        match self.find(key, key_hash(key)) {
+            Ok(index) => {
+                let (offset, key_len, value_len) = self.entry_of(index);
+                let value_at = offset + key_len.div_ceil(8);
+                words::load_bytes(&self.mem.table().heap[value_at..], value_len, out)
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Calls `f` with every key and value (order unspecified).
+    pub fn for_each(&self, mut f: impl FnMut(&[u8], &[u8])) {
+        let view = self.mem.table();
+        let (mut key, mut value) = (Vec::new(), Vec::new());
+        for index in 0..view.slot_count() {
+            if view.slot(index)[1].load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            let (offset, key_len, value_len) = self.entry_of(index);
+            key.clear();
+            value.clear();
+            let heap = view.heap;
+            let ok = words::load_bytes(&heap[offset..], key_len, &mut key)
+                && words::load_bytes(&heap[offset + key_len.div_ceil(8)..], value_len, &mut value);
+            debug_assert!(ok);
+            f(&key, &value);
+        }
+    }
+
+    fn write_slot(&self, index: usize, hash: u64, lens: u64, offset: u64) {
+        let slot = self.mem.table().slot(index);
+        let seq = slot[0].load(Ordering::Relaxed);
+        debug_assert!(seq & 1 == 0);
+        slot[0].store(seq.wrapping_add(1), Ordering::Relaxed);
+        // SYNC POINT: orders the odd sequence before the payload stores below, so a reader
+        // that observes any of them also observes a changed sequence at its re-check.
+        fence(Ordering::Release);
+        slot[1].store(hash, Ordering::Relaxed);
+        slot[2].store(lens, Ordering::Relaxed);
+        slot[3].store(offset, Ordering::Relaxed);
+        // SYNC POINT: pairs with the reader's acquire load of the sequence.
+        slot[0].store(seq.wrapping_add(2), Ordering::Release);
+    }
+
+    /// Reserves `words` of heap, compacting into the other half when the active one is full.
+    fn allocate(&mut self, words: usize, replacing_words: usize) -> Result<usize, TableError> {
+        let half = self.half_words();
+        if self.live_words - replacing_words + words > half {
+            return Err(TableError::OutOfMemory {
+                heap_half_bytes: half as u64 * 8,
+            });
+        }
+        if self.bump_words + words > half {
+            self.compact();
+            if self.bump_words + words > half {
+                return Err(TableError::OutOfMemory {
+                    heap_half_bytes: half as u64 * 8,
+                });
+            }
+        }
+        let at = self.active_half * half + self.bump_words;
+        self.bump_words += words;
+        Ok(at)
+    }
+
+    /// Copies every live entry into the other heap half.
+    fn compact(&mut self) {
+        let view = self.mem.table();
+        let half = self.half_words();
+        let target = 1 - self.active_half;
+        let mut bump = 0usize;
+        for index in 0..view.slot_count() {
+            let slot = view.slot(index);
+            let hash = slot[1].load(Ordering::Relaxed);
+            if hash == 0 {
+                continue;
+            }
+            let (offset, key_len, value_len) = self.entry_of(index);
+            let words = Self::entry_words(key_len, value_len);
+            let to = target * half + bump;
+            for i in 0..words {
+                let word = view.heap[offset + i].load(Ordering::Relaxed);
+                view.heap[to + i].store(word, Ordering::Relaxed);
+            }
+            bump += words;
+            self.write_slot(index, hash, slot[2].load(Ordering::Relaxed), to as u64);
+        }
+        debug_assert_eq!(bump, self.live_words);
+        self.active_half = target;
+        self.bump_words = bump;
+        self.compactions += 1;
+    }
+
+    /// Sets `key` to `value`.
+    pub fn set(&mut self, key: &[u8], value: &[u8]) -> Result<SetResult, TableError> {
+        if key.len() > self.limits.max_key_bytes as usize {
+            return Err(TableError::KeyTooLarge {
+                max_bytes: self.limits.max_key_bytes,
+            });
+        }
+        if value.len() > self.limits.max_value_bytes as usize {
+            return Err(TableError::ValueTooLarge {
+                max_bytes: self.limits.max_value_bytes,
+            });
+        }
+        let hash = key_hash(key);
+        let found = self.find(key, hash);
+        let words = Self::entry_words(key.len(), value.len());
+        let mut old = Vec::new();
+        let replacing_words = match found {
+            Ok(index) => {
+                let (_, key_len, value_len) = self.entry_of(index);
+                if !self.get(key, &mut old) {
+                    debug_assert!(false, "present key unreadable");
+                }
+                Self::entry_words(key_len, value_len)
+            }
+            Err(_) if self.keys >= self.limits.max_keys => {
+                return Err(TableError::TooManyKeys {
+                    max_keys: self.limits.max_keys,
+                })
+            }
+            Err(_) => 0,
+        };
+        let at = self.allocate(words, replacing_words)?;
+        let heap = self.mem.table().heap;
+        let stored = words::store_bytes(&heap[at..], key)
+            && words::store_bytes(&heap[at + key.len().div_ceil(8)..], value);
+        debug_assert!(stored);
+        let lens = key.len() as u64 | (value.len() as u64) << 32;
+        self.live_words = self.live_words - replacing_words + words;
+        let result = match found {
+            Ok(index) => {
+                self.write_slot(index, hash, lens, at as u64);
+                self.digest = self.digest.wrapping_sub(pair_digest(key, &old));
+                SetResult::Replaced
+            }
+            Err(index) => {
+                self.write_slot(index, hash, lens, at as u64);
+                self.keys += 1;
+                SetResult::Inserted
+            }
+        };
+        self.digest = self.digest.wrapping_add(pair_digest(key, value));
+        Ok(result)
+    }
+
+    /// Removes `key`; returns whether it was present.
+    pub fn remove(&mut self, key: &[u8]) -> bool {
+        let hash = key_hash(key);
+        let Ok(index) = self.find(key, hash) else {
+            return false;
+        };
+        let mut old = Vec::new();
+        let (_, key_len, value_len) = self.entry_of(index);
+        if !self.get(key, &mut old) {
+            debug_assert!(false, "present key unreadable");
+        }
+        self.digest = self.digest.wrapping_sub(pair_digest(key, &old));
+        self.live_words -= Self::entry_words(key_len, value_len);
+        self.keys -= 1;
+
+        let view = self.mem.table();
+        let mask = view.slot_count() - 1;
+        let moves = view.moves.load(Ordering::Relaxed);
+        view.moves.store(moves.wrapping_add(1), Ordering::Relaxed);
+        // SYNC POINT: orders the odd `moves` before the slot changes below; readers that
+        // observe any of them fail their `moves` re-check.
+        fence(Ordering::Release);
+        let mut hole = index;
+        let mut next = (index + 1) & mask;
+        for _ in 0..view.slot_count() {
+            let slot = view.slot(next);
+            let slot_hash = slot[1].load(Ordering::Relaxed);
+            if slot_hash == 0 {
+                break;
+            }
+            let ideal = (slot_hash as usize) & mask;
+            if (next.wrapping_sub(ideal) & mask) >= (next.wrapping_sub(hole) & mask) {
+                let lens = slot[2].load(Ordering::Relaxed);
+                let offset = slot[3].load(Ordering::Relaxed);
+                self.write_slot(hole, slot_hash, lens, offset);
+                hole = next;
+            }
+            next = (next + 1) & mask;
+        }
+        self.write_slot(hole, 0, 0, 0);
+        // SYNC POINT: pairs with the reader's acquire load of `moves`.
+        view.moves.store(moves.wrapping_add(2), Ordering::Release);
+        true
+    }
+}
+
+/// Heap memory for a table, for tests and model checking.
+#[derive(Debug)]
+pub struct HeapTable {
+    slots: Vec<AtomicU64>,
+    heap: Vec<AtomicU64>,
+    moves: AtomicU64,
+}
+
+impl HeapTable {
+    /// A table of `slots` slots (a power of two) and two heap halves of `half_words` each.
+    #[must_use]
+    pub fn new(slots: usize, half_words: usize) -> Self {
+        Self {
+            slots: (0..slots * SLOT_WORDS).map(|_| AtomicU64::new(0)).collect(),
+            heap: (0..half_words * 2).map(|_| AtomicU64::new(0)).collect(),
+            moves: AtomicU64::new(0),
+        }
+    }
+}
+
+impl TableMemory for HeapTable {
+    fn table(&self) -> TableView<'_> {
+        TableView {
+            slots: &self.slots,
+            heap: &self.heap,
+            moves: &self.moves,
+        }
+    }
+}
+
+impl<T: TableMemory> TableMemory for std::sync::Arc<T> {
+    fn table(&self) -> TableView<'_> {
+        (**self).table()
+    }
+}
+
+impl<T: TableMemory> TableMemory for &T {
+    fn table(&self) -> TableView<'_> {
+        (**self).table()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const LIMITS: TableLimits = TableLimits {
+        max_key_bytes: 64,
+        max_value_bytes: 200,
+        max_keys: 48,
+    };
+
+    fn read(table: &HeapTable, key: &[u8]) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        match table.table().get(key, &mut out) {
+            Lookup::Found => Some(out),
+            Lookup::Missing => None,
+            Lookup::Busy => panic!("no concurrent writer, yet busy"),
+        }
+    }
+
+    /// Drives random sets and removes against a HashMap model, checking every key after
+    /// every step through the lock-free reader, and the digest.
+    #[test]
+    fn matches_a_model_through_sets_removes_and_compactions() {
+        let table = HeapTable::new(64, 160);
+        let mut writer = TableWriter::new(&table, LIMITS);
+        let mut model: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        let mut rng = 0x1234_5678_9abc_def0u64;
+        for step in 0..4000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let key = format!("k{}", rng % 60).into_bytes();
+            if rng % 3 == 0 {
+                assert_eq!(
+                    writer.remove(&key),
+                    model.remove(&key).is_some(),
+                    "step {step}"
+                );
+            } else {
+                let value = vec![b'a' + (step % 26) as u8; (rng >> 20) as usize % 40];
+                match writer.set(&key, &value) {
+                    Ok(result) => {
+                        let was = model.insert(key.clone(), value);
+                        assert_eq!(result == SetResult::Replaced, was.is_some());
+                    }
+                    Err(TableError::TooManyKeys { .. }) => assert_eq!(model.len(), 48),
+                    Err(TableError::OutOfMemory { .. }) => {}
+                    Err(e) => panic!("unexpected {e}"),
+                }
+            }
+            assert_eq!(writer.keys(), model.len() as u64);
+            let digest = model
+                .iter()
+                .fold(0u64, |d, (k, v)| d.wrapping_add(pair_digest(k, v)));
+            assert_eq!(writer.digest(), digest, "step {step}");
+            for i in 0..60 {
+                let key = format!("k{i}").into_bytes();
+                assert_eq!(
+                    read(&table, &key),
+                    model.get(&key).cloned(),
+                    "step {step} key {i}"
+                );
+            }
+        }
+        assert!(
+            writer.compactions() > 0,
+            "the test must exercise compaction"
+        );
+    }
+
+    #[test]
+    fn limits_are_errors_and_change_nothing() {
+        let table = HeapTable::new(64, 16);
+        let mut writer = TableWriter::new(&table, LIMITS);
+        writer.set(b"a", b"1").unwrap();
+        let digest = writer.digest();
+        assert_eq!(
+            writer.set(&[b'k'; 65], b"v"),
+            Err(TableError::KeyTooLarge { max_bytes: 64 })
+        );
+        assert_eq!(
+            writer.set(b"b", &[0; 201]),
+            Err(TableError::ValueTooLarge { max_bytes: 200 })
+        );
+        assert_eq!(
+            writer.set(b"c", &[0; 150]),
+            Err(TableError::OutOfMemory {
+                heap_half_bytes: 128
+            })
+        );
+        assert_eq!(writer.digest(), digest);
+        assert_eq!(read(&table, b"a"), Some(b"1".to_vec()));
+        assert_eq!(read(&table, b"c"), None);
+    }
+
+    fn stress_value(key: u8, round: u16) -> Vec<u8> {
+        let len = 2 + (round as usize * 7 + key as usize) % 60;
+        let mut v = vec![key; len];
+        v[..2].copy_from_slice(&round.to_le_bytes());
+        v
+    }
+
+    /// Real threads: a reader hammers keys while the writer overwrites, deletes (shifting
+    /// probe chains) and compacts. Every value read must be one the writer wrote whole.
+    #[test]
+    fn concurrent_reader_never_sees_torn_or_foreign_values() {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        let table = Arc::new(HeapTable::new(64, 256));
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let table = Arc::clone(&table);
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut reads = 0u64;
+                let mut out = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for key in 0..40u8 {
+                        out.clear();
+                        match table.table().get(&[b'k', key], &mut out) {
+                            Lookup::Found => {
+                                let round = u16::from_le_bytes([out[0], out[1]]);
+                                assert_eq!(out, stress_value(key, round), "torn read of {key}");
+                                reads += 1;
+                            }
+                            Lookup::Missing => {}
+                            Lookup::Busy => panic!("busy with a live writer"),
+                        }
+                    }
+                }
+                reads
+            })
+        };
+        let mut writer = TableWriter::new(Arc::clone(&table), LIMITS);
+        for round in 0..3000u16 {
+            for key in 0..40u8 {
+                if (u16::from(key) + round) % 5 == 0 {
+                    writer.remove(&[b'k', key]);
+                } else {
+                    writer.set(&[b'k', key], &stress_value(key, round)).unwrap();
+                }
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let reads = reader.join().unwrap();
+        assert!(reads > 0);
+        assert!(writer.compactions() > 0);
+    }
+
+    #[test]
+    fn empty_values_and_keys_are_values() {
+        let table = HeapTable::new(64, 16);
+        let mut writer = TableWriter::new(&table, LIMITS);
+        writer.set(b"", b"").unwrap();
+        assert_eq!(read(&table, b""), Some(Vec::new()));
+        assert!(writer.remove(b""));
+        assert_eq!(read(&table, b""), None);
+    }
+}
