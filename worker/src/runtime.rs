@@ -106,6 +106,8 @@ pub fn run(args: &WorkerArgs, log: &Logger) -> Result<(), WorkerError> {
     status
         .state
         .store(WorkerState::Ready as u32, Ordering::Release);
+    // The supervisor's completion reader learns of readiness through its doorbell.
+    wake::ring(&segment.head().worker_completion.completion_doorbell);
     info!(log, "worker ready"; "component" => "worker", "worker" => id, "generation" => generation,
           "pid" => std::process::id(), "segment" => &args.segment);
 
@@ -189,7 +191,6 @@ impl ApplyLoop {
         let segment = Arc::clone(&self.segment);
         let head = segment.head();
         let mut applied = 0;
-        let mut last_seq = 0;
         while applied < BATCH_MAX {
             let started = Instant::now();
             let request = &mut self.request;
@@ -203,6 +204,7 @@ impl ApplyLoop {
                 Err(_) => Outcome::Err(WriteError::Malformed),
             };
             let seq = self.request.seq;
+            publish(&self.segment, machine, seq);
             self.push_completion(seq, outcome);
             if matches!(outcome, Outcome::Err(_)) {
                 bump(&head.metrics.errors, 1);
@@ -210,11 +212,7 @@ impl ApplyLoop {
             bump(&head.metrics.applied, 1);
             head.metrics
                 .observe_apply(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
-            last_seq = seq;
             applied += 1;
-        }
-        if applied > 0 {
-            publish(&self.segment, machine, last_seq);
         }
         Ok(applied)
     }

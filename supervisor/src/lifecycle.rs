@@ -1,0 +1,485 @@
+//! The lifecycle thread: spawns workers (it is long-lived, so `PR_SET_PDEATHSIG` stays
+//! armed), learns of each death from a blocking `waitid`, restarts with backoff, parks
+//! crash-looping shards, and kills workers whose heartbeat stalls.
+
+use std::collections::VecDeque;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag};
+use nix::unistd::Pid;
+use shm_protocol::layout::{Geometry, CONTROL_STOP};
+use shm_protocol::os::{monotonic_ns, Segment};
+use shm_protocol::wake;
+use slog::{error, info, warn, Logger};
+use std::os::unix::process::ExitStatusExt;
+
+use crate::sequencer::{read_completions, SeqMsg};
+use crate::shard::{Generation, Shard, ShardState};
+
+/// Events the lifecycle thread reacts to.
+#[derive(Debug)]
+pub enum Event {
+    /// A worker process exited (not yet reaped).
+    Exited {
+        /// Shard.
+        shard: u32,
+        /// Generation.
+        generation: u64,
+    },
+    /// A worker published `Ready`.
+    Ready {
+        /// Shard.
+        shard: u32,
+        /// Generation.
+        generation: u64,
+    },
+    /// Begin stopping the workers; finish by `deadline`.
+    Stop {
+        /// When remaining workers are killed.
+        deadline: Instant,
+    },
+}
+
+/// Restart policy.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// Delay of the second consecutive restart.
+    pub backoff_initial: Duration,
+    /// Longest delay.
+    pub backoff_max: Duration,
+    /// Uptime that resets the backoff.
+    pub stable_period: Duration,
+    /// Crashes within `window` that park the shard.
+    pub intensity: u32,
+    /// Window of `intensity`.
+    pub window: Duration,
+    /// Interval of probe restarts of a parked shard.
+    pub park_retry: Duration,
+    /// Heartbeat age that gets a worker killed.
+    pub watchdog_timeout: Duration,
+}
+
+impl Policy {
+    /// The delay before restart number `consecutive` (1-based) in a row: 0 for the first,
+    /// then `initial * 2^(n-2)` capped at `max`, with ±25% jitter from `jitter` in [0, 1).
+    #[must_use]
+    pub fn backoff(&self, consecutive: u32, jitter: f64) -> Duration {
+        if consecutive <= 1 {
+            return Duration::ZERO;
+        }
+        let doublings = (consecutive - 2).min(30);
+        let base = self
+            .backoff_initial
+            .saturating_mul(1u32 << doublings)
+            .min(self.backoff_max);
+        base.mul_f64(0.75 + 0.5 * jitter.clamp(0.0, 1.0))
+            .min(self.backoff_max)
+    }
+}
+
+/// Everything the lifecycle thread needs.
+pub struct Lifecycle {
+    /// The shards.
+    pub shards: Arc<Vec<Shard>>,
+    /// Segment geometry of every shard.
+    pub geometry: Geometry,
+    /// Prefix of segment names (`corral.<instance>.`).
+    pub segment_prefix: String,
+    /// Restart policy.
+    pub policy: Policy,
+    /// Log level handed to workers.
+    pub worker_log_level: String,
+    /// Events in.
+    pub events_rx: Receiver<Event>,
+    /// Events out (cloned into waiter and completion threads).
+    pub events_tx: Sender<Event>,
+    /// The sequencer.
+    pub sequencer: Sender<SeqMsg>,
+    /// Set by a second signal: kill now.
+    pub force: Arc<AtomicBool>,
+    /// Logger.
+    pub log: Logger,
+}
+
+impl std::fmt::Debug for Lifecycle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lifecycle")
+            .field("segment_prefix", &self.segment_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Slot {
+    child: Option<Child>,
+    generation: Option<Arc<Generation>>,
+    next_generation: u64,
+    spawned_at: Instant,
+    crashes: VecDeque<Instant>,
+    consecutive: u32,
+    restart_at: Option<Instant>,
+    probing: bool,
+    watchdog_fired: bool,
+}
+
+/// How the workers ended at shutdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// Every worker exited on request.
+    Clean,
+    /// Some had to be killed.
+    Forced,
+}
+
+fn describe(status: &ExitStatus) -> (Option<i32>, Option<i32>) {
+    (status.code(), status.signal())
+}
+
+fn jitter() -> f64 {
+    // Good enough spread for restart jitter; not for anything secret.
+    let ns = monotonic_ns() ^ u64::from(std::process::id()).rotate_left(32);
+    let x = ns.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl Lifecycle {
+    /// Runs until a [`Event::Stop`] has been carried out.
+    pub fn run(self) -> Ending {
+        let mut slots: Vec<Slot> = self
+            .shards
+            .iter()
+            .map(|_| Slot {
+                child: None,
+                generation: None,
+                next_generation: 1,
+                spawned_at: Instant::now(),
+                crashes: VecDeque::new(),
+                consecutive: 0,
+                restart_at: None,
+                probing: false,
+                watchdog_fired: false,
+            })
+            .collect();
+        for id in 0..slots.len() {
+            self.spawn(id as u32, &mut slots[id]);
+        }
+        let tick = (self.policy.watchdog_timeout / 4).clamp(
+            Duration::from_millis(10),
+            Duration::from_millis(250),
+        );
+        loop {
+            let now = Instant::now();
+            let next_restart = slots.iter().filter_map(|s| s.restart_at).min();
+            let wait = next_restart
+                .map_or(tick, |t| t.saturating_duration_since(now))
+                .min(tick);
+            match self.events_rx.recv_timeout(wait) {
+                Ok(Event::Exited { shard, generation }) => {
+                    self.on_exit(shard, generation, &mut slots[shard as usize], false);
+                }
+                Ok(Event::Ready { shard, generation }) => {
+                    self.on_ready(shard, generation, &mut slots[shard as usize]);
+                }
+                Ok(Event::Stop { deadline }) => return self.stop(&mut slots, deadline),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return self.stop(&mut slots, Instant::now());
+                }
+            }
+            let now = Instant::now();
+            for (id, slot) in slots.iter_mut().enumerate() {
+                if slot.restart_at.is_some_and(|t| t <= now) {
+                    slot.restart_at = None;
+                    self.spawn(id as u32, slot);
+                }
+                self.watchdog(slot);
+            }
+        }
+    }
+
+    fn spawn(&self, id: u32, slot: &mut Slot) {
+        let shard = &self.shards[id as usize];
+        let number = slot.next_generation;
+        slot.next_generation += 1;
+        let name = format!("{}{id}.{number}", self.segment_prefix);
+        let segment = match Segment::create(&name, id, number, self.geometry) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                error!(self.log, "cannot create worker segment"; "component" => "lifecycle",
+                       "worker" => id, "generation" => number, "error" => %e);
+                self.schedule_restart(id, slot, "segment creation failed");
+                return;
+            }
+        };
+        let exe = match std::env::current_exe() {
+            Ok(exe) => exe,
+            Err(e) => {
+                error!(self.log, "cannot find own executable"; "component" => "lifecycle", "error" => %e);
+                let _ = Segment::unlink(&name);
+                self.schedule_restart(id, slot, "executable not found");
+                return;
+            }
+        };
+        let mut command = Command::new(exe);
+        command
+            .arg("worker")
+            .arg("--segment")
+            .arg(&name)
+            .arg("--worker-id")
+            .arg(id.to_string())
+            .arg("--generation")
+            .arg(number.to_string())
+            .arg("--log-level")
+            .arg(&self.worker_log_level)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        let child = match crate::os::spawn_tied_to_parent(&mut command) {
+            Ok(c) => c,
+            Err(e) => {
+                error!(self.log, "cannot spawn worker"; "component" => "lifecycle",
+                       "worker" => id, "generation" => number, "error" => %e);
+                let _ = Segment::unlink(&name);
+                self.schedule_restart(id, slot, "spawn failed");
+                return;
+            }
+        };
+        let pid = child.id();
+        let (inflight_tx, inflight_rx) = crossbeam_channel::unbounded();
+        let generation = Arc::new(Generation::new(id, number, segment, pid, inflight_tx));
+        {
+            let events = self.events_tx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("wait-w{id}"))
+                .spawn(move || {
+                    // WNOWAIT: leave the zombie for the lifecycle thread to reap, so the pid
+                    // cannot be reused while a kill() may still target it.
+                    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+                    loop {
+                        match waitid(Id::Pid(Pid::from_raw(pid as i32)), flags) {
+                            Err(nix::errno::Errno::EINTR) => continue,
+                            _ => break,
+                        }
+                    }
+                    let _ = events.send(Event::Exited {
+                        shard: id,
+                        generation: number,
+                    });
+                });
+            if let Err(e) = spawned {
+                error!(self.log, "cannot start waiter thread"; "component" => "lifecycle", "error" => %e);
+            }
+        }
+        {
+            let generation = Arc::clone(&generation);
+            let events = self.events_tx.clone();
+            let log = self.log.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("completions-w{id}"))
+                .spawn(move || read_completions(&generation, &inflight_rx, &events, &log));
+            if let Err(e) = spawned {
+                error!(self.log, "cannot start completion thread"; "component" => "lifecycle", "error" => %e);
+            }
+        }
+        slot.child = Some(child);
+        slot.generation = Some(Arc::clone(&generation));
+        slot.spawned_at = Instant::now();
+        slot.watchdog_fired = false;
+        shard.set_current(Some(generation));
+        info!(self.log, "worker spawned"; "component" => "lifecycle", "worker" => id,
+              "generation" => number, "pid" => pid, "segment" => &name);
+    }
+
+    fn on_ready(&self, id: u32, number: u64, slot: &mut Slot) {
+        let Some(generation) = slot.generation.as_ref().filter(|g| g.number == number) else {
+            return;
+        };
+        if generation.is_dead() {
+            return;
+        }
+        let shard = &self.shards[id as usize];
+        if matches!(shard.state(), ShardState::Stopping | ShardState::Stopped) {
+            return;
+        }
+        let startup_ms = slot.spawned_at.elapsed().as_secs_f64() * 1000.0;
+        shard.set_state(ShardState::Ready);
+        let _ = self.sequencer.send(SeqMsg::ShardChanged(id));
+        info!(self.log, "worker ready"; "component" => "lifecycle", "worker" => id,
+              "generation" => number, "pid" => generation.pid, "startup_ms" => startup_ms,
+              "probe" => slot.probing);
+        if self.shards.iter().all(|s| s.state() == ShardState::Ready) {
+            info!(self.log, "all shards ready"; "component" => "lifecycle", "workers" => self.shards.len());
+        }
+    }
+
+    /// Handles a worker's exit. Returns the exit status.
+    fn on_exit(&self, id: u32, number: u64, slot: &mut Slot, stopping: bool) {
+        let Some(generation) = slot.generation.as_ref().filter(|g| g.number == number) else {
+            return;
+        };
+        let generation = Arc::clone(generation);
+        generation.mark_dead();
+        let status = slot.child.take().and_then(|mut c| c.wait().ok());
+        let (code, signal) = status.as_ref().map_or((None, None), describe);
+        let uptime = slot.spawned_at.elapsed();
+        let _ = Segment::unlink(generation.segment.name());
+        let shard = &self.shards[id as usize];
+        if stopping || matches!(shard.state(), ShardState::Stopping | ShardState::Stopped) {
+            shard.set_state(ShardState::Stopped);
+            let _ = self.sequencer.send(SeqMsg::ShardChanged(id));
+            info!(self.log, "worker exited"; "component" => "lifecycle", "worker" => id,
+                  "generation" => number, "pid" => generation.pid, "code" => code, "signal" => signal,
+                  "expected" => true);
+            return;
+        }
+        warn!(self.log, "worker exited"; "component" => "lifecycle", "worker" => id,
+              "generation" => number, "pid" => generation.pid, "code" => code, "signal" => signal,
+              "uptime_ms" => uptime.as_millis() as u64, "expected" => false);
+        shard.restarts.fetch_add(1, Ordering::Relaxed);
+        if uptime >= self.policy.stable_period {
+            slot.consecutive = 0;
+        }
+        let now = Instant::now();
+        slot.crashes.push_back(now);
+        while slot
+            .crashes
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.policy.window)
+        {
+            slot.crashes.pop_front();
+        }
+        if slot.probing || slot.crashes.len() >= self.policy.intensity as usize {
+            shard.set_state(ShardState::Parked);
+            let _ = self.sequencer.send(SeqMsg::ShardChanged(id));
+            slot.restart_at = Some(now + self.policy.park_retry);
+            slot.probing = true;
+            error!(self.log, "shard parked"; "component" => "lifecycle", "worker" => id,
+                   "crashes" => slot.crashes.len(), "window_s" => self.policy.window.as_secs_f64(),
+                   "probe_in_s" => self.policy.park_retry.as_secs_f64());
+            return;
+        }
+        shard.set_state(ShardState::Restarting);
+        let _ = self.sequencer.send(SeqMsg::ShardChanged(id));
+        self.schedule_restart(id, slot, "worker exited");
+    }
+
+    fn schedule_restart(&self, id: u32, slot: &mut Slot, reason: &str) {
+        slot.consecutive += 1;
+        let delay = self.policy.backoff(slot.consecutive, jitter());
+        slot.restart_at = Some(Instant::now() + delay);
+        info!(self.log, "restart scheduled"; "component" => "lifecycle", "worker" => id,
+              "reason" => reason, "backoff_ms" => delay.as_secs_f64() * 1000.0,
+              "consecutive" => slot.consecutive);
+    }
+
+    fn watchdog(&self, slot: &mut Slot) {
+        let Some(generation) = slot.generation.as_ref() else {
+            return;
+        };
+        if generation.is_dead() || slot.watchdog_fired {
+            return;
+        }
+        let beat = generation
+            .segment
+            .head()
+            .status
+            .heartbeat_ns
+            .load(Ordering::Acquire);
+        let age = if beat == 0 {
+            slot.spawned_at.elapsed()
+        } else {
+            Duration::from_nanos(monotonic_ns().saturating_sub(beat))
+        };
+        if age > self.policy.watchdog_timeout {
+            slot.watchdog_fired = true;
+            error!(self.log, "watchdog: heartbeat stalled, killing worker"; "component" => "lifecycle",
+                   "worker" => generation.shard, "generation" => generation.number,
+                   "pid" => generation.pid, "heartbeat_age_ms" => age.as_millis() as u64);
+            let _ = kill(Pid::from_raw(generation.pid as i32), Signal::SIGKILL);
+        }
+    }
+
+    fn stop(&self, slots: &mut [Slot], deadline: Instant) -> Ending {
+        info!(self.log, "stopping workers"; "component" => "lifecycle");
+        for (id, slot) in slots.iter_mut().enumerate() {
+            slot.restart_at = None;
+            self.shards[id].set_state(ShardState::Stopping);
+            if let Some(g) = slot.generation.as_ref().filter(|g| !g.is_dead()) {
+                let head = g.segment.head();
+                head.supervisor.control.store(CONTROL_STOP, Ordering::Release);
+                wake::ring(&head.supervisor.request_doorbell);
+            }
+        }
+        let mut ending = Ending::Clean;
+        let mut killed = false;
+        loop {
+            let alive = slots.iter().filter(|s| s.child.is_some()).count();
+            if alive == 0 {
+                return ending;
+            }
+            let now = Instant::now();
+            if !killed && (now >= deadline || self.force.load(Ordering::Acquire)) {
+                killed = true;
+                ending = Ending::Forced;
+                warn!(self.log, "shutdown timeout: killing remaining workers"; "component" => "lifecycle",
+                      "remaining" => alive);
+                for slot in slots.iter() {
+                    if let Some(child) = slot.child.as_ref() {
+                        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+                    }
+                }
+            }
+            let wait = if killed {
+                Duration::from_secs(5)
+            } else {
+                deadline
+                    .saturating_duration_since(now)
+                    .min(Duration::from_millis(100))
+            };
+            match self.events_rx.recv_timeout(wait) {
+                Ok(Event::Exited { shard, generation }) => {
+                    self.on_exit(shard, generation, &mut slots[shard as usize], true);
+                }
+                Ok(_) | Err(RecvTimeoutError::Timeout) => {
+                    if killed && wait == Duration::from_secs(5) {
+                        // Children that never report after SIGKILL: reap directly.
+                        for slot in slots.iter_mut() {
+                            if let Some(mut c) = slot.child.take() {
+                                let _ = c.wait();
+                            }
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return Ending::Forced,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_immediate_then_doubles_to_the_cap() {
+        let p = Policy {
+            backoff_initial: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(10),
+            stable_period: Duration::from_secs(30),
+            intensity: 5,
+            window: Duration::from_secs(30),
+            park_retry: Duration::from_secs(30),
+            watchdog_timeout: Duration::from_secs(5),
+        };
+        assert_eq!(p.backoff(1, 0.5), Duration::ZERO);
+        assert_eq!(p.backoff(2, 0.5), Duration::from_millis(50));
+        assert_eq!(p.backoff(3, 0.5), Duration::from_millis(100));
+        assert_eq!(p.backoff(5, 0.5), Duration::from_millis(400));
+        assert_eq!(p.backoff(40, 0.99), Duration::from_secs(10));
+        assert!(p.backoff(2, 0.0) >= Duration::from_micros(37_500));
+        assert!(p.backoff(2, 0.999) <= Duration::from_micros(62_500));
+    }
+}

@@ -1,0 +1,261 @@
+//! `corral`: the supervisor binary (and, re-executed as `corral worker`, each worker).
+
+mod cli;
+mod datadir;
+mod lifecycle;
+mod log;
+#[allow(unsafe_code)]
+mod os;
+mod resp;
+mod sequencer;
+mod server;
+mod shard;
+mod slot;
+
+use std::net::TcpListener;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use shm_protocol::layout::{Geometry, ShardLimits};
+use shm_protocol::os::Segment;
+use slog::{error, info, warn};
+
+use crate::cli::{Commands, RunArgs, WorkerCli};
+use crate::lifecycle::{Ending, Event, Lifecycle, Policy};
+use crate::sequencer::{SeqMsg, Sequencer};
+use crate::server::{Server, ServerConfig};
+use crate::shard::Shard;
+
+/// Exit code of a usage or configuration error.
+const EXIT_USAGE: u8 = 2;
+/// Exit code of a runtime failure.
+const EXIT_FAILURE: u8 = 1;
+
+/// A reason to exit, with its exit code.
+struct Fatal {
+    code: u8,
+    message: String,
+}
+
+impl Fatal {
+    fn usage(message: impl Into<String>) -> Self {
+        Self {
+            code: EXIT_USAGE,
+            message: message.into(),
+        }
+    }
+
+    fn runtime(message: impl Into<String>) -> Self {
+        Self {
+            code: EXIT_FAILURE,
+            message: message.into(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match try_main() {
+        Ok(code) => code,
+        Err(fatal) => {
+            eprintln!("corral: {}", fatal.message);
+            ExitCode::from(fatal.code)
+        }
+    }
+}
+
+fn try_main() -> Result<ExitCode, Fatal> {
+    let cli = match cli::parse(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return Ok(ExitCode::from(code));
+        }
+    };
+    match cli.command {
+        Commands::Run(args) => run(&args),
+        Commands::Worker(args) => worker(&args),
+    }
+}
+
+fn worker(args: &WorkerCli) -> Result<ExitCode, Fatal> {
+    let logging = log::init(args.log_level, "worker");
+    let result = corral_worker::runtime::run(
+        &corral_worker::runtime::WorkerArgs {
+            segment: args.segment.clone(),
+            worker_id: args.worker_id,
+            generation: args.generation,
+        },
+        &logging.logger,
+    );
+    if let Err(e) = &result {
+        error!(logging.logger, "worker failed"; "component" => "worker",
+               "worker" => args.worker_id, "generation" => args.generation, "error" => %e);
+    }
+    logging.shutdown();
+    result
+        .map(|()| ExitCode::SUCCESS)
+        .map_err(|e| Fatal::runtime(format!("worker {}: {e}", args.worker_id)))
+}
+
+fn limits(args: &RunArgs) -> Result<ShardLimits, Fatal> {
+    let to_u32 = |v: u64, flag: &str| {
+        u32::try_from(v).map_err(|_| Fatal::usage(format!("--{flag} {v} is too large")))
+    };
+    Ok(ShardLimits {
+        ring_bytes: args.ring_bytes,
+        max_keys: args.max_keys_per_shard,
+        max_key_bytes: to_u32(args.max_key_bytes, "max-key-bytes")?,
+        max_value_bytes: to_u32(args.max_value_bytes, "max-value-bytes")?,
+        data_bytes: args.shard_memory,
+    })
+}
+
+fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
+    let workers = match args.workers {
+        Some(n) => n,
+        None => std::thread::available_parallelism()
+            .map_or(1, |n| u32::try_from(n.get()).unwrap_or(1).clamp(1, 256)),
+    };
+    let geometry = Geometry::from_limits(&limits(args)?)
+        .map_err(|e| Fatal::usage(format!("invalid shard limits: {e}")))?;
+    let data_dir = datadir::DataDir::open(&args.data_dir, workers).map_err(Fatal::usage)?;
+    let listener = TcpListener::bind(&args.listen)
+        .map_err(|e| Fatal::usage(format!("cannot listen on {}: {e}", args.listen)))?;
+    let listen_addr = listener
+        .local_addr()
+        .map_err(|e| Fatal::usage(format!("cannot listen on {}: {e}", args.listen)))?;
+
+    let logging = log::init(args.log_level, "supervisor");
+    let log = logging.logger.clone();
+
+    // Segments of a killed earlier supervisor on this data dir: nobody else can own them,
+    // since we hold the data dir lock.
+    let prefix = format!("corral.{}.", data_dir.instance());
+    let stale = Segment::list(&prefix).unwrap_or_default();
+    for name in &stale {
+        if let Err(e) = Segment::unlink(name) {
+            warn!(log, "cannot remove stale segment"; "component" => "supervisor", "segment" => name, "error" => %e);
+        }
+    }
+    info!(log, "supervisor starting"; "component" => "supervisor", "version" => env!("CARGO_PKG_VERSION"),
+          "workers" => workers, "listen" => %listen_addr, "data_dir" => %args.data_dir.display(),
+          "stale_segments_removed" => stale.len());
+
+    let shards: Arc<Vec<Shard>> = Arc::new((0..workers).map(Shard::new).collect());
+    let (seq_tx, seq_rx) = crossbeam_channel::bounded::<SeqMsg>(4096);
+    let (events_tx, events_rx) = crossbeam_channel::unbounded::<Event>();
+    let force = Arc::new(AtomicBool::new(false));
+
+    let sequencer = {
+        let seq = Sequencer::new(Arc::clone(&shards), args.restart_queue_max as usize);
+        spawn_thread("sequencer", move || seq.run(&seq_rx))?
+    };
+    let lifecycle = {
+        let lc = Lifecycle {
+            shards: Arc::clone(&shards),
+            geometry,
+            segment_prefix: prefix.clone(),
+            policy: Policy {
+                backoff_initial: args.restart_backoff_initial,
+                backoff_max: args.restart_backoff_max,
+                stable_period: args.restart_stable_period,
+                intensity: args.restart_intensity,
+                window: args.restart_window,
+                park_retry: args.park_retry,
+                watchdog_timeout: args.watchdog_timeout,
+            },
+            worker_log_level: args.log_level.as_str().to_ascii_lowercase(),
+            events_rx,
+            events_tx: events_tx.clone(),
+            sequencer: seq_tx.clone(),
+            force: Arc::clone(&force),
+            log: log.clone(),
+        };
+        spawn_thread("lifecycle", move || lc.run())?
+    };
+    let server = Server::new(
+        Arc::clone(&shards),
+        seq_tx.clone(),
+        ServerConfig {
+            requirepass: args.requirepass.clone(),
+            max_clients: args.max_clients,
+            max_pipeline: args.max_pipeline.max(1) as usize,
+            max_request_bytes: usize::try_from(args.max_request_bytes).unwrap_or(usize::MAX),
+            max_key_bytes: geometry.max_key_bytes as usize,
+            max_value_bytes: geometry.max_value_bytes as usize,
+        },
+        log.clone(),
+    );
+    let acceptor = {
+        let server = Arc::clone(&server);
+        spawn_thread("accept", move || server.accept_loop(&listener))?
+    };
+    info!(log, "accepting connections"; "component" => "server", "listen" => %listen_addr);
+
+    // Signals: the first starts a graceful shutdown, a second skips the waiting.
+    let (signal_tx, signal_rx) = crossbeam_channel::bounded::<()>(4);
+    let signals = Arc::new(AtomicU32::new(0));
+    {
+        let signals = Arc::clone(&signals);
+        let force = Arc::clone(&force);
+        ctrlc::set_handler(move || {
+            if signals.fetch_add(1, Ordering::AcqRel) >= 1 {
+                force.store(true, Ordering::Release);
+            }
+            let _ = signal_tx.try_send(());
+        })
+        .map_err(|e| Fatal::runtime(format!("cannot install signal handlers: {e}")))?;
+    }
+    let _ = signal_rx.recv();
+
+    let started = Instant::now();
+    let deadline = started + args.shutdown_timeout;
+    info!(log, "shutdown: stop accepting"; "component" => "supervisor",
+          "timeout_s" => args.shutdown_timeout.as_secs_f64());
+    server.stop_accepting(listen_addr);
+    let _ = acceptor.join();
+    info!(log, "shutdown: draining connections"; "component" => "supervisor", "connections" => server.connections());
+    let wait_until = if force.load(Ordering::Acquire) { Instant::now() } else { deadline };
+    let stuck = server.close_connections(wait_until);
+    server::log_stopped(&server);
+    info!(log, "shutdown: draining rings"; "component" => "supervisor", "connections_left" => stuck);
+    let _ = seq_tx.send(SeqMsg::Stop);
+    if stuck == 0 {
+        let _ = sequencer.join();
+    }
+    info!(log, "shutdown: stopping workers"; "component" => "supervisor");
+    let _ = events_tx.send(Event::Stop {
+        deadline: if force.load(Ordering::Acquire) { Instant::now() } else { deadline },
+    });
+    let ending = lifecycle
+        .join()
+        .map_err(|_| Fatal::runtime("lifecycle thread panicked"))?;
+    for name in Segment::list(&prefix).unwrap_or_default() {
+        let _ = Segment::unlink(&name);
+    }
+    let forced = ending == Ending::Forced || stuck > 0;
+    info!(log, "shutdown complete"; "component" => "supervisor", "forced" => forced,
+          "duration_ms" => started.elapsed().as_millis() as u64,
+          "log_lines_dropped" => logging.dropped.load(Ordering::Relaxed));
+    logging.shutdown();
+    drop(data_dir);
+    if forced {
+        eprintln!("corral: shutdown timed out; remaining workers were killed");
+        Ok(ExitCode::from(EXIT_FAILURE))
+    } else {
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn spawn_thread<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<std::thread::JoinHandle<T>, Fatal> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|e| Fatal::runtime(format!("cannot start {name} thread: {e}")))
+}

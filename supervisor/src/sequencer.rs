@@ -1,0 +1,397 @@
+//! The sequencer: the single producer of every request ring. It gives each write its
+//! sequence number, queues it per shard, and pushes it into the shard's ring when the shard
+//! is ready and the ring has room. One completion reader per worker generation turns
+//! completions back into replies.
+//!
+//! **Architecture Invariant:** only the sequencer thread pushes into request rings, so each
+//! ring keeps exactly one producer; only a generation's completion reader pops its
+//! completion ring.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use corral_worker::command::{Op, Outcome, SetCondition};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use shm_protocol::layout::WorkerState;
+use shm_protocol::os::{RingSide, Segment, SegmentRing};
+use shm_protocol::ring::{Consumer, Producer};
+use shm_protocol::wake;
+use slog::{error, Logger};
+use std::sync::atomic::Ordering;
+
+use crate::lifecycle::Event;
+use crate::shard::{Generation, Shard, ShardState};
+
+/// Why a write was not applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The shard's worker exited before completing the write.
+    WorkerDied(u32),
+    /// The shard is parked after repeated crashes.
+    Parked(u32),
+    /// The shard is restarting and its queue is full.
+    Unavailable(u32),
+    /// The supervisor is shutting down.
+    ShuttingDown,
+}
+
+/// One reply: the op's index within its submission, and what happened.
+pub type Reply = (u32, Result<Outcome, Failure>);
+
+/// An owned write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OwnedOp {
+    /// SET.
+    Set {
+        /// Key.
+        key: Vec<u8>,
+        /// Value.
+        value: Vec<u8>,
+        /// NX / XX.
+        condition: SetCondition,
+    },
+    /// DEL of one key.
+    Del {
+        /// Key.
+        key: Vec<u8>,
+    },
+    /// INCRBY.
+    IncrBy {
+        /// Key.
+        key: Vec<u8>,
+        /// Increment.
+        delta: i64,
+    },
+}
+
+impl OwnedOp {
+    /// Borrowed form for encoding.
+    #[must_use]
+    pub fn as_op(&self) -> Op<'_> {
+        match self {
+            Self::Set {
+                key,
+                value,
+                condition,
+            } => Op::Set {
+                key,
+                value,
+                condition: *condition,
+            },
+            Self::Del { key } => Op::Del { key },
+            Self::IncrBy { key, delta } => Op::IncrBy { key, delta: *delta },
+        }
+    }
+}
+
+/// A write routed to a shard.
+#[derive(Debug)]
+pub struct WriteOp {
+    /// Index echoed in the reply.
+    pub index: u32,
+    /// Target shard.
+    pub shard: u32,
+    /// The write.
+    pub op: OwnedOp,
+}
+
+/// Messages to the sequencer.
+#[derive(Debug)]
+pub enum SeqMsg {
+    /// Writes of one connection's batch; replies go to `reply`.
+    Submit {
+        /// The writes, in order.
+        ops: Vec<WriteOp>,
+        /// Where replies go.
+        reply: Sender<Reply>,
+    },
+    /// A shard changed state or generation.
+    ShardChanged(u32),
+    /// Flush what can be flushed, fail the rest, and exit.
+    Stop,
+}
+
+/// A write pushed into a ring, awaiting its completion.
+#[derive(Debug)]
+pub struct InFlight {
+    /// Sequence number.
+    pub seq: u64,
+    /// Index echoed in the reply.
+    pub index: u32,
+    /// Where the reply goes.
+    pub reply: Sender<Reply>,
+}
+
+struct Queued {
+    seq: u64,
+    index: u32,
+    op: OwnedOp,
+    reply: Sender<Reply>,
+}
+
+struct Active {
+    generation: Arc<Generation>,
+    producer: Producer<SegmentRing<Arc<Segment>>>,
+    inflight: Sender<InFlight>,
+}
+
+#[derive(Default)]
+struct Lane {
+    active: Option<Active>,
+    outbox: VecDeque<Queued>,
+}
+
+/// How long the sequencer waits before retrying a full ring.
+const RING_FULL_RETRY: Duration = Duration::from_micros(100);
+/// Messages handled before flushing.
+const DRAIN_MAX: usize = 512;
+
+/// The sequencer thread's state.
+pub struct Sequencer {
+    shards: Arc<Vec<Shard>>,
+    lanes: Vec<Lane>,
+    next_seq: u64,
+    restart_queue_max: usize,
+}
+
+impl std::fmt::Debug for Sequencer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sequencer")
+            .field("next_seq", &self.next_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sequencer {
+    /// A sequencer for `shards`, starting at sequence number 1.
+    #[must_use]
+    pub fn new(shards: Arc<Vec<Shard>>, restart_queue_max: usize) -> Self {
+        let lanes = shards.iter().map(|_| Lane::default()).collect();
+        Self {
+            shards,
+            lanes,
+            next_seq: 1,
+            restart_queue_max,
+        }
+    }
+
+    /// Runs until [`SeqMsg::Stop`] and every ready shard's queue is pushed.
+    pub fn run(mut self, rx: &Receiver<SeqMsg>) {
+        let mut stopping = false;
+        let mut waiting_for_space = false;
+        loop {
+            let first = if waiting_for_space {
+                match rx.recv_timeout(RING_FULL_RETRY) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => Some(SeqMsg::Stop),
+                }
+            } else if stopping {
+                None
+            } else {
+                Some(rx.recv().unwrap_or(SeqMsg::Stop))
+            };
+            if let Some(msg) = first {
+                stopping |= self.handle(msg);
+                for _ in 0..DRAIN_MAX {
+                    match rx.try_recv() {
+                        Ok(msg) => stopping |= self.handle(msg),
+                        Err(_) => break,
+                    }
+                }
+            }
+            waiting_for_space = self.flush();
+            if stopping && !waiting_for_space {
+                for lane in &mut self.lanes {
+                    for q in lane.outbox.drain(..) {
+                        let _ = q.reply.send((q.index, Err(Failure::ShuttingDown)));
+                    }
+                }
+                return;
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: SeqMsg) -> bool {
+        match msg {
+            SeqMsg::Submit { ops, reply } => {
+                for w in ops {
+                    let seq = self.next_seq;
+                    self.next_seq += 1;
+                    let Some(lane) = self.lanes.get_mut(w.shard as usize) else {
+                        let _ = reply.send((w.index, Err(Failure::Unavailable(w.shard))));
+                        continue;
+                    };
+                    let state = self.shards[w.shard as usize].state();
+                    if state == ShardState::Parked {
+                        let _ = reply.send((w.index, Err(Failure::Parked(w.shard))));
+                    } else if lane.active.is_none() && lane.outbox.len() >= self.restart_queue_max {
+                        let _ = reply.send((w.index, Err(Failure::Unavailable(w.shard))));
+                    } else {
+                        lane.outbox.push_back(Queued {
+                            seq,
+                            index: w.index,
+                            op: w.op,
+                            reply: reply.clone(),
+                        });
+                    }
+                }
+                false
+            }
+            SeqMsg::ShardChanged(id) => {
+                self.reload(id);
+                false
+            }
+            SeqMsg::Stop => true,
+        }
+    }
+
+    fn reload(&mut self, id: u32) {
+        let shard = &self.shards[id as usize];
+        let lane = &mut self.lanes[id as usize];
+        let state = shard.state();
+        let current = shard.current();
+        let keep = matches!(
+            (&lane.active, &current),
+            (Some(a), Some(c)) if Arc::ptr_eq(&a.generation, c) && !c.is_dead()
+        );
+        if !keep {
+            // Dropping the old generation's in-flight sender lets its completion reader
+            // fail whatever its dead worker never completed.
+            lane.active = None;
+        }
+        if state == ShardState::Ready && lane.active.is_none() {
+            if let Some(generation) = current.filter(|g| !g.is_dead()) {
+                if let Some(inflight) = generation.take_inflight() {
+                    let producer = Producer::new(SegmentRing {
+                        segment: Arc::clone(&generation.segment),
+                        side: RingSide::Request,
+                    });
+                    lane.active = Some(Active {
+                        generation,
+                        producer,
+                        inflight,
+                    });
+                }
+            }
+        }
+        if state == ShardState::Parked {
+            for q in lane.outbox.drain(..) {
+                let _ = q.reply.send((q.index, Err(Failure::Parked(id))));
+            }
+        }
+    }
+
+    /// Pushes queued writes into rings; returns whether some ring was full.
+    fn flush(&mut self) -> bool {
+        let mut full = false;
+        for lane in &mut self.lanes {
+            let Some(active) = lane.active.as_mut() else {
+                continue;
+            };
+            let mut pushed = false;
+            while let Some(q) = lane.outbox.front() {
+                let op = q.op.as_op();
+                let (tag, words) = op.record_shape();
+                let seq = q.seq;
+                let result = active.producer.try_push(tag, words as u32, |w| {
+                    op.encode(seq, w);
+                });
+                if result.is_err() {
+                    full = true;
+                    break;
+                }
+                pushed = true;
+                if let Some(q) = lane.outbox.pop_front() {
+                    let _ = active.inflight.send(InFlight {
+                        seq: q.seq,
+                        index: q.index,
+                        reply: q.reply,
+                    });
+                }
+            }
+            if pushed {
+                let head = active.generation.segment.head();
+                wake::notify(
+                    &head.worker_request.worker_sleeping,
+                    &head.supervisor.request_doorbell,
+                );
+            }
+        }
+        full
+    }
+}
+
+/// The completion reader of one generation: matches completions to in-flight writes in
+/// order, reports the worker's readiness, and when the worker dies fails what it left.
+pub fn read_completions(
+    generation: &Arc<Generation>,
+    inflight: &Receiver<InFlight>,
+    events: &Sender<Event>,
+    log: &Logger,
+) {
+    let segment = Arc::clone(&generation.segment);
+    let head = segment.head();
+    let mut consumer = Consumer::new(SegmentRing {
+        segment: Arc::clone(&segment),
+        side: RingSide::Completion,
+    });
+    let mut ready_reported = false;
+    loop {
+        loop {
+            let popped = consumer.pop(|r| Outcome::decode(&r));
+            let (seq, outcome) = match popped {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => {
+                    error!(log, "completion ring damaged; killing worker"; "component" => "sequencer",
+                           "worker" => generation.shard, "generation" => generation.number, "error" => %e);
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(generation.pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                    break;
+                }
+            };
+            match inflight.recv() {
+                Ok(f) if f.seq == seq => {
+                    let _ = f.reply.send((f.index, Ok(outcome)));
+                }
+                Ok(f) => {
+                    error!(log, "completion out of order"; "component" => "sequencer",
+                           "worker" => generation.shard, "seq" => seq, "expected_seq" => f.seq);
+                    let _ = f.reply.send((f.index, Err(Failure::WorkerDied(generation.shard))));
+                }
+                Err(_) => break,
+            }
+        }
+        if !ready_reported
+            && head.status.state.load(Ordering::Acquire) == WorkerState::Ready as u32
+        {
+            ready_reported = true;
+            let _ = events.send(Event::Ready {
+                shard: generation.shard,
+                generation: generation.number,
+            });
+        }
+        if generation.is_dead() {
+            // The worker is gone: what it completed was delivered above; the rest fails.
+            while let Ok(f) = inflight.recv() {
+                let _ = f.reply.send((f.index, Err(Failure::WorkerDied(generation.shard))));
+            }
+            return;
+        }
+        wake::wait_until(
+            &head.supervisor_completion.supervisor_sleeping,
+            &head.worker_completion.completion_doorbell,
+            Duration::from_millis(100),
+            || {
+                consumer.has_pending()
+                    || generation.is_dead()
+                    || (!ready_reported
+                        && head.status.state.load(Ordering::Acquire) == WorkerState::Ready as u32)
+            },
+        );
+    }
+}

@@ -1,0 +1,152 @@
+//! Shared per-shard state: what every thread of the supervisor may ask about a shard.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crossbeam_channel::Sender;
+use shm_protocol::os::Segment;
+use shm_protocol::wake;
+
+use crate::sequencer::InFlight;
+
+/// A shard's state as the supervisor sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum ShardState {
+    /// First worker spawned, not ready yet.
+    Starting = 0,
+    /// Serving.
+    Ready = 1,
+    /// Its worker died; a new one is (being) started.
+    Restarting = 2,
+    /// Crash-looping: writes fail fast until a probe restart succeeds.
+    Parked = 3,
+    /// Shutting down.
+    Stopping = 4,
+    /// Worker gone after shutdown.
+    Stopped = 5,
+}
+
+impl ShardState {
+    fn from_u32(v: u32) -> Self {
+        match v {
+            0 => Self::Starting,
+            1 => Self::Ready,
+            2 => Self::Restarting,
+            3 => Self::Parked,
+            4 => Self::Stopping,
+            _ => Self::Stopped,
+        }
+    }
+
+    /// Lower-case name.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Ready => "ready",
+            Self::Restarting => "restarting",
+            Self::Parked => "parked",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+/// One worker generation: its segment, process and liveness.
+#[derive(Debug)]
+pub struct Generation {
+    /// Shard index.
+    pub shard: u32,
+    /// Generation number (1 for the first worker of this supervisor run).
+    pub number: u64,
+    /// The generation's segment.
+    pub segment: Arc<Segment>,
+    /// Worker process id.
+    pub pid: u32,
+    dead: AtomicBool,
+    inflight: Mutex<Option<Sender<InFlight>>>,
+}
+
+impl Generation {
+    /// A generation whose completion reader receives in-flight records through `inflight`.
+    pub fn new(
+        shard: u32,
+        number: u64,
+        segment: Arc<Segment>,
+        pid: u32,
+        inflight: Sender<InFlight>,
+    ) -> Self {
+        Self {
+            shard,
+            number,
+            segment,
+            pid,
+            dead: AtomicBool::new(false),
+            inflight: Mutex::new(Some(inflight)),
+        }
+    }
+
+    /// Whether the worker has exited.
+    pub fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::Acquire)
+    }
+
+    /// Records the worker's exit and wakes the completion reader so it can wind down.
+    pub fn mark_dead(&self) {
+        self.dead.store(true, Ordering::Release);
+        drop(self.take_inflight());
+        wake::ring(&self.segment.head().worker_completion.completion_doorbell);
+    }
+
+    /// Hands the in-flight sender to the sequencer (once).
+    pub fn take_inflight(&self) -> Option<Sender<InFlight>> {
+        self.inflight.lock().map(|mut g| g.take()).unwrap_or(None)
+    }
+}
+
+/// What the supervisor knows of one shard.
+#[derive(Debug)]
+pub struct Shard {
+    /// Shard index.
+    pub id: u32,
+    state: AtomicU32,
+    current: RwLock<Option<Arc<Generation>>>,
+    /// Restarts so far in this supervisor run.
+    pub restarts: AtomicU64,
+}
+
+impl Shard {
+    /// A shard not yet started.
+    #[must_use]
+    pub fn new(id: u32) -> Self {
+        Self {
+            id,
+            state: AtomicU32::new(ShardState::Starting as u32),
+            current: RwLock::new(None),
+            restarts: AtomicU64::new(0),
+        }
+    }
+
+    /// Current state.
+    pub fn state(&self) -> ShardState {
+        ShardState::from_u32(self.state.load(Ordering::Acquire))
+    }
+
+    /// Changes state.
+    pub fn set_state(&self, state: ShardState) {
+        self.state.store(state as u32, Ordering::Release);
+    }
+
+    /// The newest generation (alive or not).
+    pub fn current(&self) -> Option<Arc<Generation>> {
+        self.current.read().map(|g| g.clone()).unwrap_or(None)
+    }
+
+    /// Installs a new generation.
+    pub fn set_current(&self, generation: Option<Arc<Generation>>) {
+        if let Ok(mut g) = self.current.write() {
+            *g = generation;
+        }
+    }
+}
