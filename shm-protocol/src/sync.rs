@@ -15,3 +15,18 @@ pub(crate) fn spin_hint() {
     #[cfg(not(loom))]
     std::hint::spin_loop();
 }
+
+/// Back-off for attempt `n` of a bounded retry loop: spin for the first few attempts (the
+/// writer is usually mid-update for nanoseconds), then yield the CPU so a writer that was
+/// descheduled mid-update can finish.
+#[inline]
+pub(crate) fn backoff(attempt: u32) {
+    if attempt < 64 {
+        spin_hint();
+    } else {
+        #[cfg(loom)]
+        loom::thread::yield_now();
+        #[cfg(not(loom))]
+        std::thread::yield_now();
+    }
+}

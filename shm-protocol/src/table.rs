@@ -24,14 +24,15 @@
 //!   switched inside its own seqlock (compaction).
 
 use crate::hash::{key_hash, pair_digest};
-use crate::sync::{fence, spin_hint, AtomicU64, Ordering};
+use crate::sync::{backoff, fence, AtomicU64, Ordering};
 use crate::words::{self, words_for};
 
 /// Words per slot.
 pub const SLOT_WORDS: usize = 4;
 
-/// How many times a reader retries a lookup that raced the writer before giving up.
-pub const READ_RETRIES_MAX: u32 = 1 << 16;
+/// How many times a reader retries a lookup that raced the writer before giving up (after
+/// a short spin each retry yields the CPU, so this spans a descheduled writer's time slice).
+pub const READ_RETRIES_MAX: u32 = 1 << 14;
 
 /// The memory of one table.
 #[derive(Clone, Copy, Debug)]
@@ -76,7 +77,7 @@ impl<'a> TableView<'a> {
     pub fn get(&self, key: &[u8], out: &mut Vec<u8>) -> Lookup {
         let hash = key_hash(key);
         let start_len = out.len();
-        for _ in 0..READ_RETRIES_MAX {
+        for attempt in 0..READ_RETRIES_MAX {
             // SYNC POINT: pairs with the writer's release store that ends a shift.
             let moves = self.moves.load(Ordering::Acquire);
             if moves & 1 == 0 {
@@ -92,7 +93,7 @@ impl<'a> TableView<'a> {
                 }
             }
             out.truncate(start_len);
-            spin_hint();
+            backoff(attempt);
         }
         Lookup::Busy
     }

@@ -19,6 +19,7 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum Commands {
     /// Run the supervisor: spawn the workers and serve RESP on --listen.
     Run(RunArgs),
@@ -126,7 +127,9 @@ fn parse_level_arg(s: &str) -> Result<slog::Level, String> {
 /// Parses `500ms`, `5s`, `2m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
     let value: f64 = number
         .parse()
@@ -136,7 +139,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "" | "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        other => return Err(format!("invalid duration unit '{other}' in '{s}' (ms, s, m, h)")),
+        other => {
+            return Err(format!(
+                "invalid duration unit '{other}' in '{s}' (ms, s, m, h)"
+            ))
+        }
     };
     if !(0.0..=1e9).contains(&seconds) {
         return Err(format!("duration '{s}' is out of range"));
@@ -189,9 +196,7 @@ pub fn parse(argv: Vec<OsString>) -> Result<Cli, clap::Error> {
 }
 
 fn config_args(path: &PathBuf, run: &clap::ArgMatches) -> Result<Vec<OsString>, clap::Error> {
-    let fail = |msg: String| {
-        Cli::command().error(clap::error::ErrorKind::InvalidValue, msg)
-    };
+    let fail = |msg: String| Cli::command().error(clap::error::ErrorKind::InvalidValue, msg);
     let text = std::fs::read_to_string(path)
         .map_err(|e| fail(format!("cannot read config file {}: {e}", path.display())))?;
     let table: toml::Table = toml::from_str(&text)
@@ -272,7 +277,8 @@ mod tests {
         )
         .unwrap();
         let p = path.to_str().unwrap();
-        let args = run_args(&["corral", "run", "--config", p, "--listen", "127.0.0.1:8000"]).unwrap();
+        let args =
+            run_args(&["corral", "run", "--config", p, "--listen", "127.0.0.1:8000"]).unwrap();
         assert_eq!(args.workers, Some(3));
         assert_eq!(args.listen, "127.0.0.1:8000");
         assert_eq!(args.watchdog_timeout, Duration::from_secs(2));

@@ -85,7 +85,9 @@ fn new_instance_id() -> Result<String, String> {
 }
 
 fn write_manifest(dir: &Path, instance: &str, workers: u32) -> Result<(), String> {
-    let text = format!("format_version = {FORMAT_VERSION}\ninstance = \"{instance}\"\nworkers = {workers}\n");
+    let text = format!(
+        "format_version = {FORMAT_VERSION}\ninstance = \"{instance}\"\nworkers = {workers}\n"
+    );
     let tmp = dir.join("MANIFEST.tmp");
     let result = (|| {
         let mut f = OpenOptions::new()
@@ -111,8 +113,8 @@ struct Manifest {
 }
 
 fn read_manifest(path: &Path) -> Result<(String, u32), String> {
-    let text = fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text =
+        fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let m: Manifest = toml::from_str(&text)
         .map_err(|e| format!("damaged manifest {}: {}", path.display(), e.message()))?;
     if m.format_version != FORMAT_VERSION {
@@ -123,7 +125,10 @@ fn read_manifest(path: &Path) -> Result<(String, u32), String> {
         ));
     }
     if m.instance.len() != 16 || !m.instance.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!("damaged manifest {}: bad instance id", path.display()));
+        return Err(format!(
+            "damaged manifest {}: bad instance id",
+            path.display()
+        ));
     }
     Ok((m.instance, m.workers))
 }
@@ -155,7 +160,9 @@ mod tests {
         assert_eq!(again.instance(), instance);
         drop(again);
         fs::write(dir.join(MANIFEST), "garbage = [").unwrap();
-        assert!(DataDir::open(&dir, 3).unwrap_err().contains("damaged manifest"));
+        assert!(DataDir::open(&dir, 3)
+            .unwrap_err()
+            .contains("damaged manifest"));
         fs::remove_dir_all(&dir).unwrap();
     }
 

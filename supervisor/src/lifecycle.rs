@@ -88,7 +88,7 @@ pub struct Lifecycle {
     pub shards: Arc<Vec<Shard>>,
     /// Segment geometry of every shard.
     pub geometry: Geometry,
-    /// Prefix of segment names (`corral.<instance>.`).
+    /// Prefix of segment names (`corral.<instance>.<supervisor pid>.`).
     pub segment_prefix: String,
     /// Restart policy.
     pub policy: Policy,
@@ -164,13 +164,11 @@ impl Lifecycle {
                 watchdog_fired: false,
             })
             .collect();
-        for id in 0..slots.len() {
-            self.spawn(id as u32, &mut slots[id]);
+        for (id, slot) in slots.iter_mut().enumerate() {
+            self.spawn(id as u32, slot);
         }
-        let tick = (self.policy.watchdog_timeout / 4).clamp(
-            Duration::from_millis(10),
-            Duration::from_millis(250),
-        );
+        let tick = (self.policy.watchdog_timeout / 4)
+            .clamp(Duration::from_millis(10), Duration::from_millis(250));
         loop {
             let now = Instant::now();
             let next_restart = slots.iter().filter_map(|s| s.restart_at).min();
@@ -258,12 +256,9 @@ impl Lifecycle {
                     // WNOWAIT: leave the zombie for the lifecycle thread to reap, so the pid
                     // cannot be reused while a kill() may still target it.
                     let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
-                    loop {
-                        match waitid(Id::Pid(Pid::from_raw(pid as i32)), flags) {
-                            Err(nix::errno::Errno::EINTR) => continue,
-                            _ => break,
-                        }
-                    }
+                    while let Err(nix::errno::Errno::EINTR) =
+                        waitid(Id::Pid(Pid::from_raw(pid as i32)), flags)
+                    {}
                     let _ = events.send(Event::Exited {
                         shard: id,
                         generation: number,
@@ -409,7 +404,9 @@ impl Lifecycle {
             self.shards[id].set_state(ShardState::Stopping);
             if let Some(g) = slot.generation.as_ref().filter(|g| !g.is_dead()) {
                 let head = g.segment.head();
-                head.supervisor.control.store(CONTROL_STOP, Ordering::Release);
+                head.supervisor
+                    .control
+                    .store(CONTROL_STOP, Ordering::Release);
                 wake::ring(&head.supervisor.request_doorbell);
             }
         }

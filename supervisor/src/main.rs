@@ -157,7 +157,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
         let lc = Lifecycle {
             shards: Arc::clone(&shards),
             geometry,
-            segment_prefix: prefix.clone(),
+            segment_prefix: format!("{prefix}{}.", std::process::id()),
             policy: Policy {
                 backoff_initial: args.restart_backoff_initial,
                 backoff_max: args.restart_backoff_max,
@@ -218,7 +218,11 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
     server.stop_accepting(listen_addr);
     let _ = acceptor.join();
     info!(log, "shutdown: draining connections"; "component" => "supervisor", "connections" => server.connections());
-    let wait_until = if force.load(Ordering::Acquire) { Instant::now() } else { deadline };
+    let wait_until = if force.load(Ordering::Acquire) {
+        Instant::now()
+    } else {
+        deadline
+    };
     let stuck = server.close_connections(wait_until);
     server::log_stopped(&server);
     info!(log, "shutdown: draining rings"; "component" => "supervisor", "connections_left" => stuck);
@@ -228,7 +232,11 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
     }
     info!(log, "shutdown: stopping workers"; "component" => "supervisor");
     let _ = events_tx.send(Event::Stop {
-        deadline: if force.load(Ordering::Acquire) { Instant::now() } else { deadline },
+        deadline: if force.load(Ordering::Acquire) {
+            Instant::now()
+        } else {
+            deadline
+        },
     });
     let ending = lifecycle
         .join()

@@ -11,20 +11,19 @@ use std::process::{Child, Command};
 pub fn spawn_tied_to_parent(command: &mut Command) -> io::Result<Child> {
     let parent = std::process::id();
     command.process_group(0);
-    // SAFETY: the hook runs in the forked child before exec, where only async-signal-safe
-    // calls are allowed: prctl, getppid and _exit are; it allocates nothing and takes no
-    // locks. It captures only a `u32`.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The parent may have died between fork and prctl: then no signal will come.
-            if libc::getppid() as u32 != parent {
-                libc::_exit(1);
-            }
-            Ok(())
-        })
+    let hook = move || {
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+        // The parent may have died between fork and prctl: then no signal will come.
+        if nix::unistd::getppid().as_raw() as u32 != parent {
+            // SAFETY: `_exit` is async-signal-safe and ends the forked child at once,
+            // without running the parent's atexit handlers or destructors.
+            unsafe { libc::_exit(1) };
+        }
+        Ok(())
     };
+    // SAFETY: the hook runs in the forked child before exec, where only async-signal-safe
+    // calls are allowed: prctl, getppid and _exit are; it allocates nothing (the error path
+    // builds an io::Error from an errno, without allocating) and takes no locks.
+    unsafe { command.pre_exec(hook) };
     command.spawn()
 }

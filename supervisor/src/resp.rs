@@ -104,7 +104,9 @@ pub fn parse(
             return Ok(None);
         }
         if &buf[end..end + 2] != b"\r\n" {
-            return Err(ProtocolError("bulk string is not terminated by CRLF".into()));
+            return Err(ProtocolError(
+                "bulk string is not terminated by CRLF".into(),
+            ));
         }
         frame.args.push((data, end));
         at = end + 2;
@@ -167,7 +169,10 @@ pub mod reply {
     /// replaced so a reply can never break framing.
     pub fn error(out: &mut Vec<u8>, text: &str) {
         out.push(b'-');
-        out.extend(text.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
+        out.extend(
+            text.bytes()
+                .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+        );
         out.extend_from_slice(b"\r\n");
     }
 
@@ -273,7 +278,10 @@ mod tests {
         check(b"*1\r\n+PING\r\n", Err("expected '$', got '+'"));
         check(b"*1\r\n$17\r\n", Err("invalid bulk length"));
         check(b"*1\r\n$-1\r\n", Err("invalid bulk length"));
-        check(b"*1\r\n$2\r\nabcd\r\n", Err("bulk string is not terminated by CRLF"));
+        check(
+            b"*1\r\n$2\r\nabcd\r\n",
+            Err("bulk string is not terminated by CRLF"),
+        );
         check(&[b'a'; 40], Err("too big inline request"));
     }
 

@@ -361,13 +361,14 @@ pub fn read_completions(
                 Ok(f) => {
                     error!(log, "completion out of order"; "component" => "sequencer",
                            "worker" => generation.shard, "seq" => seq, "expected_seq" => f.seq);
-                    let _ = f.reply.send((f.index, Err(Failure::WorkerDied(generation.shard))));
+                    let _ = f
+                        .reply
+                        .send((f.index, Err(Failure::WorkerDied(generation.shard))));
                 }
                 Err(_) => break,
             }
         }
-        if !ready_reported
-            && head.status.state.load(Ordering::Acquire) == WorkerState::Ready as u32
+        if !ready_reported && head.status.state.load(Ordering::Acquire) == WorkerState::Ready as u32
         {
             ready_reported = true;
             let _ = events.send(Event::Ready {
@@ -378,7 +379,9 @@ pub fn read_completions(
         if generation.is_dead() {
             // The worker is gone: what it completed was delivered above; the rest fails.
             while let Ok(f) = inflight.recv() {
-                let _ = f.reply.send((f.index, Err(Failure::WorkerDied(generation.shard))));
+                let _ = f
+                    .reply
+                    .send((f.index, Err(Failure::WorkerDied(generation.shard))));
             }
             return;
         }

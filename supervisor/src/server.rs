@@ -297,7 +297,10 @@ impl<'a> Connection<'a> {
             }
             buf.drain(..start);
             if buf.len() > self.server.config.max_request_bytes {
-                reply::error(&mut out, "ERR Protocol error: request exceeds max-request-bytes");
+                reply::error(
+                    &mut out,
+                    "ERR Protocol error: request exceeds max-request-bytes",
+                );
                 let _ = stream.write_all(&out);
                 break;
             }
@@ -320,7 +323,8 @@ impl<'a> Connection<'a> {
                 Ok(Some(next)) => {
                     *start = next;
                     if !frame.args.is_empty() {
-                        let args: Vec<&[u8]> = frame.args.iter().map(|&(s, e)| &buf[s..e]).collect();
+                        let args: Vec<&[u8]> =
+                            frame.args.iter().map(|&(s, e)| &buf[s..e]).collect();
                         if self.command(&args, out) {
                             return Batch::Close;
                         }
@@ -435,7 +439,9 @@ impl<'a> Connection<'a> {
                     self.flush_writes(out);
                     reply::error(
                         out,
-                        &format!("ERR SET option '{o}' is not supported: Corral keys do not expire"),
+                        &format!(
+                            "ERR SET option '{o}' is not supported: Corral keys do not expire"
+                        ),
                     );
                     return;
                 }
@@ -488,7 +494,9 @@ impl<'a> Connection<'a> {
         });
         for op in ops {
             let key = match &op {
-                OwnedOp::Set { key, .. } | OwnedOp::Del { key } | OwnedOp::IncrBy { key, .. } => key,
+                OwnedOp::Set { key, .. } | OwnedOp::Del { key } | OwnedOp::IncrBy { key, .. } => {
+                    key
+                }
             };
             let shard = shard_of(key, shards);
             let index = self.ops.len() as u32;
@@ -654,7 +662,10 @@ impl<'a> Connection<'a> {
                         _ => reply::array(out, 0),
                     }
                 } else {
-                    reply::error(out, "ERR CONFIG subcommands other than GET are not supported");
+                    reply::error(
+                        out,
+                        "ERR CONFIG subcommands other than GET are not supported",
+                    );
                 }
             }
             "client" if args.len() >= 2 => {
@@ -686,7 +697,10 @@ impl<'a> Connection<'a> {
                     String::from_utf8_lossy(&args[0][..args[0].len().min(128)])
                 );
                 for a in args[1..].iter().take(16) {
-                    msg.push_str(&format!("'{}' ", String::from_utf8_lossy(&a[..a.len().min(128)])));
+                    msg.push_str(&format!(
+                        "'{}' ",
+                        String::from_utf8_lossy(&a[..a.len().min(128)])
+                    ));
                 }
                 reply::error(out, &msg);
             }
@@ -723,7 +737,10 @@ impl<'a> Connection<'a> {
         let mut i = 1;
         if let Some(version) = args.get(1) {
             if **version != *b"2" {
-                reply::error(out, "NOPROTO sorry, this protocol version is not supported.");
+                reply::error(
+                    out,
+                    "NOPROTO sorry, this protocol version is not supported.",
+                );
                 return;
             }
             i = 2;
@@ -835,9 +852,9 @@ fn restarting(id: u32) -> String {
 
 fn failure_text(f: Failure) -> String {
     match f {
-        Failure::WorkerDied(id) => format!(
-            "TRYAGAIN shard {id} worker exited before acknowledging this write; retry"
-        ),
+        Failure::WorkerDied(id) => {
+            format!("TRYAGAIN shard {id} worker exited before acknowledging this write; retry")
+        }
         Failure::Parked(id) => parked(id),
         Failure::Unavailable(id) => restarting(id),
         Failure::ShuttingDown => "ERR server is shutting down".into(),
@@ -853,9 +870,7 @@ fn error_text(e: WriteError) -> &'static str {
         WriteError::TooManyKeys => {
             "OOM command not allowed: the shard holds max-keys-per-shard keys"
         }
-        WriteError::OutOfMemory => {
-            "OOM command not allowed: the shard's data exceeds shard-memory"
-        }
+        WriteError::OutOfMemory => "OOM command not allowed: the shard's data exceeds shard-memory",
         WriteError::Malformed => "ERR internal error: malformed request",
     }
 }
@@ -911,7 +926,11 @@ mod tests {
         let mut out = Vec::new();
         write_reply(
             WriteKind::Sum,
-            &[Some(Ok(Outcome::Int(1))), Some(Ok(Outcome::Int(0))), Some(Ok(Outcome::Int(1)))],
+            &[
+                Some(Ok(Outcome::Int(1))),
+                Some(Ok(Outcome::Int(0))),
+                Some(Ok(Outcome::Int(1))),
+            ],
             &mut out,
         );
         write_reply(WriteKind::Set, &[Some(Ok(Outcome::Nil))], &mut out);

@@ -1,0 +1,412 @@
+//! Test harness: starts the real `corral` binary on a free port with its own data dir,
+//! talks to it with the `redis` crate, and cleans up (processes, segments, temp dirs)
+//! whatever happens.
+
+#![forbid(unsafe_code)]
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// Path of the `corral` binary built by `cargo test --workspace`.
+#[must_use]
+pub fn corral_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile dir");
+    let bin = dir.join("corral");
+    assert!(
+        bin.exists(),
+        "{} is missing: build the workspace first (cargo test --workspace builds it)",
+        bin.display()
+    );
+    bin
+}
+
+/// A free TCP port on loopback (bound, then released).
+#[must_use]
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A temporary directory removed on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A new empty directory.
+    #[must_use]
+    pub fn new(tag: &str) -> Self {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("corral-test-{tag}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).expect("create temp dir");
+        Self(path)
+    }
+
+    /// Its path.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One shard as `INFO` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardInfo {
+    /// `ready`, `restarting`, `parked`, ...
+    pub state: String,
+    /// Worker pid.
+    pub pid: u32,
+    /// Worker generation.
+    pub generation: u64,
+    /// Restarts so far.
+    pub restarts: u64,
+    /// Keys held.
+    pub keys: u64,
+}
+
+/// A running supervisor.
+#[derive(Debug)]
+pub struct Corral {
+    child: Option<Child>,
+    /// RESP port.
+    pub port: u16,
+    /// Data dir.
+    pub data_dir: PathBuf,
+    /// stderr (JSON log lines) of the supervisor and its workers.
+    pub log_path: PathBuf,
+    /// Number of workers.
+    pub workers: u32,
+    password: Option<String>,
+    root: TempDir,
+}
+
+impl Corral {
+    /// Starts `corral run` with `workers` workers and extra flags; waits until every shard
+    /// is ready.
+    #[must_use]
+    pub fn start(workers: u32, extra: &[&str]) -> Self {
+        let root = TempDir::new("run");
+        let data_dir = root.path().join("data");
+        Self::start_in(root, &data_dir, workers, extra)
+    }
+
+    /// Starts on an existing data dir inside `root` (for restart tests).
+    #[must_use]
+    pub fn start_in(root: TempDir, data_dir: &Path, workers: u32, extra: &[&str]) -> Self {
+        let port = free_port();
+        let log_path = root.path().join(format!("stderr-{port}.log"));
+        let log = fs::File::create(&log_path).expect("log file");
+        let child = Command::new(corral_bin())
+            .arg("run")
+            .arg("--workers")
+            .arg(workers.to_string())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn corral");
+        let password = extra
+            .iter()
+            .position(|a| *a == "--requirepass")
+            .and_then(|i| extra.get(i + 1))
+            .map(|p| (*p).to_owned());
+        let corral = Self {
+            child: Some(child),
+            port,
+            data_dir: data_dir.to_owned(),
+            log_path,
+            workers,
+            password,
+            root,
+        };
+        corral.wait_until("all shards ready", Duration::from_secs(20), || {
+            corral.try_shards().is_some_and(|s| {
+                s.len() == workers as usize && s.iter().all(|i| i.state == "ready")
+            })
+        });
+        corral
+    }
+
+    /// The supervisor's pid.
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// The `redis://` URL of the server, with the password if one is set.
+    #[must_use]
+    pub fn url(&self) -> String {
+        match &self.password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}/", self.port),
+            None => format!("redis://127.0.0.1:{}/", self.port),
+        }
+    }
+
+    /// A new client connection.
+    #[must_use]
+    pub fn client(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(10)))
+            .expect("connect")
+    }
+
+    /// A raw TCP connection for protocol-level tests.
+    #[must_use]
+    pub fn raw(&self) -> TcpStream {
+        let s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect raw");
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        s
+    }
+
+    /// Shards from `INFO`, or `None` if the server does not answer.
+    #[must_use]
+    pub fn try_shards(&self) -> Option<Vec<ShardInfo>> {
+        let client = redis::Client::open(self.url()).ok()?;
+        let mut con = client
+            .get_connection_with_timeout(Duration::from_millis(500))
+            .ok()?;
+        let info: String = redis::cmd("INFO").query(&mut con).ok()?;
+        Some(parse_shards(&info))
+    }
+
+    /// Shards from `INFO`.
+    #[must_use]
+    pub fn shards(&self) -> Vec<ShardInfo> {
+        self.try_shards().expect("INFO answers")
+    }
+
+    /// Polls `cond` until it holds, failing the test after `timeout`.
+    pub fn wait_until(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !cond() {
+            assert!(
+                start.elapsed() < timeout,
+                "timed out after {timeout:?} waiting for {what}; log:\n{}",
+                self.log_tail(40)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The last `n` log lines.
+    #[must_use]
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// The whole log.
+    #[must_use]
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Sends `signal` to the supervisor.
+    pub fn signal(&self, signal: Signal) {
+        let _ = kill(Pid::from_raw(self.pid() as i32), signal);
+    }
+
+    /// Sends SIGTERM and waits for the exit (at most `timeout`).
+    pub fn stop(&mut self, timeout: Duration) -> ExitStatus {
+        self.signal(Signal::SIGTERM);
+        self.wait(timeout)
+    }
+
+    /// Waits for the supervisor to exit (at most `timeout`, then kills it and fails).
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if start.elapsed() > timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "corral did not exit within {timeout:?}; log:\n{}",
+                    self.log_tail(40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Kills the supervisor with SIGKILL and reaps it, leaving the data dir and (possibly)
+    /// segments behind, as a crash would.
+    pub fn crash(&mut self) -> TempDir {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        std::mem::replace(&mut self.root, TempDir::new("moved"))
+    }
+
+    /// The instance id from the data dir manifest (names the shared-memory segments).
+    #[must_use]
+    pub fn instance(&self) -> String {
+        instance_of(&self.data_dir)
+    }
+}
+
+/// The instance id recorded in a data dir.
+#[must_use]
+pub fn instance_of(data_dir: &Path) -> String {
+    let manifest = fs::read_to_string(data_dir.join("MANIFEST")).unwrap_or_default();
+    manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("instance = \""))
+        .map(|s| s.trim_end_matches('"').to_owned())
+        .unwrap_or_default()
+}
+
+/// Shared-memory segments of an instance still present.
+#[must_use]
+pub fn segments_of(instance: &str) -> Vec<String> {
+    let prefix = format!("corral.{instance}.");
+    fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether a process exists (a zombie counts as gone).
+#[must_use]
+pub fn alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+impl Drop for Corral {
+    fn drop(&mut self) {
+        let instance = self.instance();
+        let workers: Vec<u32> = self
+            .try_shards()
+            .map(|s| s.iter().map(|i| i.pid).collect())
+            .unwrap_or_default();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for pid in workers {
+            if alive(pid) {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+        }
+        if !instance.is_empty() {
+            for name in segments_of(&instance) {
+                let _ = fs::remove_file(format!("/dev/shm/{name}"));
+            }
+        }
+    }
+}
+
+fn parse_shards(info: &str) -> Vec<ShardInfo> {
+    let mut shards = Vec::new();
+    for line in info.lines() {
+        let Some(rest) = line.strip_prefix("shard") else {
+            continue;
+        };
+        let Some((_, fields)) = rest.split_once(':') else {
+            continue;
+        };
+        let mut s = ShardInfo {
+            state: String::new(),
+            pid: 0,
+            generation: 0,
+            restarts: 0,
+            keys: 0,
+        };
+        for kv in fields.trim().split(',') {
+            match kv.split_once('=') {
+                Some(("state", v)) => s.state = v.to_owned(),
+                Some(("pid", v)) => s.pid = v.parse().unwrap_or(0),
+                Some(("generation", v)) => s.generation = v.parse().unwrap_or(0),
+                Some(("restarts", v)) => s.restarts = v.parse().unwrap_or(0),
+                Some(("keys", v)) => s.keys = v.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        shards.push(s);
+    }
+    shards
+}
+
+/// Sends raw bytes and reads whatever arrives until the peer closes or `timeout` passes.
+#[must_use]
+pub fn raw_exchange(stream: &mut TcpStream, bytes: &[u8], timeout: Duration) -> Vec<u8> {
+    stream.write_all(bytes).expect("write");
+    stream.set_read_timeout(Some(timeout)).ok();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    out
+}
+
+/// A key that the Redis Cluster hash slot places on `shard` of `shards`, with `tag` in it.
+#[must_use]
+pub fn key_on_shard(shard: u32, shards: u32, tag: &str) -> String {
+    (0..100_000)
+        .map(|i| format!("{tag}:{i}"))
+        .find(|k| u64::from(slot(k.as_bytes())) * u64::from(shards) / 16_384 == u64::from(shard))
+        .expect("some key lands on every shard")
+}
+
+fn slot(key: &[u8]) -> u32 {
+    // CRC16/XMODEM, independent of the supervisor's implementation.
+    let mut crc: u16 = 0;
+    for &b in key {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    u32::from(crc) % 16_384
+}

@@ -1,0 +1,223 @@
+//! The RESP command set against Redis semantics, pipelining, AUTH and bad input, on the
+//! real binary.
+
+use std::time::Duration;
+
+use corral_tests::{raw_exchange, Corral};
+use redis::Value;
+
+fn check(con: &mut redis::Connection, args: &[&str], expected: Result<Value, &str>) {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    let got: redis::RedisResult<Value> = cmd.query(con);
+    match (&got, &expected) {
+        (Ok(v), Ok(e)) => assert_eq!(v, e, "{args:?}"),
+        (Err(err), Err(e)) => {
+            let text = err.to_string();
+            assert!(text.contains(e), "{args:?}: error {text:?} lacks {e:?}");
+        }
+        _ => panic!("{args:?}: got {got:?}, expected {expected:?}"),
+    }
+}
+
+fn ok() -> Result<Value, &'static str> {
+    Ok(Value::Okay)
+}
+
+fn int(n: i64) -> Result<Value, &'static str> {
+    Ok(Value::Int(n))
+}
+
+fn bulk(s: &str) -> Result<Value, &'static str> {
+    Ok(Value::BulkString(s.as_bytes().to_vec()))
+}
+
+#[test]
+fn command_set_follows_redis() {
+    let corral = Corral::start(3, &[]);
+    let mut c = corral.client();
+    let cases: &[(&[&str], Result<Value, &str>)] = &[
+        (&["PING"], Ok(Value::SimpleString("PONG".into()))),
+        (&["PING", "hi"], bulk("hi")),
+        (&["ECHO", "hello"], bulk("hello")),
+        (&["SELECT", "0"], ok()),
+        (&["SELECT", "1"], Err("DB index is out of range")),
+        (&["GET", "missing"], Ok(Value::Nil)),
+        (&["SET", "k", "v1"], ok()),
+        (&["GET", "k"], bulk("v1")),
+        (&["SET", "k", "v2", "NX"], Ok(Value::Nil)),
+        (&["SET", "k", "v3", "XX"], ok()),
+        (&["SET", "other", "x", "XX"], Ok(Value::Nil)),
+        (&["SET", "k", "v", "NX", "XX"], Err("syntax error")),
+        (&["SET", "k", "v", "EX", "10"], Err("not supported")),
+        (&["GET", "k"], bulk("v3")),
+        (&["SET", "empty", ""], ok()),
+        (&["GET", "empty"], bulk("")),
+        (&["EXISTS", "k", "empty", "nope", "k"], int(3)),
+        (&["DEL", "k", "nope"], int(1)),
+        (&["DEL", "k"], int(0)),
+        (&["INCR", "n"], int(1)),
+        (&["INCRBY", "n", "41"], int(42)),
+        (&["DECR", "n"], int(41)),
+        (&["DECRBY", "n", "-9"], int(50)),
+        (
+            &["INCRBY", "n", "x"],
+            Err("value is not an integer or out of range"),
+        ),
+        (&["SET", "s", "abc"], ok()),
+        (
+            &["INCR", "s"],
+            Err("value is not an integer or out of range"),
+        ),
+        (&["SET", "big", "9223372036854775807"], ok()),
+        (
+            &["INCR", "big"],
+            Err("increment or decrement would overflow"),
+        ),
+        (
+            &["DECRBY", "n", "-9223372036854775808"],
+            Err("decrement would overflow"),
+        ),
+        (&["MSET", "a", "1", "b", "2", "{a}c", "3"], ok()),
+        (
+            &["MGET", "a", "b", "{a}c", "zz"],
+            Ok(Value::Array(vec![
+                Value::BulkString(b"1".to_vec()),
+                Value::BulkString(b"2".to_vec()),
+                Value::BulkString(b"3".to_vec()),
+                Value::Nil,
+            ])),
+        ),
+        (
+            &["MSET", "a"],
+            Err("wrong number of arguments for 'mset' command"),
+        ),
+        (&["GET"], Err("wrong number of arguments for 'get' command")),
+        (
+            &["GET", "a", "b"],
+            Err("wrong number of arguments for 'get' command"),
+        ),
+        (&["FLUSHALL"], Err("unknown command 'FLUSHALL'")),
+        (
+            &["CONFIG", "GET", "save"],
+            Ok(Value::Array(vec![
+                Value::BulkString(b"save".to_vec()),
+                Value::BulkString(b"".to_vec()),
+            ])),
+        ),
+        (&["CLIENT", "SETNAME", "tester"], ok()),
+        (&["CLIENT", "GETNAME"], bulk("tester")),
+        (&["AUTH", "pw"], Err("without any password configured")),
+    ];
+    for (args, expected) in cases {
+        check(&mut c, args, expected.clone());
+    }
+    // a, b, {a}c, empty, n, s, big
+    check(&mut c, &["DBSIZE"], int(7));
+}
+
+#[test]
+fn pipelines_keep_order_and_read_their_own_writes() {
+    let corral = Corral::start(2, &[]);
+    let mut c = corral.client();
+    let mut pipe = redis::pipe();
+    for i in 0..2000 {
+        pipe.cmd("SET").arg(format!("p:{i}")).arg(i);
+        pipe.cmd("INCR").arg(format!("p:{i}"));
+        pipe.cmd("GET").arg(format!("p:{i}"));
+    }
+    let replies: Vec<Value> = pipe.query(&mut c).expect("pipeline");
+    assert_eq!(replies.len(), 6000);
+    for (i, chunk) in replies.chunks(3).enumerate() {
+        assert_eq!(chunk[0], Value::Okay);
+        assert_eq!(chunk[1], Value::Int(i as i64 + 1));
+        assert_eq!(
+            chunk[2],
+            Value::BulkString((i + 1).to_string().into_bytes())
+        );
+    }
+    let size: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(size, 2000);
+}
+
+#[test]
+fn auth_is_required_when_configured() {
+    let corral = Corral::start(1, &["--requirepass", "s3cret"]);
+    let mut raw = corral.raw();
+    let reply = raw_exchange(
+        &mut raw,
+        b"GET k\r\nAUTH wrong\r\nAUTH default s3cret\r\nSET k v\r\nGET k\r\nQUIT\r\n",
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&reply),
+        "-NOAUTH Authentication required.\r\n\
+         -WRONGPASS invalid username-password pair or user is disabled.\r\n\
+         +OK\r\n+OK\r\n$1\r\nv\r\n+OK\r\n"
+    );
+    let client =
+        redis::Client::open(format!("redis://:s3cret@127.0.0.1:{}/", corral.port)).unwrap();
+    let mut c = client.get_connection().unwrap();
+    let v: String = redis::cmd("GET").arg("k").query(&mut c).unwrap();
+    assert_eq!(v, "v");
+}
+
+#[test]
+fn bad_input_gets_an_error_and_hurts_nobody_else() {
+    let corral = Corral::start(2, &["--max-value-bytes", "1KiB", "--ring-bytes", "64KiB"]);
+    let mut bystander = corral.client();
+    let _: () = redis::cmd("SET")
+        .arg("safe")
+        .arg("1")
+        .query(&mut bystander)
+        .unwrap();
+
+    // A client that sends half a frame and stalls blocks nobody.
+    let mut staller = corral.raw();
+    std::io::Write::write_all(&mut staller, b"*3\r\n$3\r\nSET\r\n$1\r\nk").unwrap();
+
+    for (input, expected) in [
+        (
+            &b"*x\r\n"[..],
+            "-ERR Protocol error: invalid multibulk length\r\n",
+        ),
+        (
+            b"*1\r\n+PING\r\n",
+            "-ERR Protocol error: expected '$', got '+'\r\n",
+        ),
+        (
+            b"*2\r\n$3\r\nGET\r\n$99999\r\n",
+            "-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            b"*1\r\n$4\r\nPINGxx",
+            "-ERR Protocol error: bulk string is not terminated by CRLF\r\n",
+        ),
+    ] {
+        let mut raw = corral.raw();
+        let reply = raw_exchange(&mut raw, input, Duration::from_secs(5));
+        assert_eq!(String::from_utf8_lossy(&reply), expected, "input {input:?}");
+    }
+    // A value over the limit that still parses (limit is the larger of key and value).
+    let big = "x".repeat(1025);
+    let err = redis::cmd("SET")
+        .arg("k")
+        .arg(&big)
+        .query::<()>(&mut bystander)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("exceeds") || err.contains("Protocol error"),
+        "{err}"
+    );
+
+    let mut bystander = corral.client();
+    let v: i64 = redis::cmd("INCR")
+        .arg("safe")
+        .query(&mut bystander)
+        .unwrap();
+    assert_eq!(v, 2);
+    drop(staller);
+}

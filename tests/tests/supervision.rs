@@ -1,0 +1,200 @@
+//! Supervision on the real binary: kill -9 of a worker, crash loops, a stopped worker,
+//! graceful shutdown, and sweeping what a killed supervisor left.
+
+use std::time::{Duration, Instant};
+
+use corral_tests::{alive, key_on_shard, segments_of, Corral};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+fn set(c: &mut redis::Connection, k: &str, v: &str) -> redis::RedisResult<()> {
+    redis::cmd("SET").arg(k).arg(v).query(c)
+}
+
+fn get(c: &mut redis::Connection, k: &str) -> redis::RedisResult<Option<String>> {
+    redis::cmd("GET").arg(k).query(c)
+}
+
+fn sigkill(pid: u32) {
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("kill");
+}
+
+#[test]
+fn killed_worker_is_restarted_and_other_shards_keep_serving() {
+    let corral = Corral::start(3, &[]);
+    let mut c = corral.client();
+    let keys: Vec<String> = (0..3).map(|s| key_on_shard(s, 3, "kill")).collect();
+    for k in &keys {
+        set(&mut c, k, "before").unwrap();
+    }
+    let before = corral.shards();
+    sigkill(before[1].pid);
+    // The other shards answer throughout.
+    for _ in 0..50 {
+        assert_eq!(get(&mut c, &keys[0]).unwrap().as_deref(), Some("before"));
+        assert_eq!(get(&mut c, &keys[2]).unwrap().as_deref(), Some("before"));
+    }
+    corral.wait_until("shard 1 serving again", Duration::from_secs(10), || {
+        corral.shards()[1].state == "ready" && set(&mut corral.client(), &keys[1], "after").is_ok()
+    });
+    let after = corral.shards();
+    assert_ne!(after[1].pid, before[1].pid, "a new worker process");
+    assert!(!alive(before[1].pid));
+    assert_eq!(after[1].generation, before[1].generation + 1);
+    assert_eq!(after[1].restarts, 1);
+    assert_eq!((after[0].pid, after[2].pid), (before[0].pid, before[2].pid));
+    assert_eq!(get(&mut c, &keys[1]).unwrap().as_deref(), Some("after"));
+    let log = corral.log();
+    assert!(
+        log.contains("\"msg\":\"worker exited\"") && log.contains("\"signal\":9"),
+        "{log}"
+    );
+}
+
+#[test]
+fn crash_loop_parks_the_shard_and_the_probe_brings_it_back() {
+    let corral = Corral::start(
+        2,
+        &[
+            "--restart-intensity",
+            "3",
+            "--restart-window",
+            "30s",
+            "--park-retry",
+            "2s",
+        ],
+    );
+    let mut c = corral.client();
+    let parked_key = key_on_shard(0, 2, "park");
+    let healthy_key = key_on_shard(1, 2, "park");
+    // Kill every new worker of shard 0 as soon as it appears: a real crash loop.
+    let mut killed = 0;
+    let start = Instant::now();
+    while corral.shards()[0].state != "parked" {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{}",
+            corral.log_tail(30)
+        );
+        let s = &corral.shards()[0];
+        if s.state == "ready" && alive(s.pid) {
+            sigkill(s.pid);
+            killed += 1;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(killed >= 3);
+    let t = Instant::now();
+    let err = set(&mut c, &parked_key, "x").unwrap_err().to_string();
+    assert!(t.elapsed() < Duration::from_millis(500), "fails fast");
+    assert!(err.contains("shard 0 is parked"), "{err}");
+    set(&mut c, &healthy_key, "fine").unwrap();
+    assert!(corral.log().contains("\"msg\":\"shard parked\""));
+    // The slow retry probes it; left alone, the probe succeeds.
+    corral.wait_until("probe restart", Duration::from_secs(10), || {
+        corral.shards()[0].state == "ready"
+    });
+    set(&mut c, &parked_key, "back").unwrap();
+}
+
+#[test]
+fn stopped_worker_is_caught_by_the_watchdog() {
+    let corral = Corral::start(2, &["--watchdog-timeout", "500ms"]);
+    let before = corral.shards();
+    let stopped = before[0].pid;
+    kill(Pid::from_raw(stopped as i32), Signal::SIGSTOP).unwrap();
+    let t = Instant::now();
+    corral.wait_until("watchdog restart", Duration::from_secs(10), || {
+        let s = &corral.shards()[0];
+        s.pid != stopped && s.state == "ready"
+    });
+    let detected = t.elapsed();
+    assert!(!alive(stopped), "the stopped worker was killed");
+    assert!(
+        detected >= Duration::from_millis(400),
+        "not before the timeout: {detected:?}"
+    );
+    assert!(corral.log().contains("watchdog: heartbeat stalled"));
+    assert_eq!(corral.shards()[1].pid, before[1].pid);
+}
+
+#[test]
+fn sigterm_drains_and_leaves_nothing_behind() {
+    let mut corral = Corral::start(2, &[]);
+    let instance = corral.instance();
+    let pids: Vec<u32> = corral.shards().iter().map(|s| s.pid).collect();
+    assert_eq!(segments_of(&instance).len(), 2);
+    // Writers in flight while the signal arrives: every acknowledged write is applied.
+    let port = corral.port;
+    let writer = std::thread::spawn(move || {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+        let mut c = client.get_connection().unwrap();
+        let mut acked = 0u64;
+        for i in 0..100_000 {
+            if redis::cmd("SET")
+                .arg(format!("w{i}"))
+                .arg(i)
+                .query::<()>(&mut c)
+                .is_err()
+            {
+                break;
+            }
+            acked += 1;
+        }
+        acked
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let status = corral.stop(Duration::from_secs(20));
+    let acked = writer.join().unwrap();
+    assert!(
+        status.success(),
+        "exit status {status:?}\n{}",
+        corral.log_tail(20)
+    );
+    assert!(acked > 0);
+    for pid in pids {
+        assert!(!alive(pid), "worker {pid} survived");
+    }
+    assert!(segments_of(&instance).is_empty(), "segments left behind");
+    let log = corral.log();
+    for phase in [
+        "shutdown: stop accepting",
+        "shutdown: draining rings",
+        "shutdown complete",
+    ] {
+        assert!(log.contains(phase), "missing {phase}");
+    }
+    for line in log.lines() {
+        assert!(
+            line.starts_with('{') && line.ends_with('}'),
+            "not a JSON line: {line}"
+        );
+    }
+}
+
+#[test]
+fn restarted_supervisor_sweeps_the_segments_of_a_killed_one() {
+    let mut first = Corral::start(2, &[]);
+    let instance = first.instance();
+    let data_dir = first.data_dir.clone();
+    let workers: Vec<u32> = first.shards().iter().map(|s| s.pid).collect();
+    let root = first.crash();
+    // Workers die with their supervisor (PR_SET_PDEATHSIG).
+    let t = Instant::now();
+    while workers.iter().any(|&p| alive(p)) {
+        assert!(t.elapsed() < Duration::from_secs(5), "orphaned workers");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let stale = segments_of(&instance);
+    assert_eq!(stale.len(), 2, "a killed supervisor leaves its segments");
+    let second = Corral::start_in(root, &data_dir, 2, &[]);
+    assert_eq!(second.instance(), instance);
+    let now = segments_of(&instance);
+    assert!(
+        stale.iter().all(|s| !now.contains(s)),
+        "stale {stale:?} still in {now:?}"
+    );
+    assert!(second.log().contains("\"stale_segments_removed\":2"));
+    let mut c = second.client();
+    set(&mut c, "k", "v").unwrap();
+}
