@@ -30,3 +30,24 @@ pub(crate) fn backoff(attempt: u32) {
         std::thread::yield_now();
     }
 }
+
+/// Loads a word that only the calling thread ever stores: the single writer reading back its
+/// own table. Never a race, so no ordering is needed.
+///
+/// Under loom this must not count as an access for the model checker: loom 0.7 remembers
+/// only the last access to each atomic, so a writer's own load just before its store would
+/// hide a concurrent reader's earlier load, and the interleavings where that reader runs
+/// after the store would never be explored.
+#[inline]
+pub(crate) fn load_own(word: &AtomicU64) -> u64 {
+    #[cfg(loom)]
+    {
+        // SAFETY: only the calling thread stores to `word` (the table's single writer), so
+        // every store is visible to it; loom checks that no concurrent store exists.
+        unsafe { word.unsync_load() }
+    }
+    #[cfg(not(loom))]
+    {
+        word.load(Ordering::Relaxed)
+    }
+}

@@ -24,7 +24,7 @@
 //!   switched inside its own seqlock (compaction).
 
 use crate::hash::{key_hash, pair_digest};
-use crate::sync::{backoff, fence, AtomicU64, Ordering};
+use crate::sync::{backoff, fence, load_own, AtomicU64, Ordering};
 use crate::words::{self, words_for};
 
 /// Words per slot.
@@ -299,13 +299,13 @@ impl<M: TableMemory> TableWriter<M> {
         let mut index = (hash as usize) & mask;
         for _ in 0..count {
             let slot = view.slot(index);
-            let slot_hash = slot[1].load(Ordering::Relaxed);
+            let slot_hash = load_own(&slot[1]);
             if slot_hash == 0 {
                 return Err(index);
             }
             if slot_hash == hash {
-                let lens = slot[2].load(Ordering::Relaxed);
-                let offset = slot[3].load(Ordering::Relaxed) as usize;
+                let lens = load_own(&slot[2]);
+                let offset = load_own(&slot[3]) as usize;
                 if (lens & u64::from(u32::MAX)) as usize == key.len()
                     && words::bytes_equal(&view.heap[offset..], key)
                 {
@@ -320,9 +320,9 @@ impl<M: TableMemory> TableWriter<M> {
 
     fn entry_of(&self, index: usize) -> (usize, usize, usize) {
         let slot = self.mem.table().slot(index);
-        let lens = slot[2].load(Ordering::Relaxed);
+        let lens = load_own(&slot[2]);
         (
-            slot[3].load(Ordering::Relaxed) as usize,
+            load_own(&slot[3]) as usize,
             (lens & u64::from(u32::MAX)) as usize,
             (lens >> 32) as usize,
         )
@@ -349,7 +349,7 @@ impl<M: TableMemory> TableWriter<M> {
         let view = self.mem.table();
         let (mut key, mut value) = (Vec::new(), Vec::new());
         for index in 0..view.slot_count() {
-            if view.slot(index)[1].load(Ordering::Relaxed) == 0 {
+            if load_own(&view.slot(index)[1]) == 0 {
                 continue;
             }
             let (offset, key_len, value_len) = self.entry_of(index);
@@ -365,7 +365,7 @@ impl<M: TableMemory> TableWriter<M> {
 
     fn write_slot(&self, index: usize, hash: u64, lens: u64, offset: u64) {
         let slot = self.mem.table().slot(index);
-        let seq = slot[0].load(Ordering::Relaxed);
+        let seq = load_own(&slot[0]);
         debug_assert!(seq & 1 == 0);
         slot[0].store(seq.wrapping_add(1), Ordering::Relaxed);
         // SYNC POINT: orders the odd sequence before the payload stores below, so a reader
@@ -407,7 +407,7 @@ impl<M: TableMemory> TableWriter<M> {
         let mut bump = 0usize;
         for index in 0..view.slot_count() {
             let slot = view.slot(index);
-            let hash = slot[1].load(Ordering::Relaxed);
+            let hash = load_own(&slot[1]);
             if hash == 0 {
                 continue;
             }
@@ -415,11 +415,11 @@ impl<M: TableMemory> TableWriter<M> {
             let words = Self::entry_words(key_len, value_len);
             let to = target * half + bump;
             for i in 0..words {
-                let word = view.heap[offset + i].load(Ordering::Relaxed);
+                let word = load_own(&view.heap[offset + i]);
                 view.heap[to + i].store(word, Ordering::Relaxed);
             }
             bump += words;
-            self.write_slot(index, hash, slot[2].load(Ordering::Relaxed), to as u64);
+            self.write_slot(index, hash, load_own(&slot[2]), to as u64);
         }
         debug_assert_eq!(bump, self.live_words);
         self.active_half = target;
@@ -498,7 +498,7 @@ impl<M: TableMemory> TableWriter<M> {
 
         let view = self.mem.table();
         let mask = view.slot_count() - 1;
-        let moves = view.moves.load(Ordering::Relaxed);
+        let moves = load_own(view.moves);
         view.moves.store(moves.wrapping_add(1), Ordering::Relaxed);
         // SYNC POINT: orders the odd `moves` before the slot changes below; readers that
         // observe any of them fail their `moves` re-check.
@@ -507,14 +507,14 @@ impl<M: TableMemory> TableWriter<M> {
         let mut next = (index + 1) & mask;
         for _ in 0..view.slot_count() {
             let slot = view.slot(next);
-            let slot_hash = slot[1].load(Ordering::Relaxed);
+            let slot_hash = load_own(&slot[1]);
             if slot_hash == 0 {
                 break;
             }
             let ideal = (slot_hash as usize) & mask;
             if (next.wrapping_sub(ideal) & mask) >= (next.wrapping_sub(hole) & mask) {
-                let lens = slot[2].load(Ordering::Relaxed);
-                let offset = slot[3].load(Ordering::Relaxed);
+                let lens = load_own(&slot[2]);
+                let offset = load_own(&slot[3]);
                 self.write_slot(hole, slot_hash, lens, offset);
                 hole = next;
             }
