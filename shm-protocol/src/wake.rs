@@ -22,9 +22,11 @@ use std::time::Duration;
 
 use crate::os::{futex_wait, futex_wake};
 
-/// Spins before sleeping: long enough to catch a producer that is mid-burst, short enough
-/// not to burn a core on an idle shard.
-pub const SPINS_BEFORE_SLEEP: u32 = 2_000;
+/// Busy checks before yielding: enough to catch a producer that is mid-burst.
+pub const SPINS_BEFORE_YIELD: u32 = 100;
+/// Yields before sleeping: on a busy machine a yield hands the CPU to the very threads
+/// that produce the next item, for much less than a futex sleep and wakeup costs.
+pub const YIELDS_BEFORE_SLEEP: u32 = 20;
 
 /// Waits until `ready()` holds or `timeout` passes; returns `ready()`.
 ///
@@ -35,11 +37,15 @@ pub fn wait_until(
     timeout: Duration,
     mut ready: impl FnMut() -> bool,
 ) -> bool {
-    for _ in 0..SPINS_BEFORE_SLEEP {
+    for attempt in 0..SPINS_BEFORE_YIELD + YIELDS_BEFORE_SLEEP {
         if ready() {
             return true;
         }
-        std::hint::spin_loop();
+        if attempt < SPINS_BEFORE_YIELD {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
     }
     let bell = doorbell.load(Ordering::Acquire);
     sleeping.store(1, Ordering::Relaxed);

@@ -11,6 +11,7 @@ mod sequencer;
 mod server;
 mod shard;
 mod slot;
+mod ticket;
 
 use std::net::TcpListener;
 use std::process::ExitCode;

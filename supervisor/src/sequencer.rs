@@ -22,22 +22,7 @@ use std::sync::atomic::Ordering;
 
 use crate::lifecycle::Event;
 use crate::shard::{Generation, Shard, ShardState};
-
-/// Why a write was not applied.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Failure {
-    /// The shard's worker exited before completing the write.
-    WorkerDied(u32),
-    /// The shard is parked after repeated crashes.
-    Parked(u32),
-    /// The shard is restarting and its queue is full.
-    Unavailable(u32),
-    /// The supervisor is shutting down.
-    ShuttingDown,
-}
-
-/// One reply: the op's index within its submission, and what happened.
-pub type Reply = (u32, Result<Outcome, Failure>);
+use crate::ticket::{Failure, Pending};
 
 /// An owned write.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,24 +73,19 @@ impl OwnedOp {
 /// A write routed to a shard.
 #[derive(Debug)]
 pub struct WriteOp {
-    /// Index echoed in the reply.
-    pub index: u32,
     /// Target shard.
     pub shard: u32,
     /// The write.
     pub op: OwnedOp,
+    /// Where its outcome goes.
+    pub pending: Pending,
 }
 
 /// Messages to the sequencer.
 #[derive(Debug)]
 pub enum SeqMsg {
-    /// Writes of one connection's batch; replies go to `reply`.
-    Submit {
-        /// The writes, in order.
-        ops: Vec<WriteOp>,
-        /// Where replies go.
-        reply: Sender<Reply>,
-    },
+    /// Writes of one connection's batch, in order.
+    Submit(Vec<WriteOp>),
     /// A shard changed state or generation.
     ShardChanged(u32),
     /// Flush what can be flushed, fail the rest, and exit.
@@ -117,17 +97,14 @@ pub enum SeqMsg {
 pub struct InFlight {
     /// Sequence number.
     pub seq: u64,
-    /// Index echoed in the reply.
-    pub index: u32,
-    /// Where the reply goes.
-    pub reply: Sender<Reply>,
+    /// Where the outcome goes.
+    pub pending: Pending,
 }
 
 struct Queued {
     seq: u64,
-    index: u32,
     op: OwnedOp,
-    reply: Sender<Reply>,
+    pending: Pending,
 }
 
 struct Active {
@@ -205,7 +182,7 @@ impl Sequencer {
             if stopping && !waiting_for_space {
                 for lane in &mut self.lanes {
                     for q in lane.outbox.drain(..) {
-                        let _ = q.reply.send((q.index, Err(Failure::ShuttingDown)));
+                        q.pending.complete(Err(Failure::ShuttingDown));
                     }
                 }
                 return;
@@ -215,25 +192,24 @@ impl Sequencer {
 
     fn handle(&mut self, msg: SeqMsg) -> bool {
         match msg {
-            SeqMsg::Submit { ops, reply } => {
+            SeqMsg::Submit(ops) => {
                 for w in ops {
                     let seq = self.next_seq;
                     self.next_seq += 1;
                     let Some(lane) = self.lanes.get_mut(w.shard as usize) else {
-                        let _ = reply.send((w.index, Err(Failure::Unavailable(w.shard))));
+                        w.pending.complete(Err(Failure::Unavailable(w.shard)));
                         continue;
                     };
                     let state = self.shards[w.shard as usize].state();
                     if state == ShardState::Parked {
-                        let _ = reply.send((w.index, Err(Failure::Parked(w.shard))));
+                        w.pending.complete(Err(Failure::Parked(w.shard)));
                     } else if lane.active.is_none() && lane.outbox.len() >= self.restart_queue_max {
-                        let _ = reply.send((w.index, Err(Failure::Unavailable(w.shard))));
+                        w.pending.complete(Err(Failure::Unavailable(w.shard)));
                     } else {
                         lane.outbox.push_back(Queued {
                             seq,
-                            index: w.index,
                             op: w.op,
-                            reply: reply.clone(),
+                            pending: w.pending,
                         });
                     }
                 }
@@ -278,7 +254,7 @@ impl Sequencer {
         }
         if state == ShardState::Parked {
             for q in lane.outbox.drain(..) {
-                let _ = q.reply.send((q.index, Err(Failure::Parked(id))));
+                q.pending.complete(Err(Failure::Parked(id)));
             }
         }
     }
@@ -306,8 +282,7 @@ impl Sequencer {
                 if let Some(q) = lane.outbox.pop_front() {
                     let _ = active.inflight.send(InFlight {
                         seq: q.seq,
-                        index: q.index,
-                        reply: q.reply,
+                        pending: q.pending,
                     });
                 }
             }
@@ -355,15 +330,12 @@ pub fn read_completions(
                 }
             };
             match inflight.recv() {
-                Ok(f) if f.seq == seq => {
-                    let _ = f.reply.send((f.index, Ok(outcome)));
-                }
+                Ok(f) if f.seq == seq => f.pending.complete(Ok(outcome)),
                 Ok(f) => {
                     error!(log, "completion out of order"; "component" => "sequencer",
                            "worker" => generation.shard, "seq" => seq, "expected_seq" => f.seq);
-                    let _ = f
-                        .reply
-                        .send((f.index, Err(Failure::WorkerDied(generation.shard))));
+                    f.pending
+                        .complete(Err(Failure::WorkerDied(generation.shard)));
                 }
                 Err(_) => break,
             }
@@ -379,9 +351,8 @@ pub fn read_completions(
         if generation.is_dead() {
             // The worker is gone: what it completed was delivered above; the rest fails.
             while let Ok(f) = inflight.recv() {
-                let _ = f
-                    .reply
-                    .send((f.index, Err(Failure::WorkerDied(generation.shard))));
+                f.pending
+                    .complete(Err(Failure::WorkerDied(generation.shard)));
             }
             return;
         }

@@ -20,9 +20,10 @@ use shm_protocol::table::Lookup;
 use slog::{debug, info, warn, Logger};
 
 use crate::resp::{self, reply, Frame, ParseLimits, ProtocolError};
-use crate::sequencer::{Failure, OwnedOp, Reply, SeqMsg, WriteOp};
+use crate::sequencer::{OwnedOp, SeqMsg, WriteOp};
 use crate::shard::{Shard, ShardState};
 use crate::slot::shard_of;
+use crate::ticket::{Failure, Ticket, WriteResult};
 
 /// Front-door settings.
 #[derive(Clone, Debug)]
@@ -215,11 +216,11 @@ struct Connection<'a> {
     id: u64,
     authed: bool,
     name: Option<Vec<u8>>,
-    ops: Vec<WriteOp>,
+    /// Queued writes of the current batch: shard and op.
+    ops: Vec<(u32, OwnedOp)>,
     writes: Vec<PendingWrite>,
-    replies: Vec<Option<Result<Outcome, Failure>>>,
-    reply_tx: Sender<Reply>,
-    reply_rx: crossbeam_channel::Receiver<Reply>,
+    ticket: Arc<Ticket>,
+    results: Vec<Option<WriteResult>>,
     value: Vec<u8>,
 }
 
@@ -239,7 +240,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 impl<'a> Connection<'a> {
     fn new(server: &'a Server, id: u64) -> Self {
-        let (reply_tx, reply_rx) = crossbeam_channel::unbounded();
         Self {
             server,
             id,
@@ -247,9 +247,8 @@ impl<'a> Connection<'a> {
             name: None,
             ops: Vec::new(),
             writes: Vec::new(),
-            replies: Vec::new(),
-            reply_tx,
-            reply_rx,
+            ticket: Ticket::for_current_thread(),
+            results: Vec::new(),
             value: Vec::new(),
         }
     }
@@ -362,7 +361,7 @@ impl<'a> Connection<'a> {
                     .iter()
                     .map(|k| OwnedOp::Del { key: k.to_vec() })
                     .collect();
-                self.queue(WriteKind::Sum, ops, out);
+                self.queue(WriteKind::Sum, ops);
             }
             "incr" | "decr" if args.len() == 2 => {
                 let delta = if lower == "incr" { 1 } else { -1 };
@@ -396,7 +395,7 @@ impl<'a> Connection<'a> {
                         condition: SetCondition::Always,
                     });
                 }
-                self.queue(WriteKind::AllOk, ops, out);
+                self.queue(WriteKind::AllOk, ops);
             }
             _ => {
                 self.flush_writes(out);
@@ -465,7 +464,6 @@ impl<'a> Connection<'a> {
                 value: args[2].to_vec(),
                 condition,
             }],
-            out,
         );
     }
 
@@ -481,12 +479,10 @@ impl<'a> Connection<'a> {
                 key: key.to_vec(),
                 delta,
             }],
-            out,
         );
     }
 
-    fn queue(&mut self, kind: WriteKind, ops: Vec<OwnedOp>, out: &mut Vec<u8>) {
-        let _ = out;
+    fn queue(&mut self, kind: WriteKind, ops: Vec<OwnedOp>) {
         let shards = self.server.shards.len() as u32;
         self.writes.push(PendingWrite {
             kind,
@@ -498,45 +494,30 @@ impl<'a> Connection<'a> {
                     key
                 }
             };
-            let shard = shard_of(key, shards);
-            let index = self.ops.len() as u32;
-            self.ops.push(WriteOp { index, shard, op });
+            self.ops.push((shard_of(key, shards), op));
         }
     }
 
-    /// Submits the queued writes, waits for every reply, and appends the write commands'
+    /// Submits the queued writes, waits for every outcome, and appends the write commands'
     /// replies in order.
     fn flush_writes(&mut self, out: &mut Vec<u8>) {
         if self.writes.is_empty() {
             return;
         }
-        let count = self.ops.len();
-        self.replies.clear();
-        self.replies.resize(count, None);
-        let ops = std::mem::take(&mut self.ops);
-        let submitted = self
-            .server
-            .sequencer
-            .send(SeqMsg::Submit {
-                ops,
-                reply: self.reply_tx.clone(),
-            })
-            .is_ok();
-        if submitted {
-            for _ in 0..count {
-                match self.reply_rx.recv() {
-                    Ok((index, result)) => {
-                        if let Some(slot) = self.replies.get_mut(index as usize) {
-                            *slot = Some(result);
-                        }
-                    }
-                    Err(_) => break,
-                }
-            }
-        }
+        let claims = self.ticket.arm(self.ops.len());
+        let batch: Vec<WriteOp> = self
+            .ops
+            .drain(..)
+            .zip(claims)
+            .map(|((shard, op), pending)| WriteOp { shard, op, pending })
+            .collect();
+        // A send fails only when the sequencer is gone; the returned batch's claims drop
+        // and fail their writes, so the wait below still ends.
+        drop(self.server.sequencer.send(SeqMsg::Submit(batch)));
+        self.ticket.wait(&mut self.results);
         let mut at = 0usize;
-        for write in std::mem::take(&mut self.writes) {
-            let results = &self.replies[at..at + write.ops as usize];
+        for write in self.writes.drain(..) {
+            let results = &self.results[at..at + write.ops as usize];
             at += write.ops as usize;
             write_reply(write.kind, results, out);
         }
@@ -858,6 +839,9 @@ fn failure_text(f: Failure) -> String {
         Failure::Parked(id) => parked(id),
         Failure::Unavailable(id) => restarting(id),
         Failure::ShuttingDown => "ERR server is shutting down".into(),
+        Failure::Lost => {
+            "ERR internal error: this write's outcome was lost; read the key before retrying".into()
+        }
     }
 }
 
@@ -875,7 +859,7 @@ fn error_text(e: WriteError) -> &'static str {
     }
 }
 
-fn write_reply(kind: WriteKind, results: &[Option<Result<Outcome, Failure>>], out: &mut Vec<u8>) {
+fn write_reply(kind: WriteKind, results: &[Option<WriteResult>], out: &mut Vec<u8>) {
     let mut sum = 0i64;
     for result in results {
         match result {

@@ -1,0 +1,166 @@
+//! Where the outcomes of one connection's batch of writes gather.
+//!
+//! A connection arms its [`Ticket`] for `n` writes and submits them; each write travels as a
+//! [`Pending`] through the sequencer and a completion reader, which fills in its outcome.
+//! The connection thread parks until the last outcome arrives and is woken exactly once per
+//! batch, however many writes the batch held. A `Pending` dropped without an outcome (its
+//! holder gave up) still counts, with [`Failure::Lost`], so a connection never waits
+//! forever.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::Thread;
+
+use corral_worker::command::Outcome;
+
+/// Why a write was not applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The shard's worker exited before completing the write.
+    WorkerDied(u32),
+    /// The shard is parked after repeated crashes.
+    Parked(u32),
+    /// The shard is restarting and its queue is full.
+    Unavailable(u32),
+    /// The supervisor is shutting down.
+    ShuttingDown,
+    /// The write's holder dropped it without an outcome (an internal fault).
+    Lost,
+}
+
+/// Busy checks before a waiting connection starts yielding.
+const WAIT_SPINS: u32 = 64;
+/// Yields before it parks.
+const WAIT_YIELDS: u32 = 8;
+
+/// One write's outcome, or why it has none.
+pub type WriteResult = Result<Outcome, Failure>;
+
+/// The outcomes of one batch; owned by a connection, reused across its batches.
+#[derive(Debug)]
+pub struct Ticket {
+    results: Mutex<Vec<Option<WriteResult>>>,
+    remaining: AtomicUsize,
+    waiter: Thread,
+}
+
+impl Ticket {
+    /// A ticket whose waiter is the calling thread.
+    #[must_use]
+    pub fn for_current_thread() -> Arc<Self> {
+        Arc::new(Self {
+            results: Mutex::new(Vec::new()),
+            remaining: AtomicUsize::new(0),
+            waiter: std::thread::current(),
+        })
+    }
+
+    /// Prepares for `count` outcomes; returns the claims to hand out, one per write.
+    ///
+    /// Must not be called while claims of the previous batch are outstanding, which
+    /// [`Ticket::wait`] guarantees.
+    pub fn arm(self: &Arc<Self>, count: usize) -> impl Iterator<Item = Pending> + '_ {
+        {
+            let mut results = self.lock();
+            results.clear();
+            results.resize(count, None);
+        }
+        self.remaining.store(count, Ordering::Release);
+        (0..count).map(|index| Pending {
+            ticket: Some(Arc::clone(self)),
+            index,
+        })
+    }
+
+    /// Parks the calling thread (the waiter) until every claim has an outcome, then moves
+    /// the outcomes into `out` in submission order.
+    pub fn wait(&self, out: &mut Vec<Option<WriteResult>>) {
+        // A short spin, then a few yields (the outcomes usually arrive within microseconds,
+        // and yielding hands the CPU to the threads producing them), then park.
+        let mut attempt = 0u32;
+        // SYNC POINT: pairs with the AcqRel decrement in `fill`.
+        while self.remaining.load(Ordering::Acquire) != 0 {
+            if attempt < WAIT_SPINS {
+                std::hint::spin_loop();
+            } else if attempt < WAIT_SPINS + WAIT_YIELDS {
+                std::thread::yield_now();
+            } else {
+                std::thread::park();
+            }
+            attempt += 1;
+        }
+        std::mem::swap(&mut *self.lock(), out);
+    }
+
+    fn fill(&self, index: usize, result: WriteResult) {
+        if let Some(slot) = self.lock().get_mut(index) {
+            *slot = Some(result);
+        }
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.waiter.unpark();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<WriteResult>>> {
+        // The data is plain values; a panic elsewhere leaves it usable.
+        self.results.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One write's claim on its ticket. Completing it records the outcome; dropping it
+/// records [`Failure::Lost`].
+#[derive(Debug)]
+pub struct Pending {
+    ticket: Option<Arc<Ticket>>,
+    index: usize,
+}
+
+impl Pending {
+    /// Records the write's outcome.
+    pub fn complete(mut self, result: WriteResult) {
+        if let Some(ticket) = self.ticket.take() {
+            ticket.fill(self.index, result);
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            ticket.fill(self.index, Err(Failure::Lost));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiter_wakes_once_all_outcomes_are_in_and_drops_count_as_lost() {
+        let ticket = Ticket::for_current_thread();
+        for _ in 0..50 {
+            let claims: Vec<Pending> = ticket.arm(3).collect();
+            let filler = std::thread::spawn(move || {
+                let mut claims = claims.into_iter();
+                let first = claims.next().unwrap();
+                let second = claims.next().unwrap();
+                let third = claims.next().unwrap();
+                third.complete(Ok(Outcome::Int(3)));
+                drop(second);
+                first.complete(Ok(Outcome::Ok));
+            });
+            let mut out = Vec::new();
+            ticket.wait(&mut out);
+            assert_eq!(
+                out,
+                vec![
+                    Some(Ok(Outcome::Ok)),
+                    Some(Err(Failure::Lost)),
+                    Some(Ok(Outcome::Int(3)))
+                ]
+            );
+            filler.join().unwrap();
+        }
+    }
+}
