@@ -63,6 +63,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "statistics, not memory safety; slow under miri")]
     fn spreads_sequential_keys() {
         let mask = 1023u64;
         let mut buckets = vec![0u32; 1024];

@@ -494,6 +494,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "shm_open, mmap and futex are system calls miri does not run"
+    )]
     fn create_open_share_and_unlink() {
         let name = unique("share");
         let a = Segment::create(&name, 3, 7, small()).unwrap();
@@ -524,6 +528,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "shm_open, mmap and futex are system calls miri does not run"
+    )]
     fn mode_is_owner_only() {
         use std::os::unix::fs::PermissionsExt;
         let name = unique("mode");
@@ -537,6 +545,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "shm_open, mmap and futex are system calls miri does not run"
+    )]
     fn a_foreign_or_truncated_object_is_refused() {
         let name = unique("foreign");
         let seg = Segment::create(&name, 0, 1, small()).unwrap();
@@ -550,6 +562,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "shm_open, mmap and futex are system calls miri does not run"
+    )]
     fn futex_wait_times_out_and_returns_on_mismatch() {
         let word = AtomicU32::new(5);
         let start = std::time::Instant::now();

@@ -597,7 +597,9 @@ mod tests {
         let mut writer = TableWriter::new(&table, LIMITS);
         let mut model: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
         let mut rng = 0x1234_5678_9abc_def0u64;
-        for step in 0..4000 {
+        // Miri interprets every access (about a second per step here): a short walk.
+        let steps = if cfg!(miri) { 30 } else { 4000 };
+        for step in 0..steps {
             rng ^= rng << 13;
             rng ^= rng >> 7;
             rng ^= rng << 17;
@@ -635,7 +637,7 @@ mod tests {
             }
         }
         assert!(
-            writer.compactions() > 0,
+            cfg!(miri) || writer.compactions() > 0,
             "the test must exercise compaction"
         );
     }
@@ -686,7 +688,10 @@ mod tests {
             std::thread::spawn(move || {
                 let mut reads = 0u64;
                 let mut out = Vec::new();
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // At least one full pass, however the threads are scheduled.
+                let mut last_pass = false;
+                while !last_pass {
+                    last_pass = stop.load(std::sync::atomic::Ordering::Relaxed);
                     for key in 0..40u8 {
                         out.clear();
                         match table.table().get(&[b'k', key], &mut out) {
@@ -704,7 +709,8 @@ mod tests {
             })
         };
         let mut writer = TableWriter::new(Arc::clone(&table), LIMITS);
-        for round in 0..3000u16 {
+        let rounds = if cfg!(miri) { 4 } else { 3000u16 };
+        for round in 0..rounds {
             for key in 0..40u8 {
                 if (u16::from(key) + round) % 5 == 0 {
                     writer.remove(&[b'k', key]);
@@ -716,7 +722,7 @@ mod tests {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let reads = reader.join().unwrap();
         assert!(reads > 0);
-        assert!(writer.compactions() > 0);
+        assert!(cfg!(miri) || writer.compactions() > 0);
     }
 
     #[test]

@@ -84,6 +84,7 @@ mod tests {
 
     /// A sleeping consumer is woken by the producer long before its timeout, many times.
     #[test]
+    #[cfg_attr(miri, ignore = "process-shared futex system calls")]
     fn no_lost_wakeups() {
         struct Shared {
             sleeping: AtomicU32,

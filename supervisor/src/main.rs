@@ -1,17 +1,6 @@
 //! `corral`: the supervisor binary (and, re-executed as `corral worker`, each worker).
 
-mod cli;
-mod datadir;
-mod lifecycle;
-mod log;
-#[allow(unsafe_code)]
-mod os;
-mod resp;
-mod sequencer;
-mod server;
-mod shard;
-mod slot;
-mod ticket;
+#![deny(unsafe_code)]
 
 use std::net::TcpListener;
 use std::process::ExitCode;
@@ -23,11 +12,12 @@ use shm_protocol::layout::{Geometry, ShardLimits};
 use shm_protocol::os::Segment;
 use slog::{error, info, warn};
 
-use crate::cli::{Commands, RunArgs, WorkerCli};
-use crate::lifecycle::{Ending, Event, Lifecycle, Policy};
-use crate::sequencer::{SeqMsg, Sequencer};
-use crate::server::{Server, ServerConfig};
-use crate::shard::Shard;
+use corral::cli::{self, Commands, RunArgs, WorkerCli};
+use corral::lifecycle::{Ending, Event, Lifecycle, Policy};
+use corral::sequencer::{SeqMsg, Sequencer};
+use corral::server::{Server, ServerConfig};
+use corral::shard::Shard;
+use corral::{datadir, log, server};
 
 /// Exit code of a usage or configuration error.
 const EXIT_USAGE: u8 = 2;

@@ -1,0 +1,18 @@
+//! The supervisor behind the `corral` binary: command line, data dir, RESP front door,
+//! sequencer, event log and worker lifecycle. `main.rs` wires them together.
+
+#![deny(unsafe_code)]
+
+pub mod cli;
+pub mod datadir;
+pub mod lifecycle;
+pub mod log;
+#[allow(unsafe_code)]
+pub mod os;
+pub mod resp;
+pub mod sequencer;
+pub mod server;
+pub mod shard;
+pub mod slot;
+pub mod ticket;
+pub mod wal;
