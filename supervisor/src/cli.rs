@@ -1,6 +1,7 @@
 //! Command line, `CORRAL_*` environment variables and the TOML `--config` file, merged with
 //! the precedence: command line, then environment, then config file, then defaults.
 
+use crate::wal::FsyncPolicy;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -115,9 +116,25 @@ pub struct RunArgs {
     /// A worker whose heartbeat is older than this is killed and restarted.
     #[arg(long, env = "CORRAL_WATCHDOG_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub watchdog_timeout: Duration,
+    /// When event log writes reach the disk: always (fdatasync before acknowledging),
+    /// everysec (acknowledge after write, sync once a second), no (leave it to the OS).
+    #[arg(long, env = "CORRAL_FSYNC", default_value = "always", value_parser = parse_fsync)]
+    pub fsync: FsyncPolicy,
+    /// Event log segments roll past this size.
+    #[arg(long, env = "CORRAL_WAL_SEGMENT_BYTES", default_value = "64MiB", value_parser = parse_bytes)]
+    pub wal_segment_bytes: u64,
     /// Log level: trace, debug, info, warn, error, critical.
     #[arg(long, env = "CORRAL_LOG_LEVEL", default_value = "info", value_parser = parse_level_arg)]
     pub log_level: slog::Level,
+}
+
+fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "always" => Ok(FsyncPolicy::Always),
+        "everysec" => Ok(FsyncPolicy::EverySec),
+        "no" => Ok(FsyncPolicy::No),
+        _ => Err(format!("'{s}' is not one of always, everysec, no")),
+    }
 }
 
 fn parse_level_arg(s: &str) -> Result<slog::Level, String> {

@@ -4,7 +4,9 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod codec;
 pub mod datadir;
+pub mod journal;
 pub mod lifecycle;
 pub mod log;
 #[allow(unsafe_code)]

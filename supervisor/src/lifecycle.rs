@@ -18,6 +18,7 @@ use shm_protocol::wake;
 use slog::{error, info, warn, Logger};
 use std::os::unix::process::ExitStatusExt;
 
+use crate::codec::{unix_ms, LifecycleRecord};
 use crate::sequencer::{read_completions, SeqMsg};
 use crate::shard::{Generation, Shard, ShardState};
 
@@ -284,8 +285,19 @@ impl Lifecycle {
         slot.spawned_at = Instant::now();
         slot.watchdog_fired = false;
         shard.set_current(Some(generation));
+        self.record(LifecycleRecord::WorkerSpawned {
+            worker: id,
+            generation: number,
+            pid,
+            unix_ms: unix_ms(),
+        });
         info!(self.log, "worker spawned"; "component" => "lifecycle", "worker" => id,
               "generation" => number, "pid" => pid, "segment" => &name);
+    }
+
+    /// Puts a lifecycle event into the event log (through the sequencer, its writer).
+    fn record(&self, record: LifecycleRecord) {
+        let _ = self.sequencer.send(SeqMsg::Lifecycle(record));
     }
 
     fn on_ready(&self, id: u32, number: u64, slot: &mut Slot) {
@@ -321,6 +333,14 @@ impl Lifecycle {
         let (code, signal) = status.as_ref().map_or((None, None), describe);
         let uptime = slot.spawned_at.elapsed();
         let _ = Segment::unlink(generation.segment.name());
+        self.record(LifecycleRecord::WorkerExited {
+            worker: id,
+            generation: number,
+            pid: generation.pid,
+            code,
+            signal,
+            unix_ms: unix_ms(),
+        });
         let shard = &self.shards[id as usize];
         if stopping || matches!(shard.state(), ShardState::Stopping | ShardState::Stopped) {
             shard.set_state(ShardState::Stopped);
@@ -351,6 +371,10 @@ impl Lifecycle {
             let _ = self.sequencer.send(SeqMsg::ShardChanged(id));
             slot.restart_at = Some(now + self.policy.park_retry);
             slot.probing = true;
+            self.record(LifecycleRecord::ShardParked {
+                worker: id,
+                unix_ms: unix_ms(),
+            });
             error!(self.log, "shard parked"; "component" => "lifecycle", "worker" => id,
                    "crashes" => slot.crashes.len(), "window_s" => self.policy.window.as_secs_f64(),
                    "probe_in_s" => self.policy.park_retry.as_secs_f64());
@@ -365,6 +389,11 @@ impl Lifecycle {
         slot.consecutive += 1;
         let delay = self.policy.backoff(slot.consecutive, jitter());
         slot.restart_at = Some(Instant::now() + delay);
+        self.record(LifecycleRecord::RestartScheduled {
+            worker: id,
+            backoff_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            unix_ms: unix_ms(),
+        });
         info!(self.log, "restart scheduled"; "component" => "lifecycle", "worker" => id,
               "reason" => reason, "backoff_ms" => delay.as_secs_f64() * 1000.0,
               "consecutive" => slot.consecutive);

@@ -13,6 +13,8 @@ use shm_protocol::os::Segment;
 use slog::{error, info, warn};
 
 use corral::cli::{self, Commands, RunArgs, WorkerCli};
+use corral::codec::{unix_ms, LifecycleRecord};
+use corral::journal::{Journal, JournalStatus};
 use corral::lifecycle::{Ending, Event, Lifecycle, Policy};
 use corral::sequencer::{SeqMsg, Sequencer};
 use corral::server::{Server, ServerConfig};
@@ -135,15 +137,37 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
           "workers" => workers, "listen" => %listen_addr, "data_dir" => %args.data_dir.display(),
           "stale_segments_removed" => stale.len());
 
+    let journal_status = Arc::new(JournalStatus::default());
+    let journal = Journal::open(
+        &args.data_dir.join("wal"),
+        args.fsync,
+        args.wal_segment_bytes,
+        Arc::clone(&journal_status),
+        log.clone(),
+    )
+    .map_err(|e| {
+        error!(log, "cannot open the event log"; "component" => "wal", "error" => %e);
+        Fatal::runtime(format!("cannot open the event log: {e}"))
+    })?;
+
     let shards: Arc<Vec<Shard>> = Arc::new((0..workers).map(Shard::new).collect());
     let (seq_tx, seq_rx) = crossbeam_channel::bounded::<SeqMsg>(4096);
     let (events_tx, events_rx) = crossbeam_channel::unbounded::<Event>();
     let force = Arc::new(AtomicBool::new(false));
 
     let sequencer = {
-        let seq = Sequencer::new(Arc::clone(&shards), args.restart_queue_max as usize);
+        let seq = Sequencer::new(
+            Arc::clone(&shards),
+            journal,
+            args.restart_queue_max as usize,
+        );
         spawn_thread("sequencer", move || seq.run(&seq_rx))?
     };
+    let _ = seq_tx.send(SeqMsg::Lifecycle(LifecycleRecord::SupervisorStarted {
+        pid: std::process::id(),
+        workers,
+        unix_ms: unix_ms(),
+    }));
     let lifecycle = {
         let lc = Lifecycle {
             shards: Arc::clone(&shards),
@@ -217,6 +241,10 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
     let stuck = server.close_connections(wait_until);
     server::log_stopped(&server);
     info!(log, "shutdown: draining rings"; "component" => "supervisor", "connections_left" => stuck);
+    let _ = seq_tx.send(SeqMsg::Lifecycle(LifecycleRecord::SupervisorStopped {
+        clean: stuck == 0,
+        unix_ms: unix_ms(),
+    }));
     let _ = seq_tx.send(SeqMsg::Stop);
     if stuck == 0 {
         let _ = sequencer.join();

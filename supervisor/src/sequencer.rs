@@ -20,6 +20,8 @@ use shm_protocol::wake;
 use slog::{error, Logger};
 use std::sync::atomic::Ordering;
 
+use crate::codec::LifecycleRecord;
+use crate::journal::Journal;
 use crate::lifecycle::Event;
 use crate::shard::{Generation, Shard, ShardState};
 use crate::ticket::{Failure, Pending};
@@ -86,6 +88,8 @@ pub struct WriteOp {
 pub enum SeqMsg {
     /// Writes of one connection's batch, in order.
     Submit(Vec<WriteOp>),
+    /// A lifecycle event for the event log.
+    Lifecycle(LifecycleRecord),
     /// A shard changed state or generation.
     ShardChanged(u32),
     /// Flush what can be flushed, fail the rest, and exit.
@@ -128,28 +132,43 @@ const DRAIN_MAX: usize = 512;
 pub struct Sequencer {
     shards: Arc<Vec<Shard>>,
     lanes: Vec<Lane>,
-    next_seq: u64,
+    journal: Journal,
+    /// Writes appended to the journal but not yet committed, with their shard.
+    staged: Vec<(u32, Queued)>,
     restart_queue_max: usize,
 }
 
 impl std::fmt::Debug for Sequencer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sequencer")
-            .field("next_seq", &self.next_seq)
+            .field("staged", &self.staged.len())
             .finish_non_exhaustive()
     }
 }
 
 impl Sequencer {
-    /// A sequencer for `shards`, starting at sequence number 1.
+    /// A sequencer for `shards` that logs to `journal`.
     #[must_use]
-    pub fn new(shards: Arc<Vec<Shard>>, restart_queue_max: usize) -> Self {
+    pub fn new(shards: Arc<Vec<Shard>>, journal: Journal, restart_queue_max: usize) -> Self {
         let lanes = shards.iter().map(|_| Lane::default()).collect();
         Self {
             shards,
             lanes,
-            next_seq: 1,
+            journal,
+            staged: Vec::new(),
             restart_queue_max,
+        }
+    }
+
+    /// Commits the staged records as one group: on success the writes join their shards'
+    /// outboxes (applied ⊆ logged); on failure they fail, unlogged and unapplied.
+    fn commit(&mut self) {
+        let result = self.journal.commit();
+        for (shard, q) in self.staged.drain(..) {
+            match result {
+                Ok(()) => self.lanes[shard as usize].outbox.push_back(q),
+                Err(f) => q.pending.complete(Err(Failure::LogFailed(f.0))),
+            }
         }
     }
 
@@ -177,9 +196,12 @@ impl Sequencer {
                         Err(_) => break,
                     }
                 }
+                // Group commit: everything drained shares one write and one sync.
+                self.commit();
             }
             waiting_for_space = self.flush();
             if stopping && !waiting_for_space {
+                self.journal.sync();
                 for lane in &mut self.lanes {
                     for q in lane.outbox.drain(..) {
                         q.pending.complete(Err(Failure::ShuttingDown));
@@ -194,9 +216,7 @@ impl Sequencer {
         match msg {
             SeqMsg::Submit(ops) => {
                 for w in ops {
-                    let seq = self.next_seq;
-                    self.next_seq += 1;
-                    let Some(lane) = self.lanes.get_mut(w.shard as usize) else {
+                    let Some(lane) = self.lanes.get(w.shard as usize) else {
                         w.pending.complete(Err(Failure::Unavailable(w.shard)));
                         continue;
                     };
@@ -206,13 +226,21 @@ impl Sequencer {
                     } else if lane.active.is_none() && lane.outbox.len() >= self.restart_queue_max {
                         w.pending.complete(Err(Failure::Unavailable(w.shard)));
                     } else {
-                        lane.outbox.push_back(Queued {
-                            seq,
-                            op: w.op,
-                            pending: w.pending,
-                        });
+                        let seq = self.journal.append_write(w.shard, &w.op);
+                        self.staged.push((
+                            w.shard,
+                            Queued {
+                                seq,
+                                op: w.op,
+                                pending: w.pending,
+                            },
+                        ));
                     }
                 }
+                false
+            }
+            SeqMsg::Lifecycle(record) => {
+                self.journal.append_lifecycle(&record);
                 false
             }
             SeqMsg::ShardChanged(id) => {
@@ -254,7 +282,7 @@ impl Sequencer {
         }
         if state == ShardState::Parked {
             for q in lane.outbox.drain(..) {
-                q.pending.complete(Err(Failure::Parked(id)));
+                q.pending.complete(Err(Failure::ParkedLogged(id)));
             }
         }
     }

@@ -839,6 +839,13 @@ fn failure_text(f: Failure) -> String {
         Failure::Parked(id) => parked(id),
         Failure::Unavailable(id) => restarting(id),
         Failure::ShuttingDown => "ERR server is shutting down".into(),
+        Failure::LogFailed(errno) => {
+            crate::journal::failure_text(crate::journal::LogFailure(errno))
+        }
+        Failure::ParkedLogged(id) => format!(
+            "ERR shard {id} was parked after repeated crashes; this write is in the event log \
+             and is applied when the shard recovers"
+        ),
         Failure::Lost => {
             "ERR internal error: this write's outcome was lost; read the key before retrying".into()
         }

@@ -26,6 +26,10 @@ pub enum Failure {
     ShuttingDown,
     /// The write's holder dropped it without an outcome (an internal fault).
     Lost,
+    /// The event log could not take the write (OS error number, or -1); not applied.
+    LogFailed(i32),
+    /// The shard was parked after the write was logged: it applies when the shard recovers.
+    ParkedLogged(u32),
 }
 
 /// Busy checks before a waiting connection starts yielding.

@@ -421,6 +421,8 @@ pub struct Writer {
     rolled: Vec<PathBuf>,
     /// Why the writer is unusable, after a failure it could not undo.
     broken: Option<String>,
+    /// Segments this writer created.
+    segments_created: usize,
 }
 
 /// An append that did not reach the log; the staged records were discarded and their
@@ -479,6 +481,7 @@ impl Writer {
             committed_seq: summary.next_seq,
             rolled: Vec::new(),
             broken: None,
+            segments_created: 0,
         })
     }
 
@@ -535,6 +538,22 @@ impl Writer {
         }
         self.discard_staged();
         result.map_err(CommitError)
+    }
+
+    /// Drops what is staged; its sequence numbers are given out again.
+    pub fn discard(&mut self) {
+        self.discard_staged();
+    }
+
+    /// Segments created since opening (a changed count means the current file changed).
+    #[must_use]
+    pub fn segments_created(&self) -> usize {
+        self.segments_created
+    }
+
+    /// Syncs the current segment.
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data()
     }
 
     fn discard_staged(&mut self) {
@@ -621,6 +640,7 @@ impl Writer {
         }
         self.file = create_segment(&self.dir, first_seq)?;
         self.rolled.push(self.dir.join(segment_name(first_seq)));
+        self.segments_created += 1;
         self.file_len = SEGMENT_HEADER as u64;
         Ok(())
     }

@@ -1,0 +1,267 @@
+//! The payloads of event log records, and the one place that knows they are bincode
+//! (pinned at 2.0.1: bincode 3 is a deliberate compile error). The record header carries
+//! the format version ([`crate::wal::RECORD_VERSION`]); a change to these types is a new
+//! version, and decoding refuses versions it does not know.
+
+use bincode::{Decode, Encode};
+use corral_worker::command::SetCondition;
+
+use crate::sequencer::OwnedOp;
+use crate::wal::RECORD_VERSION;
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard()
+        .with_little_endian()
+        .with_variable_int_encoding()
+        .with_limit::<{ crate::wal::MAX_PAYLOAD }>()
+}
+
+/// A logged client write, borrowed for encoding.
+#[derive(Encode, Debug)]
+struct WriteRef<'a> {
+    shard: u32,
+    op: OpRef<'a>,
+}
+
+#[derive(Encode, Debug)]
+enum OpRef<'a> {
+    Set {
+        key: &'a [u8],
+        value: &'a [u8],
+        condition: u8,
+    },
+    Del {
+        key: &'a [u8],
+    },
+    IncrBy {
+        key: &'a [u8],
+        delta: i64,
+    },
+}
+
+/// A logged client write, decoded.
+#[derive(Decode, Debug)]
+struct WriteOwned {
+    shard: u32,
+    op: OpOwned,
+}
+
+#[derive(Decode, Debug)]
+enum OpOwned {
+    Set {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        condition: u8,
+    },
+    Del {
+        key: Vec<u8>,
+    },
+    IncrBy {
+        key: Vec<u8>,
+        delta: i64,
+    },
+}
+
+/// A record payload that cannot be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError(pub String);
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+fn check_version(version: u8) -> Result<(), DecodeError> {
+    if version == RECORD_VERSION {
+        Ok(())
+    } else {
+        Err(DecodeError(format!(
+            "record format version {version} is not supported (this build reads {RECORD_VERSION})"
+        )))
+    }
+}
+
+/// Appends the payload of a write of `op` to `shard` to `buf`.
+pub fn encode_write(shard: u32, op: &OwnedOp, buf: &mut Vec<u8>) {
+    let op = match op {
+        OwnedOp::Set {
+            key,
+            value,
+            condition,
+        } => OpRef::Set {
+            key,
+            value,
+            condition: *condition as u8,
+        },
+        OwnedOp::Del { key } => OpRef::Del { key },
+        OwnedOp::IncrBy { key, delta } => OpRef::IncrBy { key, delta: *delta },
+    };
+    // Writing into a Vec cannot fail, and keys and values are far below the size limit.
+    let _ = bincode::encode_into_std_write(WriteRef { shard, op }, buf, config());
+}
+
+/// Decodes a write payload of record format `version`.
+pub fn decode_write(version: u8, payload: &[u8]) -> Result<(u32, OwnedOp), DecodeError> {
+    check_version(version)?;
+    let (w, used): (WriteOwned, usize) = bincode::decode_from_slice(payload, config())
+        .map_err(|e| DecodeError(format!("write record: {e}")))?;
+    if used != payload.len() {
+        return Err(DecodeError(format!(
+            "write record: {} trailing bytes",
+            payload.len() - used
+        )));
+    }
+    let op = match w.op {
+        OpOwned::Set {
+            key,
+            value,
+            condition,
+        } => OwnedOp::Set {
+            key,
+            value,
+            condition: match condition {
+                0 => SetCondition::Always,
+                1 => SetCondition::IfAbsent,
+                2 => SetCondition::IfPresent,
+                c => return Err(DecodeError(format!("write record: SET condition {c}"))),
+            },
+        },
+        OpOwned::Del { key } => OwnedOp::Del { key },
+        OpOwned::IncrBy { key, delta } => OwnedOp::IncrBy { key, delta },
+    };
+    Ok((w.shard, op))
+}
+
+/// A lifecycle event, as logged. Times are milliseconds since the Unix epoch.
+#[derive(Encode, Decode, Debug, Clone, PartialEq, Eq)]
+pub enum LifecycleRecord {
+    /// The supervisor started (after recovery).
+    SupervisorStarted {
+        /// Its pid.
+        pid: u32,
+        /// Worker count.
+        workers: u32,
+        /// When.
+        unix_ms: u64,
+    },
+    /// The supervisor stopped.
+    SupervisorStopped {
+        /// Whether every worker stopped in time.
+        clean: bool,
+        /// When.
+        unix_ms: u64,
+    },
+    /// A worker process was spawned.
+    WorkerSpawned {
+        /// Shard.
+        worker: u32,
+        /// Generation.
+        generation: u64,
+        /// Its pid.
+        pid: u32,
+        /// When.
+        unix_ms: u64,
+    },
+    /// A worker process exited.
+    WorkerExited {
+        /// Shard.
+        worker: u32,
+        /// Generation.
+        generation: u64,
+        /// Its pid.
+        pid: u32,
+        /// Exit code, if it exited.
+        code: Option<i32>,
+        /// Signal, if one killed it.
+        signal: Option<i32>,
+        /// When.
+        unix_ms: u64,
+    },
+    /// A restart was scheduled.
+    RestartScheduled {
+        /// Shard.
+        worker: u32,
+        /// Delay before the restart.
+        backoff_ms: u64,
+        /// When.
+        unix_ms: u64,
+    },
+    /// A shard was parked after repeated crashes.
+    ShardParked {
+        /// Shard.
+        worker: u32,
+        /// When.
+        unix_ms: u64,
+    },
+}
+
+/// Appends the payload of a lifecycle record to `buf`.
+pub fn encode_lifecycle(record: &LifecycleRecord, buf: &mut Vec<u8>) {
+    let _ = bincode::encode_into_std_write(record, buf, config());
+}
+
+/// Decodes a lifecycle payload of record format `version`.
+pub fn decode_lifecycle(version: u8, payload: &[u8]) -> Result<LifecycleRecord, DecodeError> {
+    check_version(version)?;
+    bincode::decode_from_slice(payload, config())
+        .map(|(r, _)| r)
+        .map_err(|e| DecodeError(format!("lifecycle record: {e}")))
+}
+
+/// Milliseconds since the Unix epoch, now.
+#[must_use]
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_round_trip_and_garbage_is_an_error() {
+        let ops = [
+            OwnedOp::Set {
+                key: b"k".to_vec(),
+                value: vec![0, 255, 7],
+                condition: SetCondition::IfPresent,
+            },
+            OwnedOp::Del { key: Vec::new() },
+            OwnedOp::IncrBy {
+                key: b"n".to_vec(),
+                delta: i64::MIN,
+            },
+        ];
+        for (shard, op) in ops.iter().enumerate() {
+            let mut buf = Vec::new();
+            encode_write(shard as u32, op, &mut buf);
+            assert_eq!(
+                decode_write(RECORD_VERSION, &buf),
+                Ok((shard as u32, op.clone()))
+            );
+            assert!(decode_write(RECORD_VERSION + 1, &buf).is_err());
+            assert!(decode_write(RECORD_VERSION, &buf[..buf.len() - 1]).is_err());
+        }
+        assert!(decode_write(RECORD_VERSION, &[0, 9]).is_err());
+    }
+
+    #[test]
+    fn lifecycle_records_round_trip() {
+        let r = LifecycleRecord::WorkerExited {
+            worker: 3,
+            generation: 9,
+            pid: 1234,
+            code: None,
+            signal: Some(9),
+            unix_ms: unix_ms(),
+        };
+        let mut buf = Vec::new();
+        encode_lifecycle(&r, &mut buf);
+        assert_eq!(decode_lifecycle(RECORD_VERSION, &buf), Ok(r));
+    }
+}

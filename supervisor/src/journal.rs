@@ -1,0 +1,263 @@
+//! The sequencer's side of the event log: encodes writes and lifecycle events into
+//! records, commits them in groups under the fsync policy, runs the once-a-second sync of
+//! `--fsync everysec`, and turns I/O errors into a failed state that refuses writes (never
+//! retried-and-ignored) until a later commit succeeds.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use slog::{error, info, warn, Logger};
+
+use crate::codec::{self, LifecycleRecord};
+use crate::sequencer::OwnedOp;
+use crate::wal::{self, FsyncPolicy, Kind, WalError, Writer, WriterOptions};
+
+/// The event log's health, shared with whoever reports readiness.
+#[derive(Debug, Default)]
+pub struct JournalStatus {
+    /// False while writes cannot be logged.
+    pub failing: AtomicBool,
+    /// The OS error number of the last failure (0 when unknown).
+    pub last_errno: AtomicI32,
+}
+
+/// The once-a-second sync of `--fsync everysec`.
+#[derive(Debug)]
+struct Syncer {
+    shared: Arc<SyncShared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug, Default)]
+struct SyncShared {
+    file: Mutex<Option<File>>,
+    dirty: AtomicBool,
+    stop: AtomicBool,
+    /// Set when a background sync failed: acknowledged writes may be lost.
+    failed_errno: AtomicI32,
+}
+
+impl Syncer {
+    fn start(file: File, log: Logger) -> std::io::Result<Self> {
+        let shared = Arc::new(SyncShared {
+            file: Mutex::new(Some(file)),
+            ..SyncShared::default()
+        });
+        let thread = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("wal-sync".into())
+                .spawn(move || {
+                    while !shared.stop.load(Ordering::Acquire) {
+                        std::thread::park_timeout(Duration::from_secs(1));
+                        if shared.dirty.swap(false, Ordering::AcqRel) {
+                            Self::sync(&shared, &log);
+                        }
+                    }
+                })?
+        };
+        Ok(Self {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    fn sync(shared: &SyncShared, log: &Logger) {
+        let guard = shared.file.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(file) = guard.as_ref() {
+            if let Err(e) = file.sync_data() {
+                error!(log, "event log background sync failed; refusing writes"; "component" => "wal",
+                       "error" => %e);
+                shared
+                    .failed_errno
+                    .store(e.raw_os_error().unwrap_or(-1), Ordering::Release);
+            }
+        }
+    }
+
+    fn replace_file(&self, file: File) {
+        *self
+            .shared
+            .file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(file);
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+/// The event log as the sequencer uses it.
+#[derive(Debug)]
+pub struct Journal {
+    writer: Writer,
+    syncer: Option<Syncer>,
+    segments_seen: usize,
+    scratch: Vec<u8>,
+    status: Arc<JournalStatus>,
+    log: Logger,
+}
+
+/// Why a commit failed: the OS error number (-1 when there is none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogFailure(pub i32);
+
+fn errno_of(e: &WalError) -> i32 {
+    match e {
+        WalError::Io { error, .. } => error.raw_os_error().unwrap_or(-1),
+        _ => -1,
+    }
+}
+
+impl Journal {
+    /// Scans the log in `dir` (creating the directory), cuts a torn tail, and opens it for
+    /// appending. Damage stops here with the error naming file, offset and sequence.
+    pub fn open(
+        dir: &Path,
+        fsync: FsyncPolicy,
+        segment_bytes: u64,
+        status: Arc<JournalStatus>,
+        log: Logger,
+    ) -> Result<Self, WalError> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|error| WalError::Io {
+                what: format!("cannot create {}", dir.display()),
+                error,
+            })?;
+        let mut records = 0u64;
+        let summary = wal::scan(dir, 0, |_| {
+            records += 1;
+            Ok(())
+        })?;
+        if let Some((file, offset)) = &summary.torn {
+            warn!(log, "event log ended in a torn record; cut it off"; "component" => "wal",
+                  "file" => %file.display(), "offset" => offset, "next_seq" => summary.next_seq);
+        }
+        let writer = Writer::open(
+            dir,
+            &summary,
+            WriterOptions {
+                segment_bytes,
+                fsync,
+            },
+        )?;
+        info!(log, "event log open"; "component" => "wal", "segments" => summary.segments.len().max(1),
+              "records" => records, "next_seq" => writer.next_seq(), "fsync" => ?fsync);
+        let syncer = if fsync == FsyncPolicy::EverySec {
+            let file = writer.sync_handle().map_err(|error| WalError::Io {
+                what: "cannot share the event log segment with the sync thread".into(),
+                error,
+            })?;
+            Some(
+                Syncer::start(file, log.clone()).map_err(|error| WalError::Io {
+                    what: "cannot start the event log sync thread".into(),
+                    error,
+                })?,
+            )
+        } else {
+            None
+        };
+        Ok(Self {
+            segments_seen: writer.segments_created(),
+            writer,
+            syncer,
+            scratch: Vec::new(),
+            status,
+            log,
+        })
+    }
+
+    /// Stages a client write; returns its sequence number.
+    pub fn append_write(&mut self, shard: u32, op: &OwnedOp) -> u64 {
+        self.scratch.clear();
+        codec::encode_write(shard, op, &mut self.scratch);
+        self.writer.append(Kind::Write, &self.scratch)
+    }
+
+    /// Stages a lifecycle event.
+    pub fn append_lifecycle(&mut self, record: &LifecycleRecord) -> u64 {
+        self.scratch.clear();
+        codec::encode_lifecycle(record, &mut self.scratch);
+        self.writer.append(Kind::Lifecycle, &self.scratch)
+    }
+
+    /// Commits what is staged. On failure nothing staged is in the log.
+    pub fn commit(&mut self) -> Result<(), LogFailure> {
+        if self.writer.staged_bytes() == 0 {
+            return Ok(());
+        }
+        let background = self
+            .syncer
+            .as_ref()
+            .map_or(0, |s| s.shared.failed_errno.load(Ordering::Acquire));
+        let result = if background != 0 {
+            // A lost background sync may have lost acknowledged writes: stop here.
+            self.writer.discard();
+            Err(LogFailure(background))
+        } else {
+            self.writer
+                .commit()
+                .map_err(|e| LogFailure(errno_of(&e.0)))
+                .inspect_err(|f| {
+                    if !self.status.failing.load(Ordering::Relaxed) {
+                        error!(self.log, "event log write failed; refusing writes until it succeeds";
+                               "component" => "wal", "errno" => f.0);
+                    }
+                })
+        };
+        match result {
+            Ok(()) => {
+                if self.status.failing.swap(false, Ordering::AcqRel) {
+                    info!(self.log, "event log writable again"; "component" => "wal");
+                }
+                if let Some(syncer) = &self.syncer {
+                    if self.writer.segments_created() != self.segments_seen {
+                        self.segments_seen = self.writer.segments_created();
+                        if let Ok(file) = self.writer.sync_handle() {
+                            syncer.replace_file(file);
+                        }
+                    }
+                    syncer.shared.dirty.store(true, Ordering::Release);
+                }
+            }
+            Err(f) => {
+                self.status.last_errno.store(f.0, Ordering::Relaxed);
+                self.status.failing.store(true, Ordering::Release);
+            }
+        }
+        result
+    }
+
+    /// Syncs everything written (at shutdown, whatever the policy).
+    pub fn sync(&mut self) {
+        if let Err(e) = self.writer.sync() {
+            error!(self.log, "cannot sync the event log at shutdown"; "component" => "wal", "error" => %e);
+        }
+    }
+}
+
+/// The client-facing text of a log failure.
+#[must_use]
+pub fn failure_text(f: LogFailure) -> String {
+    let reason = if f.0 > 0 {
+        std::io::Error::from_raw_os_error(f.0).to_string()
+    } else {
+        "see the supervisor log".to_owned()
+    };
+    format!("ERR event log write failed ({reason}); the write was not applied")
+}
