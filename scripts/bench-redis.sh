@@ -3,10 +3,15 @@
 # redis-benchmark (-t set,get,incr, -c 50, -P 1 and -P 16). Prints requests/s and ratios.
 # Needs: redis-tools and redis-server (apt-get install redis-tools redis-server).
 # Usage: scripts/bench-redis.sh [requests per test, default 200000] [workers, default CPUs]
+#                               [fsync: always|everysec|no, default always]
+# Both sides log every write with the same durability: Corral --fsync P, redis-server
+# --appendonly yes --appendfsync P.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 requests=${1:-200000}
 workers=${2:-$(nproc)}
+fsync=${3:-always}
+tests=${TESTS:-set,get,incr}
 for tool in redis-benchmark redis-server redis-cli; do
   command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install redis-tools redis-server)"; exit 2; }
 done
@@ -21,22 +26,22 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 cport=$(free_port)
-target/release/corral run --workers "$workers" --data-dir "$work/corral" --listen "127.0.0.1:$cport" \
+target/release/corral run --workers "$workers" --fsync "$fsync" --data-dir "$work/corral" --listen "127.0.0.1:$cport" \
   --log-level warn 2>"$work/corral.log" &
 corral_pid=$!
 rport=$(free_port)
-# No persistence: Corral has no event log yet (issue 3), so compare like with like.
-redis-server --port "$rport" --save '' --appendonly no --dir "$work" --daemonize no >"$work/redis.log" 2>&1 &
+redis-server --port "$rport" --save '' --appendonly yes --appendfsync "$fsync" --dir "$work" \
+  --daemonize no >"$work/redis.log" 2>&1 &
 redis_pid=$!
 for port in "$cport" "$rport"; do
   for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 done
 
 run() { # port pipeline -> "test rps" lines
-  redis-benchmark -p "$1" -t set,get,incr -n "$requests" -c 50 -P "$2" -q 2>/dev/null \
+  redis-benchmark -p "$1" -t "$tests" -n "$requests" -c 50 -P "$2" -q 2>/dev/null \
     | tr '\r' '\n' | grep 'requests per second' | sed -E 's/^([A-Z]+): ([0-9.]+) requests.*/\1 \2/'
 }
-echo "redis-benchmark -n $requests -c 50; Corral with $workers workers; $(nproc) CPUs"
+echo "redis-benchmark -n $requests -c 50; Corral with $workers workers; fsync $fsync; $(nproc) CPUs"
 printf '%-6s %-4s %14s %14s %8s\n' test P corral_rps redis_rps ratio
 for p in 1 16; do
   corral_out=$(run "$cport" "$p")
