@@ -163,3 +163,82 @@ fn torn_tail_is_cut_and_damage_stops_start_up_naming_file_and_offset() {
         "{stderr}"
     );
 }
+
+/// A tmpfs mounted for one test (needs root; `.ci/run` runs as root).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(at).ok()?;
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Self(at.to_owned()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_writes_keeps_reads_and_recovers_when_space_returns() {
+    let mount_dir = TempDir::new("fulldisk");
+    let Some(_tmpfs) = Tmpfs::mount(&mount_dir.path().join("fs"), "2m") else {
+        eprintln!("skipped: cannot mount a tmpfs (needs root)");
+        return;
+    };
+    let fs_root = mount_dir.path().join("fs");
+    let filler = fs_root.join("filler");
+    std::fs::write(&filler, vec![1u8; 1 << 20]).unwrap();
+    let data_dir = fs_root.join("data");
+    let mut corral = Corral::start_in(TempDir::new("fulldisk-run"), &data_dir, 1, &[]);
+    let mut c = corral.client();
+    let value = vec![b'v'; 64 << 10];
+    let mut stored = 0;
+    let err = loop {
+        match redis::cmd("SET")
+            .arg(format!("big{stored}"))
+            .arg(&value)
+            .query::<()>(&mut c)
+        {
+            Ok(()) => stored += 1,
+            Err(e) => break e.to_string(),
+        }
+        assert!(stored < 100, "the disk never filled");
+    };
+    assert!(
+        err.contains("event log write failed") && err.contains("No space left on device"),
+        "{err}"
+    );
+    assert!(stored > 0);
+    // Reads keep working; writes keep failing while the disk is full.
+    let got: Vec<u8> = redis::cmd("GET").arg("big0").query(&mut c).unwrap();
+    assert_eq!(got, value);
+    assert!(redis::cmd("SET")
+        .arg("small")
+        .arg(&value)
+        .query::<()>(&mut corral.client())
+        .is_err());
+
+    std::fs::remove_file(&filler).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("after")
+        .arg(&value)
+        .query(&mut c)
+        .unwrap();
+    assert!(corral.stop(Duration::from_secs(20)).success());
+    let (writes, _) = read_log(&data_dir);
+    assert_eq!(writes.len(), stored + 1, "exactly the acknowledged writes");
+    assert!(corral.log().contains("event log writable again"));
+}
