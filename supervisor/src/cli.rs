@@ -24,9 +24,19 @@ pub struct Cli {
 pub enum Commands {
     /// Run the supervisor: spawn the workers and serve RESP on --listen.
     Run(RunArgs),
+    /// Print the lifecycle history from the event log as JSON lines.
+    Events(EventsArgs),
     /// Internal: one worker process (the supervisor re-executes itself with this).
     #[command(hide = true)]
     Worker(WorkerCli),
+}
+
+/// Arguments of `corral events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// The data dir whose event log to read.
+    #[arg(long, env = "CORRAL_DATA_DIR", default_value = "./corral-data")]
+    pub data_dir: PathBuf,
 }
 
 /// Arguments of the hidden worker subcommand.

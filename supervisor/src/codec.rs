@@ -136,7 +136,8 @@ pub fn decode_write(version: u8, payload: &[u8]) -> Result<(u32, OwnedOp), Decod
 }
 
 /// A lifecycle event, as logged. Times are milliseconds since the Unix epoch.
-#[derive(Encode, Decode, Debug, Clone, PartialEq, Eq)]
+#[derive(Encode, Decode, Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum LifecycleRecord {
     /// The supervisor started (after recovery).
     SupervisorStarted {

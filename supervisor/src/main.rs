@@ -12,7 +12,7 @@ use shm_protocol::layout::{Geometry, ShardLimits};
 use shm_protocol::os::Segment;
 use slog::{error, info, warn};
 
-use corral::cli::{self, Commands, RunArgs, WorkerCli};
+use corral::cli::{self, Commands, EventsArgs, RunArgs, WorkerCli};
 use corral::codec::{unix_ms, LifecycleRecord};
 use corral::journal::{Journal, JournalStatus};
 use corral::lifecycle::{Ending, Event, Lifecycle, Policy};
@@ -70,6 +70,7 @@ fn try_main() -> Result<ExitCode, Fatal> {
     match cli.command {
         Commands::Run(args) => run(&args),
         Commands::Worker(args) => worker(&args),
+        Commands::Events(args) => events(&args),
     }
 }
 
@@ -91,6 +92,54 @@ fn worker(args: &WorkerCli) -> Result<ExitCode, Fatal> {
     result
         .map(|()| ExitCode::SUCCESS)
         .map_err(|e| Fatal::runtime(format!("worker {}: {e}", args.worker_id)))
+}
+
+/// `corral events`: the lifecycle history, one JSON object per line, oldest first.
+fn events(args: &EventsArgs) -> Result<ExitCode, Fatal> {
+    use std::io::Write;
+    let dir = args.data_dir.join("wal");
+    if !dir.is_dir() {
+        return Err(Fatal::usage(format!(
+            "no event log in {} (is it a corral data dir?)",
+            args.data_dir.display()
+        )));
+    }
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut decode_error = None;
+    let summary = corral::wal::scan(&dir, 0, |r| {
+        if r.kind != corral::wal::Kind::Lifecycle {
+            return Ok(());
+        }
+        match corral::codec::decode_lifecycle(r.version, &r.payload) {
+            Ok(record) => {
+                let mut line = serde_json::json!({ "seq": r.seq });
+                if let (Some(obj), Ok(serde_json::Value::Object(fields))) =
+                    (line.as_object_mut(), serde_json::to_value(&record))
+                {
+                    obj.extend(fields);
+                }
+                let _ = writeln!(out, "{line}");
+            }
+            Err(e) => {
+                decode_error.get_or_insert(format!("record {}: {e}", r.seq));
+            }
+        }
+        Ok(())
+    })
+    .map_err(|e| Fatal::runtime(e.to_string()))?;
+    out.flush()
+        .map_err(|e| Fatal::runtime(format!("cannot write output: {e}")))?;
+    if let Some(e) = decode_error {
+        return Err(Fatal::runtime(format!("undecodable lifecycle record: {e}")));
+    }
+    if let Some((file, offset)) = summary.torn {
+        eprintln!(
+            "corral: note: the newest segment {} ends in a torn or unfinished record at offset {offset}",
+            file.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn limits(args: &RunArgs) -> Result<ShardLimits, Fatal> {

@@ -105,6 +105,25 @@ fn acknowledged_writes_and_lifecycle_events_are_logged_in_order() {
     assert!(events
         .iter()
         .any(|e| matches!(e, LifecycleRecord::SupervisorStopped { clean: true, .. })));
+
+    // `corral events` prints the same history as JSON lines.
+    let out = Command::new(env!("CARGO_BIN_EXE_corral"))
+        .args(["events", "--data-dir"])
+        .arg(&corral.data_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), events.len());
+    assert!(lines.iter().any(|l| l["event"] == "worker_exited"
+        && l["signal"] == 9
+        && l["pid"] == u64::from(victim)));
+    assert!(lines
+        .windows(2)
+        .all(|w| w[0]["seq"].as_u64() < w[1]["seq"].as_u64()));
 }
 
 fn run_once(data_dir: &Path) -> (Option<i32>, String) {
