@@ -51,6 +51,9 @@ pub struct WorkerCli {
     /// Generation.
     #[arg(long)]
     pub generation: u64,
+    /// The supervisor that spawned this worker: the worker dies with it.
+    #[arg(long)]
+    pub supervisor_pid: u32,
     /// Log level.
     #[arg(long, default_value = "info", value_parser = parse_level_arg)]
     pub log_level: slog::Level,

@@ -1,7 +1,7 @@
 //! The supervisor behind the `corral` binary: command line, data dir, RESP front door,
 //! sequencer, event log and worker lifecycle. `main.rs` wires them together.
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod codec;
@@ -9,8 +9,6 @@ pub mod datadir;
 pub mod journal;
 pub mod lifecycle;
 pub mod log;
-#[allow(unsafe_code)]
-pub mod os;
 pub mod resp;
 pub mod sequencer;
 pub mod server;

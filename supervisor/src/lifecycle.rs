@@ -16,7 +16,7 @@ use shm_protocol::layout::{Geometry, CONTROL_STOP};
 use shm_protocol::os::{monotonic_ns, Segment};
 use shm_protocol::wake;
 use slog::{error, info, warn, Logger};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 
 use crate::codec::{unix_ms, LifecycleRecord};
 use crate::sequencer::{read_completions, SeqMsg};
@@ -232,11 +232,16 @@ impl Lifecycle {
             .arg(id.to_string())
             .arg("--generation")
             .arg(number.to_string())
+            .arg("--supervisor-pid")
+            .arg(std::process::id().to_string())
             .arg("--log-level")
             .arg(&self.worker_log_level)
             .stdin(Stdio::null())
-            .stdout(Stdio::null());
-        let child = match crate::os::spawn_tied_to_parent(&mut command) {
+            .stdout(Stdio::null())
+            // Its own process group: a signal to the supervisor's group spares the workers,
+            // which the supervisor stops in order.
+            .process_group(0);
+        let child = match command.spawn() {
             Ok(c) => c,
             Err(e) => {
                 error!(self.log, "cannot spawn worker"; "component" => "lifecycle",

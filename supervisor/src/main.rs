@@ -1,6 +1,6 @@
 //! `corral`: the supervisor binary (and, re-executed as `corral worker`, each worker).
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 use std::net::TcpListener;
 use std::process::ExitCode;
@@ -74,7 +74,22 @@ fn try_main() -> Result<ExitCode, Fatal> {
     }
 }
 
+/// Ties this worker's life to the supervisor's: `PR_SET_PDEATHSIG` = SIGKILL fires when the
+/// spawning thread (the supervisor's long-lived lifecycle thread) exits. Set after exec, so
+/// a supervisor that died before this point is caught by the parent check instead.
+fn tie_to_supervisor(supervisor_pid: u32) -> Result<(), Fatal> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .map_err(|e| Fatal::runtime(format!("cannot set the parent-death signal: {e}")))?;
+    if nix::unistd::getppid().as_raw() as u32 != supervisor_pid {
+        return Err(Fatal::runtime(format!(
+            "supervisor {supervisor_pid} is gone; not starting"
+        )));
+    }
+    Ok(())
+}
+
 fn worker(args: &WorkerCli) -> Result<ExitCode, Fatal> {
+    tie_to_supervisor(args.supervisor_pid)?;
     let logging = log::init(args.log_level, "worker");
     let result = corral_worker::runtime::run(
         &corral_worker::runtime::WorkerArgs {
