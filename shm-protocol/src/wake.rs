@@ -28,15 +28,9 @@ pub const SPINS_BEFORE_YIELD: u32 = 100;
 /// that produce the next item, for much less than a futex sleep and wakeup costs.
 pub const YIELDS_BEFORE_SLEEP: u32 = 20;
 
-/// Waits until `ready()` holds or `timeout` passes; returns `ready()`.
-///
-/// `sleeping` is the consumer's flag, `doorbell` the producer's futex word.
-pub fn wait_until(
-    sleeping: &AtomicU32,
-    doorbell: &AtomicU32,
-    timeout: Duration,
-    mut ready: impl FnMut() -> bool,
-) -> bool {
+/// Polls `ready()` while spinning briefly, then yielding a few times; returns whether it
+/// held. Callers that get `false` go to sleep by their own means.
+pub fn spin_then_yield(mut ready: impl FnMut() -> bool) -> bool {
     for attempt in 0..SPINS_BEFORE_YIELD + YIELDS_BEFORE_SLEEP {
         if ready() {
             return true;
@@ -46,6 +40,21 @@ pub fn wait_until(
         } else {
             std::thread::yield_now();
         }
+    }
+    false
+}
+
+/// Waits until `ready()` holds or `timeout` passes; returns `ready()`.
+///
+/// `sleeping` is the consumer's flag, `doorbell` the producer's futex word.
+pub fn wait_until(
+    sleeping: &AtomicU32,
+    doorbell: &AtomicU32,
+    timeout: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> bool {
+    if spin_then_yield(&mut ready) {
+        return true;
     }
     let bell = doorbell.load(Ordering::Acquire);
     sleeping.store(1, Ordering::Relaxed);

@@ -3,6 +3,9 @@
 //! the format version ([`crate::wal::RECORD_VERSION`]); a change to these types is a new
 //! version, and decoding refuses versions it does not know.
 
+use bincode::de::Decoder;
+use bincode::enc::Encoder;
+use bincode::error::EncodeError;
 use bincode::{Decode, Encode};
 use corral_worker::command::SetCondition;
 
@@ -16,51 +19,62 @@ fn config() -> impl bincode::config::Config {
         .with_limit::<{ crate::wal::MAX_PAYLOAD }>()
 }
 
-/// A logged client write, borrowed for encoding.
-#[derive(Encode, Debug)]
-struct WriteRef<'a> {
-    shard: u32,
-    op: OpRef<'a>,
+/// A logged client write is `(shard, op)`; the op is a tag byte and its fields.
+impl Encode for OwnedOp {
+    fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
+        match self {
+            Self::Set {
+                key,
+                value,
+                condition,
+            } => {
+                TAG_SET.encode(e)?;
+                key.encode(e)?;
+                value.encode(e)?;
+                (*condition as u8).encode(e)
+            }
+            Self::Del { key } => {
+                TAG_DEL.encode(e)?;
+                key.encode(e)
+            }
+            Self::IncrBy { key, delta } => {
+                TAG_INCRBY.encode(e)?;
+                key.encode(e)?;
+                delta.encode(e)
+            }
+        }
+    }
 }
 
-#[derive(Encode, Debug)]
-enum OpRef<'a> {
-    Set {
-        key: &'a [u8],
-        value: &'a [u8],
-        condition: u8,
-    },
-    Del {
-        key: &'a [u8],
-    },
-    IncrBy {
-        key: &'a [u8],
-        delta: i64,
-    },
+impl<C> Decode<C> for OwnedOp {
+    fn decode<D: Decoder<Context = C>>(d: &mut D) -> Result<Self, bincode::error::DecodeError> {
+        let other = |what: &'static str| bincode::error::DecodeError::Other(what);
+        match u8::decode(d)? {
+            TAG_SET => Ok(Self::Set {
+                key: Vec::decode(d)?,
+                value: Vec::decode(d)?,
+                condition: match u8::decode(d)? {
+                    0 => SetCondition::Always,
+                    1 => SetCondition::IfAbsent,
+                    2 => SetCondition::IfPresent,
+                    _ => return Err(other("unknown SET condition")),
+                },
+            }),
+            TAG_DEL => Ok(Self::Del {
+                key: Vec::decode(d)?,
+            }),
+            TAG_INCRBY => Ok(Self::IncrBy {
+                key: Vec::decode(d)?,
+                delta: i64::decode(d)?,
+            }),
+            _ => Err(other("unknown write op")),
+        }
+    }
 }
 
-/// A logged client write, decoded.
-#[derive(Decode, Debug)]
-struct WriteOwned {
-    shard: u32,
-    op: OpOwned,
-}
-
-#[derive(Decode, Debug)]
-enum OpOwned {
-    Set {
-        key: Vec<u8>,
-        value: Vec<u8>,
-        condition: u8,
-    },
-    Del {
-        key: Vec<u8>,
-    },
-    IncrBy {
-        key: Vec<u8>,
-        delta: i64,
-    },
-}
+const TAG_SET: u8 = 0;
+const TAG_DEL: u8 = 1;
+const TAG_INCRBY: u8 = 2;
 
 /// A record payload that cannot be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,27 +100,14 @@ fn check_version(version: u8) -> Result<(), DecodeError> {
 
 /// Appends the payload of a write of `op` to `shard` to `buf`.
 pub fn encode_write(shard: u32, op: &OwnedOp, buf: &mut Vec<u8>) {
-    let op = match op {
-        OwnedOp::Set {
-            key,
-            value,
-            condition,
-        } => OpRef::Set {
-            key,
-            value,
-            condition: *condition as u8,
-        },
-        OwnedOp::Del { key } => OpRef::Del { key },
-        OwnedOp::IncrBy { key, delta } => OpRef::IncrBy { key, delta: *delta },
-    };
     // Writing into a Vec cannot fail, and keys and values are far below the size limit.
-    let _ = bincode::encode_into_std_write(WriteRef { shard, op }, buf, config());
+    let _ = bincode::encode_into_std_write((shard, op), buf, config());
 }
 
 /// Decodes a write payload of record format `version`.
 pub fn decode_write(version: u8, payload: &[u8]) -> Result<(u32, OwnedOp), DecodeError> {
     check_version(version)?;
-    let (w, used): (WriteOwned, usize) = bincode::decode_from_slice(payload, config())
+    let (write, used) = bincode::decode_from_slice(payload, config())
         .map_err(|e| DecodeError(format!("write record: {e}")))?;
     if used != payload.len() {
         return Err(DecodeError(format!(
@@ -114,25 +115,7 @@ pub fn decode_write(version: u8, payload: &[u8]) -> Result<(u32, OwnedOp), Decod
             payload.len() - used
         )));
     }
-    let op = match w.op {
-        OpOwned::Set {
-            key,
-            value,
-            condition,
-        } => OwnedOp::Set {
-            key,
-            value,
-            condition: match condition {
-                0 => SetCondition::Always,
-                1 => SetCondition::IfAbsent,
-                2 => SetCondition::IfPresent,
-                c => return Err(DecodeError(format!("write record: SET condition {c}"))),
-            },
-        },
-        OpOwned::Del { key } => OwnedOp::Del { key },
-        OpOwned::IncrBy { key, delta } => OwnedOp::IncrBy { key, delta },
-    };
-    Ok((w.shard, op))
+    Ok(write)
 }
 
 /// A lifecycle event, as logged. Times are milliseconds since the Unix epoch.

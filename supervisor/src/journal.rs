@@ -16,15 +16,6 @@ use crate::codec::{self, LifecycleRecord};
 use crate::sequencer::OwnedOp;
 use crate::wal::{self, FsyncPolicy, Kind, WalError, Writer, WriterOptions};
 
-/// The event log's health, shared with whoever reports readiness.
-#[derive(Debug, Default)]
-pub struct JournalStatus {
-    /// False while writes cannot be logged.
-    pub failing: AtomicBool,
-    /// The OS error number of the last failure (0 when unknown).
-    pub last_errno: AtomicI32,
-}
-
 /// The once-a-second sync of `--fsync everysec`.
 #[derive(Debug)]
 struct Syncer {
@@ -104,14 +95,10 @@ pub struct Journal {
     writer: Writer,
     syncer: Option<Syncer>,
     segments_seen: usize,
-    scratch: Vec<u8>,
-    status: Arc<JournalStatus>,
+    /// Whether the last commit failed (logged once per failing stretch).
+    failing: bool,
     log: Logger,
 }
-
-/// Why a commit failed: the OS error number (-1 when there is none).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LogFailure(pub i32);
 
 fn errno_of(e: &WalError) -> i32 {
     match e {
@@ -127,7 +114,6 @@ impl Journal {
         dir: &Path,
         fsync: FsyncPolicy,
         segment_bytes: u64,
-        status: Arc<JournalStatus>,
         log: Logger,
     ) -> Result<Self, WalError> {
         use std::os::unix::fs::DirBuilderExt;
@@ -176,28 +162,26 @@ impl Journal {
             segments_seen: writer.segments_created(),
             writer,
             syncer,
-            scratch: Vec::new(),
-            status,
+            failing: false,
             log,
         })
     }
 
     /// Stages a client write; returns its sequence number.
     pub fn append_write(&mut self, shard: u32, op: &OwnedOp) -> u64 {
-        self.scratch.clear();
-        codec::encode_write(shard, op, &mut self.scratch);
-        self.writer.append(Kind::Write, &self.scratch)
+        self.writer
+            .append(Kind::Write, |buf| codec::encode_write(shard, op, buf))
     }
 
     /// Stages a lifecycle event.
     pub fn append_lifecycle(&mut self, record: &LifecycleRecord) -> u64 {
-        self.scratch.clear();
-        codec::encode_lifecycle(record, &mut self.scratch);
-        self.writer.append(Kind::Lifecycle, &self.scratch)
+        self.writer
+            .append(Kind::Lifecycle, |buf| codec::encode_lifecycle(record, buf))
     }
 
-    /// Commits what is staged. On failure nothing staged is in the log.
-    pub fn commit(&mut self) -> Result<(), LogFailure> {
+    /// Commits what is staged. On failure nothing staged is in the log, and the error is
+    /// the OS error number (-1 when there is none).
+    pub fn commit(&mut self) -> Result<(), i32> {
         if self.writer.staged_bytes() == 0 {
             return Ok(());
         }
@@ -208,21 +192,19 @@ impl Journal {
         let result = if background != 0 {
             // A lost background sync may have lost acknowledged writes: stop here.
             self.writer.discard();
-            Err(LogFailure(background))
+            Err(background)
         } else {
-            self.writer
-                .commit()
-                .map_err(|e| LogFailure(errno_of(&e.0)))
-                .inspect_err(|f| {
-                    if !self.status.failing.load(Ordering::Relaxed) {
-                        error!(self.log, "event log write failed; refusing writes until it succeeds";
-                               "component" => "wal", "errno" => f.0);
-                    }
-                })
+            self.writer.commit().map_err(|e| {
+                if !self.failing {
+                    error!(self.log, "event log write failed; refusing writes until it succeeds";
+                           "component" => "wal", "error" => %e.0);
+                }
+                errno_of(&e.0)
+            })
         };
         match result {
             Ok(()) => {
-                if self.status.failing.swap(false, Ordering::AcqRel) {
+                if std::mem::replace(&mut self.failing, false) {
                     info!(self.log, "event log writable again"; "component" => "wal");
                 }
                 if let Some(syncer) = &self.syncer {
@@ -235,10 +217,7 @@ impl Journal {
                     syncer.shared.dirty.store(true, Ordering::Release);
                 }
             }
-            Err(f) => {
-                self.status.last_errno.store(f.0, Ordering::Relaxed);
-                self.status.failing.store(true, Ordering::Release);
-            }
+            Err(_) => self.failing = true,
         }
         result
     }
@@ -249,15 +228,4 @@ impl Journal {
             error!(self.log, "cannot sync the event log at shutdown"; "component" => "wal", "error" => %e);
         }
     }
-}
-
-/// The client-facing text of a log failure.
-#[must_use]
-pub fn failure_text(f: LogFailure) -> String {
-    let reason = if f.0 > 0 {
-        std::io::Error::from_raw_os_error(f.0).to_string()
-    } else {
-        "see the supervisor log".to_owned()
-    };
-    format!("ERR event log write failed ({reason}); the write was not applied")
 }

@@ -14,7 +14,7 @@ use slog::{error, info, warn};
 
 use corral::cli::{self, Commands, EventsArgs, RunArgs, WorkerCli};
 use corral::codec::{unix_ms, LifecycleRecord};
-use corral::journal::{Journal, JournalStatus};
+use corral::journal::Journal;
 use corral::lifecycle::{Ending, Event, Lifecycle, Policy};
 use corral::sequencer::{SeqMsg, Sequencer};
 use corral::server::{Server, ServerConfig};
@@ -126,7 +126,7 @@ fn events(args: &EventsArgs) -> Result<ExitCode, Fatal> {
         if r.kind != corral::wal::Kind::Lifecycle {
             return Ok(());
         }
-        match corral::codec::decode_lifecycle(r.version, &r.payload) {
+        match corral::codec::decode_lifecycle(r.version, r.payload) {
             Ok(record) => {
                 let mut line = serde_json::json!({ "seq": r.seq });
                 if let (Some(obj), Ok(serde_json::Value::Object(fields))) =
@@ -201,12 +201,10 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
           "workers" => workers, "listen" => %listen_addr, "data_dir" => %args.data_dir.display(),
           "stale_segments_removed" => stale.len());
 
-    let journal_status = Arc::new(JournalStatus::default());
     let journal = Journal::open(
         &args.data_dir.join("wal"),
         args.fsync,
         args.wal_segment_bytes,
-        Arc::clone(&journal_status),
         log.clone(),
     )
     .map_err(|e| {

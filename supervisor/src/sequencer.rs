@@ -167,7 +167,7 @@ impl Sequencer {
         for (shard, q) in self.staged.drain(..) {
             match result {
                 Ok(()) => self.lanes[shard as usize].outbox.push_back(q),
-                Err(f) => q.pending.complete(Err(Failure::LogFailed(f.0))),
+                Err(errno) => q.pending.complete(Err(Failure::LogFailed(errno))),
             }
         }
     }

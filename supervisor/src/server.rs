@@ -840,7 +840,12 @@ fn failure_text(f: Failure) -> String {
         Failure::Unavailable(id) => restarting(id),
         Failure::ShuttingDown => "ERR server is shutting down".into(),
         Failure::LogFailed(errno) => {
-            crate::journal::failure_text(crate::journal::LogFailure(errno))
+            let reason = if errno > 0 {
+                std::io::Error::from_raw_os_error(errno).to_string()
+            } else {
+                "see the supervisor log".to_owned()
+            };
+            format!("ERR event log write failed ({reason}); the write was not applied")
         }
         Failure::ParkedLogged(id) => format!(
             "ERR shard {id} was parked after repeated crashes; this write is in the event log \

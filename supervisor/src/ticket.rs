@@ -32,11 +32,6 @@ pub enum Failure {
     ParkedLogged(u32),
 }
 
-/// Busy checks before a waiting connection starts yielding.
-const WAIT_SPINS: u32 = 64;
-/// Yields before it parks.
-const WAIT_YIELDS: u32 = 8;
-
 /// One write's outcome, or why it has none.
 pub type WriteResult = Result<Outcome, Failure>;
 
@@ -79,19 +74,14 @@ impl Ticket {
     /// Parks the calling thread (the waiter) until every claim has an outcome, then moves
     /// the outcomes into `out` in submission order.
     pub fn wait(&self, out: &mut Vec<Option<WriteResult>>) {
-        // A short spin, then a few yields (the outcomes usually arrive within microseconds,
-        // and yielding hands the CPU to the threads producing them), then park.
-        let mut attempt = 0u32;
+        // The outcomes usually arrive within microseconds, and yielding hands the CPU to
+        // the threads producing them; park only after that.
         // SYNC POINT: pairs with the AcqRel decrement in `fill`.
-        while self.remaining.load(Ordering::Acquire) != 0 {
-            if attempt < WAIT_SPINS {
-                std::hint::spin_loop();
-            } else if attempt < WAIT_SPINS + WAIT_YIELDS {
-                std::thread::yield_now();
-            } else {
+        let done = || self.remaining.load(Ordering::Acquire) == 0;
+        if !shm_protocol::wake::spin_then_yield(done) {
+            while !done() {
                 std::thread::park();
             }
-            attempt += 1;
         }
         std::mem::swap(&mut *self.lock(), out);
     }

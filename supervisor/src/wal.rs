@@ -74,9 +74,9 @@ pub enum FsyncPolicy {
     No,
 }
 
-/// A record read back from the log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Record {
+/// A record read back from the log, borrowing its payload from the segment being read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record<'a> {
     /// Sequence number.
     pub seq: u64,
     /// Kind.
@@ -84,7 +84,7 @@ pub struct Record {
     /// Record format version.
     pub version: u8,
     /// Payload bytes.
-    pub payload: Vec<u8>,
+    pub payload: &'a [u8],
 }
 
 fn padded(len: usize) -> usize {
@@ -97,19 +97,20 @@ fn record_crc(header: &[u8], payload: &[u8]) -> u32 {
     crc32c::crc32c_append(crc, payload)
 }
 
-/// Appends one framed record to `buf`.
-pub fn encode_record(buf: &mut Vec<u8>, seq: u64, kind: Kind, payload: &[u8]) {
+/// Appends one framed record to `buf`, its payload written in place by `payload`.
+pub fn encode_record(buf: &mut Vec<u8>, seq: u64, kind: Kind, payload: impl FnOnce(&mut Vec<u8>)) {
     let start = buf.len();
-    let mut header = [0u8; RECORD_HEADER];
-    header[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    buf.resize(start + RECORD_HEADER, 0);
+    payload(buf);
+    let len = buf.len() - start - RECORD_HEADER;
+    let (header, body) = buf[start..].split_at_mut(RECORD_HEADER);
+    header[0..4].copy_from_slice(&(len as u32).to_le_bytes());
     header[8..16].copy_from_slice(&seq.to_le_bytes());
     header[16] = kind as u8;
     header[17] = RECORD_VERSION;
-    let crc = record_crc(&header, payload);
+    let crc = record_crc(header, body);
     header[4..8].copy_from_slice(&crc.to_le_bytes());
-    buf.extend_from_slice(&header);
-    buf.extend_from_slice(payload);
-    buf.resize(start + RECORD_HEADER + padded(payload.len()), 0);
+    buf.resize(start + RECORD_HEADER + padded(len), 0);
 }
 
 fn segment_header(first_seq: u64) -> [u8; SEGMENT_HEADER] {
@@ -247,7 +248,7 @@ pub enum SegmentEnd {
 pub fn read_segment(
     segment: &SegmentFile,
     newest: bool,
-    mut each: impl FnMut(Record) -> Result<(), WalError>,
+    mut each: impl FnMut(Record<'_>) -> Result<(), WalError>,
 ) -> Result<(SegmentEnd, u64), WalError> {
     let path = &segment.path;
     let mut bytes = Vec::new();
@@ -331,7 +332,7 @@ pub fn read_segment(
             seq,
             kind,
             version: rest[17],
-            payload: payload.to_vec(),
+            payload,
         })?;
         seq += 1;
         at += total;
@@ -355,7 +356,7 @@ pub struct ScanSummary {
 pub fn scan(
     dir: &Path,
     from: u64,
-    mut each: impl FnMut(Record) -> Result<(), WalError>,
+    mut each: impl FnMut(Record<'_>) -> Result<(), WalError>,
 ) -> Result<ScanSummary, WalError> {
     let segments = list_segments(dir)?;
     let mut next_seq = segments.first().map_or(1, |s| s.first_seq);
@@ -412,8 +413,9 @@ pub struct Writer {
     file_len: u64,
     /// Records staged since the last commit.
     staged: Vec<u8>,
-    /// Offsets into `staged` where each staged record starts, with its sequence number.
-    staged_starts: Vec<(usize, u64)>,
+    /// Offsets into `staged` where each staged record starts; the i-th has sequence number
+    /// `committed_seq + i`.
+    staged_starts: Vec<usize>,
     next_seq: u64,
     /// The sequence number of the first record not yet committed.
     committed_seq: u64,
@@ -491,11 +493,12 @@ impl Writer {
         self.next_seq
     }
 
-    /// Stages a record; returns its sequence number. Nothing is written until
+    /// Stages a record whose payload `payload` appends in place; returns its sequence
+    /// number. Nothing is written until
     /// [`Writer::commit`].
-    pub fn append(&mut self, kind: Kind, payload: &[u8]) -> u64 {
+    pub fn append(&mut self, kind: Kind, payload: impl FnOnce(&mut Vec<u8>)) -> u64 {
         let seq = self.next_seq;
-        self.staged_starts.push((self.staged.len(), seq));
+        self.staged_starts.push(self.staged.len());
         encode_record(&mut self.staged, seq, kind, payload);
         self.next_seq += 1;
         seq
@@ -513,7 +516,7 @@ impl Writer {
     /// given out again, so the log never keeps a record whose write was reported failed.
     pub fn commit(&mut self) -> Result<(), CommitError> {
         if let Some(reason) = self.broken.clone() {
-            self.discard_staged();
+            self.discard();
             return Err(CommitError(WalError::Io {
                 what: format!("the event log is unusable since an earlier failure ({reason})"),
                 error: io::Error::other("event log broken"),
@@ -533,16 +536,10 @@ impl Writer {
                 if let Err(e) = self.roll_back(start) {
                     self.broken = Some(e.to_string());
                 }
-                self.next_seq = self.committed_seq;
             }
         }
-        self.discard_staged();
+        self.discard();
         result.map_err(CommitError)
-    }
-
-    /// Drops what is staged; its sequence numbers are given out again.
-    pub fn discard(&mut self) {
-        self.discard_staged();
     }
 
     /// Segments created since opening (a changed count means the current file changed).
@@ -556,7 +553,8 @@ impl Writer {
         self.file.sync_data()
     }
 
-    fn discard_staged(&mut self) {
+    /// Drops what is staged; its sequence numbers are given out again.
+    pub fn discard(&mut self) {
         self.staged.clear();
         self.staged_starts.clear();
         self.next_seq = self.committed_seq;
@@ -578,23 +576,18 @@ impl Writer {
         Ok(())
     }
 
-    /// Whether a failed commit could not be undone; every later commit then fails.
-    #[must_use]
-    pub fn broken(&self) -> Option<&str> {
-        self.broken.as_deref()
-    }
-
     fn write_staged(&mut self) -> Result<(), WalError> {
         // Consecutive records go out in one write per segment; a segment rolls before a
         // record that would take it past the limit (a record larger than the limit gets a
         // segment of its own).
         let mut from = 0usize;
         for i in 0..self.staged_starts.len() {
-            let (start, seq) = self.staged_starts[i];
+            let start = self.staged_starts[i];
+            let seq = self.committed_seq + i as u64;
             let end = self
                 .staged_starts
                 .get(i + 1)
-                .map_or(self.staged.len(), |&(s, _)| s);
+                .map_or(self.staged.len(), |&s| s);
             let in_file = self.file_len + (start - from) as u64;
             if in_file > SEGMENT_HEADER as u64
                 && in_file + (end - start) as u64 > self.options.segment_bytes
@@ -725,7 +718,7 @@ mod tests {
             } else {
                 Kind::Write
             };
-            assert_eq!(w.append(kind, &payload(seq)), seq);
+            assert_eq!(w.append(kind, |b| b.extend(payload(seq))), seq);
             staged += 1;
             if staged == per_commit {
                 w.commit().unwrap();
@@ -735,27 +728,30 @@ mod tests {
         w.commit().unwrap();
     }
 
-    fn read_all(dir: &Path) -> Result<(Vec<Record>, ScanSummary), WalError> {
+    /// Records as (seq, kind, payload).
+    type Owned = (u64, Kind, Vec<u8>);
+
+    fn read_all(dir: &Path) -> Result<(Vec<Owned>, ScanSummary), WalError> {
         let mut records = Vec::new();
         let summary = scan(dir, 0, |r| {
-            records.push(r);
+            records.push((r.seq, r.kind, r.payload.to_vec()));
             Ok(())
         })?;
         Ok((records, summary))
     }
 
-    fn check_records(records: &[Record], n: u64) {
+    fn check_records(records: &[Owned], n: u64) {
         assert_eq!(records.len() as u64, n);
-        for (i, r) in records.iter().enumerate() {
-            let seq = i as u64 + 1;
-            assert_eq!(r.seq, seq);
-            assert_eq!(r.payload, payload(seq));
-            let kind = if seq % 7 == 0 {
+        for (i, (seq, kind, bytes)) in records.iter().enumerate() {
+            let expected = i as u64 + 1;
+            assert_eq!(*seq, expected);
+            assert_eq!(*bytes, payload(expected));
+            let expected_kind = if expected % 7 == 0 {
                 Kind::Lifecycle
             } else {
                 Kind::Write
             };
-            assert_eq!(r.kind, kind);
+            assert_eq!(*kind, expected_kind);
         }
     }
 
@@ -805,7 +801,7 @@ mod tests {
             );
             // Appending after the cut continues the sequence cleanly.
             let mut w = Writer::open(&dir.0, &summary, options(1 << 20)).unwrap();
-            assert_eq!(w.append(Kind::Write, &payload(20)), 20);
+            assert_eq!(w.append(Kind::Write, |b| b.extend(payload(20))), 20);
             w.commit().unwrap();
             let (records, summary) = read_all(&dir.0).unwrap();
             check_records(&records, 20);
@@ -888,7 +884,7 @@ mod tests {
         // Swap the open segment for a read-only handle: the write fails.
         let path = summary.segments[0].path.clone();
         w.file = File::open(&path).unwrap();
-        assert_eq!(w.append(Kind::Write, b"lost"), 6);
+        assert_eq!(w.append(Kind::Write, |b| b.extend(b"lost")), 6);
         assert!(w.commit().is_err());
         assert_eq!(w.next_seq(), 6);
         let (records, _) = read_all(&dir.0).unwrap();

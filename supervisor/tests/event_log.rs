@@ -18,8 +18,8 @@ fn read_log(data_dir: &Path) -> (Vec<(u32, OwnedOp)>, Vec<LifecycleRecord>) {
     let (mut writes, mut events) = (Vec::new(), Vec::new());
     wal::scan(&data_dir.join("wal"), 0, |r| {
         match r.kind {
-            Kind::Write => writes.push(decode_write(r.version, &r.payload).unwrap()),
-            Kind::Lifecycle => events.push(decode_lifecycle(r.version, &r.payload).unwrap()),
+            Kind::Write => writes.push(decode_write(r.version, r.payload).unwrap()),
+            Kind::Lifecycle => events.push(decode_lifecycle(r.version, r.payload).unwrap()),
         }
         Ok(())
     })
