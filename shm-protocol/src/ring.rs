@@ -166,6 +166,21 @@ impl<M: RingMemory> Producer<M> {
         self.tail
     }
 
+    /// Whether a record of `payload_words` words fits now. Only the consumer frees space,
+    /// so a following [`Producer::try_push`] of that size cannot fail.
+    pub fn has_room(&mut self, payload_words: u32) -> bool {
+        let view = self.mem.ring();
+        let capacity = view.words.len() as u64;
+        let need = 1 + u64::from(payload_words);
+        let to_end = capacity - (self.tail & (capacity - 1));
+        let total = if need > to_end { to_end + need } else { need };
+        if capacity - (self.tail - self.head_cache) < total {
+            // SYNC POINT: as in `try_push`.
+            self.head_cache = view.head.load(Ordering::Acquire);
+        }
+        capacity - (self.tail - self.head_cache) >= total
+    }
+
     /// Appends one record of `payload_words` words with `tag`, filling it with `fill`, and
     /// publishes it. Returns [`Full`] without writing anything when there is no room now.
     ///
@@ -442,6 +457,21 @@ mod tests {
         }
         assert!(expected.is_empty());
         assert!(p.is_drained());
+    }
+
+    #[test]
+    fn has_room_predicts_try_push() {
+        let ring = HeapRing::new(16);
+        let mut p = Producer::new(&ring);
+        let mut c = Consumer::new(&ring);
+        for i in 0..300u32 {
+            let words = i * 5 % 8;
+            let room = p.has_room(words);
+            assert_eq!(room, p.try_push(1, words, |_| {}).is_ok(), "record {i}");
+            if !room || i % 3 == 0 {
+                let _ = c.pop(|_| ());
+            }
+        }
     }
 
     #[test]

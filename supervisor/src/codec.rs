@@ -3,11 +3,11 @@
 //! the format version ([`crate::wal::RECORD_VERSION`]); a change to these types is a new
 //! version, and decoding refuses versions it does not know.
 
-use bincode::de::Decoder;
+use bincode::de::BorrowDecoder;
 use bincode::enc::Encoder;
 use bincode::error::EncodeError;
-use bincode::{Decode, Encode};
-use corral_worker::command::SetCondition;
+use bincode::{BorrowDecode, Decode, Encode};
+use corral_worker::command::{Op, SetCondition};
 
 use crate::sequencer::OwnedOp;
 use crate::wal::RECORD_VERSION;
@@ -46,29 +46,34 @@ impl Encode for OwnedOp {
     }
 }
 
-impl<C> Decode<C> for OwnedOp {
-    fn decode<D: Decoder<Context = C>>(d: &mut D) -> Result<Self, bincode::error::DecodeError> {
+/// A logged op read back in place: its key and value borrow the record's payload.
+struct LoggedOp<'a>(Op<'a>);
+
+impl<'de, C> BorrowDecode<'de, C> for LoggedOp<'de> {
+    fn borrow_decode<D: BorrowDecoder<'de, Context = C>>(
+        d: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
         let other = |what: &'static str| bincode::error::DecodeError::Other(what);
-        match u8::decode(d)? {
-            TAG_SET => Ok(Self::Set {
-                key: Vec::decode(d)?,
-                value: Vec::decode(d)?,
-                condition: match u8::decode(d)? {
+        Ok(Self(match u8::borrow_decode(d)? {
+            TAG_SET => Op::Set {
+                key: <&[u8]>::borrow_decode(d)?,
+                value: <&[u8]>::borrow_decode(d)?,
+                condition: match u8::borrow_decode(d)? {
                     0 => SetCondition::Always,
                     1 => SetCondition::IfAbsent,
                     2 => SetCondition::IfPresent,
                     _ => return Err(other("unknown SET condition")),
                 },
-            }),
-            TAG_DEL => Ok(Self::Del {
-                key: Vec::decode(d)?,
-            }),
-            TAG_INCRBY => Ok(Self::IncrBy {
-                key: Vec::decode(d)?,
-                delta: i64::decode(d)?,
-            }),
-            _ => Err(other("unknown write op")),
-        }
+            },
+            TAG_DEL => Op::Del {
+                key: <&[u8]>::borrow_decode(d)?,
+            },
+            TAG_INCRBY => Op::IncrBy {
+                key: <&[u8]>::borrow_decode(d)?,
+                delta: i64::borrow_decode(d)?,
+            },
+            _ => return Err(other("unknown write op")),
+        }))
     }
 }
 
@@ -104,18 +109,28 @@ pub fn encode_write(shard: u32, op: &OwnedOp, buf: &mut Vec<u8>) {
     let _ = bincode::encode_into_std_write((shard, op), buf, config());
 }
 
-/// Decodes a write payload of record format `version`.
-pub fn decode_write(version: u8, payload: &[u8]) -> Result<(u32, OwnedOp), DecodeError> {
+/// Decodes a write payload of record format `version`: the shard and the op, borrowing
+/// the payload (replay decodes millions of these; none allocates).
+pub fn decode_write(version: u8, payload: &[u8]) -> Result<(u32, Op<'_>), DecodeError> {
     check_version(version)?;
-    let (write, used) = bincode::decode_from_slice(payload, config())
-        .map_err(|e| DecodeError(format!("write record: {e}")))?;
+    let ((shard, LoggedOp(op)), used): ((u32, LoggedOp<'_>), usize) =
+        bincode::borrow_decode_from_slice(payload, config())
+            .map_err(|e| DecodeError(format!("write record: {e}")))?;
     if used != payload.len() {
         return Err(DecodeError(format!(
             "write record: {} trailing bytes",
             payload.len() - used
         )));
     }
-    Ok(write)
+    Ok((shard, op))
+}
+
+/// The shard of a write payload of record format `version`, without decoding the op.
+pub fn write_shard(version: u8, payload: &[u8]) -> Result<u32, DecodeError> {
+    check_version(version)?;
+    bincode::decode_from_slice::<u32, _>(payload, config())
+        .map(|(shard, _)| shard)
+        .map_err(|e| DecodeError(format!("write record: {e}")))
 }
 
 /// A lifecycle event, as logged. Times are milliseconds since the Unix epoch.
@@ -226,8 +241,9 @@ mod tests {
             encode_write(shard as u32, op, &mut buf);
             assert_eq!(
                 decode_write(RECORD_VERSION, &buf),
-                Ok((shard as u32, op.clone()))
+                Ok((shard as u32, op.as_op()))
             );
+            assert_eq!(write_shard(RECORD_VERSION, &buf), Ok(shard as u32));
             assert!(decode_write(RECORD_VERSION + 1, &buf).is_err());
             assert!(decode_write(RECORD_VERSION, &buf[..buf.len() - 1]).is_err());
         }

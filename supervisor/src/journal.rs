@@ -126,7 +126,7 @@ impl Journal {
                 error,
             })?;
         let mut records = 0u64;
-        let summary = wal::scan(dir, 0, |_| {
+        let summary = wal::scan(dir, .., |_| {
             records += 1;
             Ok(())
         })?;
@@ -165,6 +165,12 @@ impl Journal {
             failing: false,
             log,
         })
+    }
+
+    /// The sequence number the next record gets.
+    #[must_use]
+    pub fn next_seq(&self) -> u64 {
+        self.writer.next_seq()
     }
 
     /// Stages a client write; returns its sequence number.

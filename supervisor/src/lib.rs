@@ -9,6 +9,7 @@ pub mod datadir;
 pub mod journal;
 pub mod lifecycle;
 pub mod log;
+pub mod replay;
 pub mod resp;
 pub mod sequencer;
 pub mod server;

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -19,8 +20,9 @@ use slog::{error, info, warn, Logger};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 
 use crate::codec::{unix_ms, LifecycleRecord};
-use crate::sequencer::{read_completions, SeqMsg};
+use crate::sequencer::{read_completions, InFlight, SeqMsg};
 use crate::shard::{Generation, Shard, ShardState};
+use crate::ticket::Failure;
 
 /// Events the lifecycle thread reacts to.
 #[derive(Debug)]
@@ -38,6 +40,17 @@ pub enum Event {
         shard: u32,
         /// Generation.
         generation: u64,
+    },
+    /// A worker's replay finished: the shard serves again.
+    Recovered {
+        /// Shard.
+        shard: u32,
+        /// Generation.
+        generation: u64,
+        /// Writes replayed from the event log.
+        records: u64,
+        /// How long the replay took.
+        duration: Duration,
     },
     /// Begin stopping the workers; finish by `deadline`.
     Stop {
@@ -117,6 +130,8 @@ impl std::fmt::Debug for Lifecycle {
 
 struct Slot {
     child: Option<Child>,
+    /// The completion reader of the current generation; it returns the orphans.
+    completions: Option<JoinHandle<Vec<InFlight>>>,
     generation: Option<Arc<Generation>>,
     next_generation: u64,
     spawned_at: Instant,
@@ -155,6 +170,7 @@ impl Lifecycle {
             .iter()
             .map(|_| Slot {
                 child: None,
+                completions: None,
                 generation: None,
                 next_generation: 1,
                 spawned_at: Instant::now(),
@@ -182,6 +198,15 @@ impl Lifecycle {
                 }
                 Ok(Event::Ready { shard, generation }) => {
                     self.on_ready(shard, generation, &mut slots[shard as usize]);
+                }
+                Ok(Event::Recovered {
+                    shard,
+                    generation,
+                    records,
+                    duration,
+                }) => {
+                    let slot = &mut slots[shard as usize];
+                    self.on_recovered(shard, generation, records, duration, slot);
                 }
                 Ok(Event::Stop { deadline }) => return self.stop(&mut slots, deadline),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -281,8 +306,11 @@ impl Lifecycle {
             let spawned = std::thread::Builder::new()
                 .name(format!("completions-w{id}"))
                 .spawn(move || read_completions(&generation, &inflight_rx, &events, &log));
-            if let Err(e) = spawned {
-                error!(self.log, "cannot start completion thread"; "component" => "lifecycle", "error" => %e);
+            match spawned {
+                Ok(handle) => slot.completions = Some(handle),
+                Err(e) => {
+                    error!(self.log, "cannot start completion thread"; "component" => "lifecycle", "error" => %e);
+                }
             }
         }
         slot.child = Some(child);
@@ -305,6 +333,7 @@ impl Lifecycle {
         let _ = self.sequencer.send(SeqMsg::Lifecycle(record));
     }
 
+    /// The worker is up (its checkpoint loaded): the sequencer replays the log into it.
     fn on_ready(&self, id: u32, number: u64, slot: &mut Slot) {
         let Some(generation) = slot.generation.as_ref().filter(|g| g.number == number) else {
             return;
@@ -316,14 +345,62 @@ impl Lifecycle {
         if matches!(shard.state(), ShardState::Stopping | ShardState::Stopped) {
             return;
         }
-        let startup_ms = slot.spawned_at.elapsed().as_secs_f64() * 1000.0;
+        shard.set_state(ShardState::Recovering);
+        let _ = self.sequencer.send(SeqMsg::ShardChanged(id));
+        let applied = generation
+            .segment
+            .head()
+            .status
+            .applied_seq
+            .load(Ordering::Acquire);
+        info!(self.log, "worker up; replaying the event log"; "component" => "lifecycle",
+              "worker" => id, "generation" => number, "pid" => generation.pid,
+              "checkpoint_seq" => applied,
+              "startup_ms" => slot.spawned_at.elapsed().as_secs_f64() * 1000.0);
+    }
+
+    /// The replay is applied: the shard serves reads and writes again.
+    fn on_recovered(&self, id: u32, number: u64, records: u64, took: Duration, slot: &mut Slot) {
+        let Some(generation) = slot.generation.as_ref().filter(|g| g.number == number) else {
+            return;
+        };
+        let shard = &self.shards[id as usize];
+        if generation.is_dead() || shard.state() != ShardState::Recovering {
+            return;
+        }
         shard.set_state(ShardState::Ready);
         let _ = self.sequencer.send(SeqMsg::ShardChanged(id));
         info!(self.log, "worker ready"; "component" => "lifecycle", "worker" => id,
-              "generation" => number, "pid" => generation.pid, "startup_ms" => startup_ms,
+              "generation" => number, "pid" => generation.pid,
+              "startup_ms" => slot.spawned_at.elapsed().as_secs_f64() * 1000.0,
+              "replayed" => records, "replay_ms" => took.as_secs_f64() * 1000.0,
               "probe" => slot.probing);
         if self.shards.iter().all(|s| s.state() == ShardState::Ready) {
             info!(self.log, "all shards ready"; "component" => "lifecycle", "workers" => self.shards.len());
+        }
+    }
+
+    /// Waits for a dead generation's completion reader and passes on the writes its worker
+    /// never completed: to the sequencer, which replays them into the next generation, or
+    /// failed when stopping.
+    fn hand_back_orphans(&self, id: u32, slot: &mut Slot, stopping: bool) {
+        // The sequencer lets go of the dead generation on this message; then the reader
+        // ends.
+        let _ = self.sequencer.send(SeqMsg::ShardChanged(id));
+        let orphans = slot
+            .completions
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        if orphans.is_empty() {
+            return;
+        }
+        if stopping {
+            for o in orphans {
+                o.pending.complete(Err(Failure::ShuttingDown));
+            }
+        } else {
+            let _ = self.sequencer.send(SeqMsg::Orphans { shard: id, orphans });
         }
     }
 
@@ -334,6 +411,10 @@ impl Lifecycle {
         };
         let generation = Arc::clone(generation);
         generation.mark_dead();
+        let shard = &self.shards[id as usize];
+        let stopping =
+            stopping || matches!(shard.state(), ShardState::Stopping | ShardState::Stopped);
+        self.hand_back_orphans(id, slot, stopping);
         let status = slot.child.take().and_then(|mut c| c.wait().ok());
         let (code, signal) = status.as_ref().map_or((None, None), describe);
         let uptime = slot.spawned_at.elapsed();
@@ -346,8 +427,7 @@ impl Lifecycle {
             signal,
             unix_ms: unix_ms(),
         });
-        let shard = &self.shards[id as usize];
-        if stopping || matches!(shard.state(), ShardState::Stopping | ShardState::Stopped) {
+        if stopping {
             shard.set_state(ShardState::Stopped);
             let _ = self.sequencer.send(SeqMsg::ShardChanged(id));
             info!(self.log, "worker exited"; "component" => "lifecycle", "worker" => id,

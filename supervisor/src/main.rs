@@ -16,7 +16,7 @@ use corral::cli::{self, Commands, EventsArgs, RunArgs, WorkerCli};
 use corral::codec::{unix_ms, LifecycleRecord};
 use corral::journal::Journal;
 use corral::lifecycle::{Ending, Event, Lifecycle, Policy};
-use corral::sequencer::{SeqMsg, Sequencer};
+use corral::sequencer::{ReplayContext, SeqMsg, Sequencer};
 use corral::server::{Server, ServerConfig};
 use corral::shard::Shard;
 use corral::{datadir, log, server};
@@ -122,7 +122,7 @@ fn events(args: &EventsArgs) -> Result<ExitCode, Fatal> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut decode_error = None;
-    let summary = corral::wal::scan(&dir, 0, |r| {
+    let summary = corral::wal::scan(&dir, .., |r| {
         if r.kind != corral::wal::Kind::Lifecycle {
             return Ok(());
         }
@@ -142,7 +142,7 @@ fn events(args: &EventsArgs) -> Result<ExitCode, Fatal> {
         }
         Ok(())
     })
-    .map_err(|e| Fatal::runtime(e.to_string()))?;
+    .map_err(|e: corral::wal::WalError| Fatal::runtime(e.to_string()))?;
     out.flush()
         .map_err(|e| Fatal::runtime(format!("cannot write output: {e}")))?;
     if let Some(e) = decode_error {
@@ -222,6 +222,12 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
             Arc::clone(&shards),
             journal,
             args.restart_queue_max as usize,
+            ReplayContext {
+                wal_dir: args.data_dir.join("wal"),
+                sequencer: seq_tx.clone(),
+                events: events_tx.clone(),
+                log: log.clone(),
+            },
         );
         spawn_thread("sequencer", move || seq.run(&seq_rx))?
     };

@@ -8,6 +8,7 @@
 //! completion ring.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use std::sync::atomic::Ordering;
 use crate::codec::LifecycleRecord;
 use crate::journal::Journal;
 use crate::lifecycle::Event;
+use crate::replay::{self, ReplayJob};
 use crate::shard::{Generation, Shard, ShardState};
 use crate::ticket::{Failure, Pending};
 
@@ -72,6 +74,27 @@ impl OwnedOp {
     }
 }
 
+impl From<Op<'_>> for OwnedOp {
+    fn from(op: Op<'_>) -> Self {
+        match op {
+            Op::Set {
+                key,
+                value,
+                condition,
+            } => Self::Set {
+                key: key.to_vec(),
+                value: value.to_vec(),
+                condition,
+            },
+            Op::Del { key } => Self::Del { key: key.to_vec() },
+            Op::IncrBy { key, delta } => Self::IncrBy {
+                key: key.to_vec(),
+                delta,
+            },
+        }
+    }
+}
+
 /// A write routed to a shard.
 #[derive(Debug)]
 pub struct WriteOp {
@@ -92,11 +115,22 @@ pub enum SeqMsg {
     Lifecycle(LifecycleRecord),
     /// A shard changed state or generation.
     ShardChanged(u32),
+    /// Writes a dead generation took but never completed (from its completion reader).
+    Orphans {
+        /// Shard.
+        shard: u32,
+        /// The writes, in sequence order.
+        orphans: Vec<InFlight>,
+    },
+    /// A replay finished: the ring's producer comes back for new writes.
+    Replayed(Replayed),
     /// Flush what can be flushed, fail the rest, and exit.
     Stop,
 }
 
-/// A write pushed into a ring, awaiting its completion.
+/// A write pushed into a ring, awaiting its completion. Its entry is queued to the
+/// generation's completion reader before its record becomes visible in the ring, so a
+/// completion without a queued entry is a replayed record nobody waits for.
 #[derive(Debug)]
 pub struct InFlight {
     /// Sequence number.
@@ -111,16 +145,35 @@ struct Queued {
     pending: Pending,
 }
 
+/// The producer side of a request ring.
+pub type RequestProducer = Producer<SegmentRing<Arc<Segment>>>;
+
+/// What a finished replay hands back to the sequencer.
+#[derive(Debug)]
+pub struct Replayed {
+    /// The generation replayed into.
+    pub generation: Arc<Generation>,
+    /// Its ring's producer.
+    pub producer: RequestProducer,
+    /// Its completion reader's entries.
+    pub inflight: Sender<InFlight>,
+}
+
 struct Active {
     generation: Arc<Generation>,
-    producer: Producer<SegmentRing<Arc<Segment>>>,
+    producer: RequestProducer,
     inflight: Sender<InFlight>,
 }
 
-#[derive(Default)]
 struct Lane {
     active: Option<Active>,
     outbox: VecDeque<Queued>,
+    /// Every committed write of this shard up to this sequence number has left the outbox
+    /// (pushed to some generation's ring, or failed when the shard parked): a new
+    /// generation gets them from the log by replay, and the outbox holds the rest.
+    replay_through: u64,
+    /// Writes a dead generation never completed; replay re-attaches them to their records.
+    orphans: Vec<InFlight>,
 }
 
 /// How long the sequencer waits before retrying a full ring.
@@ -136,6 +189,20 @@ pub struct Sequencer {
     /// Writes appended to the journal but not yet committed, with their shard.
     staged: Vec<(u32, Queued)>,
     restart_queue_max: usize,
+    replay: ReplayContext,
+}
+
+/// What the sequencer gives each replay it starts.
+#[derive(Clone, Debug)]
+pub struct ReplayContext {
+    /// The event log directory.
+    pub wal_dir: PathBuf,
+    /// The sequencer's own channel (for [`SeqMsg::Replayed`]).
+    pub sequencer: Sender<SeqMsg>,
+    /// The lifecycle thread's events (for [`Event::Recovered`]).
+    pub events: Sender<Event>,
+    /// Logger.
+    pub log: Logger,
 }
 
 impl std::fmt::Debug for Sequencer {
@@ -147,16 +214,32 @@ impl std::fmt::Debug for Sequencer {
 }
 
 impl Sequencer {
-    /// A sequencer for `shards` that logs to `journal`.
+    /// A sequencer for `shards` that logs to `journal`. Everything already in the log is
+    /// replayed into each shard's first generation.
     #[must_use]
-    pub fn new(shards: Arc<Vec<Shard>>, journal: Journal, restart_queue_max: usize) -> Self {
-        let lanes = shards.iter().map(|_| Lane::default()).collect();
+    pub fn new(
+        shards: Arc<Vec<Shard>>,
+        journal: Journal,
+        restart_queue_max: usize,
+        replay: ReplayContext,
+    ) -> Self {
+        let logged_through = journal.next_seq() - 1;
+        let lanes = shards
+            .iter()
+            .map(|_| Lane {
+                active: None,
+                outbox: VecDeque::new(),
+                replay_through: logged_through,
+                orphans: Vec::new(),
+            })
+            .collect();
         Self {
             shards,
             lanes,
             journal,
             staged: Vec::new(),
             restart_queue_max,
+            replay,
         }
     }
 
@@ -206,6 +289,9 @@ impl Sequencer {
                     for q in lane.outbox.drain(..) {
                         q.pending.complete(Err(Failure::ShuttingDown));
                     }
+                    for o in lane.orphans.drain(..) {
+                        o.pending.complete(Err(Failure::ShuttingDown));
+                    }
                 }
                 return;
             }
@@ -247,10 +333,35 @@ impl Sequencer {
                 self.reload(id);
                 false
             }
+            SeqMsg::Orphans { shard, orphans } => {
+                if let Some(lane) = self.lanes.get_mut(shard as usize) {
+                    lane.orphans.extend(orphans);
+                    self.reload(shard);
+                }
+                false
+            }
+            SeqMsg::Replayed(replayed) => {
+                let id = replayed.generation.shard;
+                let current = self.shards[id as usize].current();
+                let lane = &mut self.lanes[id as usize];
+                let live =
+                    current.is_some_and(|c| Arc::ptr_eq(&c, &replayed.generation) && !c.is_dead());
+                if live && lane.active.is_none() {
+                    lane.active = Some(Active {
+                        generation: replayed.generation,
+                        producer: replayed.producer,
+                        inflight: replayed.inflight,
+                    });
+                }
+                false
+            }
             SeqMsg::Stop => true,
         }
     }
 
+    /// Brings lane `id` in line with its shard: drops a dead generation's ring, starts the
+    /// replay of a new generation (which hands the ring back when done), and fails the
+    /// queue of a parked shard.
     fn reload(&mut self, id: u32) {
         let shard = &self.shards[id as usize];
         let lane = &mut self.lanes[id as usize];
@@ -262,27 +373,36 @@ impl Sequencer {
         );
         if !keep {
             // Dropping the old generation's in-flight sender lets its completion reader
-            // fail whatever its dead worker never completed.
+            // hand back whatever its dead worker never completed.
             lane.active = None;
         }
-        if state == ShardState::Ready && lane.active.is_none() {
+        if matches!(state, ShardState::Recovering | ShardState::Ready) && lane.active.is_none() {
             if let Some(generation) = current.filter(|g| !g.is_dead()) {
+                // Once per generation: the first reload after its worker is up.
                 if let Some(inflight) = generation.take_inflight() {
-                    let producer = Producer::new(SegmentRing {
-                        segment: Arc::clone(&generation.segment),
-                        side: RingSide::Request,
-                    });
-                    lane.active = Some(Active {
+                    let job = ReplayJob {
+                        producer: Producer::new(SegmentRing {
+                            segment: Arc::clone(&generation.segment),
+                            side: RingSide::Request,
+                        }),
                         generation,
-                        producer,
                         inflight,
-                    });
+                        through: lane.replay_through,
+                        orphans: std::mem::take(&mut lane.orphans),
+                        context: self.replay.clone(),
+                    };
+                    replay::start(job);
                 }
             }
         }
         if state == ShardState::Parked {
+            // Logged, so replayed into the shard's next generation.
             for q in lane.outbox.drain(..) {
+                lane.replay_through = q.seq;
                 q.pending.complete(Err(Failure::ParkedLogged(id)));
+            }
+            for o in lane.orphans.drain(..) {
+                o.pending.complete(Err(Failure::ParkedLogged(id)));
             }
         }
     }
@@ -296,23 +416,22 @@ impl Sequencer {
             };
             let mut pushed = false;
             while let Some(q) = lane.outbox.front() {
-                let op = q.op.as_op();
-                let (tag, words) = op.record_shape();
-                let seq = q.seq;
-                let result = active.producer.try_push(tag, words as u32, |w| {
-                    op.encode(seq, w);
-                });
-                if result.is_err() {
+                let (tag, words) = q.op.as_op().record_shape();
+                if !active.producer.has_room(words as u32) {
                     full = true;
                     break;
                 }
+                let Some(Queued { seq, op, pending }) = lane.outbox.pop_front() else {
+                    break;
+                };
+                // The entry goes first: the completion may come back at once.
+                let _ = active.inflight.send(InFlight { seq, pending });
+                let op = op.as_op();
+                let _ = active.producer.try_push(tag, words as u32, |w| {
+                    op.encode(seq, w);
+                });
+                lane.replay_through = seq;
                 pushed = true;
-                if let Some(q) = lane.outbox.pop_front() {
-                    let _ = active.inflight.send(InFlight {
-                        seq: q.seq,
-                        pending: q.pending,
-                    });
-                }
             }
             if pushed {
                 let head = active.generation.segment.head();
@@ -327,21 +446,25 @@ impl Sequencer {
 }
 
 /// The completion reader of one generation: matches completions to in-flight writes in
-/// order, reports the worker's readiness, and when the worker dies fails what it left.
+/// order, reports the worker's readiness, and when the worker dies returns the writes it
+/// never completed (the orphans), in order, once nothing can send it more.
 pub fn read_completions(
     generation: &Arc<Generation>,
     inflight: &Receiver<InFlight>,
     events: &Sender<Event>,
     log: &Logger,
-) {
+) -> Vec<InFlight> {
     let segment = Arc::clone(&generation.segment);
     let head = segment.head();
     let mut consumer = Consumer::new(SegmentRing {
         segment: Arc::clone(&segment),
         side: RingSide::Completion,
     });
+    let mut waiting: Option<InFlight> = None;
     let mut ready_reported = false;
     loop {
+        // Seen before draining: whatever the worker completed before it died is drained.
+        let dead = generation.is_dead();
         loop {
             let popped = consumer.pop(|r| Outcome::decode(&r));
             let (seq, outcome) = match popped {
@@ -357,16 +480,7 @@ pub fn read_completions(
                     break;
                 }
             };
-            match inflight.recv() {
-                Ok(f) if f.seq == seq => f.pending.complete(Ok(outcome)),
-                Ok(f) => {
-                    error!(log, "completion out of order"; "component" => "sequencer",
-                           "worker" => generation.shard, "seq" => seq, "expected_seq" => f.seq);
-                    f.pending
-                        .complete(Err(Failure::WorkerDied(generation.shard)));
-                }
-                Err(_) => break,
-            }
+            deliver(generation, &mut waiting, inflight, seq, outcome, log);
         }
         if !ready_reported && head.status.state.load(Ordering::Acquire) == WorkerState::Ready as u32
         {
@@ -376,13 +490,11 @@ pub fn read_completions(
                 generation: generation.number,
             });
         }
-        if generation.is_dead() {
-            // The worker is gone: what it completed was delivered above; the rest fails.
-            while let Ok(f) = inflight.recv() {
-                f.pending
-                    .complete(Err(Failure::WorkerDied(generation.shard)));
-            }
-            return;
+        if dead {
+            let mut orphans: Vec<InFlight> = waiting.into_iter().collect();
+            // Ends when the sequencer (or a replay) has let go of this generation.
+            orphans.extend(inflight.iter());
+            return orphans;
         }
         wake::wait_until(
             &head.supervisor_completion.supervisor_sleeping,
@@ -395,5 +507,36 @@ pub fn read_completions(
                         && head.status.state.load(Ordering::Acquire) == WorkerState::Ready as u32)
             },
         );
+    }
+}
+
+/// Hands the completion of `seq` to the write waiting for it, if any: entries precede
+/// their records, so an entry with a larger sequence number (or none) means a replayed
+/// record that nobody waits for.
+fn deliver(
+    generation: &Generation,
+    waiting: &mut Option<InFlight>,
+    inflight: &Receiver<InFlight>,
+    seq: u64,
+    outcome: Outcome,
+    log: &Logger,
+) {
+    loop {
+        let Some(front) = waiting.take().or_else(|| inflight.try_recv().ok()) else {
+            return;
+        };
+        if front.seq == seq {
+            front.pending.complete(Ok(outcome));
+            return;
+        }
+        if front.seq > seq {
+            *waiting = Some(front);
+            return;
+        }
+        error!(log, "completion skipped a write"; "component" => "sequencer",
+               "worker" => generation.shard, "seq" => seq, "expected_seq" => front.seq);
+        front
+            .pending
+            .complete(Err(Failure::WorkerDied(generation.shard)));
     }
 }

@@ -532,7 +532,9 @@ impl<'a> Connection<'a> {
             ShardState::Stopping | ShardState::Stopped => {
                 return Err("ERR server is shutting down".into())
             }
-            ShardState::Starting | ShardState::Restarting => return Err(restarting(id)),
+            ShardState::Starting | ShardState::Restarting | ShardState::Recovering => {
+                return Err(restarting(id))
+            }
         }
         match shard.current() {
             Some(g) if !g.is_dead() => Ok((id, g)),
@@ -791,15 +793,20 @@ impl<'a> Connection<'a> {
             s.connections(),
         );
         for shard in s.shards.iter() {
-            let (pid, generation, keys) = shard.current().map_or((0, 0, 0), |g| {
-                (
-                    g.pid,
-                    g.number,
-                    g.segment.head().status.keys.load(Ordering::Acquire),
-                )
-            });
+            let (pid, generation, keys, digest, applied) =
+                shard.current().map_or((0, 0, 0, 0, 0), |g| {
+                    let status = &g.segment.head().status;
+                    (
+                        g.pid,
+                        g.number,
+                        status.keys.load(Ordering::Acquire),
+                        status.digest.load(Ordering::Acquire),
+                        status.applied_seq.load(Ordering::Acquire),
+                    )
+                });
             text.push_str(&format!(
-                "shard{}:state={},pid={pid},generation={generation},restarts={},keys={keys}\r\n",
+                "shard{}:state={},pid={pid},generation={generation},restarts={},keys={keys},\
+                 digest={digest:016x},applied_seq={applied}\r\n",
                 shard.id,
                 shard.state().name(),
                 shard.restarts.load(Ordering::Relaxed)

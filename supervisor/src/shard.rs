@@ -25,6 +25,8 @@ pub enum ShardState {
     Stopping = 4,
     /// Worker gone after shutdown.
     Stopped = 5,
+    /// Its worker is up and the event log is being replayed into it.
+    Recovering = 6,
 }
 
 impl ShardState {
@@ -35,6 +37,7 @@ impl ShardState {
             2 => Self::Restarting,
             3 => Self::Parked,
             4 => Self::Stopping,
+            6 => Self::Recovering,
             _ => Self::Stopped,
         }
     }
@@ -49,6 +52,7 @@ impl ShardState {
             Self::Parked => "parked",
             Self::Stopping => "stopping",
             Self::Stopped => "stopped",
+            Self::Recovering => "recovering",
         }
     }
 }

@@ -28,6 +28,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 
 /// Segment file magic.
@@ -245,21 +246,24 @@ pub enum SegmentEnd {
 /// `newest` allows a torn tail: a last record that is incomplete, fails its checksum while
 /// reaching the end of the file, or is followed only by zeros. Anywhere else such a record
 /// is an error. Returns how the file ended and the next sequence number.
-pub fn read_segment(
+pub fn read_segment<E: From<WalError>>(
     segment: &SegmentFile,
     newest: bool,
-    mut each: impl FnMut(Record<'_>) -> Result<(), WalError>,
-) -> Result<(SegmentEnd, u64), WalError> {
+    until: u64,
+    mut each: impl FnMut(Record<'_>) -> Result<(), E>,
+) -> Result<(SegmentEnd, u64), E> {
     let path = &segment.path;
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(io_err(format!("cannot read {}", path.display())))?;
-    let corrupt = |offset: usize, seq: u64, reason: String| WalError::Corrupt {
-        file: path.clone(),
-        offset: offset as u64,
-        seq,
-        reason,
+    let corrupt = |offset: usize, seq: u64, reason: String| {
+        E::from(WalError::Corrupt {
+            file: path.clone(),
+            offset: offset as u64,
+            seq,
+            reason,
+        })
     };
     let mut seq = segment.first_seq;
     if bytes.len() < SEGMENT_HEADER {
@@ -284,7 +288,7 @@ pub fn read_segment(
         return Err(corrupt(0, seq, reason));
     }
     let mut at = SEGMENT_HEADER;
-    while at < bytes.len() {
+    while at < bytes.len() && seq <= until {
         let rest = &bytes[at..];
         let torn_here = || newest && rest.iter().all(|&b| b == 0);
         if rest.len() < RECORD_HEADER {
@@ -351,23 +355,43 @@ pub struct ScanSummary {
     pub torn: Option<(PathBuf, u64)>,
 }
 
-/// Reads every segment of `dir` in order, calling `each` for every record with a sequence
-/// number of at least `from`. Segments wholly before `from` are skipped unread.
-pub fn scan(
+/// Reads the segments of `dir` in order, calling `each` for every record whose sequence
+/// number is in `seqs`. Segments wholly before the range are skipped unread, and reading
+/// stops after its end (nothing later is looked at, so a log still being appended to can be
+/// read up to a sequence number known to be committed); the summary then describes what was
+/// read.
+///
+/// `each` may stop the scan with an error of its own; damage in the log stops it with a
+/// [`WalError`], converted.
+pub fn scan<E: From<WalError>>(
     dir: &Path,
-    from: u64,
-    mut each: impl FnMut(Record<'_>) -> Result<(), WalError>,
-) -> Result<ScanSummary, WalError> {
+    seqs: impl RangeBounds<u64>,
+    mut each: impl FnMut(Record<'_>) -> Result<(), E>,
+) -> Result<ScanSummary, E> {
+    let from = match seqs.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let until = match seqs.end_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s.saturating_sub(1),
+        Bound::Unbounded => u64::MAX,
+    };
     let segments = list_segments(dir)?;
     let mut next_seq = segments.first().map_or(1, |s| s.first_seq);
     let mut torn = None;
     for (i, segment) in segments.iter().enumerate() {
+        if next_seq > until {
+            break;
+        }
         if segment.first_seq != next_seq {
             return Err(WalError::Gap {
                 file: segment.path.clone(),
                 expected: next_seq,
                 found: segment.first_seq,
-            });
+            }
+            .into());
         }
         let newest = i + 1 == segments.len();
         let ends_before = segments.get(i + 1).map(|n| n.first_seq);
@@ -375,7 +399,7 @@ pub fn scan(
             next_seq = ends_before.unwrap_or(next_seq);
             continue;
         }
-        let (end, next) = read_segment(segment, newest, |r| {
+        let (end, next) = read_segment(segment, newest, until, |r| {
             if r.seq >= from {
                 each(r)
             } else {
@@ -708,7 +732,7 @@ mod tests {
 
     /// Writes records 1..=n in commits of `per_commit`.
     fn write_log(dir: &Path, n: u64, per_commit: u64, segment_bytes: u64) {
-        let summary = scan(dir, 0, |_| Ok(())).unwrap();
+        let summary = scan(dir, .., |_| Ok::<(), WalError>(())).unwrap();
         let mut w = Writer::open(dir, &summary, options(segment_bytes)).unwrap();
         let mut staged = 0;
         while w.next_seq() <= n {
@@ -733,7 +757,7 @@ mod tests {
 
     fn read_all(dir: &Path) -> Result<(Vec<Owned>, ScanSummary), WalError> {
         let mut records = Vec::new();
-        let summary = scan(dir, 0, |r| {
+        let summary = scan(dir, .., |r| {
             records.push((r.seq, r.kind, r.payload.to_vec()));
             Ok(())
         })?;
@@ -773,12 +797,20 @@ mod tests {
         check_records(&records, 520);
         // A scan from a later sequence number skips what comes before.
         let mut first = None;
-        scan(&dir.0, 300, |r| {
+        scan(&dir.0, 300.., |r| {
             first.get_or_insert(r.seq);
-            Ok(())
+            Ok::<(), WalError>(())
         })
         .unwrap();
         assert_eq!(first, Some(300));
+        // A bounded scan reads its range and nothing after it.
+        let mut seen = Vec::new();
+        scan(&dir.0, 299..=310, |r| {
+            seen.push(r.seq);
+            Ok::<(), WalError>(())
+        })
+        .unwrap();
+        assert_eq!(seen, (299..=310).collect::<Vec<_>>());
     }
 
     #[test]
@@ -879,7 +911,7 @@ mod tests {
     fn a_failed_commit_leaves_no_record_and_reuses_its_sequence_numbers() {
         let dir = Dir::new("fail");
         write_log(&dir.0, 5, 5, 1 << 20);
-        let summary = scan(&dir.0, 0, |_| Ok(())).unwrap();
+        let summary = scan(&dir.0, .., |_| Ok::<(), WalError>(())).unwrap();
         let mut w = Writer::open(&dir.0, &summary, options(1 << 20)).unwrap();
         // Swap the open segment for a read-only handle: the write fails.
         let path = summary.segments[0].path.clone();

@@ -16,12 +16,15 @@ use nix::unistd::Pid;
 
 fn read_log(data_dir: &Path) -> (Vec<(u32, OwnedOp)>, Vec<LifecycleRecord>) {
     let (mut writes, mut events) = (Vec::new(), Vec::new());
-    wal::scan(&data_dir.join("wal"), 0, |r| {
+    wal::scan(&data_dir.join("wal"), .., |r| {
         match r.kind {
-            Kind::Write => writes.push(decode_write(r.version, r.payload).unwrap()),
+            Kind::Write => {
+                let (shard, op) = decode_write(r.version, r.payload).unwrap();
+                writes.push((shard, OwnedOp::from(op)));
+            }
             Kind::Lifecycle => events.push(decode_lifecycle(r.version, r.payload).unwrap()),
         }
-        Ok(())
+        Ok::<(), wal::WalError>(())
     })
     .unwrap();
     (writes, events)

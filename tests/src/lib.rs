@@ -85,6 +85,10 @@ pub struct ShardInfo {
     pub restarts: u64,
     /// Keys held.
     pub keys: u64,
+    /// The worker's state digest.
+    pub digest: u64,
+    /// Sequence number of the last write the worker applied.
+    pub applied_seq: u64,
 }
 
 /// A running supervisor.
@@ -354,6 +358,8 @@ fn parse_shards(info: &str) -> Vec<ShardInfo> {
             generation: 0,
             restarts: 0,
             keys: 0,
+            digest: 0,
+            applied_seq: 0,
         };
         for kv in fields.trim().split(',') {
             match kv.split_once('=') {
@@ -362,6 +368,8 @@ fn parse_shards(info: &str) -> Vec<ShardInfo> {
                 Some(("generation", v)) => s.generation = v.parse().unwrap_or(0),
                 Some(("restarts", v)) => s.restarts = v.parse().unwrap_or(0),
                 Some(("keys", v)) => s.keys = v.parse().unwrap_or(0),
+                Some(("digest", v)) => s.digest = u64::from_str_radix(v, 16).unwrap_or(0),
+                Some(("applied_seq", v)) => s.applied_seq = v.parse().unwrap_or(0),
                 _ => {}
             }
         }

@@ -1,0 +1,263 @@
+//! Replay: a new worker generation starts from its checkpoint (or empty) and receives every
+//! logged write of its shard after that, from the event log and through its own request
+//! ring, before any new write. The worker applies replayed records like any other, so its
+//! state comes back exactly (the state machine is deterministic).
+//!
+//! The replay thread borrows the ring's producer from the sequencer and hands it back when
+//! the worker has applied the last replayed record: the ring keeps one producer at a time.
+//! Writes that the dead generation took but never completed (its orphans) are re-attached
+//! to their replayed records and acknowledged with the outcome of the replay.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use corral_worker::command::Op;
+use crossbeam_channel::Sender;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use shm_protocol::wake;
+use slog::{error, info};
+
+use crate::codec::{self, DecodeError};
+use crate::lifecycle::Event;
+use crate::sequencer::{InFlight, ReplayContext, Replayed, RequestProducer, SeqMsg};
+use crate::shard::Generation;
+use crate::ticket::Failure;
+use crate::wal::{self, Kind, WalError};
+
+/// How often a long replay reports its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// Records pushed between wake-ups of the worker.
+const NOTIFY_EVERY: u64 = 64;
+
+/// One replay, as the sequencer starts it.
+#[derive(Debug)]
+pub struct ReplayJob {
+    /// The generation to replay into.
+    pub generation: Arc<Generation>,
+    /// Its request ring's producer, lent by the sequencer.
+    pub producer: RequestProducer,
+    /// Its completion reader's entries.
+    pub inflight: Sender<InFlight>,
+    /// Replay up to this sequence number (what the sequencer no longer holds).
+    pub through: u64,
+    /// Writes of the previous generation still awaiting their outcome, in order.
+    pub orphans: Vec<InFlight>,
+    /// Where the log is and whom to tell.
+    pub context: ReplayContext,
+}
+
+/// Why a replay did not finish.
+#[derive(Debug)]
+enum ReplayError {
+    /// The log could not be read.
+    Wal(WalError),
+    /// A record in range does not decode.
+    Decode(u64, DecodeError),
+    /// The worker died; its successor replays again.
+    WorkerGone,
+}
+
+impl From<WalError> for ReplayError {
+    fn from(e: WalError) -> Self {
+        Self::Wal(e)
+    }
+}
+
+impl std::fmt::Display for ReplayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Wal(e) => e.fmt(f),
+            Self::Decode(seq, e) => write!(f, "record {seq}: {e}"),
+            Self::WorkerGone => f.write_str("the worker exited"),
+        }
+    }
+}
+
+/// Starts `job` on its own thread. If no thread can be started, the worker is killed, so
+/// that its restart tries again.
+pub fn start(job: ReplayJob) {
+    let generation = Arc::clone(&job.generation);
+    let log = job.context.log.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("replay-w{}", generation.shard))
+        .spawn(move || run(job));
+    if let Err(e) = spawned {
+        error!(log, "cannot start replay thread; killing worker"; "component" => "replay",
+               "worker" => generation.shard, "generation" => generation.number, "error" => %e);
+        let _ = kill(Pid::from_raw(generation.pid as i32), Signal::SIGKILL);
+    }
+}
+
+struct Run {
+    generation: Arc<Generation>,
+    producer: RequestProducer,
+    inflight: Sender<InFlight>,
+    orphans: std::iter::Peekable<std::vec::IntoIter<InFlight>>,
+    from: u64,
+    through: u64,
+    records: u64,
+    last_seq: u64,
+    started: Instant,
+    next_report: Instant,
+    context: ReplayContext,
+}
+
+fn run(job: ReplayJob) {
+    let status = &job.generation.segment.head().status;
+    // What the worker's checkpoint covers (0 without one).
+    let from = status.applied_seq.load(Ordering::Acquire) + 1;
+    let started = Instant::now();
+    let mut run = Run {
+        generation: job.generation,
+        producer: job.producer,
+        inflight: job.inflight,
+        orphans: job.orphans.into_iter().peekable(),
+        from,
+        through: job.through,
+        records: 0,
+        last_seq: 0,
+        started,
+        next_report: started + PROGRESS_EVERY,
+        context: job.context,
+    };
+    let (shard, number) = (run.generation.shard, run.generation.number);
+    let log = run.context.log.clone();
+    let result = run.replay();
+    // Orphans without a record in range cannot be re-applied here (a record before the
+    // checkpoint was applied already, its outcome lost with the worker).
+    for o in run.orphans.by_ref() {
+        o.pending.complete(Err(Failure::WorkerDied(shard)));
+    }
+    let elapsed = started.elapsed();
+    match result {
+        Ok(()) => {
+            info!(log, "replay done"; "component" => "replay", "worker" => shard,
+                  "generation" => number, "from_seq" => from, "through_seq" => run.through,
+                  "records" => run.records, "duration_ms" => elapsed.as_secs_f64() * 1000.0);
+            let _ = run.context.sequencer.send(SeqMsg::Replayed(Replayed {
+                generation: Arc::clone(&run.generation),
+                producer: run.producer,
+                inflight: run.inflight,
+            }));
+            let _ = run.context.events.send(Event::Recovered {
+                shard,
+                generation: number,
+                records: run.records,
+                duration: elapsed,
+            });
+        }
+        Err(ReplayError::WorkerGone) => {
+            info!(log, "replay abandoned: worker exited"; "component" => "replay",
+                  "worker" => shard, "generation" => number, "records" => run.records);
+        }
+        Err(e) => {
+            error!(log, "replay failed; killing worker"; "component" => "replay", "worker" => shard,
+                   "generation" => number, "error" => %e);
+            let _ = kill(Pid::from_raw(run.generation.pid as i32), Signal::SIGKILL);
+        }
+    }
+}
+
+impl Run {
+    fn replay(&mut self) -> Result<(), ReplayError> {
+        if self.from <= self.through {
+            let dir = self.context.wal_dir.clone();
+            wal::scan(&dir, self.from..=self.through, |r| {
+                if r.kind != Kind::Write {
+                    return Ok(());
+                }
+                let shard = codec::write_shard(r.version, r.payload)
+                    .map_err(|e| ReplayError::Decode(r.seq, e))?;
+                if shard != self.generation.shard {
+                    return Ok(());
+                }
+                let (_, op) = codec::decode_write(r.version, r.payload)
+                    .map_err(|e| ReplayError::Decode(r.seq, e))?;
+                self.push(r.seq, &op)
+            })?;
+        }
+        self.notify();
+        // Hand the ring back only once the worker's state includes every replayed write:
+        // the shard serves reads from then on.
+        let status = &self.generation.segment.head().status;
+        while status.applied_seq.load(Ordering::Acquire) < self.last_seq {
+            if self.generation.is_dead() {
+                return Err(ReplayError::WorkerGone);
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, seq: u64, op: &Op<'_>) -> Result<(), ReplayError> {
+        while self.orphans.peek().is_some_and(|o| o.seq < seq) {
+            if let Some(o) = self.orphans.next() {
+                o.pending
+                    .complete(Err(Failure::WorkerDied(self.generation.shard)));
+            }
+        }
+        let (tag, words) = op.record_shape();
+        let mut spins = 0u32;
+        while !self.producer.has_room(words as u32) {
+            if self.generation.is_dead() {
+                return Err(ReplayError::WorkerGone);
+            }
+            self.notify();
+            spins += 1;
+            if spins < 64 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+        if self.orphans.peek().is_some_and(|o| o.seq == seq) {
+            if let Some(o) = self.orphans.next() {
+                // Before the record: the completion may come back at once.
+                let _ = self.inflight.send(o);
+            }
+        }
+        let _ = self.producer.try_push(tag, words as u32, |w| {
+            op.encode(seq, w);
+        });
+        self.records += 1;
+        self.last_seq = seq;
+        if self.records % NOTIFY_EVERY == 0 {
+            self.notify();
+            self.report(seq);
+        }
+        Ok(())
+    }
+
+    fn notify(&self) {
+        let head = self.generation.segment.head();
+        wake::notify(
+            &head.worker_request.worker_sleeping,
+            &head.supervisor.request_doorbell,
+        );
+    }
+
+    /// Logs progress of a long replay: records, percent of the range, rate, time left.
+    fn report(&mut self, seq: u64) {
+        let now = Instant::now();
+        if now < self.next_report {
+            return;
+        }
+        self.next_report = now + PROGRESS_EVERY;
+        let span = (self.through - self.from + 1) as f64;
+        let done = (seq - self.from + 1) as f64 / span;
+        let elapsed = now.duration_since(self.started).as_secs_f64();
+        let left_s = if done > 0.0 {
+            elapsed * (1.0 - done) / done
+        } else {
+            0.0
+        };
+        info!(self.context.log, "replaying"; "component" => "replay",
+              "worker" => self.generation.shard, "generation" => self.generation.number,
+              "records" => self.records, "seq" => seq, "through_seq" => self.through,
+              "percent" => (done * 1000.0).round() / 10.0,
+              "records_per_s" => (self.records as f64 / elapsed.max(1e-9)).round(),
+              "eta_s" => (left_s * 10.0).round() / 10.0);
+    }
+}
