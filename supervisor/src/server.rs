@@ -840,9 +840,10 @@ fn restarting(id: u32) -> String {
 
 fn failure_text(f: Failure) -> String {
     match f {
-        Failure::WorkerDied(id) => {
-            format!("TRYAGAIN shard {id} worker exited before acknowledging this write; retry")
-        }
+        Failure::WorkerDied(id) => format!(
+            "ERR shard {id} worker exited before reporting this write's outcome; the write is \
+             in the event log: read the key before retrying"
+        ),
         Failure::Parked(id) => parked(id),
         Failure::Unavailable(id) => restarting(id),
         Failure::ShuttingDown => "ERR server is shutting down".into(),

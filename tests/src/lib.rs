@@ -105,6 +105,7 @@ pub struct Corral {
     pub workers: u32,
     password: Option<String>,
     root: TempDir,
+    crashed: bool,
 }
 
 impl Corral {
@@ -150,6 +151,7 @@ impl Corral {
             workers,
             password,
             root,
+            crashed: false,
         };
         corral.wait_until("all shards ready", Duration::from_secs(20), || {
             corral.try_shards().is_some_and(|s| {
@@ -266,12 +268,14 @@ impl Corral {
     }
 
     /// Kills the supervisor with SIGKILL and reaps it, leaving the data dir and (possibly)
-    /// segments behind, as a crash would.
+    /// segments behind, as a crash would. The data dir's root is handed to the caller (for
+    /// a restart, which sweeps the segments); this handle cleans up nothing more.
     pub fn crash(&mut self) -> TempDir {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+        self.crashed = true;
         std::mem::replace(&mut self.root, TempDir::new("moved"))
     }
 
@@ -321,6 +325,9 @@ pub fn alive(pid: u32) -> bool {
 
 impl Drop for Corral {
     fn drop(&mut self) {
+        if self.crashed {
+            return;
+        }
         let instance = self.instance();
         let workers: Vec<u32> = self
             .try_shards()
@@ -399,8 +406,14 @@ pub fn raw_exchange(stream: &mut TcpStream, bytes: &[u8], timeout: Duration) -> 
 pub fn key_on_shard(shard: u32, shards: u32, tag: &str) -> String {
     (0..100_000)
         .map(|i| format!("{tag}:{i}"))
-        .find(|k| u64::from(slot(k.as_bytes())) * u64::from(shards) / 16_384 == u64::from(shard))
+        .find(|k| shard_of(k.as_bytes(), shards) == shard)
         .expect("some key lands on every shard")
+}
+
+/// The shard of `shards` that holds `key` (no hash tags in test keys).
+#[must_use]
+pub fn shard_of(key: &[u8], shards: u32) -> u32 {
+    (u64::from(slot(key)) * u64::from(shards) / 16_384) as u32
 }
 
 fn slot(key: &[u8]) -> u32 {
