@@ -59,6 +59,12 @@ pub struct SupervisorLine {
     pub request_doorbell: AtomicU32,
     /// [`CONTROL_RUN`] or [`CONTROL_STOP`].
     pub control: AtomicU32,
+    /// Checkpoint requests so far; the worker answers each in [`CheckpointLine::done`].
+    pub checkpoint_request: AtomicU64,
+    /// The newest sequence number a requested checkpoint may cover: every request with a
+    /// higher one is in the ring after it, and everything up to it is durable in the log.
+    /// Stored before `checkpoint_request` (release), read after it (acquire).
+    pub checkpoint_limit: AtomicU64,
 }
 
 /// Written only by the supervisor: the completion ring's consumer side.
@@ -115,6 +121,28 @@ pub struct WorkerStatusLine {
     pub started_ns: AtomicU64,
 }
 
+/// Written only by the worker (its checkpoint writer): what is on disk.
+#[repr(C, align(64))]
+#[derive(Debug)]
+pub struct CheckpointLine {
+    /// The last [`SupervisorLine::checkpoint_request`] answered (written or failed).
+    pub done: AtomicU64,
+    /// Sequence number covered by the newest checkpoint on disk (0: none).
+    pub seq: AtomicU64,
+    /// Sequence number covered by the oldest checkpoint kept (the fallback; 0: none).
+    pub oldest_seq: AtomicU64,
+    /// Checkpoints written by this generation.
+    pub written: AtomicU64,
+    /// Checkpoints that failed in this generation.
+    pub failures: AtomicU64,
+    /// Size in bytes of the newest checkpoint.
+    pub bytes: AtomicU64,
+    /// How long writing the newest checkpoint took, in nanoseconds.
+    pub duration_ns: AtomicU64,
+    /// Milliseconds since the Unix epoch when the newest checkpoint was written.
+    pub unix_ms: AtomicU64,
+}
+
 /// Written only by the worker: the table-wide relocation sequence, alone on its line
 /// because every reader loads it.
 #[repr(C, align(64))]
@@ -142,6 +170,8 @@ pub struct SegmentHead {
     pub status: WorkerStatusLine,
     /// Worker: table relocation sequence.
     pub table: TableLine,
+    /// Worker: checkpoints on disk.
+    pub checkpoint: CheckpointLine,
     /// Worker: counters and histograms.
     pub metrics: MetricsBlock,
 }
@@ -201,13 +231,15 @@ const _: () = assert!(size_of::<WorkerRequestLine>() == CACHE_LINE_BYTES);
 const _: () = assert!(size_of::<WorkerCompletionLine>() == CACHE_LINE_BYTES);
 const _: () = assert!(size_of::<WorkerStatusLine>() == CACHE_LINE_BYTES);
 const _: () = assert!(size_of::<TableLine>() == CACHE_LINE_BYTES);
+const _: () = assert!(size_of::<CheckpointLine>() == CACHE_LINE_BYTES);
 const _: () = assert!(offset_of!(SegmentHead, supervisor) == 128);
 const _: () = assert!(offset_of!(SegmentHead, supervisor_completion) == 192);
 const _: () = assert!(offset_of!(SegmentHead, worker_request) == 256);
 const _: () = assert!(offset_of!(SegmentHead, worker_completion) == 320);
 const _: () = assert!(offset_of!(SegmentHead, status) == 384);
 const _: () = assert!(offset_of!(SegmentHead, table) == 448);
-const _: () = assert!(offset_of!(SegmentHead, metrics) == 512);
+const _: () = assert!(offset_of!(SegmentHead, checkpoint) == 512);
+const _: () = assert!(offset_of!(SegmentHead, metrics) == 576);
 const _: () = assert!(size_of::<SegmentHead>() % CACHE_LINE_BYTES == 0);
 const _: () = assert!(size_of::<AtomicU64>() == 8 && size_of::<AtomicU32>() == 4);
 
@@ -227,6 +259,9 @@ pub const LAYOUT_HASH: u64 = {
     h = mix(h, offset_of!(Header, max_keys));
     h = mix(h, offset_of!(Header, heap_half_words));
     h = mix(h, offset_of!(SupervisorLine, control));
+    h = mix(h, offset_of!(SupervisorLine, checkpoint_limit));
+    h = mix(h, offset_of!(CheckpointLine, unix_ms));
+    h = mix(h, offset_of!(SegmentHead, checkpoint));
     h = mix(h, offset_of!(WorkerStatusLine, applied_seq));
     h = mix(h, offset_of!(WorkerStatusLine, started_ns));
     h = mix(h, size_of::<SegmentHead>());
@@ -423,7 +458,7 @@ mod tests {
         let g = Geometry::from_limits(&ShardLimits::default()).unwrap();
         g.validate().unwrap();
         let o = g.offsets().unwrap();
-        assert_eq!(o.request_ring, 512 + size_of::<MetricsBlock>());
+        assert_eq!(o.request_ring, 576 + size_of::<MetricsBlock>());
         assert_eq!(o.request_ring % CACHE_LINE_BYTES, 0);
         assert!(o.heap < o.total);
         assert_eq!(g.request_ring_words, 1 << 20);

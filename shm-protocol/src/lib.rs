@@ -26,7 +26,8 @@
 //!                       max_key_bytes u32 | max_value_bytes u32 | max_keys u64 |
 //!                       request_ring_words u64 | completion_ring_words u64 |
 //!                       table_slots u64 | heap_half_words u64 | reserved 5 x u64
-//!    128    64  S       request_tail u64 | request_doorbell u32 (futex) | control u32
+//!    128    64  S       request_tail u64 | request_doorbell u32 (futex) | control u32 |
+//!                       checkpoint_request u64 | checkpoint_limit u64
 //!    192    64  S       completion_head u64 | supervisor_sleeping u32
 //!    256    64  W       request_head u64 | worker_sleeping u32
 //!    320    64  W       completion_tail u64 | completion_doorbell u32 (futex)
@@ -34,9 +35,11 @@
 //!                       digest u64 | keys u64 | live_bytes u64 | compactions u64 |
 //!                       started_ns u64
 //!    448    64  W       table moves u64 (relocation seqcount)
-//!    512   192  W       metrics: applied | errors | batches | sleeps | 16 apply-latency
+//!    512    64  W       checkpoint: done | seq | oldest_seq | written | failures | bytes |
+//!                       duration_ns | unix_ms (all u64)
+//!    576   192  W       metrics: applied | errors | batches | sleeps | 16 apply-latency
 //!                       buckets | apply_sum_ns | apply_count | reserved 2 (all u64)
-//!    704     R  S/W     request ring: request_ring_words x u64   (S writes, W reads)
+//!    768     R  S/W     request ring: request_ring_words x u64   (S writes, W reads)
 //!      .     C  W/S     completion ring: completion_ring_words x u64 (W writes, S reads)
 //!      .   32N  W       table slots: N x [seq | hash | key_len:32 value_len:32 | heap off]
 //!      .   16H  W       heap: 2 halves x H words of [key bytes | value bytes], word-padded

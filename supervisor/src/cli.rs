@@ -54,6 +54,9 @@ pub struct WorkerCli {
     /// The supervisor that spawned this worker: the worker dies with it.
     #[arg(long)]
     pub supervisor_pid: u32,
+    /// This worker's checkpoint directory.
+    #[arg(long)]
+    pub checkpoint_dir: PathBuf,
     /// Log level.
     #[arg(long, default_value = "info", value_parser = parse_level_arg)]
     pub log_level: slog::Level,
@@ -136,6 +139,18 @@ pub struct RunArgs {
     /// Event log segments roll past this size.
     #[arg(long, env = "CORRAL_WAL_SEGMENT_BYTES", default_value = "64MiB", value_parser = parse_bytes)]
     pub wal_segment_bytes: u64,
+    /// Event log size past which every shard is checkpointed so that old segments can go.
+    #[arg(long, env = "CORRAL_WAL_MAX_BYTES", default_value = "1GiB", value_parser = parse_bytes)]
+    pub wal_max_bytes: u64,
+    /// Checkpoint a shard at least this often (when it has new writes).
+    #[arg(long, env = "CORRAL_CHECKPOINT_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub checkpoint_interval: Duration,
+    /// Checkpoint a shard after this many writes to it.
+    #[arg(long, env = "CORRAL_CHECKPOINT_WRITES", default_value_t = 1_000_000)]
+    pub checkpoint_writes: u64,
+    /// Checkpoint a shard after this many bytes of its writes in the event log.
+    #[arg(long, env = "CORRAL_CHECKPOINT_LOG_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
+    pub checkpoint_log_bytes: u64,
     /// Log level: trace, debug, info, warn, error, critical.
     #[arg(long, env = "CORRAL_LOG_LEVEL", default_value = "info", value_parser = parse_level_arg)]
     pub log_level: slog::Level,

@@ -195,6 +195,19 @@ pub enum LifecycleRecord {
         /// When.
         unix_ms: u64,
     },
+    /// A worker wrote a checkpoint.
+    CheckpointTaken {
+        /// Shard.
+        worker: u32,
+        /// Generation.
+        generation: u64,
+        /// Last sequence number it covers.
+        seq: u64,
+        /// File size.
+        bytes: u64,
+        /// When it was written.
+        unix_ms: u64,
+    },
 }
 
 /// Appends the payload of a lifecycle record to `buf`.

@@ -93,6 +93,7 @@ impl Drop for Syncer {
 #[derive(Debug)]
 pub struct Journal {
     writer: Writer,
+    fsync: FsyncPolicy,
     syncer: Option<Syncer>,
     segments_seen: usize,
     /// Whether the last commit failed (logged once per failing stretch).
@@ -161,6 +162,7 @@ impl Journal {
         Ok(Self {
             segments_seen: writer.segments_created(),
             writer,
+            fsync,
             syncer,
             failing: false,
             log,
@@ -226,6 +228,38 @@ impl Journal {
             Err(_) => self.failing = true,
         }
         result
+    }
+
+    /// Makes everything committed durable, whatever the policy (before a checkpoint may
+    /// cover it). Under `--fsync always` it already is.
+    pub fn make_durable(&mut self) -> Result<(), WalError> {
+        if self.fsync == FsyncPolicy::Always {
+            return Ok(());
+        }
+        self.writer.sync().map_err(|error| WalError::Io {
+            what: "cannot sync the event log".into(),
+            error,
+        })
+    }
+
+    /// Removes the segments whose records are all covered by `floor` (every shard's oldest
+    /// kept checkpoint), logging what went.
+    pub fn remove_through(&mut self, floor: u64) {
+        match self.writer.remove_through(floor) {
+            Ok(0) => {}
+            Ok(n) => {
+                info!(self.log, "event log segments removed"; "component" => "wal",
+                      "segments" => n, "covered_through_seq" => floor);
+            }
+            Err(e) => {
+                warn!(self.log, "cannot remove event log segments"; "component" => "wal", "error" => %e);
+            }
+        }
+    }
+
+    /// Segments in the log and their total size in bytes.
+    pub fn disk_usage(&self) -> Result<(usize, u64), WalError> {
+        self.writer.disk_usage()
     }
 
     /// Syncs everything written (at shutdown, whatever the policy).

@@ -3,6 +3,7 @@
 //! crash-looping shards, and kills workers whose heartbeat stalls.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -108,6 +109,8 @@ pub struct Lifecycle {
     pub policy: Policy,
     /// Log level handed to workers.
     pub worker_log_level: String,
+    /// `<data-dir>/checkpoints`: worker `k` keeps its checkpoints in `<this>/<k>`.
+    pub checkpoint_root: PathBuf,
     /// Events in.
     pub events_rx: Receiver<Event>,
     /// Events out (cloned into waiter and completion threads).
@@ -261,6 +264,8 @@ impl Lifecycle {
             .arg(std::process::id().to_string())
             .arg("--log-level")
             .arg(&self.worker_log_level)
+            .arg("--checkpoint-dir")
+            .arg(self.checkpoint_root.join(id.to_string()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             // Its own process group: a signal to the supervisor's group spares the workers,

@@ -16,7 +16,7 @@ use corral::cli::{self, Commands, EventsArgs, RunArgs, WorkerCli};
 use corral::codec::{unix_ms, LifecycleRecord};
 use corral::journal::Journal;
 use corral::lifecycle::{Ending, Event, Lifecycle, Policy};
-use corral::sequencer::{ReplayContext, SeqMsg, Sequencer};
+use corral::sequencer::{CheckpointPolicy, ReplayContext, SeqMsg, Sequencer};
 use corral::server::{Server, ServerConfig};
 use corral::shard::Shard;
 use corral::{datadir, log, server};
@@ -96,6 +96,7 @@ fn worker(args: &WorkerCli) -> Result<ExitCode, Fatal> {
             segment: args.segment.clone(),
             worker_id: args.worker_id,
             generation: args.generation,
+            checkpoint_dir: args.checkpoint_dir.clone(),
         },
         &logging.logger,
     );
@@ -228,6 +229,12 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
                 events: events_tx.clone(),
                 log: log.clone(),
             },
+            CheckpointPolicy {
+                interval: args.checkpoint_interval,
+                writes: args.checkpoint_writes.max(1),
+                log_bytes: args.checkpoint_log_bytes.max(1),
+                wal_max_bytes: args.wal_max_bytes,
+            },
         );
         spawn_thread("sequencer", move || seq.run(&seq_rx))?
     };
@@ -251,6 +258,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
                 watchdog_timeout: args.watchdog_timeout,
             },
             worker_log_level: args.log_level.as_str().to_ascii_lowercase(),
+            checkpoint_root: args.data_dir.join("checkpoints"),
             events_rx,
             events_tx: events_tx.clone(),
             sequencer: seq_tx.clone(),

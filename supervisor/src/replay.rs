@@ -57,6 +57,13 @@ enum ReplayError {
     Decode(u64, DecodeError),
     /// The worker died; its successor replays again.
     WorkerGone,
+    /// The log no longer reaches back to the worker's checkpoint.
+    Missing {
+        /// First sequence number needed.
+        from: u64,
+        /// First one the log holds.
+        oldest: u64,
+    },
 }
 
 impl From<WalError> for ReplayError {
@@ -71,6 +78,11 @@ impl std::fmt::Display for ReplayError {
             Self::Wal(e) => e.fmt(f),
             Self::Decode(seq, e) => write!(f, "record {seq}: {e}"),
             Self::WorkerGone => f.write_str("the worker exited"),
+            Self::Missing { from, oldest } => write!(
+                f,
+                "the event log starts at sequence {oldest} but the worker's state needs it from \
+                 {from} (its checkpoints are missing or damaged)"
+            ),
         }
     }
 }
@@ -164,6 +176,15 @@ impl Run {
     fn replay(&mut self) -> Result<(), ReplayError> {
         if self.from <= self.through {
             let dir = self.context.wal_dir.clone();
+            let oldest = wal::list_segments(&dir)?
+                .first()
+                .map_or(self.from, |s| s.first_seq);
+            if oldest > self.from {
+                return Err(ReplayError::Missing {
+                    from: self.from,
+                    oldest,
+                });
+            }
             wal::scan(&dir, self.from..=self.through, |r| {
                 if r.kind != Kind::Write {
                     return Ok(());

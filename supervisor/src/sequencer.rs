@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use corral_worker::command::{Op, Outcome, SetCondition};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -167,6 +167,11 @@ struct Active {
 
 struct Lane {
     active: Option<Active>,
+    /// Checkpoint bookkeeping of the active generation.
+    checkpoint: LaneCheckpoint,
+    /// Sequence number of the shard's oldest kept checkpoint, as its latest worker
+    /// reported it (`None` until one has).
+    kept_floor: Option<u64>,
     outbox: VecDeque<Queued>,
     /// Every committed write of this shard up to this sequence number has left the outbox
     /// (pushed to some generation's ring, or failed when the shard parked): a new
@@ -181,6 +186,51 @@ const RING_FULL_RETRY: Duration = Duration::from_micros(100);
 /// Messages handled before flushing.
 const DRAIN_MAX: usize = 512;
 
+/// When shards are checkpointed.
+#[derive(Clone, Copy, Debug)]
+pub struct CheckpointPolicy {
+    /// At least this often, when a shard has new writes.
+    pub interval: Duration,
+    /// After this many writes to a shard.
+    pub writes: u64,
+    /// After this many log bytes of a shard's writes.
+    pub log_bytes: u64,
+    /// Checkpoint every shard while the log is larger than this.
+    pub wal_max_bytes: u64,
+}
+
+/// What a lane knows of its generation's checkpoints.
+#[derive(Debug)]
+struct LaneCheckpoint {
+    /// Requests written to the generation's segment.
+    requested: u64,
+    /// The last answer seen.
+    done_seen: u64,
+    /// Checkpoints the generation had written at that answer.
+    written_seen: u64,
+    /// Writes and log bytes pushed since the last request.
+    writes: u64,
+    bytes: u64,
+    /// When the last request was made (or the generation came up).
+    since: Instant,
+}
+
+impl LaneCheckpoint {
+    fn new() -> Self {
+        Self {
+            requested: 0,
+            done_seen: 0,
+            written_seen: 0,
+            writes: 0,
+            bytes: 0,
+            since: Instant::now(),
+        }
+    }
+}
+
+/// How often the sequencer looks at checkpoints and the log size when idle.
+const CHECKPOINT_TICK: Duration = Duration::from_millis(100);
+
 /// The sequencer thread's state.
 pub struct Sequencer {
     shards: Arc<Vec<Shard>>,
@@ -190,6 +240,9 @@ pub struct Sequencer {
     staged: Vec<(u32, Queued)>,
     restart_queue_max: usize,
     replay: ReplayContext,
+    checkpoints: CheckpointPolicy,
+    next_checkpoint_check: Instant,
+    log_bytes: u64,
 }
 
 /// What the sequencer gives each replay it starts.
@@ -222,12 +275,16 @@ impl Sequencer {
         journal: Journal,
         restart_queue_max: usize,
         replay: ReplayContext,
+        checkpoints: CheckpointPolicy,
     ) -> Self {
         let logged_through = journal.next_seq() - 1;
+        let log_bytes = journal.disk_usage().map_or(0, |(_, b)| b);
         let lanes = shards
             .iter()
             .map(|_| Lane {
                 active: None,
+                checkpoint: LaneCheckpoint::new(),
+                kept_floor: None,
                 outbox: VecDeque::new(),
                 replay_through: logged_through,
                 orphans: Vec::new(),
@@ -240,6 +297,9 @@ impl Sequencer {
             staged: Vec::new(),
             restart_queue_max,
             replay,
+            checkpoints,
+            next_checkpoint_check: Instant::now(),
+            log_bytes,
         }
     }
 
@@ -269,7 +329,11 @@ impl Sequencer {
             } else if stopping {
                 None
             } else {
-                Some(rx.recv().unwrap_or(SeqMsg::Stop))
+                match rx.recv_timeout(CHECKPOINT_TICK) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => Some(SeqMsg::Stop),
+                }
             };
             if let Some(msg) = first {
                 stopping |= self.handle(msg);
@@ -283,8 +347,16 @@ impl Sequencer {
                 self.commit();
             }
             waiting_for_space = self.flush();
+            let now = Instant::now();
+            if now >= self.next_checkpoint_check {
+                self.next_checkpoint_check = now + CHECKPOINT_TICK;
+                self.checkpoints(now, false);
+            }
             if stopping && !waiting_for_space {
                 self.journal.sync();
+                // Every shard with new writes checkpoints on its way out, so the next start
+                // replays little.
+                self.checkpoints(Instant::now(), true);
                 for lane in &mut self.lanes {
                     for q in lane.outbox.drain(..) {
                         q.pending.complete(Err(Failure::ShuttingDown));
@@ -347,6 +419,9 @@ impl Sequencer {
                 let live =
                     current.is_some_and(|c| Arc::ptr_eq(&c, &replayed.generation) && !c.is_dead());
                 if live && lane.active.is_none() {
+                    let line = &replayed.generation.segment.head().checkpoint;
+                    lane.kept_floor = Some(line.oldest_seq.load(Ordering::Relaxed));
+                    lane.checkpoint = LaneCheckpoint::new();
                     lane.active = Some(Active {
                         generation: replayed.generation,
                         producer: replayed.producer,
@@ -407,6 +482,98 @@ impl Sequencer {
         }
     }
 
+    /// Notes finished checkpoints (logging them and removing the log segments every shard's
+    /// checkpoints now cover), and requests new ones where due, or everywhere when `all`
+    /// (at shutdown) or when the log has outgrown its limit.
+    fn checkpoints(&mut self, now: Instant, all: bool) {
+        let mut finished = false;
+        let mut due = Vec::new();
+        let oversized = self.log_bytes > self.checkpoints.wal_max_bytes;
+        for (id, lane) in self.lanes.iter_mut().enumerate() {
+            let Some(active) = &lane.active else {
+                continue;
+            };
+            let head = active.generation.segment.head();
+            let line = &head.checkpoint;
+            let done = line.done.load(Ordering::Acquire);
+            let c = &mut lane.checkpoint;
+            if done > c.done_seen {
+                c.done_seen = done;
+                let written = line.written.load(Ordering::Relaxed);
+                if written > c.written_seen {
+                    c.written_seen = written;
+                    finished = true;
+                    lane.kept_floor = Some(line.oldest_seq.load(Ordering::Relaxed));
+                    self.journal
+                        .append_lifecycle(&LifecycleRecord::CheckpointTaken {
+                            worker: id as u32,
+                            generation: active.generation.number,
+                            seq: line.seq.load(Ordering::Relaxed),
+                            bytes: line.bytes.load(Ordering::Relaxed),
+                            unix_ms: line.unix_ms.load(Ordering::Relaxed),
+                        });
+                }
+            }
+            let new_writes =
+                head.status.applied_seq.load(Ordering::Acquire) > line.seq.load(Ordering::Relaxed);
+            let p = &self.checkpoints;
+            let wanted = all
+                || oversized
+                || c.writes >= p.writes
+                || c.bytes >= p.log_bytes
+                || now.duration_since(c.since) >= p.interval;
+            if c.requested == c.done_seen && new_writes && wanted {
+                due.push(id);
+            }
+        }
+        if finished {
+            let _ = self.journal.commit();
+            if let Some(floor) = self.lanes.iter().map(|l| l.kept_floor).min().flatten() {
+                self.journal.remove_through(floor);
+            }
+            self.log_bytes = self.journal.disk_usage().map_or(self.log_bytes, |(_, b)| b);
+        } else if oversized || self.log_bytes == 0 {
+            self.log_bytes = self.journal.disk_usage().map_or(self.log_bytes, |(_, b)| b);
+        }
+        if due.is_empty() {
+            return;
+        }
+        // A checkpoint may only cover what the log holds durably.
+        if let Err(e) = self.journal.make_durable() {
+            error!(self.replay.log, "cannot sync the event log; checkpoints postponed";
+                   "component" => "sequencer", "error" => %e);
+            return;
+        }
+        for id in due {
+            let lane = &mut self.lanes[id];
+            let Some(active) = &lane.active else {
+                continue;
+            };
+            let control = &active.generation.segment.head().supervisor;
+            lane.checkpoint.requested += 1;
+            lane.checkpoint.writes = 0;
+            lane.checkpoint.bytes = 0;
+            lane.checkpoint.since = now;
+            control
+                .checkpoint_limit
+                .store(lane.replay_through, Ordering::Relaxed);
+            // SYNC POINT: publishes the limit with the request (the worker loads the
+            // request with acquire before the limit).
+            control
+                .checkpoint_request
+                .store(lane.checkpoint.requested, Ordering::Release);
+            wake::notify(
+                &active
+                    .generation
+                    .segment
+                    .head()
+                    .worker_request
+                    .worker_sleeping,
+                &control.request_doorbell,
+            );
+        }
+    }
+
     /// Pushes queued writes into rings; returns whether some ring was full.
     fn flush(&mut self) -> bool {
         let mut full = false;
@@ -431,6 +598,8 @@ impl Sequencer {
                     op.encode(seq, w);
                 });
                 lane.replay_through = seq;
+                lane.checkpoint.writes += 1;
+                lane.checkpoint.bytes += words * 8;
                 pushed = true;
             }
             if pushed {

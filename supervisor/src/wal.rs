@@ -647,19 +647,49 @@ impl Writer {
     }
 
     fn roll(&mut self, first_seq: u64) -> Result<(), WalError> {
-        // The finished segment is synced whatever the policy: a later segment must never
-        // survive a crash that an earlier one did not.
-        if self.options.fsync != FsyncPolicy::No {
-            self.file.sync_data().map_err(io_err(format!(
-                "cannot sync the event log in {}",
-                self.dir.display()
-            )))?;
-        }
+        // The finished segment is synced whatever the policy (once per segment, so cheap
+        // even under `No`): a later segment must never survive a crash that an earlier one
+        // did not, and syncing the current segment then makes the whole log durable.
+        self.file.sync_data().map_err(io_err(format!(
+            "cannot sync the event log in {}",
+            self.dir.display()
+        )))?;
         self.file = create_segment(&self.dir, first_seq)?;
         self.rolled.push(self.dir.join(segment_name(first_seq)));
         self.segments_created += 1;
         self.file_len = SEGMENT_HEADER as u64;
         Ok(())
+    }
+
+    /// Removes the segments whose records all have sequence numbers of at most `floor`
+    /// (never the current one); returns how many went. Called between commits.
+    pub fn remove_through(&mut self, floor: u64) -> Result<usize, WalError> {
+        let segments = list_segments(&self.dir)?;
+        let mut removed = 0;
+        for pair in segments.windows(2) {
+            if pair[1].first_seq - 1 > floor {
+                break;
+            }
+            fs::remove_file(&pair[0].path)
+                .map_err(io_err(format!("cannot remove {}", pair[0].path.display())))?;
+            removed += 1;
+        }
+        if removed > 0 {
+            sync_dir(&self.dir)?;
+        }
+        Ok(removed)
+    }
+
+    /// Segments in the log and their total size in bytes.
+    pub fn disk_usage(&self) -> Result<(usize, u64), WalError> {
+        let segments = list_segments(&self.dir)?;
+        let mut bytes = 0;
+        for s in &segments {
+            bytes += fs::metadata(&s.path)
+                .map_err(io_err(format!("cannot stat {}", s.path.display())))?
+                .len();
+        }
+        Ok((segments.len(), bytes))
     }
 
     /// A handle on the current segment for a background sync (`--fsync everysec`).
@@ -811,6 +841,42 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seen, (299..=310).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn retention_removes_only_segments_wholly_at_or_below_the_floor() {
+        let dir = Dir::new("retain");
+        write_log(&dir.0, 300, 5, 1024);
+        let summary = scan(&dir.0, .., |_| Ok::<(), WalError>(())).unwrap();
+        let firsts: Vec<u64> = summary.segments.iter().map(|s| s.first_seq).collect();
+        let mut w = Writer::open(&dir.0, &summary, options(1024)).unwrap();
+        let (count, bytes) = w.disk_usage().unwrap();
+        assert_eq!(count, firsts.len());
+        assert!(bytes > 300 * RECORD_HEADER as u64);
+        // A floor inside the third segment keeps it and everything after it.
+        let floor = firsts[3] - 2;
+        assert_eq!(w.remove_through(floor).unwrap(), 2);
+        let mut seen = Vec::new();
+        let after = scan(&dir.0, .., |r| {
+            seen.push(r.seq);
+            Ok::<(), WalError>(())
+        })
+        .unwrap();
+        assert_eq!(seen.first(), Some(&firsts[2]));
+        assert!(firsts[2] <= floor + 1);
+        assert_eq!(after.next_seq, 301);
+        // The current segment stays whatever the floor; appending goes on after it.
+        w.remove_through(u64::MAX).unwrap();
+        assert_eq!(w.disk_usage().unwrap().0, 1);
+        assert_eq!(w.append(Kind::Write, |b| b.extend(payload(301))), 301);
+        w.commit().unwrap();
+        let mut last = 0;
+        scan(&dir.0, .., |r| {
+            last = r.seq;
+            Ok::<(), WalError>(())
+        })
+        .unwrap();
+        assert_eq!(last, 301);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod checkpoint;
 pub mod command;
 pub mod machine;
 pub mod runtime;

@@ -39,6 +39,11 @@ impl<M: TableMemory> KvMachine<M> {
         &self.table
     }
 
+    /// The underlying table writer, for loading a checkpoint.
+    pub fn table_mut(&mut self) -> &mut TableWriter<M> {
+        &mut self.table
+    }
+
     fn store(&mut self, key: &[u8], value: &[u8]) -> Result<SetResult, WriteError> {
         self.table.set(key, value).map_err(|e| match e {
             TableError::KeyTooLarge { .. } => WriteError::KeyTooLarge,

@@ -10,9 +10,12 @@ use shm_protocol::os::{monotonic_ns, RingSide, Segment, SegmentError, SegmentRin
 use shm_protocol::ring::{Consumer, Producer, RingError};
 use shm_protocol::table::{TableLimits, TableWriter};
 use shm_protocol::wake;
-use slog::{info, Logger};
+use slog::{error, info, warn, Logger};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::SyncSender;
 
+use crate::checkpoint::{self, CheckpointError, Snapshot};
 use crate::command::{
     DecodedRequest, Outcome, WriteError, COMPLETION_PAYLOAD_WORDS, TAG_COMPLETION,
 };
@@ -32,6 +35,10 @@ pub enum WorkerError {
     WrongSegment(String),
     /// The request ring broke its format.
     Ring(RingError),
+    /// No checkpoint could be loaded.
+    Checkpoint(CheckpointError),
+    /// A checkpoint does not fit this shard's limits.
+    CheckpointTooLarge(String),
 }
 
 impl std::fmt::Display for WorkerError {
@@ -40,6 +47,8 @@ impl std::fmt::Display for WorkerError {
             Self::Segment(e) => e.fmt(f),
             Self::WrongSegment(s) => f.write_str(s),
             Self::Ring(e) => write!(f, "request ring: {e}"),
+            Self::Checkpoint(e) => e.fmt(f),
+            Self::CheckpointTooLarge(s) => f.write_str(s),
         }
     }
 }
@@ -55,6 +64,8 @@ pub struct WorkerArgs {
     pub worker_id: u32,
     /// Generation.
     pub generation: u64,
+    /// This worker's checkpoint directory (`<data-dir>/checkpoints/<worker>`).
+    pub checkpoint_dir: PathBuf,
 }
 
 /// Runs a worker until the supervisor asks it to stop (returns `Ok`) or something breaks.
@@ -90,6 +101,7 @@ pub fn run(args: &WorkerArgs, log: &Logger) -> Result<(), WorkerError> {
         },
     );
     let mut machine = KvMachine::new(table);
+    let covered = recover(args, &segment, &mut machine, log)?;
     let mut loop_state = ApplyLoop {
         requests: Consumer::new(SegmentRing {
             segment: Arc::clone(&segment),
@@ -101,8 +113,12 @@ pub fn run(args: &WorkerArgs, log: &Logger) -> Result<(), WorkerError> {
         }),
         request: DecodedRequest::default(),
         segment: Arc::clone(&segment),
+        worker: id,
+        applied_seq: covered,
+        checkpoints: Checkpointer::start(args.checkpoint_dir.clone(), Arc::clone(&segment), log)?,
+        checkpoint_taken: 0,
     };
-    publish(&segment, &machine, 0, monotonic_ns());
+    publish(&segment, &machine, covered, monotonic_ns());
     status
         .state
         .store(WorkerState::Ready as u32, Ordering::Release);
@@ -111,7 +127,10 @@ pub fn run(args: &WorkerArgs, log: &Logger) -> Result<(), WorkerError> {
     info!(log, "worker ready"; "component" => "worker", "worker" => id, "generation" => generation,
           "pid" => std::process::id(), "segment" => &args.segment);
 
-    loop_state.run(&mut machine)?;
+    let result = loop_state.run(&mut machine);
+    // Whatever checkpoint is being written is finished before the worker exits.
+    loop_state.checkpoints.finish();
+    result?;
 
     status
         .state
@@ -119,6 +138,122 @@ pub fn run(args: &WorkerArgs, log: &Logger) -> Result<(), WorkerError> {
     info!(log, "worker stopped"; "component" => "worker", "worker" => id, "generation" => generation,
           "applied_seq" => status.applied_seq.load(Ordering::Relaxed));
     Ok(())
+}
+
+/// Loads the newest good checkpoint into `machine` and publishes what is on disk; returns
+/// the sequence number it covers (0 without one).
+fn recover(
+    args: &WorkerArgs,
+    segment: &Segment,
+    machine: &mut KvMachine<Arc<Segment>>,
+    log: &Logger,
+) -> Result<u64, WorkerError> {
+    let started = monotonic_ns();
+    let loaded = checkpoint::load_latest(&args.checkpoint_dir, args.worker_id)
+        .map_err(WorkerError::Checkpoint)?;
+    for e in &loaded.damaged {
+        warn!(log, "damaged checkpoint set aside; using an older one"; "component" => "checkpoint",
+              "worker" => args.worker_id, "error" => %e);
+    }
+    let line = &segment.head().checkpoint;
+    line.oldest_seq.store(loaded.oldest_seq, Ordering::Relaxed);
+    let Some(snapshot) = loaded.snapshot else {
+        return Ok(0);
+    };
+    let mut refused = None;
+    snapshot.for_each(|key, value| {
+        if refused.is_none() {
+            if let Err(e) = machine.table_mut().set(key, value) {
+                refused = Some(e);
+            }
+        }
+    });
+    if let Some(e) = refused {
+        return Err(WorkerError::CheckpointTooLarge(format!(
+            "checkpoint {} does not fit this shard's limits: {e}",
+            snapshot.seq
+        )));
+    }
+    line.seq.store(snapshot.seq, Ordering::Relaxed);
+    info!(log, "checkpoint loaded"; "component" => "checkpoint", "worker" => args.worker_id,
+          "generation" => args.generation, "seq" => snapshot.seq, "keys" => snapshot.count,
+          "bytes" => checkpoint::HEADER_BYTES + snapshot.body.len(),
+          "duration_ms" => monotonic_ns().saturating_sub(started) as f64 / 1e6);
+    Ok(snapshot.seq)
+}
+
+/// The worker's checkpoint writer: a thread that writes snapshots taken by the apply loop,
+/// so that the loop stops only for the copy, not for the disk.
+struct Checkpointer {
+    queue: Option<SyncSender<(u64, Snapshot)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(dir: PathBuf, segment: Arc<Segment>, log: &Logger) -> Result<Self, WorkerError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Snapshot)>(1);
+        let log = log.clone();
+        let thread = std::thread::Builder::new()
+            .name("checkpoint".into())
+            .spawn(move || {
+                let line = &segment.head().checkpoint;
+                for (request, snapshot) in rx {
+                    let started = monotonic_ns();
+                    match checkpoint::write(&dir, &snapshot) {
+                        Ok(written) => {
+                            let took = monotonic_ns().saturating_sub(started);
+                            line.seq.store(snapshot.seq, Ordering::Relaxed);
+                            line.oldest_seq.store(written.oldest_seq, Ordering::Relaxed);
+                            line.bytes.store(written.bytes, Ordering::Relaxed);
+                            line.duration_ns.store(took, Ordering::Relaxed);
+                            line.unix_ms.store(unix_ms(), Ordering::Relaxed);
+                            bump(&line.written, 1);
+                            info!(log, "checkpoint written"; "component" => "checkpoint",
+                                  "worker" => snapshot.worker, "seq" => snapshot.seq,
+                                  "keys" => snapshot.count, "bytes" => written.bytes,
+                                  "duration_ms" => took as f64 / 1e6);
+                        }
+                        Err(e) => {
+                            bump(&line.failures, 1);
+                            error!(log, "checkpoint failed"; "component" => "checkpoint",
+                                   "worker" => snapshot.worker, "seq" => snapshot.seq, "error" => %e);
+                        }
+                    }
+                    // After the results: the supervisor reads them once it sees `done`.
+                    line.done.store(request, Ordering::Release);
+                }
+            })
+            .map_err(|e| {
+                WorkerError::Checkpoint(CheckpointError::Io {
+                    what: "cannot start the checkpoint thread".into(),
+                    error: e,
+                })
+            })?;
+        Ok(Self {
+            queue: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    fn submit(&self, request: u64, snapshot: Snapshot) {
+        if let Some(q) = &self.queue {
+            let _ = q.send((request, snapshot));
+        }
+    }
+
+    /// Waits until every submitted checkpoint is written.
+    fn finish(&mut self) {
+        self.queue = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Publishes the state's digest and key count, the last applied sequence number (when not
@@ -138,6 +273,12 @@ struct ApplyLoop {
     completions: Producer<SegmentRing<Arc<Segment>>>,
     request: DecodedRequest,
     segment: Arc<Segment>,
+    worker: u32,
+    /// Sequence number of the last write in the state.
+    applied_seq: u64,
+    checkpoints: Checkpointer,
+    /// The last checkpoint request a snapshot was taken for.
+    checkpoint_taken: u64,
 }
 
 impl ApplyLoop {
@@ -162,6 +303,7 @@ impl ApplyLoop {
                 );
                 continue;
             }
+            self.checkpoint_if_requested(machine, None);
             if head.supervisor.control.load(Ordering::Acquire) == CONTROL_STOP {
                 if !stopping {
                     stopping = true;
@@ -202,11 +344,15 @@ impl ApplyLoop {
                 Ok(None) => break,
                 Err(e) => return Err(WorkerError::Ring(e)),
             };
+            // A requested checkpoint covers at most its limit: taken before the first
+            // write past it.
+            self.checkpoint_if_requested(machine, Some(self.request.seq));
             let outcome = match decoded.and_then(|()| self.request.op()) {
                 Ok(op) => machine.apply(&op),
                 Err(_) => Outcome::Err(WriteError::Malformed),
             };
             let seq = self.request.seq;
+            self.applied_seq = seq;
             let finished = monotonic_ns();
             publish(&self.segment, machine, seq, finished);
             self.push_completion(seq, outcome);
@@ -219,6 +365,28 @@ impl ApplyLoop {
             applied += 1;
         }
         Ok(applied)
+    }
+
+    /// Takes the snapshot of a pending checkpoint request, unless writes within the
+    /// request's limit are still to be applied: the next one (`next_seq`), or, when the ring
+    /// looked empty (`None`), any that arrived before the request.
+    fn checkpoint_if_requested(&mut self, machine: &KvMachine<Arc<Segment>>, next: Option<u64>) {
+        let control = &self.segment.head().supervisor;
+        let request = control.checkpoint_request.load(Ordering::Acquire);
+        if request <= self.checkpoint_taken {
+            return;
+        }
+        let within_limit = match next {
+            Some(seq) => seq <= control.checkpoint_limit.load(Ordering::Relaxed),
+            // Writes pushed before the request are visible after its acquire load.
+            None => self.requests.has_pending(),
+        };
+        if within_limit {
+            return;
+        }
+        self.checkpoint_taken = request;
+        let snapshot = Snapshot::take(self.worker, self.applied_seq, machine.table());
+        self.checkpoints.submit(request, snapshot);
     }
 
     fn push_completion(&mut self, seq: u64, outcome: Outcome) {
