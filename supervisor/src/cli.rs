@@ -2,6 +2,7 @@
 //! the precedence: command line, then environment, then config file, then defaults.
 
 use crate::wal::FsyncPolicy;
+use shm_protocol::layout::{Geometry, ShardLimits};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,6 +27,9 @@ pub enum Commands {
     Run(RunArgs),
     /// Print the lifecycle history from the event log as JSON lines.
     Events(EventsArgs),
+    /// Check a data dir offline: every event log record and checkpoint, then replay and
+    /// print each shard's digest and key count (exit 1 on damage).
+    Verify(VerifyArgs),
     /// Internal: one worker process (the supervisor re-executes itself with this).
     #[command(hide = true)]
     Worker(WorkerCli),
@@ -37,6 +41,51 @@ pub struct EventsArgs {
     /// The data dir whose event log to read.
     #[arg(long, env = "CORRAL_DATA_DIR", default_value = "./corral-data")]
     pub data_dir: PathBuf,
+}
+
+/// Arguments of `corral verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The data dir to check.
+    #[arg(long, env = "CORRAL_DATA_DIR", default_value = "./corral-data")]
+    pub data_dir: PathBuf,
+    /// The shard capacity the data dir is run with (replayed writes that overflowed it
+    /// failed then, and fail the same way here).
+    #[command(flatten)]
+    pub limits: ShardLimitArgs,
+}
+
+/// How much one shard holds (`corral run` and `corral verify`).
+#[derive(Clone, Debug, Args)]
+pub struct ShardLimitArgs {
+    /// Longest key.
+    #[arg(long, env = "CORRAL_MAX_KEY_BYTES", default_value = "16KiB", value_parser = parse_bytes)]
+    pub max_key_bytes: u64,
+    /// Longest value.
+    #[arg(long, env = "CORRAL_MAX_VALUE_BYTES", default_value = "1MiB", value_parser = parse_bytes)]
+    pub max_value_bytes: u64,
+    /// Most keys one shard holds.
+    #[arg(long, env = "CORRAL_MAX_KEYS_PER_SHARD", default_value_t = 1 << 20)]
+    pub max_keys_per_shard: u64,
+    /// Bytes of key and value data one shard holds (its heap has twice this, lazily).
+    #[arg(long, env = "CORRAL_SHARD_MEMORY", default_value = "128MiB", value_parser = parse_bytes)]
+    pub shard_memory: u64,
+}
+
+impl ShardLimitArgs {
+    /// The segment geometry of these limits with a request ring of `ring_bytes`.
+    pub fn geometry(&self, ring_bytes: u64) -> Result<Geometry, String> {
+        let to_u32 =
+            |v: u64, flag: &str| u32::try_from(v).map_err(|_| format!("--{flag} {v} is too large"));
+        Geometry::from_limits(&ShardLimits {
+            ring_bytes,
+            max_keys: self.max_keys_per_shard,
+            max_key_bytes: to_u32(self.max_key_bytes, "max-key-bytes")?,
+            max_value_bytes: to_u32(self.max_value_bytes, "max-value-bytes")?,
+            data_bytes: self.shard_memory,
+        })
+        .map_err(|e| format!("invalid shard limits: {e}"))
+    }
 }
 
 /// Arguments of the hidden worker subcommand.
@@ -93,18 +142,9 @@ pub struct RunArgs {
     /// Largest query buffer of one connection (one request, or a pipelined batch).
     #[arg(long, env = "CORRAL_MAX_REQUEST_BYTES", default_value = "64MiB", value_parser = parse_bytes)]
     pub max_request_bytes: u64,
-    /// Longest key.
-    #[arg(long, env = "CORRAL_MAX_KEY_BYTES", default_value = "16KiB", value_parser = parse_bytes)]
-    pub max_key_bytes: u64,
-    /// Longest value.
-    #[arg(long, env = "CORRAL_MAX_VALUE_BYTES", default_value = "1MiB", value_parser = parse_bytes)]
-    pub max_value_bytes: u64,
-    /// Most keys one shard holds.
-    #[arg(long, env = "CORRAL_MAX_KEYS_PER_SHARD", default_value_t = 1 << 20)]
-    pub max_keys_per_shard: u64,
-    /// Bytes of key and value data one shard holds (its heap has twice this, lazily).
-    #[arg(long, env = "CORRAL_SHARD_MEMORY", default_value = "128MiB", value_parser = parse_bytes)]
-    pub shard_memory: u64,
+    /// Shard capacity.
+    #[command(flatten)]
+    pub limits: ShardLimitArgs,
     /// Request ring size per shard.
     #[arg(long, env = "CORRAL_RING_BYTES", default_value = "8MiB", value_parser = parse_bytes)]
     pub ring_bytes: u64,

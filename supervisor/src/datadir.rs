@@ -104,6 +104,17 @@ fn write_manifest(dir: &Path, instance: &str, workers: u32) -> Result<(), String
     result.map_err(|e| format!("cannot write {}: {e}", dir.join(MANIFEST).display()))
 }
 
+/// The worker count recorded in the data dir at `path` (without locking it).
+pub fn recorded_workers(path: &Path) -> Result<u32, String> {
+    if !path.join(MANIFEST).exists() {
+        return Err(format!(
+            "{} is not a corral data dir (no {MANIFEST})",
+            path.display()
+        ));
+    }
+    read_manifest(&path.join(MANIFEST)).map(|(_, workers)| workers)
+}
+
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Manifest {

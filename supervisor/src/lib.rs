@@ -16,4 +16,5 @@ pub mod server;
 pub mod shard;
 pub mod slot;
 pub mod ticket;
+pub mod verify;
 pub mod wal;

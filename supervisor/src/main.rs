@@ -8,11 +8,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use shm_protocol::layout::{Geometry, ShardLimits};
 use shm_protocol::os::Segment;
 use slog::{error, info, warn};
 
-use corral::cli::{self, Commands, EventsArgs, RunArgs, WorkerCli};
+use corral::cli::{self, Commands, EventsArgs, RunArgs, VerifyArgs, WorkerCli};
 use corral::codec::{unix_ms, LifecycleRecord};
 use corral::journal::Journal;
 use corral::lifecycle::{Ending, Event, Lifecycle, Policy};
@@ -71,6 +70,7 @@ fn try_main() -> Result<ExitCode, Fatal> {
         Commands::Run(args) => run(&args),
         Commands::Worker(args) => worker(&args),
         Commands::Events(args) => events(&args),
+        Commands::Verify(args) => verify(&args),
     }
 }
 
@@ -158,17 +158,25 @@ fn events(args: &EventsArgs) -> Result<ExitCode, Fatal> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn limits(args: &RunArgs) -> Result<ShardLimits, Fatal> {
-    let to_u32 = |v: u64, flag: &str| {
-        u32::try_from(v).map_err(|_| Fatal::usage(format!("--{flag} {v} is too large")))
-    };
-    Ok(ShardLimits {
-        ring_bytes: args.ring_bytes,
-        max_keys: args.max_keys_per_shard,
-        max_key_bytes: to_u32(args.max_key_bytes, "max-key-bytes")?,
-        max_value_bytes: to_u32(args.max_value_bytes, "max-value-bytes")?,
-        data_bytes: args.shard_memory,
-    })
+/// `corral verify`: checks a data dir offline and prints what it holds.
+fn verify(args: &VerifyArgs) -> Result<ExitCode, Fatal> {
+    // No ring is built; any size that holds the largest request will do.
+    let ring = 4 * (args.limits.max_key_bytes + args.limits.max_value_bytes) + (1 << 20);
+    let geometry = args.limits.geometry(ring).map_err(Fatal::usage)?;
+    let workers = datadir::recorded_workers(&args.data_dir).map_err(Fatal::usage)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let report = corral::verify::verify(&args.data_dir, workers, &geometry, &mut out)
+        .map_err(|e| Fatal::runtime(e.to_string()))?;
+    drop(out);
+    if report.damaged > 0 {
+        return Err(Fatal::runtime(format!(
+            "{} problem(s) found in {}",
+            report.damaged,
+            args.data_dir.display()
+        )));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
@@ -177,8 +185,10 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
         None => std::thread::available_parallelism()
             .map_or(1, |n| u32::try_from(n.get()).unwrap_or(1).clamp(1, 256)),
     };
-    let geometry = Geometry::from_limits(&limits(args)?)
-        .map_err(|e| Fatal::usage(format!("invalid shard limits: {e}")))?;
+    let geometry = args
+        .limits
+        .geometry(args.ring_bytes)
+        .map_err(Fatal::usage)?;
     let data_dir = datadir::DataDir::open(&args.data_dir, workers).map_err(Fatal::usage)?;
     let listener = TcpListener::bind(&args.listen)
         .map_err(|e| Fatal::usage(format!("cannot listen on {}: {e}", args.listen)))?;

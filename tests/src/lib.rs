@@ -238,7 +238,10 @@ impl Corral {
 
     /// Sends `signal` to the supervisor.
     pub fn signal(&self, signal: Signal) {
-        let _ = kill(Pid::from_raw(self.pid() as i32), signal);
+        // Never pid 0 (that would signal the test's own process group).
+        if let Some(child) = &self.child {
+            let _ = kill(Pid::from_raw(child.id() as i32), signal);
+        }
     }
 
     /// Sends SIGTERM and waits for the exit (at most `timeout`).

@@ -107,6 +107,20 @@ fn first_logged_seq(data_dir: &Path) -> u64 {
         .unwrap()
 }
 
+/// Runs `corral verify` on `data_dir`: exit success and stdout.
+fn verify(data_dir: &Path) -> (bool, String) {
+    let out = std::process::Command::new(corral_tests::corral_bin())
+        .arg("verify")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
 fn restart(corral: &mut Corral, extra: &[&str]) -> Corral {
     assert!(corral.stop(Duration::from_secs(30)).success());
     let data_dir = corral.data_dir.clone();
@@ -122,7 +136,20 @@ fn seed_experiment_ten_thousand_writes_come_back_identical() {
     let before = check(&first, &model);
 
     // From the checkpoints written at shutdown.
-    let mut second = restart(&mut first, &[]);
+    assert!(first.stop(Duration::from_secs(30)).success());
+    // Offline, `corral verify` rebuilds the same shards.
+    let (ok, text) = verify(&first.data_dir);
+    assert!(ok, "{text}");
+    for (i, b) in before.iter().enumerate() {
+        let line = format!("{} keys, digest {:016x}", b.keys, b.digest);
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("shard {i}:")) && l.ends_with(&line)),
+            "shard {i} ({line}) not in:\n{text}"
+        );
+    }
+    let data_dir = first.data_dir.clone();
+    let mut second = Corral::start_in(first.crash(), &data_dir, 3, &[]);
     let after = check(&second, &model);
     for (b, a) in before.iter().zip(&after) {
         assert_eq!((a.digest, a.keys), (b.digest, b.keys));
@@ -131,7 +158,6 @@ fn seed_experiment_ten_thousand_writes_come_back_identical() {
 
     // From the event log alone: every checkpoint gone, all 10,000 writes replayed.
     assert!(second.stop(Duration::from_secs(30)).success());
-    let data_dir = second.data_dir.clone();
     fs::remove_dir_all(data_dir.join("checkpoints")).unwrap();
     let third = Corral::start_in(second.crash(), &data_dir, 3, &[]);
     let replayed = check(&third, &model);
@@ -204,6 +230,11 @@ fn damaged_newest_checkpoint_falls_back_and_retention_keeps_what_it_needs() {
     let at = bytes.len() / 2;
     bytes[at] ^= 0x08;
     fs::write(&path, bytes).unwrap();
+    let (ok, text) = verify(&data_dir);
+    assert!(
+        !ok && text.contains("DAMAGED") && text.contains(&path.display().to_string()),
+        "{text}"
+    );
     let recovered = Corral::start_in(corral.crash(), &data_dir, 2, &flags);
     check(&recovered, &model);
     let log = recovered.log();

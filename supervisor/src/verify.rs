@@ -1,0 +1,240 @@
+//! `corral verify`: an offline check of a data dir. Every event log record is read and
+//! decoded, every checkpoint verified, and each shard rebuilt exactly as a restarted
+//! worker would be (newest good checkpoint, then its writes from the log, applied by the
+//! same state machine over an in-memory table of the same geometry), printing its key
+//! count and digest, which match what `INFO` reports for a live shard with that state.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use corral_worker::checkpoint::{self, CheckpointError, Snapshot};
+use corral_worker::machine::{KvMachine, StateMachine};
+use shm_protocol::layout::Geometry;
+use shm_protocol::table::{HeapTable, TableLimits, TableWriter};
+
+use crate::codec;
+use crate::wal::{self, Kind, WalError};
+
+/// What [`verify`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Problems found (damaged records or checkpoints, missing log ranges).
+    pub damaged: usize,
+    /// Per shard: (keys, digest) after the rebuild; empty when the log could not be read.
+    pub shards: Vec<(u64, u64)>,
+}
+
+/// Most decode problems printed one by one.
+const SHOWN: usize = 10;
+
+/// Checks the data dir at `data_dir` (holding `workers` shards of `geometry`), writing a
+/// readable report to `out`. Only a failure to write the report is an error; what is wrong
+/// with the data dir is counted in [`Report::damaged`].
+pub fn verify(
+    data_dir: &Path,
+    workers: u32,
+    geometry: &Geometry,
+    out: &mut impl Write,
+) -> io::Result<Report> {
+    let mut report = Report::default();
+    let wal_dir = data_dir.join("wal");
+    let log_ok = check_log(&wal_dir, workers, out, &mut report)?;
+
+    let mut bases = Vec::new();
+    for worker in 0..workers {
+        bases.push(check_checkpoints(data_dir, worker, out, &mut report)?);
+    }
+    if !log_ok {
+        writeln!(out, "shards not rebuilt: the event log cannot be read")?;
+        return Ok(report);
+    }
+    let oldest = wal::list_segments(&wal_dir)
+        .ok()
+        .and_then(|s| s.first().map(|s| s.first_seq))
+        .unwrap_or(1);
+    for (worker, base) in (0..workers).zip(bases) {
+        let from = base.as_ref().map_or(0, |s| s.seq) + 1;
+        if oldest > from {
+            report.damaged += 1;
+            writeln!(
+                out,
+                "shard {worker}: DAMAGED: needs the event log from sequence {from}, it starts at {oldest}"
+            )?;
+            continue;
+        }
+        match rebuild(&wal_dir, worker, geometry, base.as_ref()) {
+            Ok((machine, replayed, last)) => {
+                let (keys, digest) = (machine.keys(), machine.digest());
+                report.shards.push((keys, digest));
+                let start = base.as_ref().map_or_else(
+                    || "no checkpoint".to_owned(),
+                    |s| format!("checkpoint {}", s.seq),
+                );
+                writeln!(
+                    out,
+                    "shard {worker}: {start}, replayed {replayed} writes (through sequence {last}), \
+                     {keys} keys, digest {digest:016x}"
+                )?;
+            }
+            Err(e) => {
+                report.damaged += 1;
+                writeln!(out, "shard {worker}: DAMAGED: {e}")?;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Reads every record; returns whether the log is readable to its end.
+fn check_log(
+    dir: &Path,
+    workers: u32,
+    out: &mut impl Write,
+    report: &mut Report,
+) -> io::Result<bool> {
+    let (mut writes, mut lifecycle, mut first, mut last) = (0u64, 0u64, None, 0u64);
+    let mut problems = Vec::new();
+    let scanned = wal::scan(dir, .., |r| {
+        first.get_or_insert(r.seq);
+        last = r.seq;
+        let problem = match r.kind {
+            Kind::Write => {
+                writes += 1;
+                match codec::decode_write(r.version, r.payload) {
+                    Ok((shard, _)) if shard >= workers => {
+                        Some(format!("write for shard {shard} of {workers}"))
+                    }
+                    Ok(_) => None,
+                    Err(e) => Some(e.to_string()),
+                }
+            }
+            Kind::Lifecycle => {
+                lifecycle += 1;
+                codec::decode_lifecycle(r.version, r.payload)
+                    .err()
+                    .map(|e| e.to_string())
+            }
+        };
+        if let Some(p) = problem {
+            problems.push(format!("record {}: {p}", r.seq));
+        }
+        Ok::<(), WalError>(())
+    });
+    match scanned {
+        Ok(summary) => {
+            writeln!(
+                out,
+                "event log: {} segment(s), records {}..={last}: {writes} writes, {lifecycle} lifecycle events",
+                summary.segments.len(),
+                first.unwrap_or(summary.next_seq),
+            )?;
+            if let Some((file, offset)) = summary.torn {
+                writeln!(
+                    out,
+                    "event log: note: {} ends in a torn record at offset {offset} (cut off at the next start)",
+                    file.display()
+                )?;
+            }
+            report.damaged += problems.len();
+            for p in problems.iter().take(SHOWN) {
+                writeln!(out, "event log: DAMAGED: {p}")?;
+            }
+            if problems.len() > SHOWN {
+                writeln!(out, "event log: ... and {} more", problems.len() - SHOWN)?;
+            }
+            Ok(problems.is_empty())
+        }
+        Err(e) => {
+            report.damaged += 1;
+            writeln!(out, "event log: DAMAGED: {e}")?;
+            Ok(false)
+        }
+    }
+}
+
+/// Verifies every checkpoint of `worker`; returns the newest good one.
+fn check_checkpoints(
+    data_dir: &Path,
+    worker: u32,
+    out: &mut impl Write,
+    report: &mut Report,
+) -> io::Result<Option<Snapshot>> {
+    let dir = data_dir.join("checkpoints").join(worker.to_string());
+    let found = match checkpoint::list(&dir) {
+        Ok(found) => found,
+        Err(e) => {
+            report.damaged += 1;
+            writeln!(out, "checkpoints of shard {worker}: DAMAGED: {e}")?;
+            return Ok(None);
+        }
+    };
+    let mut newest = None;
+    for (seq, path) in found {
+        match checkpoint::read(&path, worker) {
+            Ok(snapshot) => {
+                writeln!(
+                    out,
+                    "checkpoint {}: ok, sequence {seq}, {} keys, digest {:016x}",
+                    path.display(),
+                    snapshot.count,
+                    snapshot.digest
+                )?;
+                newest = Some(snapshot);
+            }
+            Err(e @ (CheckpointError::Damaged { .. } | CheckpointError::Io { .. })) => {
+                report.damaged += 1;
+                writeln!(out, "checkpoint {}: DAMAGED: {e}", path.display())?;
+            }
+        }
+    }
+    Ok(newest)
+}
+
+type Rebuilt = (KvMachine<HeapTable>, u64, u64);
+
+/// Rebuilds `worker`'s shard: `base`, then its writes after it.
+fn rebuild(
+    dir: &Path,
+    worker: u32,
+    geometry: &Geometry,
+    base: Option<&Snapshot>,
+) -> Result<Rebuilt, String> {
+    let table = TableWriter::new(
+        HeapTable::new(
+            usize::try_from(geometry.table_slots).map_err(|e| e.to_string())?,
+            usize::try_from(geometry.heap_half_words).map_err(|e| e.to_string())?,
+        ),
+        TableLimits {
+            max_key_bytes: geometry.max_key_bytes,
+            max_value_bytes: geometry.max_value_bytes,
+            max_keys: geometry.max_keys,
+        },
+    );
+    let mut machine = KvMachine::new(table);
+    let mut refused = None;
+    if let Some(snapshot) = base {
+        snapshot.for_each(|k, v| {
+            if let Err(e) = machine.table_mut().set(k, v) {
+                refused.get_or_insert(e);
+            }
+        });
+    }
+    if let Some(e) = refused {
+        return Err(format!(
+            "checkpoint does not fit the shard limits given: {e}"
+        ));
+    }
+    let (mut replayed, mut last) = (0u64, base.map_or(0, |s| s.seq));
+    wal::scan(dir, last + 1.., |r| {
+        if r.kind == Kind::Write && codec::write_shard(r.version, r.payload) == Ok(worker) {
+            if let Ok((_, op)) = codec::decode_write(r.version, r.payload) {
+                machine.apply(&op);
+                replayed += 1;
+                last = r.seq;
+            }
+        }
+        Ok::<(), WalError>(())
+    })
+    .map_err(|e| e.to_string())?;
+    Ok((machine, replayed, last))
+}
