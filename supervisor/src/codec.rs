@@ -133,7 +133,8 @@ pub fn write_shard(version: u8, payload: &[u8]) -> Result<u32, DecodeError> {
         .map_err(|e| DecodeError(format!("write record: {e}")))
 }
 
-/// A lifecycle event, as logged. Times are milliseconds since the Unix epoch.
+/// A lifecycle event, as logged. Times are milliseconds since the Unix epoch. New variants go
+/// at the end (bincode numbers them in order), so older logs still decode.
 #[derive(Encode, Decode, Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum LifecycleRecord {
@@ -206,6 +207,17 @@ pub enum LifecycleRecord {
         /// File size.
         bytes: u64,
         /// When it was written.
+        unix_ms: u64,
+    },
+    /// A restarted worker finished its replay: the shard serves again.
+    ShardRecovered {
+        /// Shard.
+        worker: u32,
+        /// Generation.
+        generation: u64,
+        /// Writes replayed from the log.
+        replayed: u64,
+        /// When.
         unix_ms: u64,
     },
 }

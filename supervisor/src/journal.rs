@@ -111,11 +111,15 @@ fn errno_of(e: &WalError) -> i32 {
 impl Journal {
     /// Scans the log in `dir` (creating the directory), cuts a torn tail, and opens it for
     /// appending. Damage stops here with the error naming file, offset and sequence.
+    ///
+    /// `lifecycle` sees every lifecycle record of the log, oldest first (the supervisor
+    /// rebuilds its history from them).
     pub fn open(
         dir: &Path,
         fsync: FsyncPolicy,
         segment_bytes: u64,
         log: Logger,
+        mut lifecycle: impl FnMut(LifecycleRecord),
     ) -> Result<Self, WalError> {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
@@ -127,8 +131,17 @@ impl Journal {
                 error,
             })?;
         let mut records = 0u64;
-        let summary = wal::scan(dir, .., |_| {
+        let summary = wal::scan(dir, .., |r| {
             records += 1;
+            if r.kind == Kind::Lifecycle {
+                let record = codec::decode_lifecycle(r.version, r.payload).map_err(|e| {
+                    WalError::Undecodable {
+                        seq: r.seq,
+                        reason: e.to_string(),
+                    }
+                })?;
+                lifecycle(record);
+            }
             Ok(())
         })?;
         if let Some((file, offset)) = &summary.torn {

@@ -97,6 +97,70 @@ impl Policy {
     }
 }
 
+/// What the event log says about each worker's past: rebuilt at start-up, so restart
+/// counts, crash windows and parked shards survive a supervisor restart.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct History {
+    workers: Vec<WorkerHistory>,
+}
+
+/// One worker's past, from the event log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkerHistory {
+    /// Crashes (exits other than a clean stop) so far.
+    pub restarts: u64,
+    /// When the most recent crashes happened (ms since the Unix epoch), oldest first.
+    pub crashes_unix_ms: VecDeque<u64>,
+    /// Whether the shard was parked (and not recovered since) when the log ends.
+    pub parked: bool,
+}
+
+/// Crash times kept per worker (more than any sensible restart intensity).
+const CRASHES_KEPT: usize = 64;
+
+impl History {
+    /// Folds one lifecycle record in, oldest first.
+    pub fn observe(&mut self, record: &LifecycleRecord) {
+        let (worker, f): (u32, &dyn Fn(&mut WorkerHistory)) = match record {
+            LifecycleRecord::WorkerExited {
+                worker,
+                code,
+                unix_ms,
+                ..
+            } => {
+                if *code == Some(0) {
+                    return;
+                }
+                (*worker, &|h: &mut WorkerHistory| {
+                    h.restarts += 1;
+                    h.crashes_unix_ms.push_back(*unix_ms);
+                    if h.crashes_unix_ms.len() > CRASHES_KEPT {
+                        h.crashes_unix_ms.pop_front();
+                    }
+                })
+            }
+            LifecycleRecord::ShardParked { worker, .. } => {
+                (*worker, &|h: &mut WorkerHistory| h.parked = true)
+            }
+            LifecycleRecord::ShardRecovered { worker, .. } => {
+                (*worker, &|h: &mut WorkerHistory| h.parked = false)
+            }
+            _ => return,
+        };
+        let i = worker as usize;
+        if i >= self.workers.len() {
+            self.workers.resize(i + 1, WorkerHistory::default());
+        }
+        f(&mut self.workers[i]);
+    }
+
+    /// Worker `id`'s past (empty if the log never mentions it).
+    #[must_use]
+    pub fn worker(&self, id: u32) -> WorkerHistory {
+        self.workers.get(id as usize).cloned().unwrap_or_default()
+    }
+}
+
 /// Everything the lifecycle thread needs.
 pub struct Lifecycle {
     /// The shards.
@@ -119,6 +183,8 @@ pub struct Lifecycle {
     pub sequencer: Sender<SeqMsg>,
     /// Set by a second signal: kill now.
     pub force: Arc<AtomicBool>,
+    /// The workers' past, from the event log.
+    pub history: History,
     /// Logger.
     pub log: Logger,
 }
@@ -185,6 +251,7 @@ impl Lifecycle {
             })
             .collect();
         for (id, slot) in slots.iter_mut().enumerate() {
+            self.resume_history(id as u32, slot);
             self.spawn(id as u32, slot);
         }
         let tick = (self.policy.watchdog_timeout / 4)
@@ -225,6 +292,28 @@ impl Lifecycle {
                 }
                 self.watchdog(slot);
             }
+        }
+    }
+
+    /// Carries restart counts, recent crashes and a parked state over from the event log:
+    /// a shard parked when the last supervisor stopped starts as a probe.
+    fn resume_history(&self, id: u32, slot: &mut Slot) {
+        let past = self.history.worker(id);
+        self.shards[id as usize]
+            .restarts
+            .store(past.restarts, Ordering::Relaxed);
+        let (now, now_ms) = (Instant::now(), unix_ms());
+        for at in past.crashes_unix_ms {
+            let ago = Duration::from_millis(now_ms.saturating_sub(at));
+            if ago <= self.policy.window {
+                slot.crashes.push_back(now.checked_sub(ago).unwrap_or(now));
+            }
+        }
+        slot.probing = past.parked;
+        if past.restarts > 0 || past.parked {
+            info!(self.log, "worker history resumed from the event log"; "component" => "lifecycle",
+                  "worker" => id, "restarts" => past.restarts,
+                  "recent_crashes" => slot.crashes.len(), "parked" => past.parked);
         }
     }
 
@@ -375,11 +464,19 @@ impl Lifecycle {
         }
         shard.set_state(ShardState::Ready);
         let _ = self.sequencer.send(SeqMsg::ShardChanged(id));
+        // A probe that recovers ends the parked state; the crash window still counts.
+        let probe = std::mem::replace(&mut slot.probing, false);
+        self.record(LifecycleRecord::ShardRecovered {
+            worker: id,
+            generation: number,
+            replayed: records,
+            unix_ms: unix_ms(),
+        });
         info!(self.log, "worker ready"; "component" => "lifecycle", "worker" => id,
               "generation" => number, "pid" => generation.pid,
               "startup_ms" => slot.spawned_at.elapsed().as_secs_f64() * 1000.0,
               "replayed" => records, "replay_ms" => took.as_secs_f64() * 1000.0,
-              "probe" => slot.probing);
+              "probe" => probe);
         if self.shards.iter().all(|s| s.state() == ShardState::Ready) {
             info!(self.log, "all shards ready"; "component" => "lifecycle", "workers" => self.shards.len());
         }

@@ -14,7 +14,7 @@ use slog::{error, info, warn};
 use corral::cli::{self, Commands, EventsArgs, RunArgs, VerifyArgs, WorkerCli};
 use corral::codec::{unix_ms, LifecycleRecord};
 use corral::journal::Journal;
-use corral::lifecycle::{Ending, Event, Lifecycle, Policy};
+use corral::lifecycle::{Ending, Event, History, Lifecycle, Policy};
 use corral::sequencer::{CheckpointPolicy, ReplayContext, SeqMsg, Sequencer};
 use corral::server::{Server, ServerConfig};
 use corral::shard::Shard;
@@ -212,11 +212,13 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
           "workers" => workers, "listen" => %listen_addr, "data_dir" => %args.data_dir.display(),
           "stale_segments_removed" => stale.len());
 
+    let mut history = History::default();
     let journal = Journal::open(
         &args.data_dir.join("wal"),
         args.fsync,
         args.wal_segment_bytes,
         log.clone(),
+        |record| history.observe(&record),
     )
     .map_err(|e| {
         error!(log, "cannot open the event log"; "component" => "wal", "error" => %e);
@@ -273,6 +275,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
             events_tx: events_tx.clone(),
             sequencer: seq_tx.clone(),
             force: Arc::clone(&force),
+            history,
             log: log.clone(),
         };
         spawn_thread("lifecycle", move || lc.run())?

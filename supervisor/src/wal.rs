@@ -151,6 +151,13 @@ pub enum WalError {
         /// What is wrong.
         reason: String,
     },
+    /// A record that passes its checks but whose payload this build cannot decode.
+    Undecodable {
+        /// Its sequence number.
+        seq: u64,
+        /// Why.
+        reason: String,
+    },
     /// Sequence numbers that are not consecutive across files.
     Gap {
         /// The file where the gap shows.
@@ -176,6 +183,9 @@ impl std::fmt::Display for WalError {
                 "event log damaged in {} at offset {offset} (sequence {seq}): {reason}",
                 file.display()
             ),
+            Self::Undecodable { seq, reason } => {
+                write!(f, "event log record {seq} cannot be decoded: {reason}")
+            }
             Self::Gap {
                 file,
                 expected,

@@ -198,3 +198,51 @@ fn restarted_supervisor_sweeps_the_segments_of_a_killed_one() {
     let mut c = second.client();
     set(&mut c, "k", "v").unwrap();
 }
+
+#[test]
+fn restarted_supervisor_remembers_restarts_crash_windows_and_parked_shards() {
+    let flags = [
+        "--restart-intensity",
+        "3",
+        "--restart-window",
+        "60s",
+        "--park-retry",
+        "60s",
+    ];
+    let mut first = Corral::start(2, &flags);
+    let data_dir = first.data_dir.clone();
+    // Crash shard 0 until it parks.
+    let start = Instant::now();
+    while first.shards()[0].state != "parked" {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{}",
+            first.log_tail(30)
+        );
+        let s = &first.shards()[0];
+        if s.state == "ready" && alive(s.pid) {
+            sigkill(s.pid);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let restarts = first.shards()[0].restarts;
+    assert!(restarts >= 3);
+    // kill -9 of the supervisor; the next one reads its history from the event log. The
+    // parked shard is probed at once (the operator restarted it for a reason).
+    let second = Corral::start_in(first.crash(), &data_dir, 2, &flags);
+    let shards = second.shards();
+    assert_eq!(shards[0].restarts, restarts);
+    assert_eq!(shards[1].restarts, 0);
+    let log = second.log();
+    assert!(
+        log.contains("\"msg\":\"worker history resumed from the event log\"")
+            && log.contains("\"parked\":true"),
+        "{log}"
+    );
+    // Its recent crashes still count: one more crash within the window parks it again.
+    sigkill(shards[0].pid);
+    second.wait_until("parked again", Duration::from_secs(10), || {
+        second.shards()[0].state == "parked"
+    });
+    assert_eq!(second.shards()[0].restarts, restarts + 1);
+}
