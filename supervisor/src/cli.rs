@@ -136,6 +136,9 @@ pub struct RunArgs {
     /// Most concurrent client connections.
     #[arg(long, env = "CORRAL_MAX_CLIENTS", default_value_t = 10_000)]
     pub max_clients: u32,
+    /// Event loop threads serving the connections.
+    #[arg(long, env = "CORRAL_IO_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub io_threads: u32,
     /// Most commands read from one connection before its replies are written.
     #[arg(long, env = "CORRAL_MAX_PIPELINE", default_value_t = 1024)]
     pub max_pipeline: u32,

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use slog::{error, info, warn, Logger};
 
@@ -89,6 +89,52 @@ impl Drop for Syncer {
     }
 }
 
+/// Group commit figures: how many records each commit carried and how long it took.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupStats {
+    /// Successful commits.
+    pub commits: u64,
+    /// Records they carried.
+    pub records: u64,
+    /// The largest group.
+    pub max_records: u64,
+    /// Commits by group size: `buckets[i]` counts groups of at most `2^i` records (the last
+    /// bucket takes the rest).
+    pub buckets: [u64; GROUP_BUCKETS],
+    /// Time spent writing and syncing, in nanoseconds.
+    pub commit_ns: u64,
+}
+
+/// Buckets of [`GroupStats::buckets`]: 1, 2, 4, ... 4096, more.
+pub const GROUP_BUCKETS: usize = 14;
+
+impl GroupStats {
+    fn observe(&mut self, records: u64, took: Duration) {
+        self.commits += 1;
+        self.records += records;
+        self.max_records = self.max_records.max(records);
+        let bucket = (records.max(1) - 1)
+            .checked_ilog2()
+            .map_or(0, |b| b as usize + 1);
+        self.buckets[bucket.min(GROUP_BUCKETS - 1)] += 1;
+        self.commit_ns += u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+    }
+
+    /// The group size below which `q` of the groups fall (bucket upper bound).
+    #[must_use]
+    pub fn quantile(&self, q: f64) -> u64 {
+        let target = (self.commits as f64 * q).ceil() as u64;
+        let mut seen = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= target.max(1) {
+                return 1 << i;
+            }
+        }
+        self.max_records
+    }
+}
+
 /// The event log as the sequencer uses it.
 #[derive(Debug)]
 pub struct Journal {
@@ -98,6 +144,7 @@ pub struct Journal {
     segments_seen: usize,
     /// Whether the last commit failed (logged once per failing stretch).
     failing: bool,
+    stats: GroupStats,
     log: Logger,
 }
 
@@ -178,6 +225,7 @@ impl Journal {
             fsync,
             syncer,
             failing: false,
+            stats: GroupStats::default(),
             log,
         })
     }
@@ -206,6 +254,7 @@ impl Journal {
         if self.writer.staged_bytes() == 0 {
             return Ok(());
         }
+        let (records, started) = (self.writer.staged_records() as u64, Instant::now());
         let background = self
             .syncer
             .as_ref()
@@ -225,6 +274,7 @@ impl Journal {
         };
         match result {
             Ok(()) => {
+                self.stats.observe(records, started.elapsed());
                 if std::mem::replace(&mut self.failing, false) {
                     info!(self.log, "event log writable again"; "component" => "wal");
                 }
@@ -275,10 +325,47 @@ impl Journal {
         self.writer.disk_usage()
     }
 
-    /// Syncs everything written (at shutdown, whatever the policy).
+    /// Group commit figures so far.
+    #[must_use]
+    pub fn stats(&self) -> &GroupStats {
+        &self.stats
+    }
+
+    /// Syncs everything written (at shutdown, whatever the policy) and logs the group
+    /// commit figures of the run.
     pub fn sync(&mut self) {
         if let Err(e) = self.writer.sync() {
             error!(self.log, "cannot sync the event log at shutdown"; "component" => "wal", "error" => %e);
         }
+        let s = &self.stats;
+        if s.commits > 0 {
+            info!(self.log, "event log group commits"; "component" => "wal", "commits" => s.commits,
+                  "records" => s.records, "mean_records" => (s.records as f64 / s.commits as f64 * 10.0).round() / 10.0,
+                  "p50_records_at_most" => s.quantile(0.5), "p99_records_at_most" => s.quantile(0.99),
+                  "max_records" => s.max_records,
+                  "mean_commit_us" => (s.commit_ns as f64 / s.commits as f64 / 1000.0).round());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_stats_bucket_by_powers_of_two() {
+        let mut s = GroupStats::default();
+        for n in [1, 1, 2, 3, 50, 50, 50, 5000] {
+            s.observe(n, Duration::from_micros(100));
+        }
+        assert_eq!((s.commits, s.records, s.max_records), (8, 5157, 5000));
+        assert_eq!(s.buckets[0], 2); // 1
+        assert_eq!(s.buckets[1], 1); // 2
+        assert_eq!(s.buckets[2], 1); // 3..=4
+        assert_eq!(s.buckets[6], 3); // 33..=64
+        assert_eq!(s.buckets[GROUP_BUCKETS - 1], 1); // past 4096
+        assert_eq!(s.quantile(0.5), 4);
+        assert_eq!(s.quantile(0.8), 64);
+        assert_eq!(s.commit_ns, 800_000);
     }
 }

@@ -13,6 +13,7 @@ pub mod replay;
 pub mod resp;
 pub mod sequencer;
 pub mod server;
+pub mod session;
 pub mod shard;
 pub mod slot;
 pub mod ticket;

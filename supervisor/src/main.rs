@@ -280,7 +280,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
         };
         spawn_thread("lifecycle", move || lc.run())?
     };
-    let server = Server::new(
+    let server = Server::start(
         Arc::clone(&shards),
         seq_tx.clone(),
         ServerConfig {
@@ -290,9 +290,11 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
             max_request_bytes: usize::try_from(args.max_request_bytes).unwrap_or(usize::MAX),
             max_key_bytes: geometry.max_key_bytes as usize,
             max_value_bytes: geometry.max_value_bytes as usize,
+            io_threads: args.io_threads as usize,
         },
         log.clone(),
-    );
+    )
+    .map_err(|e| Fatal::runtime(format!("cannot start the event loops: {e}")))?;
     let acceptor = {
         let server = Arc::clone(&server);
         spawn_thread("accept", move || server.accept_loop(&listener))?

@@ -1,29 +1,33 @@
-//! The RESP front door: an accept thread and one thread per connection. A connection parses
-//! a batch of pipelined commands, sends its writes to the sequencer in one submission,
-//! waits for their replies, answers reads from the shards' shared-memory tables, and writes
-//! all replies at once.
+//! The RESP front door: an accept thread hands each connection to one of a few event loops
+//! (`--io-threads`), which drive non-blocking sockets with epoll. A loop reads what a ready
+//! connection sent, runs its pipelined commands through its [`Session`], and writes the
+//! replies. A connection whose writes are in flight waits without holding up the others:
+//! the outcomes arrive through its [`Ticket`], whose notification queues the connection and
+//! wakes the loop through an eventfd, once per batch.
 //!
-//! Reads see the connection's own earlier writes: writes are flushed and acknowledged
-//! (applied by their worker) before any later command of the batch runs.
+//! Backpressure: a connection is not read while its writes are in flight or while too many
+//! of its replies are unsent, so memory stays bounded by connections x (query buffer +
+//! pipeline).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use corral_worker::command::{Outcome, SetCondition, WriteError};
-use crossbeam_channel::Sender;
-use shm_protocol::table::Lookup;
-use slog::{debug, info, warn, Logger};
+use crossbeam_channel::{Receiver, Sender};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use slog::{debug, error, info, warn, Logger};
 
-use crate::resp::{self, reply, Frame, ParseLimits, ProtocolError};
-use crate::sequencer::{OwnedOp, SeqMsg, WriteOp};
-use crate::shard::{Shard, ShardState};
-use crate::slot::shard_of;
-use crate::ticket::{Failure, Ticket, WriteResult};
+use crate::resp::{reply, Frame, ParseLimits};
+use crate::sequencer::SeqMsg;
+use crate::session::{Batch, Session};
+use crate::shard::Shard;
+use crate::ticket::Ticket;
 
 /// Front-door settings.
 #[derive(Clone, Debug)]
@@ -40,20 +44,50 @@ pub struct ServerConfig {
     pub max_key_bytes: usize,
     /// Longest value.
     pub max_value_bytes: usize,
+    /// Event loops.
+    pub io_threads: usize,
 }
 
-/// State shared by the accept thread and the connections.
+/// State shared by the accept thread, the event loops and the sessions.
 pub struct Server {
-    shards: Arc<Vec<Shard>>,
-    sequencer: Sender<SeqMsg>,
-    config: ServerConfig,
-    log: Logger,
+    pub(crate) shards: Arc<Vec<Shard>>,
+    pub(crate) sequencer: Sender<SeqMsg>,
+    pub(crate) config: ServerConfig,
+    pub(crate) log: Logger,
+    pub(crate) started: Instant,
     stopping: AtomicBool,
+    draining: AtomicBool,
     next_id: AtomicU64,
     active: AtomicU32,
-    open: Mutex<HashMap<u64, TcpStream>>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
-    started: Instant,
+    loops: Mutex<Vec<LoopHandle>>,
+}
+
+struct LoopHandle {
+    inbox: Sender<(u64, TcpStream)>,
+    waker: Arc<Waker>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Wakes an event loop from other threads; coalesces wakeups until the loop runs.
+struct Waker {
+    fd: EventFd,
+    pending: AtomicBool,
+}
+
+impl Waker {
+    fn wake(&self) {
+        if !self.pending.swap(true, Ordering::AcqRel) {
+            let _ = self.fd.write(1);
+        }
+    }
+
+    /// Called by the loop before it looks at what it was woken for. The counter is read
+    /// first: a wake between the read and the store writes nothing, but what it announces
+    /// is already queued and the loop looks at the queues next.
+    fn reset(&self) {
+        let _ = self.fd.read();
+        self.pending.store(false, Ordering::Release);
+    }
 }
 
 impl std::fmt::Debug for Server {
@@ -64,30 +98,76 @@ impl std::fmt::Debug for Server {
     }
 }
 
+/// The event token of a loop's waker; connections use their ids (from 1).
+const WAKE_TOKEN: u64 = 0;
+/// Unsent reply bytes past which a connection is not read until its client catches up.
+const OUTPUT_HIGH_WATER: usize = 1 << 20;
+/// Batches one connection may run before the loop turns to the others.
+const BATCHES_PER_TURN: usize = 8;
+
 impl Server {
-    /// A server over `shards` feeding `sequencer`.
-    pub fn new(
+    /// A server over `shards` feeding `sequencer`, with its event loops running.
+    pub fn start(
         shards: Arc<Vec<Shard>>,
         sequencer: Sender<SeqMsg>,
         config: ServerConfig,
         log: Logger,
-    ) -> Arc<Self> {
-        Arc::new(Self {
+    ) -> std::io::Result<Arc<Self>> {
+        let io_threads = config.io_threads.max(1);
+        let server = Arc::new(Self {
             shards,
             sequencer,
             config,
             log,
+            started: Instant::now(),
             stopping: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             active: AtomicU32::new(0),
-            open: Mutex::new(HashMap::new()),
-            threads: Mutex::new(Vec::new()),
-            started: Instant::now(),
-        })
+            loops: Mutex::new(Vec::new()),
+        });
+        let mut loops = Vec::new();
+        for i in 0..io_threads {
+            let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+            let fd =
+                EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
+            epoll.add(&fd, EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN))?;
+            let waker = Arc::new(Waker {
+                fd,
+                pending: AtomicBool::new(false),
+            });
+            let (inbox, incoming) = crossbeam_channel::unbounded();
+            let (done_tx, done_rx) = crossbeam_channel::unbounded();
+            let event_loop = EventLoop {
+                server: Arc::clone(&server),
+                epoll,
+                waker: Arc::clone(&waker),
+                incoming,
+                done_tx,
+                done_rx,
+                conns: HashMap::new(),
+                runnable: VecDeque::new(),
+                chunk: vec![0u8; 64 << 10],
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("io-{i}"))
+                .spawn(move || event_loop.run())?;
+            loops.push(LoopHandle {
+                inbox,
+                waker,
+                thread: Some(thread),
+            });
+        }
+        if let Ok(mut l) = server.loops.lock() {
+            *l = loops;
+        }
+        Ok(server)
     }
 
-    /// Accepts connections until [`Server::stop_accepting`].
+    /// Accepts connections until [`Server::stop_accepting`], handing them to the loops in
+    /// turn.
     pub fn accept_loop(self: &Arc<Self>, listener: &TcpListener) {
+        let mut turn = 0usize;
         for stream in listener.incoming() {
             if self.stopping.load(Ordering::Acquire) {
                 break;
@@ -105,42 +185,22 @@ impl Server {
                 let _ = stream.write_all(b"-ERR max number of clients reached\r\n");
                 continue;
             }
-            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            let Ok(registered) = stream.try_clone() else {
+            if stream.set_nonblocking(true).is_err() {
                 continue;
-            };
-            if let Ok(mut open) = self.open.lock() {
-                open.insert(id, registered);
             }
+            let _ = stream.set_nodelay(true);
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             self.active.fetch_add(1, Ordering::AcqRel);
-            let server = Arc::clone(self);
-            let spawned = std::thread::Builder::new()
-                .name(format!("conn-{id}"))
-                .stack_size(256 << 10)
-                .spawn(move || {
-                    let _ = stream.set_nodelay(true);
-                    let mut conn = Connection::new(&server, id);
-                    conn.serve(stream);
-                    if let Ok(mut open) = server.open.lock() {
-                        open.remove(&id);
-                    }
-                    server.active.fetch_sub(1, Ordering::AcqRel);
-                });
-            match spawned {
-                Ok(handle) => {
-                    if let Ok(mut threads) = self.threads.lock() {
-                        threads.retain(|t| !t.is_finished());
-                        threads.push(handle);
-                    }
-                }
-                Err(e) => {
-                    warn!(self.log, "cannot start connection thread"; "component" => "server", "error" => %e);
-                    if let Ok(mut open) = self.open.lock() {
-                        open.remove(&id);
-                    }
-                    self.active.fetch_sub(1, Ordering::AcqRel);
-                }
+            let Ok(loops) = self.loops.lock() else {
+                return;
+            };
+            let target = &loops[turn % loops.len()];
+            turn = turn.wrapping_add(1);
+            if target.inbox.send((id, stream)).is_err() {
+                self.active.fetch_sub(1, Ordering::AcqRel);
+                continue;
             }
+            target.waker.wake();
         }
     }
 
@@ -150,31 +210,27 @@ impl Server {
         let _ = TcpStream::connect_timeout(&listen_addr, Duration::from_secs(1));
     }
 
-    /// Closes every connection's read side; each finishes its current batch and exits.
-    /// Waits for them until `deadline`; returns how many were still open then.
+    /// Stops reading from every connection; each finishes the writes it has in flight,
+    /// sends its replies and is closed. Waits for that until `deadline`; returns how many
+    /// connections were still open then.
     pub fn close_connections(&self, deadline: Instant) -> usize {
-        if let Ok(open) = self.open.lock() {
-            for stream in open.values() {
-                let _ = stream.shutdown(Shutdown::Read);
+        self.draining.store(true, Ordering::Release);
+        let mut threads = Vec::new();
+        if let Ok(mut loops) = self.loops.lock() {
+            for l in loops.iter_mut() {
+                l.waker.wake();
+                threads.extend(l.thread.take());
             }
         }
-        let handles: Vec<JoinHandle<()>> = self
-            .threads
-            .lock()
-            .map(|mut t| t.drain(..).collect())
-            .unwrap_or_default();
-        let mut remaining = 0;
-        for handle in handles {
-            while !handle.is_finished() && Instant::now() < deadline {
+        for thread in threads {
+            while !thread.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            if handle.is_finished() {
-                let _ = handle.join();
-            } else {
-                remaining += 1;
+            if thread.is_finished() {
+                let _ = thread.join();
             }
         }
-        remaining
+        self.active.load(Ordering::Acquire) as usize
     }
 
     /// Connections open now.
@@ -183,73 +239,112 @@ impl Server {
     }
 }
 
-/// How a write command's op replies combine into its reply.
-#[derive(Clone, Copy, Debug)]
-enum WriteKind {
-    /// One op; `+OK`, nil or error.
-    Set,
-    /// Integer sum of the ops' integers (DEL).
-    Sum,
-    /// One op's integer (INCR family).
-    Int,
-    /// All ops must be OK (MSET).
-    AllOk,
+/// One connection as its loop holds it.
+struct Conn {
+    stream: TcpStream,
+    session: Session,
+    input: Vec<u8>,
+    /// Bytes of `input` already run.
+    start: usize,
+    frame: Frame,
+    output: Vec<u8>,
+    /// Bytes of `output` already sent.
+    sent: usize,
+    /// Writes submitted, outcomes not yet in.
+    awaiting: bool,
+    /// Close once the replies are out (QUIT, a protocol error, the peer closed, draining).
+    closing: bool,
+    /// The epoll interest registered now.
+    interest: EpollFlags,
 }
 
-/// How a batch of commands ended.
-enum Batch {
-    /// `max_pipeline` commands ran; more may be buffered.
-    Full,
-    /// The buffer holds no further complete command.
-    NeedMore,
-    /// The connection must close (QUIT or a protocol error).
-    Close,
-}
-
-struct PendingWrite {
-    kind: WriteKind,
-    ops: u32,
-}
-
-struct Connection<'a> {
-    server: &'a Server,
-    id: u64,
-    authed: bool,
-    name: Option<Vec<u8>>,
-    /// Queued writes of the current batch: shard and op.
-    ops: Vec<(u32, OwnedOp)>,
-    writes: Vec<PendingWrite>,
-    ticket: Arc<Ticket>,
-    results: Vec<Option<WriteResult>>,
-    value: Vec<u8>,
-}
-
-fn eq(a: &[u8], b: &str) -> bool {
-    a.eq_ignore_ascii_case(b.as_bytes())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    // Lengths may leak; contents do not: every byte of the longer input is visited.
-    let len = a.len().max(b.len());
-    let mut diff = u8::from(a.len() != b.len());
-    for i in 0..len {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
+impl Conn {
+    fn unsent(&self) -> usize {
+        self.output.len() - self.sent
     }
-    std::hint::black_box(diff) == 0
 }
 
-impl<'a> Connection<'a> {
-    fn new(server: &'a Server, id: u64) -> Self {
-        Self {
-            server,
-            id,
-            authed: server.config.requirepass.is_none(),
-            name: None,
-            ops: Vec::new(),
-            writes: Vec::new(),
-            ticket: Ticket::for_current_thread(),
-            results: Vec::new(),
-            value: Vec::new(),
+struct EventLoop {
+    server: Arc<Server>,
+    epoll: Epoll,
+    waker: Arc<Waker>,
+    incoming: Receiver<(u64, TcpStream)>,
+    /// Connections whose writes have all their outcomes (sent by their tickets).
+    done_tx: Sender<u64>,
+    done_rx: Receiver<u64>,
+    conns: HashMap<u64, Conn>,
+    /// Connections with buffered commands still to run.
+    runnable: VecDeque<u64>,
+    chunk: Vec<u8>,
+}
+
+impl EventLoop {
+    fn run(mut self) {
+        let mut events = vec![EpollEvent::empty(); 256];
+        let limits = self.limits();
+        loop {
+            if self.server.draining.load(Ordering::Acquire) {
+                let idle: Vec<u64> = self
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| !c.awaiting && c.unsent() == 0)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in idle {
+                    self.close(id);
+                }
+                for c in self.conns.values_mut() {
+                    c.closing = true;
+                }
+                if self.conns.is_empty() {
+                    // Connections handed over after the drain began are closed unread.
+                    while let Ok((_, stream)) = self.incoming.try_recv() {
+                        drop(stream);
+                        self.server.active.fetch_sub(1, Ordering::AcqRel);
+                    }
+                    return;
+                }
+            }
+            let timeout = if self.runnable.is_empty() {
+                EpollTimeout::from(100u16)
+            } else {
+                EpollTimeout::ZERO
+            };
+            let n = match self.epoll.wait(&mut events, timeout) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => 0,
+                Err(e) => {
+                    error!(self.server.log, "epoll_wait failed"; "component" => "server", "error" => %e);
+                    std::thread::sleep(Duration::from_millis(10));
+                    0
+                }
+            };
+            for event in &events[..n] {
+                let token = event.data();
+                if token == WAKE_TOKEN {
+                    self.waker.reset();
+                    self.admit();
+                    while let Ok(id) = self.done_rx.try_recv() {
+                        self.drive(id, &limits);
+                    }
+                    continue;
+                }
+                let flags = event.events();
+                if flags.intersects(EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR) {
+                    // Both directions are gone: nothing can be read or sent.
+                    self.close(token);
+                    continue;
+                }
+                if flags.contains(EpollFlags::EPOLLIN) {
+                    self.read(token);
+                }
+                self.drive(token, &limits);
+            }
+            for _ in 0..self.runnable.len() {
+                if let Some(id) = self.runnable.pop_front() {
+                    self.drive(id, &limits);
+                }
+            }
         }
     }
 
@@ -262,647 +357,190 @@ impl<'a> Connection<'a> {
         }
     }
 
-    fn serve(&mut self, mut stream: TcpStream) {
-        let log = &self.server.log;
-        debug!(log, "client connected"; "component" => "server", "conn" => self.id,
-               "peer" => stream.peer_addr().map(|a| a.to_string()).unwrap_or_default());
-        let limits = self.limits();
-        let mut buf: Vec<u8> = Vec::with_capacity(16 << 10);
-        let mut out: Vec<u8> = Vec::with_capacity(16 << 10);
-        let mut frame = Frame::default();
-        let mut chunk = vec![0u8; 64 << 10];
-        'conn: loop {
-            let n = match stream.read(&mut chunk) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => break,
+    /// Registers the connections the accept thread handed over.
+    fn admit(&mut self) {
+        while let Ok((id, stream)) = self.incoming.try_recv() {
+            let interest = EpollFlags::EPOLLIN;
+            if let Err(e) = self
+                .epoll
+                .add(stream.as_fd(), EpollEvent::new(interest, id))
+            {
+                warn!(self.server.log, "cannot watch connection"; "component" => "server",
+                      "conn" => id, "error" => %e);
+                self.server.active.fetch_sub(1, Ordering::AcqRel);
+                continue;
+            }
+            debug!(self.server.log, "client connected"; "component" => "server", "conn" => id,
+                   "peer" => stream.peer_addr().map(|a| a.to_string()).unwrap_or_default());
+            let ticket = {
+                let (done, waker) = (self.done_tx.clone(), Arc::clone(&self.waker));
+                Ticket::new(move || {
+                    let _ = done.send(id);
+                    waker.wake();
+                })
             };
-            buf.extend_from_slice(&chunk[..n]);
-            let mut start = 0;
-            // Replies are written after each batch of at most `max_pipeline` commands.
-            loop {
-                let batch = self.batch(&buf, &mut start, &limits, &mut frame, &mut out);
-                self.flush_writes(&mut out);
-                if !out.is_empty() && stream.write_all(&out).is_err() {
-                    break 'conn;
+            self.conns.insert(
+                id,
+                Conn {
+                    stream,
+                    session: Session::new(Arc::clone(&self.server), id, ticket),
+                    input: Vec::with_capacity(16 << 10),
+                    start: 0,
+                    frame: Frame::default(),
+                    output: Vec::with_capacity(16 << 10),
+                    sent: 0,
+                    awaiting: false,
+                    closing: false,
+                    interest,
+                },
+            );
+        }
+    }
+
+    /// Reads what the socket holds (unless the connection is not to be read now).
+    fn read(&mut self, id: u64) {
+        let max = self.server.config.max_request_bytes;
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if c.closing {
+            return;
+        }
+        loop {
+            match c.stream.read(&mut self.chunk) {
+                Ok(0) => {
+                    c.closing = true;
+                    break;
                 }
-                out.clear();
-                match batch {
-                    Batch::Full => continue,
-                    Batch::NeedMore => break,
-                    Batch::Close => break 'conn,
+                Ok(n) => {
+                    c.input.extend_from_slice(&self.chunk[..n]);
+                    if c.input.len() - c.start > max {
+                        // The owed replies go first, then this error, then the close.
+                        c.input.clear();
+                        c.start = 0;
+                        let mut e = Vec::new();
+                        reply::error(
+                            &mut e,
+                            "ERR Protocol error: request exceeds max-request-bytes",
+                        );
+                        c.session.reply_in_order(&e, &mut c.output);
+                        c.closing = true;
+                        break;
+                    }
+                    if n < self.chunk.len() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    c.closing = true;
+                    break;
                 }
             }
-            buf.drain(..start);
-            if buf.len() > self.server.config.max_request_bytes {
-                reply::error(
-                    &mut out,
-                    "ERR Protocol error: request exceeds max-request-bytes",
-                );
-                let _ = stream.write_all(&out);
+        }
+    }
+
+    /// Runs what connection `id` can run now, sends its replies, and updates its interest.
+    fn drive(&mut self, id: u64, limits: &ParseLimits) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let mut batches = 0;
+        let mut more = false;
+        loop {
+            if c.awaiting {
+                if !c.session.outcomes_in() {
+                    break;
+                }
+                c.session.collect(&mut c.output);
+                c.awaiting = false;
+            }
+            if c.unsent() > OUTPUT_HIGH_WATER {
                 break;
             }
-        }
-        debug!(log, "client disconnected"; "component" => "server", "conn" => self.id);
-    }
-
-    /// Parses and runs up to `max_pipeline` commands from `buf[*start..]`.
-    fn batch(
-        &mut self,
-        buf: &[u8],
-        start: &mut usize,
-        limits: &ParseLimits,
-        frame: &mut Frame,
-        out: &mut Vec<u8>,
-    ) -> Batch {
-        let mut commands = 0;
-        loop {
-            match resp::parse(buf, *start, limits, frame) {
-                Ok(Some(next)) => {
-                    *start = next;
-                    if !frame.args.is_empty() {
-                        let args: Vec<&[u8]> =
-                            frame.args.iter().map(|&(s, e)| &buf[s..e]).collect();
-                        if self.command(&args, out) {
-                            return Batch::Close;
-                        }
-                        commands += 1;
-                        if commands >= self.server.config.max_pipeline {
-                            return Batch::Full;
-                        }
+            if batches == BATCHES_PER_TURN {
+                more = c.start < c.input.len();
+                break;
+            }
+            batches += 1;
+            let batch =
+                c.session
+                    .batch(&c.input, &mut c.start, limits, &mut c.frame, &mut c.output);
+            c.awaiting = c.session.submit();
+            match batch {
+                Batch::Full | Batch::Flush => {}
+                Batch::NeedMore => {
+                    if !c.awaiting {
+                        break;
                     }
                 }
-                Ok(None) => return Batch::NeedMore,
-                Err(ProtocolError(e)) => {
-                    self.flush_writes(out);
-                    reply::error(out, &format!("ERR Protocol error: {e}"));
-                    debug!(self.server.log, "protocol error"; "component" => "server",
-                           "conn" => self.id, "error" => e);
-                    return Batch::Close;
-                }
-            }
-        }
-    }
-
-    /// Runs one command; returns true when the connection should close after replying.
-    fn command(&mut self, args: &[&[u8]], out: &mut Vec<u8>) -> bool {
-        let name = args[0];
-        if !self.authed && !eq(name, "auth") && !eq(name, "hello") && !eq(name, "quit") {
-            self.flush_writes(out);
-            reply::error(out, "NOAUTH Authentication required.");
-            return false;
-        }
-        let lower = String::from_utf8_lossy(name).to_ascii_lowercase();
-        match lower.as_str() {
-            "set" => self.set(args, out),
-            "del" | "unlink" if args.len() >= 2 => {
-                let ops: Vec<OwnedOp> = args[1..]
-                    .iter()
-                    .map(|k| OwnedOp::Del { key: k.to_vec() })
-                    .collect();
-                self.queue(WriteKind::Sum, ops);
-            }
-            "incr" | "decr" if args.len() == 2 => {
-                let delta = if lower == "incr" { 1 } else { -1 };
-                self.incr(args[1], delta, out);
-            }
-            "incrby" | "decrby" if args.len() == 3 => {
-                match corral_worker::machine::parse_i64(args[2]) {
-                    Some(d) if lower == "incrby" => self.incr(args[1], d, out),
-                    Some(d) if d != i64::MIN => self.incr(args[1], -d, out),
-                    Some(_) => {
-                        self.flush_writes(out);
-                        reply::error(out, "ERR decrement would overflow");
-                    }
-                    None => {
-                        self.flush_writes(out);
-                        reply::error(out, "ERR value is not an integer or out of range");
+                Batch::Close => {
+                    c.closing = true;
+                    // Nothing after QUIT or a protocol error runs.
+                    c.start = c.input.len();
+                    if !c.awaiting {
+                        break;
                     }
                 }
             }
-            "mset" if args.len() >= 3 && args.len() % 2 == 1 => {
-                let mut ops = Vec::with_capacity(args.len() / 2);
-                for pair in args[1..].chunks_exact(2) {
-                    if let Some(e) = self.size_error(pair[0], Some(pair[1])) {
-                        self.flush_writes(out);
-                        reply::error(out, &e);
-                        return false;
-                    }
-                    ops.push(OwnedOp::Set {
-                        key: pair[0].to_vec(),
-                        value: pair[1].to_vec(),
-                        condition: SetCondition::Always,
-                    });
+        }
+        if c.start > 0 && (c.start == c.input.len() || c.start > 64 << 10) {
+            c.input.drain(..c.start);
+            c.start = 0;
+        }
+        // Send what is ready.
+        while c.unsent() > 0 {
+            match c.stream.write(&c.output[c.sent..]) {
+                Ok(0) => {
+                    c.closing = true;
+                    c.output.clear();
+                    c.sent = 0;
+                    break;
                 }
-                self.queue(WriteKind::AllOk, ops);
+                Ok(n) => c.sent += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    // The peer is gone: nothing more can reach it.
+                    c.closing = true;
+                    c.output.clear();
+                    c.sent = 0;
+                    break;
+                }
             }
-            _ => {
-                self.flush_writes(out);
-                return self.non_write(&lower, args, out);
-            }
         }
-        false
-    }
-
-    fn size_error(&self, key: &[u8], value: Option<&[u8]>) -> Option<String> {
-        let c = &self.server.config;
-        if key.len() > c.max_key_bytes {
-            return Some(format!(
-                "ERR key exceeds the maximum of {} bytes (max-key-bytes)",
-                c.max_key_bytes
-            ));
+        if c.unsent() == 0 {
+            c.output.clear();
+            c.sent = 0;
         }
-        if value.is_some_and(|v| v.len() > c.max_value_bytes) {
-            return Some(format!(
-                "ERR value exceeds the maximum of {} bytes (max-value-bytes)",
-                c.max_value_bytes
-            ));
-        }
-        None
-    }
-
-    fn set(&mut self, args: &[&[u8]], out: &mut Vec<u8>) {
-        if args.len() < 3 {
-            self.flush_writes(out);
-            reply::error(out, "ERR wrong number of arguments for 'set' command");
+        if c.closing && !c.awaiting && c.unsent() == 0 {
+            self.close(id);
             return;
         }
-        let mut condition = SetCondition::Always;
-        for opt in &args[3..] {
-            let o = String::from_utf8_lossy(opt).to_ascii_uppercase();
-            let next = match o.as_str() {
-                "NX" if condition != SetCondition::IfPresent => SetCondition::IfAbsent,
-                "XX" if condition != SetCondition::IfAbsent => SetCondition::IfPresent,
-                "EX" | "PX" | "EXAT" | "PXAT" | "KEEPTTL" | "GET" => {
-                    self.flush_writes(out);
-                    reply::error(
-                        out,
-                        &format!(
-                            "ERR SET option '{o}' is not supported: Corral keys do not expire"
-                        ),
-                    );
-                    return;
-                }
-                _ => {
-                    self.flush_writes(out);
-                    reply::error(out, "ERR syntax error");
-                    return;
-                }
-            };
-            condition = next;
+        let mut interest = EpollFlags::empty();
+        if !c.awaiting && !c.closing && c.unsent() <= OUTPUT_HIGH_WATER {
+            interest |= EpollFlags::EPOLLIN;
         }
-        if let Some(e) = self.size_error(args[1], Some(args[2])) {
-            self.flush_writes(out);
-            reply::error(out, &e);
-            return;
+        if c.unsent() > 0 {
+            interest |= EpollFlags::EPOLLOUT;
         }
-        self.queue(
-            WriteKind::Set,
-            vec![OwnedOp::Set {
-                key: args[1].to_vec(),
-                value: args[2].to_vec(),
-                condition,
-            }],
-        );
-    }
-
-    fn incr(&mut self, key: &[u8], delta: i64, out: &mut Vec<u8>) {
-        if let Some(e) = self.size_error(key, None) {
-            self.flush_writes(out);
-            reply::error(out, &e);
-            return;
+        if interest != c.interest {
+            c.interest = interest;
+            let mut event = EpollEvent::new(interest, id);
+            let _ = self.epoll.modify(c.stream.as_fd(), &mut event);
         }
-        self.queue(
-            WriteKind::Int,
-            vec![OwnedOp::IncrBy {
-                key: key.to_vec(),
-                delta,
-            }],
-        );
-    }
-
-    fn queue(&mut self, kind: WriteKind, ops: Vec<OwnedOp>) {
-        let shards = self.server.shards.len() as u32;
-        self.writes.push(PendingWrite {
-            kind,
-            ops: ops.len() as u32,
-        });
-        for op in ops {
-            let key = match &op {
-                OwnedOp::Set { key, .. } | OwnedOp::Del { key } | OwnedOp::IncrBy { key, .. } => {
-                    key
-                }
-            };
-            self.ops.push((shard_of(key, shards), op));
+        if more && !c.awaiting {
+            self.runnable.push_back(id);
         }
     }
 
-    /// Submits the queued writes, waits for every outcome, and appends the write commands'
-    /// replies in order.
-    fn flush_writes(&mut self, out: &mut Vec<u8>) {
-        if self.writes.is_empty() {
-            return;
+    fn close(&mut self, id: u64) {
+        if let Some(c) = self.conns.remove(&id) {
+            let _ = self.epoll.delete(c.stream.as_fd());
+            self.server.active.fetch_sub(1, Ordering::AcqRel);
+            debug!(self.server.log, "client disconnected"; "component" => "server", "conn" => id);
         }
-        let claims = self.ticket.arm(self.ops.len());
-        let batch: Vec<WriteOp> = self
-            .ops
-            .drain(..)
-            .zip(claims)
-            .map(|((shard, op), pending)| WriteOp { shard, op, pending })
-            .collect();
-        // A send fails only when the sequencer is gone; the returned batch's claims drop
-        // and fail their writes, so the wait below still ends.
-        drop(self.server.sequencer.send(SeqMsg::Submit(batch)));
-        self.ticket.wait(&mut self.results);
-        let mut at = 0usize;
-        for write in self.writes.drain(..) {
-            let results = &self.results[at..at + write.ops as usize];
-            at += write.ops as usize;
-            write_reply(write.kind, results, out);
-        }
-    }
-
-    fn generation_for(&self, key: &[u8]) -> Result<(u32, Arc<crate::shard::Generation>), String> {
-        let id = shard_of(key, self.server.shards.len() as u32);
-        let shard = &self.server.shards[id as usize];
-        match shard.state() {
-            ShardState::Ready => {}
-            ShardState::Parked => return Err(parked(id)),
-            ShardState::Stopping | ShardState::Stopped => {
-                return Err("ERR server is shutting down".into())
-            }
-            ShardState::Starting | ShardState::Restarting | ShardState::Recovering => {
-                return Err(restarting(id))
-            }
-        }
-        match shard.current() {
-            Some(g) if !g.is_dead() => Ok((id, g)),
-            _ => Err(restarting(id)),
-        }
-    }
-
-    /// Looks up `key`; `Ok(true)` with the value in `self.value` when present.
-    fn lookup(&mut self, key: &[u8]) -> Result<bool, String> {
-        let (id, generation) = self.generation_for(key)?;
-        self.value.clear();
-        match generation.segment.table().get(key, &mut self.value) {
-            Lookup::Found => Ok(true),
-            Lookup::Missing => Ok(false),
-            Lookup::Busy => Err(format!(
-                "TRYAGAIN shard {id} is busy (its table stayed mid-update); retry"
-            )),
-        }
-    }
-
-    fn non_write(&mut self, lower: &str, args: &[&[u8]], out: &mut Vec<u8>) -> bool {
-        let arity = |out: &mut Vec<u8>| {
-            reply::error(
-                out,
-                &format!("ERR wrong number of arguments for '{lower}' command"),
-            );
-        };
-        match lower {
-            "get" if args.len() == 2 => match self.lookup(args[1]) {
-                Ok(true) => reply::bulk(out, &self.value),
-                Ok(false) => reply::nil(out),
-                Err(e) => reply::error(out, &e),
-            },
-            "mget" if args.len() >= 2 => {
-                let mut body = Vec::new();
-                for key in &args[1..] {
-                    match self.lookup(key) {
-                        Ok(true) => reply::bulk(&mut body, &self.value),
-                        Ok(false) => reply::nil(&mut body),
-                        Err(e) => {
-                            reply::error(out, &e);
-                            return false;
-                        }
-                    }
-                }
-                reply::array(out, args.len() - 1);
-                out.extend_from_slice(&body);
-            }
-            "exists" if args.len() >= 2 => {
-                let mut n = 0;
-                for key in &args[1..] {
-                    match self.lookup(key) {
-                        Ok(found) => n += i64::from(found),
-                        Err(e) => {
-                            reply::error(out, &e);
-                            return false;
-                        }
-                    }
-                }
-                reply::int(out, n);
-            }
-            "dbsize" if args.len() == 1 => reply::int(out, self.dbsize() as i64),
-            "ping" if args.len() <= 2 => match args.get(1) {
-                Some(msg) => reply::bulk(out, msg),
-                None => reply::simple(out, "PONG"),
-            },
-            "echo" if args.len() == 2 => reply::bulk(out, args[1]),
-            "select" if args.len() == 2 => {
-                if args[1] == b"0" {
-                    reply::simple(out, "OK");
-                } else {
-                    reply::error(out, "ERR DB index is out of range");
-                }
-            }
-            "quit" => {
-                reply::simple(out, "OK");
-                return true;
-            }
-            "auth" if (2..=3).contains(&args.len()) => self.auth(args, out),
-            "hello" => self.hello(args, out),
-            "info" => {
-                let text = self.info();
-                reply::bulk(out, text.as_bytes());
-            }
-            "command" => match args.get(1) {
-                Some(sub) if eq(sub, "count") => reply::int(out, COMMANDS.len() as i64),
-                _ => reply::array(out, 0),
-            },
-            "config" if args.len() >= 2 => {
-                if eq(args[1], "get") && args.len() == 3 {
-                    let param = String::from_utf8_lossy(args[2]).to_ascii_lowercase();
-                    match param.as_str() {
-                        "save" => {
-                            reply::array(out, 2);
-                            reply::bulk(out, b"save");
-                            reply::bulk(out, b"");
-                        }
-                        "appendonly" => {
-                            reply::array(out, 2);
-                            reply::bulk(out, b"appendonly");
-                            reply::bulk(out, b"no");
-                        }
-                        "databases" => {
-                            reply::array(out, 2);
-                            reply::bulk(out, b"databases");
-                            reply::bulk(out, b"1");
-                        }
-                        _ => reply::array(out, 0),
-                    }
-                } else {
-                    reply::error(
-                        out,
-                        "ERR CONFIG subcommands other than GET are not supported",
-                    );
-                }
-            }
-            "client" if args.len() >= 2 => {
-                let sub = String::from_utf8_lossy(args[1]).to_ascii_lowercase();
-                match (sub.as_str(), args.len()) {
-                    ("setname", 3) => {
-                        self.name = Some(args[2].to_vec());
-                        reply::simple(out, "OK");
-                    }
-                    ("getname", 2) => match &self.name {
-                        Some(n) => reply::bulk(out, n),
-                        None => reply::nil(out),
-                    },
-                    ("id", 2) => reply::int(out, self.id as i64),
-                    ("setinfo", 4) => reply::simple(out, "OK"),
-                    _ => reply::error(
-                        out,
-                        &format!(
-                            "ERR unknown subcommand or wrong number of arguments for '{}'",
-                            sub
-                        ),
-                    ),
-                }
-            }
-            _ if COMMANDS.contains(&lower) => arity(out),
-            _ => {
-                let mut msg = format!(
-                    "ERR unknown command '{}', with args beginning with: ",
-                    String::from_utf8_lossy(&args[0][..args[0].len().min(128)])
-                );
-                for a in args[1..].iter().take(16) {
-                    msg.push_str(&format!(
-                        "'{}' ",
-                        String::from_utf8_lossy(&a[..a.len().min(128)])
-                    ));
-                }
-                reply::error(out, &msg);
-            }
-        }
-        false
-    }
-
-    fn auth(&mut self, args: &[&[u8]], out: &mut Vec<u8>) {
-        let Some(pass) = self.server.config.requirepass.as_deref() else {
-            reply::error(
-                out,
-                "ERR AUTH <password> called without any password configured for the default \
-                 user. Are you sure your configuration is correct?",
-            );
-            return;
-        };
-        let (user, given) = if args.len() == 3 {
-            (args[1], args[2])
-        } else {
-            (&b"default"[..], args[1])
-        };
-        if user == b"default" && constant_time_eq(given, pass.as_bytes()) {
-            self.authed = true;
-            reply::simple(out, "OK");
-        } else {
-            reply::error(
-                out,
-                "WRONGPASS invalid username-password pair or user is disabled.",
-            );
-        }
-    }
-
-    fn hello(&mut self, args: &[&[u8]], out: &mut Vec<u8>) {
-        let mut i = 1;
-        if let Some(version) = args.get(1) {
-            if **version != *b"2" {
-                reply::error(
-                    out,
-                    "NOPROTO sorry, this protocol version is not supported.",
-                );
-                return;
-            }
-            i = 2;
-        }
-        while i < args.len() {
-            if eq(args[i], "auth") && i + 2 < args.len() {
-                let auth_args = [&b"auth"[..], args[i + 1], args[i + 2]];
-                let mut scratch = Vec::new();
-                self.auth(&auth_args, &mut scratch);
-                if !self.authed {
-                    out.extend_from_slice(&scratch);
-                    return;
-                }
-                i += 3;
-            } else if eq(args[i], "setname") && i + 1 < args.len() {
-                self.name = Some(args[i + 1].to_vec());
-                i += 2;
-            } else {
-                reply::error(out, "ERR syntax error in HELLO option");
-                return;
-            }
-        }
-        if !self.authed {
-            reply::error(out, "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
-            return;
-        }
-        reply::array(out, 14);
-        for (k, v) in [
-            ("server", "redis"),
-            ("version", REDIS_COMPAT_VERSION),
-            ("proto", ""),
-            ("id", ""),
-            ("mode", "standalone"),
-            ("role", "master"),
-            ("modules", ""),
-        ] {
-            reply::bulk(out, k.as_bytes());
-            match k {
-                "proto" => reply::int(out, 2),
-                "id" => reply::int(out, self.id as i64),
-                "modules" => reply::array(out, 0),
-                _ => reply::bulk(out, v.as_bytes()),
-            }
-        }
-    }
-
-    fn dbsize(&self) -> u64 {
-        self.server
-            .shards
-            .iter()
-            .filter_map(|s| s.current())
-            .filter(|g| !g.is_dead())
-            .map(|g| g.segment.head().status.keys.load(Ordering::Acquire))
-            .sum()
-    }
-
-    fn info(&self) -> String {
-        let s = self.server;
-        let mut text = format!(
-            "# Server\r\nredis_version:{REDIS_COMPAT_VERSION}\r\ncorral_version:{}\r\n\
-             redis_mode:standalone\r\nprocess_id:{}\r\nuptime_in_seconds:{}\r\n\r\n\
-             # Clients\r\nconnected_clients:{}\r\n\r\n# Persistence\r\naof_enabled:0\r\n\r\n\
-             # Shards\r\n",
-            env!("CARGO_PKG_VERSION"),
-            std::process::id(),
-            s.started.elapsed().as_secs(),
-            s.connections(),
-        );
-        for shard in s.shards.iter() {
-            let (pid, generation, keys, digest, applied) =
-                shard.current().map_or((0, 0, 0, 0, 0), |g| {
-                    let status = &g.segment.head().status;
-                    (
-                        g.pid,
-                        g.number,
-                        status.keys.load(Ordering::Acquire),
-                        status.digest.load(Ordering::Acquire),
-                        status.applied_seq.load(Ordering::Acquire),
-                    )
-                });
-            text.push_str(&format!(
-                "shard{}:state={},pid={pid},generation={generation},restarts={},keys={keys},\
-                 digest={digest:016x},applied_seq={applied}\r\n",
-                shard.id,
-                shard.state().name(),
-                shard.restarts.load(Ordering::Relaxed)
-            ));
-        }
-        text.push_str(&format!(
-            "\r\n# Keyspace\r\ndb0:keys={},expires=0,avg_ttl=0\r\n",
-            self.dbsize()
-        ));
-        text
-    }
-}
-
-/// The Redis version Corral reports to clients that check it.
-const REDIS_COMPAT_VERSION: &str = "7.0.0";
-
-/// Commands Corral knows (for arity errors and `COMMAND COUNT`).
-const COMMANDS: &[&str] = &[
-    "ping", "echo", "set", "get", "del", "unlink", "exists", "incr", "incrby", "decr", "decrby",
-    "mget", "mset", "dbsize", "info", "auth", "select", "quit", "command", "config", "hello",
-    "client",
-];
-
-fn parked(id: u32) -> String {
-    format!("ERR shard {id} is parked after repeated crashes; it is probed periodically")
-}
-
-fn restarting(id: u32) -> String {
-    format!("TRYAGAIN shard {id} is restarting")
-}
-
-fn failure_text(f: Failure) -> String {
-    match f {
-        Failure::WorkerDied(id) => format!(
-            "ERR shard {id} worker exited before reporting this write's outcome; the write is \
-             in the event log: read the key before retrying"
-        ),
-        Failure::Parked(id) => parked(id),
-        Failure::Unavailable(id) => restarting(id),
-        Failure::ShuttingDown => "ERR server is shutting down".into(),
-        Failure::LogFailed(errno) => {
-            let reason = if errno > 0 {
-                std::io::Error::from_raw_os_error(errno).to_string()
-            } else {
-                "see the supervisor log".to_owned()
-            };
-            format!("ERR event log write failed ({reason}); the write was not applied")
-        }
-        Failure::ParkedLogged(id) => format!(
-            "ERR shard {id} was parked after repeated crashes; this write is in the event log \
-             and is applied when the shard recovers"
-        ),
-        Failure::Lost => {
-            "ERR internal error: this write's outcome was lost; read the key before retrying".into()
-        }
-    }
-}
-
-fn error_text(e: WriteError) -> &'static str {
-    match e {
-        WriteError::NotInteger => "ERR value is not an integer or out of range",
-        WriteError::Overflow => "ERR increment or decrement would overflow",
-        WriteError::KeyTooLarge => "ERR key exceeds the shard's max-key-bytes",
-        WriteError::ValueTooLarge => "ERR value exceeds the shard's max-value-bytes",
-        WriteError::TooManyKeys => {
-            "OOM command not allowed: the shard holds max-keys-per-shard keys"
-        }
-        WriteError::OutOfMemory => "OOM command not allowed: the shard's data exceeds shard-memory",
-        WriteError::Malformed => "ERR internal error: malformed request",
-    }
-}
-
-fn write_reply(kind: WriteKind, results: &[Option<WriteResult>], out: &mut Vec<u8>) {
-    let mut sum = 0i64;
-    for result in results {
-        match result {
-            None => {
-                reply::error(out, "ERR server is shutting down");
-                return;
-            }
-            Some(Err(f)) => {
-                reply::error(out, &failure_text(*f));
-                return;
-            }
-            Some(Ok(Outcome::Err(e))) => {
-                reply::error(out, error_text(*e));
-                return;
-            }
-            Some(Ok(Outcome::Int(n))) => sum = sum.saturating_add(*n),
-            Some(Ok(_)) => {}
-        }
-    }
-    match (kind, results.first()) {
-        (WriteKind::Set, Some(Some(Ok(Outcome::Nil)))) => reply::nil(out),
-        (WriteKind::Set | WriteKind::AllOk, _) => reply::simple(out, "OK"),
-        (WriteKind::Sum | WriteKind::Int, _) => reply::int(out, sum),
     }
 }
 
@@ -916,36 +554,56 @@ pub fn log_stopped(server: &Server) {
 mod tests {
     use super::*;
 
+    /// Many threads queue items and wake one consumer, which resets the waker and drains
+    /// the queue whenever epoll reports it; no item may be left waiting once the wakes stop
+    /// (a lost wakeup would leave the consumer asleep with items queued).
     #[test]
-    fn constant_time_compare() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret1"));
-        assert!(!constant_time_eq(b"", b"x"));
-        assert!(constant_time_eq(b"", b""));
+    fn waker_loses_no_wakeup() {
+        // Each round takes milliseconds; a lost wakeup shows up within a few rounds.
+        for _ in 0..20 {
+            waker_round();
+        }
     }
 
-    #[test]
-    fn write_replies_combine() {
-        let mut out = Vec::new();
-        write_reply(
-            WriteKind::Sum,
-            &[
-                Some(Ok(Outcome::Int(1))),
-                Some(Ok(Outcome::Int(0))),
-                Some(Ok(Outcome::Int(1))),
-            ],
-            &mut out,
-        );
-        write_reply(WriteKind::Set, &[Some(Ok(Outcome::Nil))], &mut out);
-        write_reply(
-            WriteKind::AllOk,
-            &[Some(Ok(Outcome::Ok)), Some(Err(Failure::Parked(2)))],
-            &mut out,
-        );
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            ":2\r\n$-1\r\n-ERR shard 2 is parked after repeated crashes; it is probed periodically\r\n"
-        );
+    fn waker_round() {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).unwrap();
+        let fd = EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK).unwrap();
+        epoll
+            .add(&fd, EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN))
+            .unwrap();
+        let waker = Arc::new(Waker {
+            fd,
+            pending: AtomicBool::new(false),
+        });
+        let (tx, rx) = crossbeam_channel::unbounded::<u32>();
+        const THREADS: u32 = 4;
+        const ITEMS: u32 = 20_000;
+        let producers: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (tx, waker) = (tx.clone(), Arc::clone(&waker));
+                std::thread::spawn(move || {
+                    for i in 0..ITEMS {
+                        tx.send(i).unwrap();
+                        waker.wake();
+                    }
+                })
+            })
+            .collect();
+        let mut received = 0;
+        let mut events = [EpollEvent::empty(); 4];
+        while received < THREADS * ITEMS {
+            // Long enough that a lost wakeup shows as a failure, not a slow pass.
+            let n = epoll
+                .wait(&mut events, EpollTimeout::from(2000u16))
+                .unwrap();
+            assert!(n > 0, "asleep with {} items queued", rx.len());
+            waker.reset();
+            while rx.try_recv().is_ok() {
+                received += 1;
+            }
+        }
+        for p in producers {
+            p.join().unwrap();
+        }
     }
 }

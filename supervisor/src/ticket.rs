@@ -2,14 +2,13 @@
 //!
 //! A connection arms its [`Ticket`] for `n` writes and submits them; each write travels as a
 //! [`Pending`] through the sequencer and a completion reader, which fills in its outcome.
-//! The connection thread parks until the last outcome arrives and is woken exactly once per
-//! batch, however many writes the batch held. A `Pending` dropped without an outcome (its
+//! The ticket notifies its owner (the connection's event loop) exactly once per batch, when
+//! the last outcome arrives, however many writes the batch held. A `Pending` dropped without an outcome (its
 //! holder gave up) still counts, with [`Failure::Lost`], so a connection never waits
 //! forever.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::Thread;
 
 use corral_worker::command::Outcome;
 
@@ -36,28 +35,35 @@ pub enum Failure {
 pub type WriteResult = Result<Outcome, Failure>;
 
 /// The outcomes of one batch; owned by a connection, reused across its batches.
-#[derive(Debug)]
 pub struct Ticket {
     results: Mutex<Vec<Option<WriteResult>>>,
     remaining: AtomicUsize,
-    waiter: Thread,
+    notify: Box<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticket")
+            .field("remaining", &self.remaining.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Ticket {
-    /// A ticket whose waiter is the calling thread.
+    /// A ticket that calls `notify` once per batch, when its last outcome arrives.
     #[must_use]
-    pub fn for_current_thread() -> Arc<Self> {
+    pub fn new(notify: impl Fn() + Send + Sync + 'static) -> Arc<Self> {
         Arc::new(Self {
             results: Mutex::new(Vec::new()),
             remaining: AtomicUsize::new(0),
-            waiter: std::thread::current(),
+            notify: Box::new(notify),
         })
     }
 
     /// Prepares for `count` outcomes; returns the claims to hand out, one per write.
     ///
-    /// Must not be called while claims of the previous batch are outstanding, which
-    /// [`Ticket::wait`] guarantees.
+    /// Must not be called while claims of the previous batch are outstanding (see
+    /// [`Ticket::is_complete`]).
     pub fn arm(self: &Arc<Self>, count: usize) -> impl Iterator<Item = Pending> + '_ {
         {
             let mut results = self.lock();
@@ -71,18 +77,15 @@ impl Ticket {
         })
     }
 
-    /// Parks the calling thread (the waiter) until every claim has an outcome, then moves
-    /// the outcomes into `out` in submission order.
-    pub fn wait(&self, out: &mut Vec<Option<WriteResult>>) {
-        // The outcomes usually arrive within microseconds, and yielding hands the CPU to
-        // the threads producing them; park only after that.
+    /// Whether every claim of the batch has its outcome.
+    #[must_use]
+    pub fn is_complete(&self) -> bool {
         // SYNC POINT: pairs with the AcqRel decrement in `fill`.
-        let done = || self.remaining.load(Ordering::Acquire) == 0;
-        if !shm_protocol::wake::spin_then_yield(done) {
-            while !done() {
-                std::thread::park();
-            }
-        }
+        self.remaining.load(Ordering::Acquire) == 0
+    }
+
+    /// Moves the outcomes of a complete batch into `out`, in submission order.
+    pub fn take(&self, out: &mut Vec<Option<WriteResult>>) {
         std::mem::swap(&mut *self.lock(), out);
     }
 
@@ -91,7 +94,7 @@ impl Ticket {
             *slot = Some(result);
         }
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.waiter.unpark();
+            (self.notify)();
         }
     }
 
@@ -131,10 +134,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn waiter_wakes_once_all_outcomes_are_in_and_drops_count_as_lost() {
-        let ticket = Ticket::for_current_thread();
-        for _ in 0..50 {
+    fn notified_once_all_outcomes_are_in_and_drops_count_as_lost() {
+        let notified = Arc::new(AtomicUsize::new(0));
+        let waiter = std::thread::current();
+        let ticket = {
+            let notified = Arc::clone(&notified);
+            Ticket::new(move || {
+                notified.fetch_add(1, Ordering::AcqRel);
+                waiter.unpark();
+            })
+        };
+        for round in 1..=50 {
             let claims: Vec<Pending> = ticket.arm(3).collect();
+            assert!(!ticket.is_complete());
             let filler = std::thread::spawn(move || {
                 let mut claims = claims.into_iter();
                 let first = claims.next().unwrap();
@@ -144,8 +156,11 @@ mod tests {
                 drop(second);
                 first.complete(Ok(Outcome::Ok));
             });
+            while !ticket.is_complete() {
+                std::thread::park();
+            }
             let mut out = Vec::new();
-            ticket.wait(&mut out);
+            ticket.take(&mut out);
             assert_eq!(
                 out,
                 vec![
@@ -155,6 +170,7 @@ mod tests {
                 ]
             );
             filler.join().unwrap();
+            assert_eq!(notified.load(Ordering::Acquire), round);
         }
     }
 }

@@ -544,6 +544,12 @@ impl Writer {
         self.staged.len()
     }
 
+    /// Staged records not yet committed.
+    #[must_use]
+    pub fn staged_records(&self) -> usize {
+        self.staged_starts.len()
+    }
+
     /// Writes every staged record (rolling segments as needed) and, under
     /// [`FsyncPolicy::Always`], syncs them. On error the staged records are discarded, the
     /// segment is cut back to its last committed length, and their sequence numbers are

@@ -1,0 +1,813 @@
+//! One client's session: the command set, authentication, and the order of replies.
+//!
+//! A session runs a batch of pipelined commands at a time. Reads are answered at once from
+//! the shards' shared-memory tables; writes are queued and submitted to the sequencer as one
+//! batch, and their replies are owed until the outcomes arrive. A read that follows queued
+//! writes of the same pipeline waits for them ([`Batch::Flush`]), so a connection always
+//! reads its own writes, and replies always go out in command order.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use corral_worker::command::{Outcome, SetCondition, WriteError};
+use shm_protocol::table::Lookup;
+use slog::debug;
+
+use crate::resp::{self, reply, Frame, ParseLimits, ProtocolError};
+use crate::sequencer::{OwnedOp, SeqMsg, WriteOp};
+use crate::server::Server;
+use crate::shard::ShardState;
+use crate::slot::shard_of;
+use crate::ticket::{Failure, Ticket, WriteResult};
+
+/// How a write command's op replies combine into its reply.
+#[derive(Clone, Copy, Debug)]
+enum WriteKind {
+    /// One op; `+OK`, nil or error.
+    Set,
+    /// Integer sum of the ops' integers (DEL).
+    Sum,
+    /// One op's integer (INCR family).
+    Int,
+    /// All ops must be OK (MSET).
+    AllOk,
+}
+
+/// How a batch of commands ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Batch {
+    /// `max_pipeline` commands ran; more may be buffered.
+    Full,
+    /// The buffer holds no further complete command.
+    NeedMore,
+    /// The next command reads, and writes before it are pending: they must be acknowledged
+    /// first (the command is left in the buffer).
+    Flush,
+    /// The connection must close (QUIT or a protocol error) once its replies are out.
+    Close,
+}
+
+/// What a command did.
+enum Step {
+    /// Ran (or queued its writes).
+    Done,
+    /// Ran; the connection closes after replying.
+    Close,
+    /// Not run: pending writes must be acknowledged first.
+    Flush,
+}
+
+/// A reply owed, in command order, while writes are pending.
+enum Owed {
+    /// The combined outcome of a write command's `ops` writes.
+    Write { kind: WriteKind, ops: u32 },
+    /// A reply already encoded (an error found without running the command).
+    Encoded(Vec<u8>),
+}
+
+/// One client's session: authentication, name, and the writes of its current batch.
+pub struct Session {
+    server: Arc<Server>,
+    id: u64,
+    authed: bool,
+    name: Option<Vec<u8>>,
+    /// Queued writes of the current batch: shard and op.
+    ops: Vec<(u32, OwnedOp)>,
+    /// Replies owed since the first queued write, in order.
+    owed: Vec<Owed>,
+    ticket: Arc<Ticket>,
+    results: Vec<Option<WriteResult>>,
+    value: Vec<u8>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("ops", &self.ops.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn eq(a: &[u8], b: &str) -> bool {
+    a.eq_ignore_ascii_case(b.as_bytes())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    // Lengths may leak; contents do not: every byte of the longer input is visited.
+    let len = a.len().max(b.len());
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..len {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
+    }
+    std::hint::black_box(diff) == 0
+}
+
+impl Session {
+    /// A session of connection `id`; `ticket` gathers the outcomes of its writes.
+    #[must_use]
+    pub fn new(server: Arc<Server>, id: u64, ticket: Arc<Ticket>) -> Self {
+        Self {
+            authed: server.config.requirepass.is_none(),
+            server,
+            id,
+            name: None,
+            ops: Vec::new(),
+            owed: Vec::new(),
+            ticket,
+            results: Vec::new(),
+            value: Vec::new(),
+        }
+    }
+
+    /// The parser limits of this server.
+    #[must_use]
+    pub fn limits(&self) -> ParseLimits {
+        let c = &self.server.config;
+        ParseLimits {
+            max_args: 1 << 20,
+            max_bulk_bytes: c.max_value_bytes.max(c.max_key_bytes),
+            max_inline_bytes: 64 << 10,
+        }
+    }
+
+    /// Parses and runs up to `max_pipeline` commands from `buf[*start..]`, appending the
+    /// replies that are ready to `out`; the replies of queued writes are owed until
+    /// [`Session::collect`].
+    pub fn batch(
+        &mut self,
+        buf: &[u8],
+        start: &mut usize,
+        limits: &ParseLimits,
+        frame: &mut Frame,
+        out: &mut Vec<u8>,
+    ) -> Batch {
+        let mut commands = 0;
+        loop {
+            match resp::parse(buf, *start, limits, frame) {
+                Ok(Some(next)) => {
+                    if !frame.args.is_empty() {
+                        let args: Vec<&[u8]> =
+                            frame.args.iter().map(|&(s, e)| &buf[s..e]).collect();
+                        match self.command(&args, out) {
+                            Step::Flush => return Batch::Flush,
+                            Step::Close => {
+                                *start = next;
+                                return Batch::Close;
+                            }
+                            Step::Done => {}
+                        }
+                        commands += 1;
+                    }
+                    *start = next;
+                    if commands >= self.server.config.max_pipeline {
+                        return Batch::Full;
+                    }
+                }
+                Ok(None) => return Batch::NeedMore,
+                Err(ProtocolError(e)) => {
+                    self.error(out, &format!("ERR Protocol error: {e}"));
+                    debug!(self.server.log, "protocol error"; "component" => "server",
+                           "conn" => self.id, "error" => e);
+                    return Batch::Close;
+                }
+            }
+        }
+    }
+
+    /// Appends an encoded reply to `out`, or, while writes are pending, owes it after
+    /// theirs.
+    pub fn reply_in_order(&mut self, encoded: &[u8], out: &mut Vec<u8>) {
+        if self.owed.is_empty() {
+            out.extend_from_slice(encoded);
+        } else {
+            self.owed.push(Owed::Encoded(encoded.to_vec()));
+        }
+    }
+
+    /// Replies with an error, after the replies owed if writes are pending.
+    fn error(&mut self, out: &mut Vec<u8>, message: &str) {
+        let mut encoded = Vec::new();
+        reply::error(&mut encoded, message);
+        self.reply_in_order(&encoded, out);
+    }
+
+    /// Runs one command.
+    fn command(&mut self, args: &[&[u8]], out: &mut Vec<u8>) -> Step {
+        let name = args[0];
+        if !self.authed && !eq(name, "auth") && !eq(name, "hello") && !eq(name, "quit") {
+            self.error(out, "NOAUTH Authentication required.");
+            return Step::Done;
+        }
+        // Command names are short: lower-case them on the stack.
+        let mut lowered = [0u8; 16];
+        let lower = match lowered.get_mut(..name.len()) {
+            Some(buf) => {
+                buf.copy_from_slice(name);
+                buf.make_ascii_lowercase();
+                std::str::from_utf8(buf).unwrap_or("")
+            }
+            None => "",
+        };
+        match lower {
+            "set" => self.set(args, out),
+            "del" | "unlink" if args.len() >= 2 => {
+                let ops: Vec<OwnedOp> = args[1..]
+                    .iter()
+                    .map(|k| OwnedOp::Del { key: k.to_vec() })
+                    .collect();
+                self.queue(WriteKind::Sum, ops);
+            }
+            "incr" | "decr" if args.len() == 2 => {
+                let delta = if lower == "incr" { 1 } else { -1 };
+                self.incr(args[1], delta, out);
+            }
+            "incrby" | "decrby" if args.len() == 3 => {
+                match corral_worker::machine::parse_i64(args[2]) {
+                    Some(d) if lower == "incrby" => self.incr(args[1], d, out),
+                    Some(d) if d != i64::MIN => self.incr(args[1], -d, out),
+                    Some(_) => self.error(out, "ERR decrement would overflow"),
+                    None => self.error(out, "ERR value is not an integer or out of range"),
+                }
+            }
+            "mset" if args.len() >= 3 && args.len() % 2 == 1 => {
+                let mut ops = Vec::with_capacity(args.len() / 2);
+                for pair in args[1..].chunks_exact(2) {
+                    if let Some(e) = self.size_error(pair[0], Some(pair[1])) {
+                        self.error(out, &e);
+                        return Step::Done;
+                    }
+                    ops.push(OwnedOp::Set {
+                        key: pair[0].to_vec(),
+                        value: pair[1].to_vec(),
+                        condition: SetCondition::Always,
+                    });
+                }
+                self.queue(WriteKind::AllOk, ops);
+            }
+            _ => {
+                // Reads (and everything else) see this connection's earlier writes.
+                if !self.owed.is_empty() {
+                    return Step::Flush;
+                }
+                return if self.non_write(lower, name, args, out) {
+                    Step::Close
+                } else {
+                    Step::Done
+                };
+            }
+        }
+        Step::Done
+    }
+
+    fn size_error(&self, key: &[u8], value: Option<&[u8]>) -> Option<String> {
+        let c = &self.server.config;
+        if key.len() > c.max_key_bytes {
+            return Some(format!(
+                "ERR key exceeds the maximum of {} bytes (max-key-bytes)",
+                c.max_key_bytes
+            ));
+        }
+        if value.is_some_and(|v| v.len() > c.max_value_bytes) {
+            return Some(format!(
+                "ERR value exceeds the maximum of {} bytes (max-value-bytes)",
+                c.max_value_bytes
+            ));
+        }
+        None
+    }
+
+    fn set(&mut self, args: &[&[u8]], out: &mut Vec<u8>) {
+        if args.len() < 3 {
+            self.error(out, "ERR wrong number of arguments for 'set' command");
+            return;
+        }
+        let mut condition = SetCondition::Always;
+        for opt in &args[3..] {
+            let o = String::from_utf8_lossy(opt).to_ascii_uppercase();
+            let next = match o.as_str() {
+                "NX" if condition != SetCondition::IfPresent => SetCondition::IfAbsent,
+                "XX" if condition != SetCondition::IfAbsent => SetCondition::IfPresent,
+                "EX" | "PX" | "EXAT" | "PXAT" | "KEEPTTL" | "GET" => {
+                    self.error(
+                        out,
+                        &format!(
+                            "ERR SET option '{o}' is not supported: Corral keys do not expire"
+                        ),
+                    );
+                    return;
+                }
+                _ => {
+                    self.error(out, "ERR syntax error");
+                    return;
+                }
+            };
+            condition = next;
+        }
+        if let Some(e) = self.size_error(args[1], Some(args[2])) {
+            self.error(out, &e);
+            return;
+        }
+        self.queue(
+            WriteKind::Set,
+            vec![OwnedOp::Set {
+                key: args[1].to_vec(),
+                value: args[2].to_vec(),
+                condition,
+            }],
+        );
+    }
+
+    fn incr(&mut self, key: &[u8], delta: i64, out: &mut Vec<u8>) {
+        if let Some(e) = self.size_error(key, None) {
+            self.error(out, &e);
+            return;
+        }
+        self.queue(
+            WriteKind::Int,
+            vec![OwnedOp::IncrBy {
+                key: key.to_vec(),
+                delta,
+            }],
+        );
+    }
+
+    fn queue(&mut self, kind: WriteKind, ops: Vec<OwnedOp>) {
+        let shards = self.server.shards.len() as u32;
+        self.owed.push(Owed::Write {
+            kind,
+            ops: ops.len() as u32,
+        });
+        for op in ops {
+            let key = match &op {
+                OwnedOp::Set { key, .. } | OwnedOp::Del { key } | OwnedOp::IncrBy { key, .. } => {
+                    key
+                }
+            };
+            self.ops.push((shard_of(key, shards), op));
+        }
+    }
+
+    /// Submits the queued writes to the sequencer as one batch; returns whether there
+    /// were any (then the ticket notifies when their outcomes are in, and
+    /// [`Session::collect`] appends the owed replies).
+    pub fn submit(&mut self) -> bool {
+        if self.ops.is_empty() {
+            return false;
+        }
+        let claims = self.ticket.arm(self.ops.len());
+        let batch: Vec<WriteOp> = self
+            .ops
+            .drain(..)
+            .zip(claims)
+            .map(|((shard, op), pending)| WriteOp { shard, op, pending })
+            .collect();
+        // A send fails only when the sequencer is gone; the returned batch's claims drop
+        // and fail their writes, so the ticket still completes.
+        drop(self.server.sequencer.send(SeqMsg::Submit(batch)));
+        true
+    }
+
+    /// Whether the submitted writes all have their outcomes.
+    #[must_use]
+    pub fn outcomes_in(&self) -> bool {
+        self.ticket.is_complete()
+    }
+
+    /// Appends the owed replies, in command order, once [`Session::outcomes_in`].
+    pub fn collect(&mut self, out: &mut Vec<u8>) {
+        self.ticket.take(&mut self.results);
+        let mut at = 0usize;
+        for owed in self.owed.drain(..) {
+            match owed {
+                Owed::Write { kind, ops } => {
+                    let results = self.results.get(at..at + ops as usize).unwrap_or(&[]);
+                    at += ops as usize;
+                    write_reply(kind, results, out);
+                }
+                Owed::Encoded(bytes) => out.extend_from_slice(&bytes),
+            }
+        }
+    }
+
+    fn generation_for(&self, key: &[u8]) -> Result<(u32, Arc<crate::shard::Generation>), String> {
+        let id = shard_of(key, self.server.shards.len() as u32);
+        let shard = &self.server.shards[id as usize];
+        match shard.state() {
+            ShardState::Ready => {}
+            ShardState::Parked => return Err(parked(id)),
+            ShardState::Stopping | ShardState::Stopped => {
+                return Err("ERR server is shutting down".into())
+            }
+            ShardState::Starting | ShardState::Restarting | ShardState::Recovering => {
+                return Err(restarting(id))
+            }
+        }
+        match shard.current() {
+            Some(g) if !g.is_dead() => Ok((id, g)),
+            _ => Err(restarting(id)),
+        }
+    }
+
+    /// Looks up `key`; `Ok(true)` with the value in `self.value` when present.
+    fn lookup(&mut self, key: &[u8]) -> Result<bool, String> {
+        let (id, generation) = self.generation_for(key)?;
+        self.value.clear();
+        match generation.segment.table().get(key, &mut self.value) {
+            Lookup::Found => Ok(true),
+            Lookup::Missing => Ok(false),
+            Lookup::Busy => Err(format!(
+                "TRYAGAIN shard {id} is busy (its table stayed mid-update); retry"
+            )),
+        }
+    }
+
+    /// Runs a command that writes nothing; returns true when the connection should close.
+    fn non_write(&mut self, lower: &str, name: &[u8], args: &[&[u8]], out: &mut Vec<u8>) -> bool {
+        let arity = |out: &mut Vec<u8>| {
+            reply::error(
+                out,
+                &format!("ERR wrong number of arguments for '{lower}' command"),
+            );
+        };
+        match lower {
+            "get" if args.len() == 2 => match self.lookup(args[1]) {
+                Ok(true) => reply::bulk(out, &self.value),
+                Ok(false) => reply::nil(out),
+                Err(e) => reply::error(out, &e),
+            },
+            "mget" if args.len() >= 2 => {
+                let mut body = Vec::new();
+                for key in &args[1..] {
+                    match self.lookup(key) {
+                        Ok(true) => reply::bulk(&mut body, &self.value),
+                        Ok(false) => reply::nil(&mut body),
+                        Err(e) => {
+                            reply::error(out, &e);
+                            return false;
+                        }
+                    }
+                }
+                reply::array(out, args.len() - 1);
+                out.extend_from_slice(&body);
+            }
+            "exists" if args.len() >= 2 => {
+                let mut n = 0;
+                for key in &args[1..] {
+                    match self.lookup(key) {
+                        Ok(found) => n += i64::from(found),
+                        Err(e) => {
+                            reply::error(out, &e);
+                            return false;
+                        }
+                    }
+                }
+                reply::int(out, n);
+            }
+            "dbsize" if args.len() == 1 => reply::int(out, self.dbsize() as i64),
+            "ping" if args.len() <= 2 => match args.get(1) {
+                Some(msg) => reply::bulk(out, msg),
+                None => reply::simple(out, "PONG"),
+            },
+            "echo" if args.len() == 2 => reply::bulk(out, args[1]),
+            "select" if args.len() == 2 => {
+                if args[1] == b"0" {
+                    reply::simple(out, "OK");
+                } else {
+                    reply::error(out, "ERR DB index is out of range");
+                }
+            }
+            "quit" => {
+                reply::simple(out, "OK");
+                return true;
+            }
+            "auth" if (2..=3).contains(&args.len()) => self.auth(args, out),
+            "hello" => self.hello(args, out),
+            "info" => {
+                let text = self.info();
+                reply::bulk(out, text.as_bytes());
+            }
+            "command" => match args.get(1) {
+                Some(sub) if eq(sub, "count") => reply::int(out, COMMANDS.len() as i64),
+                _ => reply::array(out, 0),
+            },
+            "config" if args.len() >= 2 => {
+                if eq(args[1], "get") && args.len() == 3 {
+                    let param = String::from_utf8_lossy(args[2]).to_ascii_lowercase();
+                    match param.as_str() {
+                        "save" => {
+                            reply::array(out, 2);
+                            reply::bulk(out, b"save");
+                            reply::bulk(out, b"");
+                        }
+                        "appendonly" => {
+                            reply::array(out, 2);
+                            reply::bulk(out, b"appendonly");
+                            reply::bulk(out, b"no");
+                        }
+                        "databases" => {
+                            reply::array(out, 2);
+                            reply::bulk(out, b"databases");
+                            reply::bulk(out, b"1");
+                        }
+                        _ => reply::array(out, 0),
+                    }
+                } else {
+                    reply::error(
+                        out,
+                        "ERR CONFIG subcommands other than GET are not supported",
+                    );
+                }
+            }
+            "client" if args.len() >= 2 => {
+                let sub = String::from_utf8_lossy(args[1]).to_ascii_lowercase();
+                match (sub.as_str(), args.len()) {
+                    ("setname", 3) => {
+                        self.name = Some(args[2].to_vec());
+                        reply::simple(out, "OK");
+                    }
+                    ("getname", 2) => match &self.name {
+                        Some(n) => reply::bulk(out, n),
+                        None => reply::nil(out),
+                    },
+                    ("id", 2) => reply::int(out, self.id as i64),
+                    ("setinfo", 4) => reply::simple(out, "OK"),
+                    _ => reply::error(
+                        out,
+                        &format!(
+                            "ERR unknown subcommand or wrong number of arguments for '{}'",
+                            sub
+                        ),
+                    ),
+                }
+            }
+            _ if COMMANDS.contains(&lower) => arity(out),
+            _ => {
+                let mut msg = format!(
+                    "ERR unknown command '{}', with args beginning with: ",
+                    String::from_utf8_lossy(&name[..name.len().min(128)])
+                );
+                for a in args[1..].iter().take(16) {
+                    msg.push_str(&format!(
+                        "'{}' ",
+                        String::from_utf8_lossy(&a[..a.len().min(128)])
+                    ));
+                }
+                reply::error(out, &msg);
+            }
+        }
+        false
+    }
+
+    fn auth(&mut self, args: &[&[u8]], out: &mut Vec<u8>) {
+        let Some(pass) = self.server.config.requirepass.as_deref() else {
+            reply::error(
+                out,
+                "ERR AUTH <password> called without any password configured for the default \
+                 user. Are you sure your configuration is correct?",
+            );
+            return;
+        };
+        let (user, given) = if args.len() == 3 {
+            (args[1], args[2])
+        } else {
+            (&b"default"[..], args[1])
+        };
+        if user == b"default" && constant_time_eq(given, pass.as_bytes()) {
+            self.authed = true;
+            reply::simple(out, "OK");
+        } else {
+            reply::error(
+                out,
+                "WRONGPASS invalid username-password pair or user is disabled.",
+            );
+        }
+    }
+
+    fn hello(&mut self, args: &[&[u8]], out: &mut Vec<u8>) {
+        let mut i = 1;
+        if let Some(version) = args.get(1) {
+            if **version != *b"2" {
+                reply::error(
+                    out,
+                    "NOPROTO sorry, this protocol version is not supported.",
+                );
+                return;
+            }
+            i = 2;
+        }
+        while i < args.len() {
+            if eq(args[i], "auth") && i + 2 < args.len() {
+                let auth_args = [&b"auth"[..], args[i + 1], args[i + 2]];
+                let mut scratch = Vec::new();
+                self.auth(&auth_args, &mut scratch);
+                if !self.authed {
+                    out.extend_from_slice(&scratch);
+                    return;
+                }
+                i += 3;
+            } else if eq(args[i], "setname") && i + 1 < args.len() {
+                self.name = Some(args[i + 1].to_vec());
+                i += 2;
+            } else {
+                reply::error(out, "ERR syntax error in HELLO option");
+                return;
+            }
+        }
+        if !self.authed {
+            reply::error(out, "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+            return;
+        }
+        reply::array(out, 14);
+        for (k, v) in [
+            ("server", "redis"),
+            ("version", REDIS_COMPAT_VERSION),
+            ("proto", ""),
+            ("id", ""),
+            ("mode", "standalone"),
+            ("role", "master"),
+            ("modules", ""),
+        ] {
+            reply::bulk(out, k.as_bytes());
+            match k {
+                "proto" => reply::int(out, 2),
+                "id" => reply::int(out, self.id as i64),
+                "modules" => reply::array(out, 0),
+                _ => reply::bulk(out, v.as_bytes()),
+            }
+        }
+    }
+
+    fn dbsize(&self) -> u64 {
+        self.server
+            .shards
+            .iter()
+            .filter_map(|s| s.current())
+            .filter(|g| !g.is_dead())
+            .map(|g| g.segment.head().status.keys.load(Ordering::Acquire))
+            .sum()
+    }
+
+    fn info(&self) -> String {
+        let s = &self.server;
+        let mut text = format!(
+            "# Server\r\nredis_version:{REDIS_COMPAT_VERSION}\r\ncorral_version:{}\r\n\
+             redis_mode:standalone\r\nprocess_id:{}\r\nuptime_in_seconds:{}\r\n\r\n\
+             # Clients\r\nconnected_clients:{}\r\n\r\n# Persistence\r\naof_enabled:0\r\n\r\n\
+             # Shards\r\n",
+            env!("CARGO_PKG_VERSION"),
+            std::process::id(),
+            s.started.elapsed().as_secs(),
+            s.connections(),
+        );
+        for shard in s.shards.iter() {
+            let (pid, generation, keys, digest, applied) =
+                shard.current().map_or((0, 0, 0, 0, 0), |g| {
+                    let status = &g.segment.head().status;
+                    (
+                        g.pid,
+                        g.number,
+                        status.keys.load(Ordering::Acquire),
+                        status.digest.load(Ordering::Acquire),
+                        status.applied_seq.load(Ordering::Acquire),
+                    )
+                });
+            text.push_str(&format!(
+                "shard{}:state={},pid={pid},generation={generation},restarts={},keys={keys},\
+                 digest={digest:016x},applied_seq={applied}\r\n",
+                shard.id,
+                shard.state().name(),
+                shard.restarts.load(Ordering::Relaxed)
+            ));
+        }
+        text.push_str(&format!(
+            "\r\n# Keyspace\r\ndb0:keys={},expires=0,avg_ttl=0\r\n",
+            self.dbsize()
+        ));
+        text
+    }
+}
+
+/// The Redis version Corral reports to clients that check it.
+const REDIS_COMPAT_VERSION: &str = "7.0.0";
+
+/// Commands Corral knows (for arity errors and `COMMAND COUNT`).
+const COMMANDS: &[&str] = &[
+    "ping", "echo", "set", "get", "del", "unlink", "exists", "incr", "incrby", "decr", "decrby",
+    "mget", "mset", "dbsize", "info", "auth", "select", "quit", "command", "config", "hello",
+    "client",
+];
+
+fn parked(id: u32) -> String {
+    format!("ERR shard {id} is parked after repeated crashes; it is probed periodically")
+}
+
+fn restarting(id: u32) -> String {
+    format!("TRYAGAIN shard {id} is restarting")
+}
+
+fn failure_text(f: Failure) -> String {
+    match f {
+        Failure::WorkerDied(id) => format!(
+            "ERR shard {id} worker exited before reporting this write's outcome; the write is \
+             in the event log: read the key before retrying"
+        ),
+        Failure::Parked(id) => parked(id),
+        Failure::Unavailable(id) => restarting(id),
+        Failure::ShuttingDown => "ERR server is shutting down".into(),
+        Failure::LogFailed(errno) => {
+            let reason = if errno > 0 {
+                std::io::Error::from_raw_os_error(errno).to_string()
+            } else {
+                "see the supervisor log".to_owned()
+            };
+            format!("ERR event log write failed ({reason}); the write was not applied")
+        }
+        Failure::ParkedLogged(id) => format!(
+            "ERR shard {id} was parked after repeated crashes; this write is in the event log \
+             and is applied when the shard recovers"
+        ),
+        Failure::Lost => {
+            "ERR internal error: this write's outcome was lost; read the key before retrying".into()
+        }
+    }
+}
+
+fn error_text(e: WriteError) -> &'static str {
+    match e {
+        WriteError::NotInteger => "ERR value is not an integer or out of range",
+        WriteError::Overflow => "ERR increment or decrement would overflow",
+        WriteError::KeyTooLarge => "ERR key exceeds the shard's max-key-bytes",
+        WriteError::ValueTooLarge => "ERR value exceeds the shard's max-value-bytes",
+        WriteError::TooManyKeys => {
+            "OOM command not allowed: the shard holds max-keys-per-shard keys"
+        }
+        WriteError::OutOfMemory => "OOM command not allowed: the shard's data exceeds shard-memory",
+        WriteError::Malformed => "ERR internal error: malformed request",
+    }
+}
+
+fn write_reply(kind: WriteKind, results: &[Option<WriteResult>], out: &mut Vec<u8>) {
+    let mut sum = 0i64;
+    for result in results {
+        match result {
+            None => {
+                reply::error(out, "ERR server is shutting down");
+                return;
+            }
+            Some(Err(f)) => {
+                reply::error(out, &failure_text(*f));
+                return;
+            }
+            Some(Ok(Outcome::Err(e))) => {
+                reply::error(out, error_text(*e));
+                return;
+            }
+            Some(Ok(Outcome::Int(n))) => sum = sum.saturating_add(*n),
+            Some(Ok(_)) => {}
+        }
+    }
+    match (kind, results.first()) {
+        (WriteKind::Set, Some(Some(Ok(Outcome::Nil)))) => reply::nil(out),
+        (WriteKind::Set | WriteKind::AllOk, _) => reply::simple(out, "OK"),
+        (WriteKind::Sum | WriteKind::Int, _) => reply::int(out, sum),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret1"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn write_replies_combine() {
+        let mut out = Vec::new();
+        write_reply(
+            WriteKind::Sum,
+            &[
+                Some(Ok(Outcome::Int(1))),
+                Some(Ok(Outcome::Int(0))),
+                Some(Ok(Outcome::Int(1))),
+            ],
+            &mut out,
+        );
+        write_reply(WriteKind::Set, &[Some(Ok(Outcome::Nil))], &mut out);
+        write_reply(
+            WriteKind::AllOk,
+            &[Some(Ok(Outcome::Ok)), Some(Err(Failure::Parked(2)))],
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            ":2\r\n$-1\r\n-ERR shard 2 is parked after repeated crashes; it is probed periodically\r\n"
+        );
+    }
+}
