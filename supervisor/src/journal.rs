@@ -1,12 +1,12 @@
 //! The sequencer's side of the event log: encodes writes and lifecycle events into
-//! records, commits them in groups under the fsync policy, runs the once-a-second sync of
-//! `--fsync everysec`, and turns I/O errors into a failed state that refuses writes (never
-//! retried-and-ignored) until a later commit succeeds.
+//! records, writes them in groups, runs the sync thread (`--fsync always`: a sync per
+//! group, pipelined with the writing of the next; `everysec`: once a second), and turns I/O
+//! errors into a failed state that refuses writes (never retried-and-ignored): until a
+//! later write succeeds after a failed write, until restart after a failed sync.
 
 use std::fs::File;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -16,40 +16,69 @@ use crate::codec::{self, LifecycleRecord};
 use crate::sequencer::OwnedOp;
 use crate::wal::{self, FsyncPolicy, Kind, WalError, Writer, WriterOptions};
 
-/// The once-a-second sync of `--fsync everysec`.
-#[derive(Debug)]
+/// What the sync thread reports under `--fsync always`: records up to a sequence number are
+/// durable, or a sync failed (the OS error number).
+pub type SyncReport = Result<u64, i32>;
+
+/// The sync thread: under `--fsync always` it syncs whenever records are written and
+/// reports each durable point, so the sequencer keeps writing the next group while the
+/// previous one syncs; under `--fsync everysec` it syncs once a second.
 struct Syncer {
     shared: Arc<SyncShared>,
     thread: Option<JoinHandle<()>>,
 }
 
-#[derive(Debug, Default)]
+impl std::fmt::Debug for Syncer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Syncer").finish_non_exhaustive()
+    }
+}
+
 struct SyncShared {
-    file: Mutex<Option<File>>,
-    dirty: AtomicBool,
-    stop: AtomicBool,
-    /// Set when a background sync failed: acknowledged writes may be lost.
-    failed_errno: AtomicI32,
+    state: Mutex<SyncState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct SyncState {
+    /// The current segment. Earlier segments were synced when they were finished, so a sync
+    /// of this one makes everything written durable.
+    file: Option<File>,
+    /// The last sequence number written.
+    written: u64,
+    /// The last sequence number known durable.
+    synced: u64,
+    /// Set when a sync failed: nothing after `synced` may be trusted to reach the disk.
+    failed_errno: i32,
+    stop: bool,
+    /// Syncs done, the records they made durable, and their time in nanoseconds.
+    syncs: u64,
+    synced_records: u64,
+    sync_ns: u64,
 }
 
 impl Syncer {
-    fn start(file: File, log: Logger) -> std::io::Result<Self> {
+    fn start(
+        file: File,
+        written: u64,
+        policy: FsyncPolicy,
+        report: Box<dyn Fn(SyncReport) + Send>,
+        log: Logger,
+    ) -> std::io::Result<Self> {
         let shared = Arc::new(SyncShared {
-            file: Mutex::new(Some(file)),
-            ..SyncShared::default()
+            state: Mutex::new(SyncState {
+                file: Some(file),
+                written,
+                synced: written,
+                ..SyncState::default()
+            }),
+            wake: Condvar::new(),
         });
         let thread = {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name("wal-sync".into())
-                .spawn(move || {
-                    while !shared.stop.load(Ordering::Acquire) {
-                        std::thread::park_timeout(Duration::from_secs(1));
-                        if shared.dirty.swap(false, Ordering::AcqRel) {
-                            Self::sync(&shared, &log);
-                        }
-                    }
-                })?
+                .spawn(move || Self::run(&shared, policy, &*report, &log))?
         };
         Ok(Self {
             shared,
@@ -57,36 +86,83 @@ impl Syncer {
         })
     }
 
-    fn sync(shared: &SyncShared, log: &Logger) {
-        let guard = shared.file.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(file) = guard.as_ref() {
-            if let Err(e) = file.sync_data() {
-                error!(log, "event log background sync failed; refusing writes"; "component" => "wal",
-                       "error" => %e);
-                shared
-                    .failed_errno
-                    .store(e.raw_os_error().unwrap_or(-1), Ordering::Release);
+    fn run(shared: &SyncShared, policy: FsyncPolicy, report: &dyn Fn(SyncReport), log: &Logger) {
+        let mut state = shared.lock();
+        loop {
+            if policy == FsyncPolicy::Always {
+                while !state.stop && (state.written <= state.synced || state.failed_errno != 0) {
+                    state = shared
+                        .wake
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+            } else if !state.stop {
+                state = shared
+                    .wake
+                    .wait_timeout(state, Duration::from_secs(1))
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+            if state.stop {
+                return;
+            }
+            if state.written <= state.synced || state.failed_errno != 0 {
+                continue;
+            }
+            let target = state.written;
+            let file = state.file.as_ref().and_then(|f| f.try_clone().ok());
+            drop(state);
+            let started = Instant::now();
+            let result = file.map_or(Ok(()), |f| f.sync_data());
+            let took = started.elapsed();
+            state = shared.lock();
+            match result {
+                Ok(()) => {
+                    state.syncs += 1;
+                    state.synced_records += target.saturating_sub(state.synced);
+                    state.sync_ns += u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+                    state.synced = state.synced.max(target);
+                    if policy == FsyncPolicy::Always {
+                        report(Ok(target));
+                    }
+                }
+                Err(e) => {
+                    error!(log, "event log sync failed; refusing writes until restart"; "component" => "wal",
+                           "error" => %e);
+                    let errno = e.raw_os_error().unwrap_or(-1);
+                    state.failed_errno = errno;
+                    if policy == FsyncPolicy::Always {
+                        report(Err(errno));
+                    }
+                }
             }
         }
     }
+}
 
-    fn replace_file(&self, file: File) {
-        *self
-            .shared
-            .file
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(file);
+impl SyncShared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SyncState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl Drop for Syncer {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Release);
+        self.shared.lock().stop = true;
+        self.shared.wake.notify_all();
         if let Some(t) = self.thread.take() {
-            t.thread().unpark();
             let _ = t.join();
         }
     }
+}
+
+/// Where committed records stand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Committed {
+    /// Safe to apply and acknowledge now (`everysec`, `no`, or nothing to sync).
+    Now,
+    /// Written; the sync thread reports when they are durable (`always`).
+    WhenSynced,
 }
 
 /// Group commit figures: how many records each commit carried and how long it took.
@@ -161,12 +237,16 @@ impl Journal {
     ///
     /// `lifecycle` sees every lifecycle record of the log, oldest first (the supervisor
     /// rebuilds its history from them).
+    ///
+    /// Under `--fsync always`, `report` receives the sync thread's reports (see
+    /// [`Committed::WhenSynced`]).
     pub fn open(
         dir: &Path,
         fsync: FsyncPolicy,
         segment_bytes: u64,
         log: Logger,
         mut lifecycle: impl FnMut(LifecycleRecord),
+        report: impl Fn(SyncReport) + Send + 'static,
     ) -> Result<Self, WalError> {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
@@ -200,24 +280,31 @@ impl Journal {
             &summary,
             WriterOptions {
                 segment_bytes,
-                fsync,
+                sync_on_commit: false,
             },
         )?;
         info!(log, "event log open"; "component" => "wal", "segments" => summary.segments.len().max(1),
               "records" => records, "next_seq" => writer.next_seq(), "fsync" => ?fsync);
-        let syncer = if fsync == FsyncPolicy::EverySec {
+        let syncer = if fsync == FsyncPolicy::No {
+            None
+        } else {
             let file = writer.sync_handle().map_err(|error| WalError::Io {
                 what: "cannot share the event log segment with the sync thread".into(),
                 error,
             })?;
             Some(
-                Syncer::start(file, log.clone()).map_err(|error| WalError::Io {
+                Syncer::start(
+                    file,
+                    writer.next_seq() - 1,
+                    fsync,
+                    Box::new(report),
+                    log.clone(),
+                )
+                .map_err(|error| WalError::Io {
                     what: "cannot start the event log sync thread".into(),
                     error,
                 })?,
             )
-        } else {
-            None
         };
         Ok(Self {
             segments_seen: writer.segments_created(),
@@ -248,21 +335,22 @@ impl Journal {
             .append(Kind::Lifecycle, |buf| codec::encode_lifecycle(record, buf))
     }
 
-    /// Commits what is staged. On failure nothing staged is in the log, and the error is
-    /// the OS error number (-1 when there is none).
-    pub fn commit(&mut self) -> Result<(), i32> {
+    /// Writes what is staged, as one group. On failure nothing staged is in the log, and the
+    /// error is the OS error number (-1 when there is none). Under `--fsync always` the
+    /// records are durable only when the sync thread says so.
+    pub fn commit(&mut self) -> Result<Committed, i32> {
         if self.writer.staged_bytes() == 0 {
-            return Ok(());
+            return Ok(Committed::Now);
         }
         let (records, started) = (self.writer.staged_records() as u64, Instant::now());
-        let background = self
+        let failed = self
             .syncer
             .as_ref()
-            .map_or(0, |s| s.shared.failed_errno.load(Ordering::Acquire));
-        let result = if background != 0 {
-            // A lost background sync may have lost acknowledged writes: stop here.
+            .map_or(0, |s| s.shared.lock().failed_errno);
+        let result = if failed != 0 {
+            // A failed sync may have lost written records: nothing more is accepted.
             self.writer.discard();
-            Err(background)
+            Err(failed)
         } else {
             self.writer.commit().map_err(|e| {
                 if !self.failing {
@@ -279,18 +367,28 @@ impl Journal {
                     info!(self.log, "event log writable again"; "component" => "wal");
                 }
                 if let Some(syncer) = &self.syncer {
+                    let mut state = syncer.shared.lock();
                     if self.writer.segments_created() != self.segments_seen {
                         self.segments_seen = self.writer.segments_created();
                         if let Ok(file) = self.writer.sync_handle() {
-                            syncer.replace_file(file);
+                            state.file = Some(file);
                         }
                     }
-                    syncer.shared.dirty.store(true, Ordering::Release);
+                    state.written = self.writer.next_seq() - 1;
+                    drop(state);
+                    syncer.shared.wake.notify_one();
                 }
+                Ok(if self.fsync == FsyncPolicy::Always {
+                    Committed::WhenSynced
+                } else {
+                    Committed::Now
+                })
             }
-            Err(_) => self.failing = true,
+            Err(errno) => {
+                self.failing = true;
+                Err(errno)
+            }
         }
-        result
     }
 
     /// Makes everything committed durable, whatever the policy (before a checkpoint may
@@ -331,11 +429,33 @@ impl Journal {
         &self.stats
     }
 
-    /// Syncs everything written (at shutdown, whatever the policy) and logs the group
-    /// commit figures of the run.
-    pub fn sync(&mut self) {
+    /// Syncs everything written, now, whatever the policy (at shutdown); returns whether
+    /// it is durable.
+    pub fn sync(&mut self) -> bool {
         if let Err(e) = self.writer.sync() {
-            error!(self.log, "cannot sync the event log at shutdown"; "component" => "wal", "error" => %e);
+            error!(self.log, "cannot sync the event log"; "component" => "wal", "error" => %e);
+            return false;
+        }
+        if let Some(syncer) = &self.syncer {
+            let mut state = syncer.shared.lock();
+            if state.failed_errno != 0 {
+                return false;
+            }
+            state.synced = state.synced.max(self.writer.next_seq() - 1);
+        }
+        true
+    }
+
+    /// Logs the group commit figures of the run.
+    pub fn log_stats(&self) {
+        if let Some(syncer) = &self.syncer {
+            let state = syncer.shared.lock();
+            if state.syncs > 0 {
+                info!(self.log, "event log syncs"; "component" => "wal", "syncs" => state.syncs,
+                      "records" => state.synced_records,
+                      "mean_records" => (state.synced_records as f64 / state.syncs as f64 * 10.0).round() / 10.0,
+                      "mean_sync_us" => (state.sync_ns as f64 / state.syncs as f64 / 1000.0).round());
+            }
         }
         let s = &self.stats;
         if s.commits > 0 {

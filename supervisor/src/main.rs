@@ -212,6 +212,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
           "workers" => workers, "listen" => %listen_addr, "data_dir" => %args.data_dir.display(),
           "stale_segments_removed" => stale.len());
 
+    let (seq_tx, seq_rx) = crossbeam_channel::bounded::<SeqMsg>(4096);
     let mut history = History::default();
     let journal = Journal::open(
         &args.data_dir.join("wal"),
@@ -219,6 +220,12 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
         args.wal_segment_bytes,
         log.clone(),
         |record| history.observe(&record),
+        {
+            let seq_tx = seq_tx.clone();
+            move |report| {
+                let _ = seq_tx.send(SeqMsg::Synced(report));
+            }
+        },
     )
     .map_err(|e| {
         error!(log, "cannot open the event log"; "component" => "wal", "error" => %e);
@@ -226,7 +233,6 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
     })?;
 
     let shards: Arc<Vec<Shard>> = Arc::new((0..workers).map(Shard::new).collect());
-    let (seq_tx, seq_rx) = crossbeam_channel::bounded::<SeqMsg>(4096);
     let (events_tx, events_rx) = crossbeam_channel::unbounded::<Event>();
     let force = Arc::new(AtomicBool::new(false));
 

@@ -21,8 +21,8 @@
 //! ```
 //!
 //! One [`Writer`] appends; records are staged in memory and [`Writer::commit`] writes them
-//! with one `write` per segment and, under `--fsync always`, one `fdatasync` for the whole
-//! batch (group commit). [`scan`] reads a directory back, cutting off a torn tail of the
+//! with one `write` per segment (group commit); the journal's sync thread makes them durable
+//! with one `fdatasync` per group under `--fsync always`. [`scan`] reads a directory back, cutting off a torn tail of the
 //! newest segment and refusing damage anywhere else with the file, offset and sequence
 //! number.
 
@@ -433,8 +433,8 @@ pub fn scan<E: From<WalError>>(
 pub struct WriterOptions {
     /// Roll to a new segment past this many bytes.
     pub segment_bytes: u64,
-    /// When records reach the disk.
-    pub fsync: FsyncPolicy,
+    /// Whether a commit syncs what it wrote before returning.
+    pub sync_on_commit: bool,
 }
 
 /// The single appender of the log.
@@ -550,8 +550,8 @@ impl Writer {
         self.staged_starts.len()
     }
 
-    /// Writes every staged record (rolling segments as needed) and, under
-    /// [`FsyncPolicy::Always`], syncs them. On error the staged records are discarded, the
+    /// Writes every staged record (rolling segments as needed) and, with
+    /// [`WriterOptions::sync_on_commit`], syncs them. On error the staged records are discarded, the
     /// segment is cut back to its last committed length, and their sequence numbers are
     /// given out again, so the log never keeps a record whose write was reported failed.
     pub fn commit(&mut self) -> Result<(), CommitError> {
@@ -638,7 +638,7 @@ impl Writer {
             }
         }
         self.write_range(from, self.staged.len())?;
-        if self.options.fsync == FsyncPolicy::Always {
+        if self.options.sync_on_commit {
             self.file.sync_data().map_err(io_err(format!(
                 "cannot sync the event log in {}",
                 self.dir.display()
@@ -772,7 +772,7 @@ mod tests {
     fn options(segment_bytes: u64) -> WriterOptions {
         WriterOptions {
             segment_bytes,
-            fsync: FsyncPolicy::Always,
+            sync_on_commit: true,
         }
     }
 
