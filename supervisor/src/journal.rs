@@ -6,6 +6,7 @@
 
 use std::fs::File;
 use std::path::Path;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -16,9 +17,91 @@ use crate::codec::{self, LifecycleRecord};
 use crate::sequencer::OwnedOp;
 use crate::wal::{self, FsyncPolicy, Kind, WalError, Writer, WriterOptions};
 
-/// What the sync thread reports under `--fsync always`: records up to a sequence number are
-/// durable, or a sync failed (the OS error number).
-pub type SyncReport = Result<u64, i32>;
+/// How far the event log is durable, for acknowledging writes: under `--fsync always` a
+/// write is acknowledged only once `synced` covers its sequence number. Shared by the sync
+/// thread (which advances it and calls the listeners) and whoever acknowledges.
+pub struct Durability {
+    /// Whether acknowledgements wait for the sync (`--fsync always`).
+    required: bool,
+    synced: AtomicU64,
+    /// The OS error of a failed sync (0: none); nothing after `synced` is then acknowledged.
+    failed_errno: AtomicI32,
+    listeners: Mutex<Vec<Box<dyn Fn() + Send + Sync>>>,
+}
+
+impl std::fmt::Debug for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Durability")
+            .field("synced", &self.synced.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a write with a given sequence number may be acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acknowledge {
+    /// It is durable (or need not be).
+    Yes,
+    /// Not yet: its sync is still to come.
+    NotYet,
+    /// Never: the sync failed (OS error number); the write may not survive a crash.
+    Failed(i32),
+}
+
+impl Durability {
+    /// Durability under `policy`; nothing is synced yet beyond `synced`.
+    #[must_use]
+    pub fn new(policy: FsyncPolicy) -> Arc<Self> {
+        Arc::new(Self {
+            required: policy == FsyncPolicy::Always,
+            synced: AtomicU64::new(0),
+            failed_errno: AtomicI32::new(0),
+            listeners: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Calls `listener` whenever the durable point advances or a sync fails.
+    pub fn listen(&self, listener: impl Fn() + Send + Sync + 'static) {
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Box::new(listener));
+    }
+
+    /// Whether the write with sequence number `seq` may be acknowledged.
+    #[must_use]
+    pub fn acknowledge(&self, seq: u64) -> Acknowledge {
+        // SYNC POINT: pairs with the release stores in `advance` and `fail`.
+        if !self.required || seq <= self.synced.load(Ordering::Acquire) {
+            return Acknowledge::Yes;
+        }
+        match self.failed_errno.load(Ordering::Acquire) {
+            0 => Acknowledge::NotYet,
+            errno => Acknowledge::Failed(errno),
+        }
+    }
+
+    fn advance(&self, seq: u64) {
+        self.synced.fetch_max(seq, Ordering::AcqRel);
+        self.notify();
+    }
+
+    fn fail(&self, errno: i32) {
+        self.failed_errno.store(errno, Ordering::Release);
+        self.notify();
+    }
+
+    fn notify(&self) {
+        for l in self
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            l();
+        }
+    }
+}
 
 /// The sync thread: under `--fsync always` it syncs whenever records are written and
 /// reports each durable point, so the sequencer keeps writing the next group while the
@@ -62,7 +145,7 @@ impl Syncer {
         file: File,
         written: u64,
         policy: FsyncPolicy,
-        report: Box<dyn Fn(SyncReport) + Send>,
+        durability: Arc<Durability>,
         log: Logger,
     ) -> std::io::Result<Self> {
         let shared = Arc::new(SyncShared {
@@ -78,7 +161,7 @@ impl Syncer {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name("wal-sync".into())
-                .spawn(move || Self::run(&shared, policy, &*report, &log))?
+                .spawn(move || Self::run(&shared, policy, &durability, &log))?
         };
         Ok(Self {
             shared,
@@ -86,7 +169,7 @@ impl Syncer {
         })
     }
 
-    fn run(shared: &SyncShared, policy: FsyncPolicy, report: &dyn Fn(SyncReport), log: &Logger) {
+    fn run(shared: &SyncShared, policy: FsyncPolicy, durability: &Durability, log: &Logger) {
         let mut state = shared.lock();
         loop {
             if policy == FsyncPolicy::Always {
@@ -122,18 +205,14 @@ impl Syncer {
                     state.synced_records += target.saturating_sub(state.synced);
                     state.sync_ns += u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
                     state.synced = state.synced.max(target);
-                    if policy == FsyncPolicy::Always {
-                        report(Ok(target));
-                    }
+                    durability.advance(target);
                 }
                 Err(e) => {
                     error!(log, "event log sync failed; refusing writes until restart"; "component" => "wal",
                            "error" => %e);
                     let errno = e.raw_os_error().unwrap_or(-1);
                     state.failed_errno = errno;
-                    if policy == FsyncPolicy::Always {
-                        report(Err(errno));
-                    }
+                    durability.fail(errno);
                 }
             }
         }
@@ -154,15 +233,6 @@ impl Drop for Syncer {
             let _ = t.join();
         }
     }
-}
-
-/// Where committed records stand.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Committed {
-    /// Safe to apply and acknowledge now (`everysec`, `no`, or nothing to sync).
-    Now,
-    /// Written; the sync thread reports when they are durable (`always`).
-    WhenSynced,
 }
 
 /// Group commit figures: how many records each commit carried and how long it took.
@@ -215,7 +285,7 @@ impl GroupStats {
 #[derive(Debug)]
 pub struct Journal {
     writer: Writer,
-    fsync: FsyncPolicy,
+    durability: Arc<Durability>,
     syncer: Option<Syncer>,
     segments_seen: usize,
     /// Whether the last commit failed (logged once per failing stretch).
@@ -238,15 +308,14 @@ impl Journal {
     /// `lifecycle` sees every lifecycle record of the log, oldest first (the supervisor
     /// rebuilds its history from them).
     ///
-    /// Under `--fsync always`, `report` receives the sync thread's reports (see
-    /// [`Committed::WhenSynced`]).
+    /// The sync thread advances `durability` (see [`Durability::acknowledge`]).
     pub fn open(
         dir: &Path,
         fsync: FsyncPolicy,
         segment_bytes: u64,
         log: Logger,
         mut lifecycle: impl FnMut(LifecycleRecord),
-        report: impl Fn(SyncReport) + Send + 'static,
+        durability: Arc<Durability>,
     ) -> Result<Self, WalError> {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
@@ -297,7 +366,7 @@ impl Journal {
                     file,
                     writer.next_seq() - 1,
                     fsync,
-                    Box::new(report),
+                    Arc::clone(&durability),
                     log.clone(),
                 )
                 .map_err(|error| WalError::Io {
@@ -306,10 +375,11 @@ impl Journal {
                 })?,
             )
         };
+        durability.advance(writer.next_seq() - 1);
         Ok(Self {
             segments_seen: writer.segments_created(),
             writer,
-            fsync,
+            durability,
             syncer,
             failing: false,
             stats: GroupStats::default(),
@@ -337,10 +407,10 @@ impl Journal {
 
     /// Writes what is staged, as one group. On failure nothing staged is in the log, and the
     /// error is the OS error number (-1 when there is none). Under `--fsync always` the
-    /// records are durable only when the sync thread says so.
-    pub fn commit(&mut self) -> Result<Committed, i32> {
+    /// records are durable once the sync thread advances [`Durability`].
+    pub fn commit(&mut self) -> Result<(), i32> {
         if self.writer.staged_bytes() == 0 {
-            return Ok(Committed::Now);
+            return Ok(());
         }
         let (records, started) = (self.writer.staged_records() as u64, Instant::now());
         let failed = self
@@ -378,11 +448,7 @@ impl Journal {
                     drop(state);
                     syncer.shared.wake.notify_one();
                 }
-                Ok(if self.fsync == FsyncPolicy::Always {
-                    Committed::WhenSynced
-                } else {
-                    Committed::Now
-                })
+                Ok(())
             }
             Err(errno) => {
                 self.failing = true;
@@ -391,16 +457,17 @@ impl Journal {
         }
     }
 
-    /// Makes everything committed durable, whatever the policy (before a checkpoint may
-    /// cover it). Under `--fsync always` it already is.
+    /// Makes everything written durable now, whatever the policy (before a checkpoint may
+    /// cover it).
     pub fn make_durable(&mut self) -> Result<(), WalError> {
-        if self.fsync == FsyncPolicy::Always {
-            return Ok(());
+        if self.sync() {
+            Ok(())
+        } else {
+            Err(WalError::Io {
+                what: "cannot sync the event log".into(),
+                error: std::io::Error::other("sync failed"),
+            })
         }
-        self.writer.sync().map_err(|error| WalError::Io {
-            what: "cannot sync the event log".into(),
-            error,
-        })
     }
 
     /// Removes the segments whose records are all covered by `floor` (every shard's oldest
@@ -443,6 +510,7 @@ impl Journal {
             }
             state.synced = state.synced.max(self.writer.next_seq() - 1);
         }
+        self.durability.advance(self.writer.next_seq() - 1);
         true
     }
 

@@ -13,7 +13,7 @@ use slog::{error, info, warn};
 
 use corral::cli::{self, Commands, EventsArgs, RunArgs, VerifyArgs, WorkerCli};
 use corral::codec::{unix_ms, LifecycleRecord};
-use corral::journal::Journal;
+use corral::journal::{Durability, Journal};
 use corral::lifecycle::{Ending, Event, History, Lifecycle, Policy};
 use corral::sequencer::{CheckpointPolicy, ReplayContext, SeqMsg, Sequencer};
 use corral::server::{Server, ServerConfig};
@@ -214,18 +214,14 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
 
     let (seq_tx, seq_rx) = crossbeam_channel::bounded::<SeqMsg>(4096);
     let mut history = History::default();
+    let durability = Durability::new(args.fsync);
     let journal = Journal::open(
         &args.data_dir.join("wal"),
         args.fsync,
         args.wal_segment_bytes,
         log.clone(),
         |record| history.observe(&record),
-        {
-            let seq_tx = seq_tx.clone();
-            move |report| {
-                let _ = seq_tx.send(SeqMsg::Synced(report));
-            }
-        },
+        Arc::clone(&durability),
     )
     .map_err(|e| {
         error!(log, "cannot open the event log"; "component" => "wal", "error" => %e);
@@ -289,6 +285,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
     let server = Server::start(
         Arc::clone(&shards),
         seq_tx.clone(),
+        durability,
         ServerConfig {
             requirepass: args.requirepass.clone(),
             max_clients: args.max_clients,

@@ -22,7 +22,7 @@ use slog::{error, Logger};
 use std::sync::atomic::Ordering;
 
 use crate::codec::LifecycleRecord;
-use crate::journal::{Committed, Journal, SyncReport};
+use crate::journal::Journal;
 use crate::lifecycle::Event;
 use crate::replay::{self, ReplayJob};
 use crate::shard::{Generation, Shard, ShardState};
@@ -124,9 +124,6 @@ pub enum SeqMsg {
     },
     /// A replay finished: the ring's producer comes back for new writes.
     Replayed(Replayed),
-    /// From the sync thread (`--fsync always`): records up to this sequence number are
-    /// durable, or a sync failed with this OS error.
-    Synced(SyncReport),
     /// Flush what can be flushed, fail the rest, and exit.
     Stop,
 }
@@ -241,8 +238,6 @@ pub struct Sequencer {
     journal: Journal,
     /// Writes appended to the journal but not yet committed, with their shard.
     staged: Vec<(u32, Queued)>,
-    /// Writes written to the log, not yet durable (`--fsync always`), in order.
-    unsynced: VecDeque<(u32, Queued)>,
     restart_queue_max: usize,
     replay: ReplayContext,
     checkpoints: CheckpointPolicy,
@@ -300,7 +295,6 @@ impl Sequencer {
             lanes,
             journal,
             staged: Vec::new(),
-            unsynced: VecDeque::new(),
             restart_queue_max,
             replay,
             checkpoints,
@@ -309,30 +303,18 @@ impl Sequencer {
         }
     }
 
-    /// Commits the staged records as one group: once they are durable (at once, or when
-    /// the sync thread says so) the writes join their shards' outboxes (applied ⊆ durable);
-    /// on failure they fail, unlogged and unapplied.
+    /// Commits the staged records as one group: on success the writes join their shards'
+    /// outboxes (applied ⊆ logged; acknowledged only once durable, see
+    /// [`crate::journal::Durability`]); on failure they fail, unlogged and unapplied.
     fn commit(&mut self) {
-        match self.journal.commit() {
-            Ok(Committed::Now) => {
-                for (shard, q) in self.staged.drain(..) {
+        let result = self.journal.commit();
+        for (shard, q) in self.staged.drain(..) {
+            match result {
+                Ok(()) => {
+                    q.pending.set_seq(q.seq);
                     self.lanes[shard as usize].outbox.push_back(q);
                 }
-            }
-            Ok(Committed::WhenSynced) => self.unsynced.extend(self.staged.drain(..)),
-            Err(errno) => {
-                for (_, q) in self.staged.drain(..) {
-                    q.pending.complete(Err(Failure::LogFailed(errno)));
-                }
-            }
-        }
-    }
-
-    /// Hands the writes up to `seq` (now durable) to their shards.
-    fn synced(&mut self, seq: u64) {
-        while self.unsynced.front().is_some_and(|(_, q)| q.seq <= seq) {
-            if let Some((shard, q)) = self.unsynced.pop_front() {
-                self.lanes[shard as usize].outbox.push_back(q);
+                Err(errno) => q.pending.complete(Err(Failure::LogFailed(errno))),
             }
         }
     }
@@ -367,16 +349,6 @@ impl Sequencer {
                 }
                 // Group commit: everything drained shares one write and one sync.
                 self.commit();
-            }
-            if stopping && !self.unsynced.is_empty() {
-                // Whatever is written goes to disk now, and then to its shard.
-                if self.journal.sync() {
-                    self.synced(u64::MAX);
-                } else {
-                    for (_, q) in self.unsynced.drain(..) {
-                        q.pending.complete(Err(Failure::ShuttingDown));
-                    }
-                }
             }
             waiting_for_space = self.flush();
             let now = Instant::now();
@@ -460,17 +432,6 @@ impl Sequencer {
                         producer: replayed.producer,
                         inflight: replayed.inflight,
                     });
-                }
-                false
-            }
-            SeqMsg::Synced(Ok(seq)) => {
-                self.synced(seq);
-                false
-            }
-            SeqMsg::Synced(Err(errno)) => {
-                // Written but maybe never on disk: never applied, never acknowledged.
-                for (_, q) in self.unsynced.drain(..) {
-                    q.pending.complete(Err(Failure::LogFailed(errno)));
                 }
                 false
             }

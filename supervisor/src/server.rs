@@ -3,7 +3,9 @@
 //! connection sent, runs its pipelined commands through its [`Session`], and writes the
 //! replies. A connection whose writes are in flight waits without holding up the others:
 //! the outcomes arrive through its [`Ticket`], whose notification queues the connection and
-//! wakes the loop through an eventfd, once per batch.
+//! wakes the loop through an eventfd, once per batch. Under `--fsync always` the replies
+//! also wait for the event log's sync to cover the writes ([`Durability`]), which wakes the
+//! loops as it advances.
 //!
 //! Backpressure: a connection is not read while its writes are in flight or while too many
 //! of its replies are unsent, so memory stays bounded by connections x (query buffer +
@@ -23,6 +25,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use slog::{debug, error, info, warn, Logger};
 
+use crate::journal::{Acknowledge, Durability};
 use crate::resp::{reply, Frame, ParseLimits};
 use crate::sequencer::SeqMsg;
 use crate::session::{Batch, Session};
@@ -55,6 +58,7 @@ pub struct Server {
     pub(crate) config: ServerConfig,
     pub(crate) log: Logger,
     pub(crate) started: Instant,
+    pub(crate) durability: Arc<Durability>,
     stopping: AtomicBool,
     draining: AtomicBool,
     next_id: AtomicU64,
@@ -110,6 +114,7 @@ impl Server {
     pub fn start(
         shards: Arc<Vec<Shard>>,
         sequencer: Sender<SeqMsg>,
+        durability: Arc<Durability>,
         config: ServerConfig,
         log: Logger,
     ) -> std::io::Result<Arc<Self>> {
@@ -120,6 +125,7 @@ impl Server {
             config,
             log,
             started: Instant::now(),
+            durability: Arc::clone(&durability),
             stopping: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
@@ -136,6 +142,11 @@ impl Server {
                 fd,
                 pending: AtomicBool::new(false),
             });
+            {
+                // Writes waiting to be durable are acknowledged when the sync advances.
+                let waker = Arc::clone(&waker);
+                durability.listen(move || waker.wake());
+            }
             let (inbox, incoming) = crossbeam_channel::unbounded();
             let (done_tx, done_rx) = crossbeam_channel::unbounded();
             let event_loop = EventLoop {
@@ -147,6 +158,7 @@ impl Server {
                 done_rx,
                 conns: HashMap::new(),
                 runnable: VecDeque::new(),
+                unsynced: Vec::new(),
                 chunk: vec![0u8; 64 << 10],
             };
             let thread = std::thread::Builder::new()
@@ -275,6 +287,8 @@ struct EventLoop {
     conns: HashMap<u64, Conn>,
     /// Connections with buffered commands still to run.
     runnable: VecDeque<u64>,
+    /// Connections whose outcomes are in but whose writes are not durable yet.
+    unsynced: Vec<u64>,
     chunk: Vec<u8>,
 }
 
@@ -325,6 +339,9 @@ impl EventLoop {
                     self.waker.reset();
                     self.admit();
                     while let Ok(id) = self.done_rx.try_recv() {
+                        self.drive(id, &limits);
+                    }
+                    for id in std::mem::take(&mut self.unsynced) {
                         self.drive(id, &limits);
                     }
                     continue;
@@ -451,6 +468,10 @@ impl EventLoop {
         loop {
             if c.awaiting {
                 if !c.session.outcomes_in() {
+                    break;
+                }
+                if c.session.acknowledge() == Acknowledge::NotYet {
+                    self.unsynced.push(id);
                     break;
                 }
                 c.session.collect(&mut c.output);

@@ -13,6 +13,7 @@ use corral_worker::command::{Outcome, SetCondition, WriteError};
 use shm_protocol::table::Lookup;
 use slog::debug;
 
+use crate::journal::Acknowledge;
 use crate::resp::{self, reply, Frame, ParseLimits, ProtocolError};
 use crate::sequencer::{OwnedOp, SeqMsg, WriteOp};
 use crate::server::Server;
@@ -374,9 +375,24 @@ impl Session {
         self.ticket.is_complete()
     }
 
-    /// Appends the owed replies, in command order, once [`Session::outcomes_in`].
+    /// Whether the outcomes may be acknowledged: once they are in, their writes must also
+    /// be durable under the fsync policy.
+    #[must_use]
+    pub fn acknowledge(&self) -> Acknowledge {
+        self.server.durability.acknowledge(self.ticket.last_seq())
+    }
+
+    /// Appends the owed replies, in command order, once [`Session::outcomes_in`] and
+    /// [`Session::acknowledge`] is not [`Acknowledge::NotYet`].
     pub fn collect(&mut self, out: &mut Vec<u8>) {
         self.ticket.take(&mut self.results);
+        if let Acknowledge::Failed(errno) = self.acknowledge() {
+            for r in &mut self.results {
+                if matches!(r, Some(Ok(_))) {
+                    *r = Some(Err(Failure::NotDurable(errno)));
+                }
+            }
+        }
         let mut at = 0usize;
         for owed in self.owed.drain(..) {
             match owed {
@@ -723,6 +739,10 @@ fn failure_text(f: Failure) -> String {
             };
             format!("ERR event log write failed ({reason}); the write was not applied")
         }
+        Failure::NotDurable(errno) => format!(
+            "ERR event log sync failed ({}); this write was applied but may not survive a crash",
+            std::io::Error::from_raw_os_error(errno)
+        ),
         Failure::ParkedLogged(id) => format!(
             "ERR shard {id} was parked after repeated crashes; this write is in the event log \
              and is applied when the shard recovers"

@@ -7,7 +7,7 @@
 //! holder gave up) still counts, with [`Failure::Lost`], so a connection never waits
 //! forever.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use corral_worker::command::Outcome;
@@ -27,6 +27,9 @@ pub enum Failure {
     Lost,
     /// The event log could not take the write (OS error number, or -1); not applied.
     LogFailed(i32),
+    /// Applied, but the event log could not be synced (OS error number): it may not
+    /// survive a crash.
+    NotDurable(i32),
     /// The shard was parked after the write was logged: it applies when the shard recovers.
     ParkedLogged(u32),
 }
@@ -38,6 +41,8 @@ pub type WriteResult = Result<Outcome, Failure>;
 pub struct Ticket {
     results: Mutex<Vec<Option<WriteResult>>>,
     remaining: AtomicUsize,
+    /// The highest sequence number given to a write of the batch.
+    last_seq: AtomicU64,
     notify: Box<dyn Fn() + Send + Sync>,
 }
 
@@ -56,6 +61,7 @@ impl Ticket {
         Arc::new(Self {
             results: Mutex::new(Vec::new()),
             remaining: AtomicUsize::new(0),
+            last_seq: AtomicU64::new(0),
             notify: Box::new(notify),
         })
     }
@@ -70,6 +76,7 @@ impl Ticket {
             results.clear();
             results.resize(count, None);
         }
+        self.last_seq.store(0, Ordering::Relaxed);
         self.remaining.store(count, Ordering::Release);
         (0..count).map(|index| Pending {
             ticket: Some(Arc::clone(self)),
@@ -82,6 +89,13 @@ impl Ticket {
     pub fn is_complete(&self) -> bool {
         // SYNC POINT: pairs with the AcqRel decrement in `fill`.
         self.remaining.load(Ordering::Acquire) == 0
+    }
+
+    /// The highest sequence number given to a write of the batch (0 if none was logged);
+    /// read once the batch [`Ticket::is_complete`].
+    #[must_use]
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq.load(Ordering::Relaxed)
     }
 
     /// Moves the outcomes of a complete batch into `out`, in submission order.
@@ -113,6 +127,15 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// Notes the sequence number the write was logged with (its acknowledgement waits for
+    /// that to be durable). Happens before the outcome, which the acquire in
+    /// [`Ticket::is_complete`] publishes.
+    pub fn set_seq(&self, seq: u64) {
+        if let Some(ticket) = &self.ticket {
+            ticket.last_seq.fetch_max(seq, Ordering::Relaxed);
+        }
+    }
+
     /// Records the write's outcome.
     pub fn complete(mut self, result: WriteResult) {
         if let Some(ticket) = self.ticket.take() {

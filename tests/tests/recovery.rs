@@ -172,7 +172,15 @@ fn verify(corral: &Corral, model: &Model, seed: u64) {
     let mut digests = vec![0u64; corral.workers as usize];
     let mut keys = 0;
     for (key, want) in model {
-        let got: Option<String> = redis::cmd("GET").arg(key).query(&mut c).unwrap();
+        let got: Option<String> = redis::cmd("GET")
+            .arg(key)
+            .query(&mut c)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "GET {key}: {e} (seed {seed}); log:\n{}",
+                    corral.log_tail(30)
+                )
+            });
         assert_eq!(&got, want, "key {key} (seed {seed})");
         if let Some(v) = want {
             keys += 1;
@@ -188,14 +196,6 @@ fn verify(corral: &Corral, model: &Model, seed: u64) {
             "digest of shard {i} (seed {seed}): {shard:?}"
         );
     }
-}
-
-fn all_ready(corral: &Corral) {
-    corral.wait_until("every shard ready", Duration::from_secs(30), || {
-        corral
-            .try_shards()
-            .is_some_and(|s| s.iter().all(|i| i.state == "ready"))
-    });
 }
 
 const CHAOS_FLAGS: &[&str] = &[
@@ -231,7 +231,14 @@ fn workers_killed_at_random_moments_lose_no_acknowledged_write() {
         }
     });
     let kills = killed.len() as u64;
-    all_ready(&corral);
+    // Every killed generation replaced (a SIGKILL lands a moment after it is sent).
+    corral.wait_until("every shard ready again", Duration::from_secs(30), || {
+        corral.try_shards().is_some_and(|s| {
+            s.iter()
+                .enumerate()
+                .all(|(i, info)| info.state == "ready" && !killed.contains(&(i, info.generation)))
+        })
+    });
     let acknowledged: u64 = ends.iter().map(|e| e.acknowledged).sum();
     eprintln!(
         "{kills} kills, {acknowledged} acknowledged writes, {} refused",
