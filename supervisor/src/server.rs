@@ -106,6 +106,8 @@ impl std::fmt::Debug for Server {
 const WAKE_TOKEN: u64 = 0;
 /// Unsent reply bytes past which a connection is not read until its client catches up.
 const OUTPUT_HIGH_WATER: usize = 1 << 20;
+/// Unrun input past which a connection with writes in flight is not read further.
+const PAUSE_BYTES: usize = 64 << 10;
 /// Batches one connection may run before the loop turns to the others.
 const BATCHES_PER_TURN: usize = 8;
 
@@ -266,8 +268,10 @@ struct Conn {
     awaiting: bool,
     /// Close once the replies are out (QUIT, a protocol error, the peer closed, draining).
     closing: bool,
-    /// The epoll interest registered now.
-    interest: EpollFlags,
+    /// Reading stopped while its writes are in flight (or its replies pile up unsent) and
+    /// enough input is buffered; the loop reads again once it catches up (the socket buffer
+    /// holds the rest).
+    paused: bool,
 }
 
 impl Conn {
@@ -355,10 +359,12 @@ impl EventLoop {
                 if flags.contains(EpollFlags::EPOLLIN) {
                     self.read(token);
                 }
+                // Writable or readable: either may let the connection go on.
                 self.drive(token, &limits);
             }
             for _ in 0..self.runnable.len() {
                 if let Some(id) = self.runnable.pop_front() {
+                    self.read(id);
                     self.drive(id, &limits);
                 }
             }
@@ -377,7 +383,9 @@ impl EventLoop {
     /// Registers the connections the accept thread handed over.
     fn admit(&mut self) {
         while let Ok((id, stream)) = self.incoming.try_recv() {
-            let interest = EpollFlags::EPOLLIN;
+            // Edge-triggered, registered once: no epoll_ctl per request. Every notification
+            // is followed by reading and writing until the socket would block.
+            let interest = EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT | EpollFlags::EPOLLET;
             if let Err(e) = self
                 .epoll
                 .add(stream.as_fd(), EpollEvent::new(interest, id))
@@ -408,7 +416,7 @@ impl EventLoop {
                     sent: 0,
                     awaiting: false,
                     closing: false,
-                    interest,
+                    paused: false,
                 },
             );
         }
@@ -424,6 +432,11 @@ impl EventLoop {
             return;
         }
         loop {
+            let stalled = c.awaiting || c.unsent() > OUTPUT_HIGH_WATER;
+            if stalled && c.input.len() - c.start >= PAUSE_BYTES {
+                c.paused = true;
+                return;
+            }
             match c.stream.read(&mut self.chunk) {
                 Ok(0) => {
                     c.closing = true;
@@ -445,6 +458,7 @@ impl EventLoop {
                         break;
                     }
                     if n < self.chunk.len() {
+                        // A short read took all there was; new data raises a new edge.
                         break;
                     }
                 }
@@ -458,7 +472,7 @@ impl EventLoop {
         }
     }
 
-    /// Runs what connection `id` can run now, sends its replies, and updates its interest.
+    /// Runs what connection `id` can run now and sends its replies.
     fn drive(&mut self, id: u64, limits: &ParseLimits) {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
@@ -539,17 +553,10 @@ impl EventLoop {
             self.close(id);
             return;
         }
-        let mut interest = EpollFlags::empty();
-        if !c.awaiting && !c.closing && c.unsent() <= OUTPUT_HIGH_WATER {
-            interest |= EpollFlags::EPOLLIN;
-        }
-        if c.unsent() > 0 {
-            interest |= EpollFlags::EPOLLOUT;
-        }
-        if interest != c.interest {
-            c.interest = interest;
-            let mut event = EpollEvent::new(interest, id);
-            let _ = self.epoll.modify(c.stream.as_fd(), &mut event);
+        if c.paused && !c.awaiting && c.unsent() <= OUTPUT_HIGH_WATER {
+            // Caught up: read what waited in the socket (no edge will announce it).
+            c.paused = false;
+            more = true;
         }
         if more && !c.awaiting {
             self.runnable.push_back(id);

@@ -146,3 +146,61 @@ fn config_file_limits_clients_and_values() {
     let v: String = redis::cmd("GET").arg("k").query(&mut second).unwrap();
     assert_eq!(v, "v");
 }
+
+/// A client that pipelines far more than it reads back: the server stops reading it while
+/// replies pile up (megabytes here) and resumes as the client catches up; every reply
+/// arrives, in order.
+#[test]
+fn a_slow_reader_with_a_long_pipeline_gets_every_reply() {
+    let corral = Corral::start(2, &[]);
+    let value = "v".repeat(1024);
+    let mut c = corral.client();
+    let _: () = redis::cmd("SET")
+        .arg("big")
+        .arg(&value)
+        .query(&mut c)
+        .unwrap();
+    const N: usize = 20_000;
+    let mut stream = corral.raw();
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        // Writes interleaved with reads of the same connection, all pipelined.
+        let mut batch = Vec::new();
+        for i in 0..N {
+            if i % 10 == 0 {
+                batch.extend_from_slice(
+                    format!("*2\r\n$4\r\nINCR\r\n$4\r\nctr{}\r\n", i % 3).as_bytes(),
+                );
+            } else {
+                batch.extend_from_slice(b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n");
+            }
+            if batch.len() > 64 << 10 {
+                writer.write_all(&batch).unwrap();
+                batch.clear();
+            }
+        }
+        writer.write_all(&batch).unwrap();
+    });
+    // Let the replies pile up before reading anything.
+    std::thread::sleep(Duration::from_millis(300));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let bulk = format!("$1024\r\n{value}\r\n");
+    let mut expected_len = 0;
+    let mut counters = [0u64; 3];
+    let mut expected = Vec::new();
+    for i in 0..N {
+        if i % 10 == 0 {
+            counters[i % 3] += 1;
+            expected.extend_from_slice(format!(":{}\r\n", counters[i % 3]).as_bytes());
+        } else {
+            expected.extend_from_slice(bulk.as_bytes());
+        }
+        expected_len = expected.len();
+    }
+    let mut got = vec![0u8; expected_len];
+    stream.read_exact(&mut got).unwrap();
+    sender.join().unwrap();
+    assert!(got == expected, "replies differ from the expected sequence");
+}
