@@ -242,7 +242,6 @@ pub struct Sequencer {
     replay: ReplayContext,
     checkpoints: CheckpointPolicy,
     next_checkpoint_check: Instant,
-    log_bytes: u64,
 }
 
 /// What the sequencer gives each replay it starts.
@@ -278,7 +277,6 @@ impl Sequencer {
         checkpoints: CheckpointPolicy,
     ) -> Self {
         let logged_through = journal.next_seq() - 1;
-        let log_bytes = journal.disk_usage().map_or(0, |(_, b)| b);
         let lanes = shards
             .iter()
             .map(|_| Lane {
@@ -299,7 +297,6 @@ impl Sequencer {
             replay,
             checkpoints,
             next_checkpoint_check: Instant::now(),
-            log_bytes,
         }
     }
 
@@ -493,7 +490,8 @@ impl Sequencer {
     fn checkpoints(&mut self, now: Instant, all: bool) {
         let mut finished = false;
         let mut due = Vec::new();
-        let oversized = self.log_bytes > self.checkpoints.wal_max_bytes;
+        let log_bytes = self.journal.disk_usage().map_or(0, |(_, b)| b);
+        let oversized = log_bytes > self.checkpoints.wal_max_bytes;
         for (id, lane) in self.lanes.iter_mut().enumerate() {
             let Some(active) = &lane.active else {
                 continue;
@@ -536,9 +534,6 @@ impl Sequencer {
             if let Some(floor) = self.lanes.iter().map(|l| l.kept_floor).min().flatten() {
                 self.journal.remove_through(floor);
             }
-            self.log_bytes = self.journal.disk_usage().map_or(self.log_bytes, |(_, b)| b);
-        } else if oversized || self.log_bytes == 0 {
-            self.log_bytes = self.journal.disk_usage().map_or(self.log_bytes, |(_, b)| b);
         }
         if due.is_empty() {
             return;

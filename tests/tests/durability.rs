@@ -244,3 +244,45 @@ fn damaged_newest_checkpoint_falls_back_and_retention_keeps_what_it_needs() {
     );
     assert!(path.with_extension("ckpt.damaged").exists());
 }
+
+#[test]
+fn a_log_past_its_size_limit_forces_checkpoints_and_shrinks() {
+    // Checkpoint thresholds far away: only the size limit can trigger them.
+    let flags = [
+        "--wal-max-bytes",
+        "256KiB",
+        "--wal-segment-bytes",
+        "32KiB",
+        "--checkpoint-writes",
+        "100000000",
+        "--checkpoint-interval",
+        "1h",
+    ];
+    let mut model = Model::new();
+    let mut rng = Rng(0x51ce_1234);
+    let mut corral = Corral::start(2, &flags);
+    let data_dir = corral.data_dir.clone();
+    let wal_bytes = || -> u64 {
+        fs::read_dir(data_dir.join("wal"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.metadata().unwrap().len())
+            .sum()
+    };
+    for _ in 0..10 {
+        write_random(&corral, &mut model, &mut rng, 1000);
+    }
+    corral.wait_until(
+        "the log back under its limit",
+        Duration::from_secs(20),
+        || wal_bytes() <= 256 << 10,
+    );
+    assert!(!checkpoints(&data_dir, 0).is_empty() && !checkpoints(&data_dir, 1).is_empty());
+    check(&corral, &model);
+    // What is left is exactly what recovery needs.
+    let mut corral = restart(&mut corral, &flags);
+    check(&corral, &model);
+    assert!(corral.stop(Duration::from_secs(30)).success());
+    let (ok, text) = verify(&data_dir);
+    assert!(ok, "{text}");
+}
