@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use corral_worker::command::Op;
+use corral_worker::command::{Op, TAG_SILENT};
 use crossbeam_channel::Sender;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -233,10 +233,13 @@ impl Run {
                 std::thread::sleep(Duration::from_micros(50));
             }
         }
+        // Only a write someone waits for (an orphan) gets a completion.
+        let mut tag = tag | TAG_SILENT;
         if self.orphans.peek().is_some_and(|o| o.seq == seq) {
             if let Some(o) = self.orphans.next() {
                 // Before the record: the completion may come back at once.
                 let _ = self.inflight.send(o);
+                tag &= !TAG_SILENT;
             }
         }
         let _ = self.producer.try_push(tag, words as u32, |w| {

@@ -52,6 +52,9 @@ const TAG_DEL: u32 = 2;
 const TAG_INCRBY: u32 = 3;
 /// Tag of completion records.
 pub const TAG_COMPLETION: u32 = 1;
+/// Flag on a request's tag: apply it without a completion (a replayed write nobody waits
+/// for).
+pub const TAG_SILENT: u32 = 1 << 15;
 
 impl<'a> Op<'a> {
     /// The key written.
@@ -101,6 +104,8 @@ impl<'a> Op<'a> {
 pub struct DecodedRequest {
     /// Sequence number.
     pub seq: u64,
+    /// Whether the request wants no completion ([`TAG_SILENT`]).
+    pub silent: bool,
     tag: u32,
     arg: i64,
     key: Vec<u8>,
@@ -121,7 +126,8 @@ impl DecodedRequest {
         self.seq = record.word(0);
         let lens = record.word(1);
         self.arg = record.word(2) as i64;
-        self.tag = record.tag;
+        self.silent = record.tag & TAG_SILENT != 0;
+        self.tag = record.tag & !TAG_SILENT;
         let key_len = (lens & u64::from(u32::MAX)) as usize;
         let value_len = (lens >> 32) as usize;
         let fixed = REQUEST_FIXED_WORDS as usize;
@@ -248,16 +254,19 @@ mod tests {
     use shm_protocol::ring::{Consumer, HeapRing, Producer};
 
     fn round_trip(op: Op<'_>) {
-        let ring = HeapRing::new(64);
-        let mut p = Producer::new(&ring);
-        let (tag, words) = op.record_shape();
-        p.try_push(tag, words as u32, |w| assert!(op.encode(77, w)))
-            .unwrap();
-        let mut c = Consumer::new(&ring);
-        let mut req = DecodedRequest::default();
-        c.pop(|r| req.decode_from(&r)).unwrap().unwrap().unwrap();
-        assert_eq!(req.seq, 77);
-        assert_eq!(req.op().unwrap(), op);
+        for silent in [false, true] {
+            let ring = HeapRing::new(64);
+            let mut p = Producer::new(&ring);
+            let (tag, words) = op.record_shape();
+            let tag = if silent { tag | TAG_SILENT } else { tag };
+            p.try_push(tag, words as u32, |w| assert!(op.encode(77, w)))
+                .unwrap();
+            let mut c = Consumer::new(&ring);
+            let mut req = DecodedRequest::default();
+            c.pop(|r| req.decode_from(&r)).unwrap().unwrap().unwrap();
+            assert_eq!((req.seq, req.silent), (77, silent));
+            assert_eq!(req.op().unwrap(), op);
+        }
     }
 
     #[test]

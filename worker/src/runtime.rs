@@ -354,8 +354,9 @@ impl ApplyLoop {
             let seq = self.request.seq;
             self.applied_seq = seq;
             let finished = monotonic_ns();
-            publish(&self.segment, machine, seq, finished);
-            self.push_completion(seq, outcome);
+            if !self.request.silent {
+                self.push_completion(seq, outcome);
+            }
             if matches!(outcome, Outcome::Err(_)) {
                 bump(&head.metrics.errors, 1);
             }
@@ -363,6 +364,11 @@ impl ApplyLoop {
             head.metrics.observe_apply(finished.saturating_sub(started));
             started = finished;
             applied += 1;
+        }
+        if applied > 0 {
+            // Once per batch: the state's summary and how far it got (completions already
+            // carry each write's outcome).
+            publish(&self.segment, machine, self.applied_seq, started);
         }
         Ok(applied)
     }
