@@ -55,8 +55,7 @@ def start_corral(data, port, log):
     return subprocess.Popen([BIN, "run", "--workers", "2", "--data-dir", data,
                              "--listen", f"127.0.0.1:{port}", "--fsync", "everysec",
                              "--checkpoint-writes", "1000000000", "--checkpoint-interval", "10h",
-                             "--checkpoint-log-bytes", "1000GiB", "--wal-max-bytes", "1000GiB",
-                             "--shard-memory", "512MiB", "--max-keys-per-shard", "4000000"],
+                             "--checkpoint-log-bytes", "1000GiB", "--wal-max-bytes", "1000GiB"],
                             stderr=log)
 
 def corral():
