@@ -260,12 +260,13 @@ pub fn read_segment<E: From<WalError>>(
     segment: &SegmentFile,
     newest: bool,
     until: u64,
+    bytes: &mut Vec<u8>,
     mut each: impl FnMut(Record<'_>) -> Result<(), E>,
 ) -> Result<(SegmentEnd, u64), E> {
     let path = &segment.path;
-    let mut bytes = Vec::new();
+    bytes.clear();
     File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .and_then(|mut f| f.read_to_end(bytes))
         .map_err(io_err(format!("cannot read {}", path.display())))?;
     let corrupt = |offset: usize, seq: u64, reason: String| {
         E::from(WalError::Corrupt {
@@ -391,6 +392,8 @@ pub fn scan<E: From<WalError>>(
     let segments = list_segments(dir)?;
     let mut next_seq = segments.first().map_or(1, |s| s.first_seq);
     let mut torn = None;
+    // One buffer for every segment: its pages are faulted in once.
+    let mut buffer = Vec::new();
     for (i, segment) in segments.iter().enumerate() {
         if next_seq > until {
             break;
@@ -409,7 +412,7 @@ pub fn scan<E: From<WalError>>(
             next_seq = ends_before.unwrap_or(next_seq);
             continue;
         }
-        let (end, next) = read_segment(segment, newest, until, |r| {
+        let (end, next) = read_segment(segment, newest, until, &mut buffer, |r| {
             if r.seq >= from {
                 each(r)
             } else {
