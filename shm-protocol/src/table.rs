@@ -292,6 +292,25 @@ impl<M: TableMemory> TableWriter<M> {
         self.mem.table().heap.len() / 2
     }
 
+    /// The first word of `key`'s home slot, where its lookup starts (for a prefetch).
+    pub fn home_slot(&self, key: &[u8]) -> &AtomicU64 {
+        let view = self.mem.table();
+        let index = (key_hash(key) as usize) & (view.slot_count() - 1);
+        &view.slot(index)[0]
+    }
+
+    /// The first heap word of the entry in `key`'s home slot, if that slot is taken (most
+    /// likely `key`'s own entry, whose bytes a lookup compares; for a prefetch).
+    pub fn home_entry(&self, key: &[u8]) -> Option<&AtomicU64> {
+        let view = self.mem.table();
+        let index = (key_hash(key) as usize) & (view.slot_count() - 1);
+        let slot = view.slot(index);
+        if load_own(&slot[1]) == 0 {
+            return None;
+        }
+        view.heap.get(load_own(&slot[3]) as usize)
+    }
+
     fn find(&self, key: &[u8], hash: u64) -> Result<usize, usize> {
         let view = self.mem.table();
         let count = view.slot_count();
@@ -587,6 +606,26 @@ mod tests {
             Lookup::Missing => None,
             Lookup::Busy => panic!("no concurrent writer, yet busy"),
         }
+    }
+
+    #[test]
+    fn home_slot_and_entry_point_at_a_keys_lookup() {
+        let table = HeapTable::new(64, 160);
+        let mut writer = TableWriter::new(&table, LIMITS);
+        let key = b"prefetched key";
+        assert!(
+            writer.home_entry(key).is_none(),
+            "an empty home slot has no entry"
+        );
+        writer.set(key, b"v").unwrap();
+        // In an otherwise empty table the key sits in its home slot: the slot's hash word
+        // and the entry's first word (the key's first bytes) are what the hints point at.
+        let view = table.table();
+        let home = writer.home_slot(key) as *const AtomicU64;
+        let index = (key_hash(key) as usize) & (view.slot_count() - 1);
+        assert_eq!(home, &view.slot(index)[0] as *const AtomicU64);
+        let entry = writer.home_entry(key).unwrap().load(Ordering::Relaxed);
+        assert_eq!(entry.to_le_bytes(), key[..8]);
     }
 
     /// Drives random sets and removes against a HashMap model, checking every key after

@@ -145,6 +145,12 @@ impl DecodedRequest {
         Ok(())
     }
 
+    /// The key (empty for a request that did not decode).
+    #[must_use]
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+
     /// The op, borrowing the buffers.
     pub fn op(&self) -> Result<Op<'_>, Malformed> {
         Ok(match self.tag {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use shm_protocol::layout::{WorkerState, CONTROL_STOP};
 use shm_protocol::metrics::bump;
-use shm_protocol::os::{monotonic_ns, RingSide, Segment, SegmentError, SegmentRing};
+use shm_protocol::os::{monotonic_ns, prefetch, RingSide, Segment, SegmentError, SegmentRing};
 use shm_protocol::ring::{Consumer, Producer, RingError};
 use shm_protocol::table::{TableLimits, TableWriter};
 use shm_protocol::wake;
@@ -17,7 +17,7 @@ use std::sync::mpsc::SyncSender;
 
 use crate::checkpoint::{self, CheckpointError, Snapshot};
 use crate::command::{
-    DecodedRequest, Outcome, WriteError, COMPLETION_PAYLOAD_WORDS, TAG_COMPLETION,
+    DecodedRequest, Malformed, Outcome, WriteError, COMPLETION_PAYLOAD_WORDS, TAG_COMPLETION,
 };
 use crate::machine::{KvMachine, StateMachine};
 
@@ -25,6 +25,8 @@ use crate::machine::{KvMachine, StateMachine};
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(50);
 /// Most requests applied before the worker publishes its status and checks control.
 pub const BATCH_MAX: usize = 256;
+/// Requests popped ahead of their application.
+const LOOKAHEAD: usize = 16;
 
 /// Why a worker stopped abnormally.
 #[derive(Debug)]
@@ -111,7 +113,9 @@ pub fn run(args: &WorkerArgs, log: &Logger) -> Result<(), WorkerError> {
             segment: Arc::clone(&segment),
             side: RingSide::Completion,
         }),
-        request: DecodedRequest::default(),
+        window: (0..LOOKAHEAD)
+            .map(|_| (DecodedRequest::default(), Ok(())))
+            .collect(),
         segment: Arc::clone(&segment),
         worker: id,
         applied_seq: covered,
@@ -271,7 +275,9 @@ fn publish<M: StateMachine>(segment: &Segment, machine: &M, applied_seq: u64, no
 struct ApplyLoop {
     requests: Consumer<SegmentRing<Arc<Segment>>>,
     completions: Producer<SegmentRing<Arc<Segment>>>,
-    request: DecodedRequest,
+    /// Requests popped ahead of their application, so that their table slots load while
+    /// earlier ones apply.
+    window: Vec<(DecodedRequest, Result<(), Malformed>)>,
     segment: Arc<Segment>,
     worker: u32,
     /// Sequence number of the last write in the state.
@@ -338,32 +344,53 @@ impl ApplyLoop {
         // One clock read per request: each request's end is the next one's start.
         let mut started = monotonic_ns();
         while applied < BATCH_MAX {
-            let request = &mut self.request;
-            let decoded = match self.requests.pop(|record| request.decode_from(&record)) {
-                Ok(Some(decoded)) => decoded,
-                Ok(None) => break,
-                Err(e) => return Err(WorkerError::Ring(e)),
-            };
-            // A requested checkpoint covers at most its limit: taken before the first
-            // write past it.
-            self.checkpoint_if_requested(machine, Some(self.request.seq));
-            let outcome = match decoded.and_then(|()| self.request.op()) {
-                Ok(op) => machine.apply(&op),
-                Err(_) => Outcome::Err(WriteError::Malformed),
-            };
-            let seq = self.request.seq;
-            self.applied_seq = seq;
-            let finished = monotonic_ns();
-            if !self.request.silent {
-                self.push_completion(seq, outcome);
+            // Pop a window of requests and start loading their keys' slots: the table is
+            // large and a lookup is a cache miss; overlapping the misses of a window is what
+            // makes a replay of millions of writes fast.
+            let mut popped = 0;
+            while popped < LOOKAHEAD && applied + popped < BATCH_MAX {
+                let (request, decoded) = &mut self.window[popped];
+                match self.requests.pop(|record| request.decode_from(&record)) {
+                    Ok(Some(d)) => *decoded = d,
+                    Ok(None) => break,
+                    Err(e) => return Err(WorkerError::Ring(e)),
+                }
+                prefetch(machine.table().home_slot(request.key()));
+                popped += 1;
             }
-            if matches!(outcome, Outcome::Err(_)) {
-                bump(&head.metrics.errors, 1);
+            if popped == 0 {
+                break;
             }
-            bump(&head.metrics.applied, 1);
-            head.metrics.observe_apply(finished.saturating_sub(started));
-            started = finished;
-            applied += 1;
+            // The slots are on their way; now the entries they point at.
+            for (request, _) in &self.window[..popped] {
+                if let Some(entry) = machine.table().home_entry(request.key()) {
+                    prefetch(entry);
+                }
+            }
+            for i in 0..popped {
+                let seq = self.window[i].0.seq;
+                // A requested checkpoint covers at most its limit: taken before the first
+                // write past it.
+                self.checkpoint_if_requested(machine, Some(seq));
+                let (request, decoded) = &self.window[i];
+                let outcome = match decoded.and_then(|()| request.op()) {
+                    Ok(op) => machine.apply(&op),
+                    Err(_) => Outcome::Err(WriteError::Malformed),
+                };
+                let silent = request.silent;
+                self.applied_seq = seq;
+                let finished = monotonic_ns();
+                if !silent {
+                    self.push_completion(seq, outcome);
+                }
+                if matches!(outcome, Outcome::Err(_)) {
+                    bump(&head.metrics.errors, 1);
+                }
+                bump(&head.metrics.applied, 1);
+                head.metrics.observe_apply(finished.saturating_sub(started));
+                started = finished;
+            }
+            applied += popped;
         }
         if applied > 0 {
             // Once per batch: the state's summary and how far it got (completions already
