@@ -53,7 +53,7 @@ def wait(cond, timeout=600.0, step=0.002):
 
 def start_corral(data, port, log):
     return subprocess.Popen([BIN, "run", "--workers", "2", "--data-dir", data,
-                             "--listen", f"127.0.0.1:{port}", "--fsync", "everysec",
+                             "--listen", f"127.0.0.1:{port}", "--http", "127.0.0.1:0", "--fsync", "everysec",
                              "--checkpoint-writes", "1000000000", "--checkpoint-interval", "10h",
                              "--checkpoint-log-bytes", "1000GiB", "--wal-max-bytes", "1000GiB"],
                             stderr=log)

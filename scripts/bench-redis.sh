@@ -26,7 +26,7 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 cport=$(free_port)
-target/release/corral run --workers "$workers" --fsync "$fsync" --data-dir "$work/corral" --listen "127.0.0.1:$cport" \
+target/release/corral run --workers "$workers" --fsync "$fsync" --data-dir "$work/corral" --listen "127.0.0.1:$cport" --http 127.0.0.1:0 \
   --log-level warn 2>"$work/corral.log" &
 corral_pid=$!
 rport=$(free_port)

@@ -61,7 +61,7 @@ def main():
     port = free_port()
     log = open(os.path.join(work, "corral.log"), "w")
     proc = subprocess.Popen([BIN, "run", "--workers", "2", "--data-dir", os.path.join(work, "data"),
-                             "--listen", f"127.0.0.1:{port}", "--log-level", "warn",
+                             "--listen", f"127.0.0.1:{port}", "--http", "127.0.0.1:0", "--log-level", "warn",
                              # A benchmark kills far more often than the default crash-loop limit.
                              "--restart-intensity", "1000000", "--restart-backoff-initial", "0s"],
                             stderr=log)

@@ -127,6 +127,9 @@ pub struct RunArgs {
     /// RESP listen address.
     #[arg(long, env = "CORRAL_LISTEN", default_value = "127.0.0.1:6390")]
     pub listen: String,
+    /// HTTP address of the health (and metrics) endpoints.
+    #[arg(long, env = "CORRAL_HTTP", default_value = "127.0.0.1:9390")]
+    pub http: String,
     /// Require clients to AUTH with this password.
     #[arg(long, env = "CORRAL_REQUIREPASS", hide_env_values = true)]
     pub requirepass: Option<String>,

@@ -26,6 +26,8 @@ pub struct Durability {
     synced: AtomicU64,
     /// The OS error of a failed sync (0: none); nothing after `synced` is then acknowledged.
     failed_errno: AtomicI32,
+    /// The OS error of the last write when it failed (0: writing works).
+    write_errno: AtomicI32,
     listeners: Mutex<Vec<Box<dyn Fn() + Send + Sync>>>,
 }
 
@@ -56,6 +58,7 @@ impl Durability {
             required: policy == FsyncPolicy::Always,
             synced: AtomicU64::new(0),
             failed_errno: AtomicI32::new(0),
+            write_errno: AtomicI32::new(0),
             listeners: Mutex::new(Vec::new()),
         })
     }
@@ -78,6 +81,32 @@ impl Durability {
         match self.failed_errno.load(Ordering::Acquire) {
             0 => Acknowledge::NotYet,
             errno => Acknowledge::Failed(errno),
+        }
+    }
+
+    /// The last sequence number known durable.
+    #[must_use]
+    pub fn synced(&self) -> u64 {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    /// Why the event log cannot take writes now, if it cannot.
+    #[must_use]
+    pub fn failure(&self) -> Option<String> {
+        let describe = |errno: i32| {
+            if errno > 0 {
+                std::io::Error::from_raw_os_error(errno).to_string()
+            } else {
+                "see the supervisor log".to_owned()
+            }
+        };
+        match (
+            self.failed_errno.load(Ordering::Acquire),
+            self.write_errno.load(Ordering::Acquire),
+        ) {
+            (0, 0) => None,
+            (0, w) => Some(format!("writes fail ({})", describe(w))),
+            (f, _) => Some(format!("a sync failed ({}); restart required", describe(f))),
         }
     }
 
@@ -433,6 +462,7 @@ impl Journal {
         match result {
             Ok(()) => {
                 self.stats.observe(records, started.elapsed());
+                self.durability.write_errno.store(0, Ordering::Release);
                 if std::mem::replace(&mut self.failing, false) {
                     info!(self.log, "event log writable again"; "component" => "wal");
                 }
@@ -452,6 +482,9 @@ impl Journal {
             }
             Err(errno) => {
                 self.failing = true;
+                self.durability
+                    .write_errno
+                    .store(if errno == 0 { -1 } else { errno }, Ordering::Release);
                 Err(errno)
             }
         }

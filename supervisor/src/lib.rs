@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod codec;
 pub mod datadir;
+pub mod http;
 pub mod journal;
 pub mod lifecycle;
 pub mod log;

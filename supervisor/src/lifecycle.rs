@@ -21,6 +21,7 @@ use slog::{error, info, warn, Logger};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 
 use crate::codec::{unix_ms, LifecycleRecord};
+use crate::http::Heartbeat;
 use crate::sequencer::{read_completions, InFlight, SeqMsg};
 use crate::shard::{Generation, Shard, ShardState};
 use crate::ticket::Failure;
@@ -185,6 +186,8 @@ pub struct Lifecycle {
     pub force: Arc<AtomicBool>,
     /// The workers' past, from the event log.
     pub history: History,
+    /// This loop's sign of life (for `/health/live`).
+    pub heartbeat: Arc<Heartbeat>,
     /// Logger.
     pub log: Logger,
 }
@@ -257,6 +260,7 @@ impl Lifecycle {
         let tick = (self.policy.watchdog_timeout / 4)
             .clamp(Duration::from_millis(10), Duration::from_millis(250));
         loop {
+            self.heartbeat.beat();
             let now = Instant::now();
             let next_restart = slots.iter().filter_map(|s| s.restart_at).min();
             let wait = next_restart
@@ -519,6 +523,7 @@ impl Lifecycle {
         self.hand_back_orphans(id, slot, stopping);
         let status = slot.child.take().and_then(|mut c| c.wait().ok());
         let (code, signal) = status.as_ref().map_or((None, None), describe);
+        shard.set_last_exit(code, signal);
         let uptime = slot.spawned_at.elapsed();
         let _ = Segment::unlink(generation.segment.name());
         self.record(LifecycleRecord::WorkerExited {

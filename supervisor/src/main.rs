@@ -13,6 +13,7 @@ use slog::{error, info, warn};
 
 use corral::cli::{self, Commands, EventsArgs, RunArgs, VerifyArgs, WorkerCli};
 use corral::codec::{unix_ms, LifecycleRecord};
+use corral::http::{Heartbeat, Http, Probes};
 use corral::journal::{Durability, Journal};
 use corral::lifecycle::{Ending, Event, History, Lifecycle, Policy};
 use corral::sequencer::{CheckpointPolicy, ReplayContext, SeqMsg, Sequencer};
@@ -195,6 +196,8 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
     let listen_addr = listener
         .local_addr()
         .map_err(|e| Fatal::usage(format!("cannot listen on {}: {e}", args.listen)))?;
+    let http_listener = TcpListener::bind(&args.http)
+        .map_err(|e| Fatal::usage(format!("cannot listen on {} (--http): {e}", args.http)))?;
 
     let logging = log::init(args.log_level, "supervisor");
     let log = logging.logger.clone();
@@ -232,6 +235,8 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
     let (events_tx, events_rx) = crossbeam_channel::unbounded::<Event>();
     let force = Arc::new(AtomicBool::new(false));
 
+    let sequencer_beat = Heartbeat::new("sequencer");
+    let lifecycle_beat = Heartbeat::new("lifecycle");
     let sequencer = {
         let seq = Sequencer::new(
             Arc::clone(&shards),
@@ -249,6 +254,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
                 log_bytes: args.checkpoint_log_bytes.max(1),
                 wal_max_bytes: args.wal_max_bytes,
             },
+            Arc::clone(&sequencer_beat),
         );
         spawn_thread("sequencer", move || seq.run(&seq_rx))?
     };
@@ -278,6 +284,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
             sequencer: seq_tx.clone(),
             force: Arc::clone(&force),
             history,
+            heartbeat: Arc::clone(&lifecycle_beat),
             log: log.clone(),
         };
         spawn_thread("lifecycle", move || lc.run())?
@@ -285,7 +292,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
     let server = Server::start(
         Arc::clone(&shards),
         seq_tx.clone(),
-        durability,
+        Arc::clone(&durability),
         ServerConfig {
             requirepass: args.requirepass.clone(),
             max_clients: args.max_clients,
@@ -303,6 +310,18 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
         spawn_thread("accept", move || server.accept_loop(&listener))?
     };
     info!(log, "accepting connections"; "component" => "server", "listen" => %listen_addr);
+    let http = {
+        let mut heartbeats = vec![sequencer_beat, lifecycle_beat];
+        heartbeats.extend(server.heartbeats().iter().cloned());
+        let probes = Arc::new(Probes {
+            shards: Arc::clone(&shards),
+            durability: Arc::clone(&durability),
+            server: Arc::clone(&server),
+            heartbeats,
+        });
+        Http::start(http_listener, probes, &log).map_err(Fatal::runtime)?
+    };
+    info!(log, "serving health endpoints"; "component" => "http", "http" => %http.addr);
 
     // Signals: the first starts a graceful shutdown, a second skips the waiting.
     let (signal_tx, signal_rx) = crossbeam_channel::bounded::<()>(4);
@@ -358,6 +377,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
         let _ = Segment::unlink(&name);
     }
     let forced = ending == Ending::Forced || stuck > 0;
+    http.stop();
     info!(log, "shutdown complete"; "component" => "supervisor", "forced" => forced,
           "duration_ms" => started.elapsed().as_millis() as u64,
           "log_lines_dropped" => logging.dropped.load(Ordering::Relaxed));

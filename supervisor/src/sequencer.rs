@@ -22,6 +22,7 @@ use slog::{error, Logger};
 use std::sync::atomic::Ordering;
 
 use crate::codec::LifecycleRecord;
+use crate::http::Heartbeat;
 use crate::journal::Journal;
 use crate::lifecycle::Event;
 use crate::replay::{self, ReplayJob};
@@ -242,6 +243,7 @@ pub struct Sequencer {
     replay: ReplayContext,
     checkpoints: CheckpointPolicy,
     next_checkpoint_check: Instant,
+    heartbeat: Arc<Heartbeat>,
 }
 
 /// What the sequencer gives each replay it starts.
@@ -275,6 +277,7 @@ impl Sequencer {
         restart_queue_max: usize,
         replay: ReplayContext,
         checkpoints: CheckpointPolicy,
+        heartbeat: Arc<Heartbeat>,
     ) -> Self {
         let logged_through = journal.next_seq() - 1;
         let lanes = shards
@@ -297,6 +300,7 @@ impl Sequencer {
             replay,
             checkpoints,
             next_checkpoint_check: Instant::now(),
+            heartbeat,
         }
     }
 
@@ -348,6 +352,7 @@ impl Sequencer {
                 self.commit();
             }
             waiting_for_space = self.flush();
+            self.heartbeat.beat();
             let now = Instant::now();
             if now >= self.next_checkpoint_check {
                 self.next_checkpoint_check = now + CHECKPOINT_TICK;

@@ -25,6 +25,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use slog::{debug, error, info, warn, Logger};
 
+use crate::http::Heartbeat;
 use crate::journal::{Acknowledge, Durability};
 use crate::resp::{reply, Frame, ParseLimits};
 use crate::sequencer::SeqMsg;
@@ -64,6 +65,7 @@ pub struct Server {
     next_id: AtomicU64,
     active: AtomicU32,
     loops: Mutex<Vec<LoopHandle>>,
+    heartbeats: Vec<Arc<Heartbeat>>,
 }
 
 struct LoopHandle {
@@ -121,6 +123,8 @@ impl Server {
         log: Logger,
     ) -> std::io::Result<Arc<Self>> {
         let io_threads = config.io_threads.max(1);
+        let heartbeats: Vec<Arc<Heartbeat>> =
+            (0..io_threads).map(|_| Heartbeat::new("io")).collect();
         let server = Arc::new(Self {
             shards,
             sequencer,
@@ -133,9 +137,10 @@ impl Server {
             next_id: AtomicU64::new(1),
             active: AtomicU32::new(0),
             loops: Mutex::new(Vec::new()),
+            heartbeats: heartbeats.clone(),
         });
         let mut loops = Vec::new();
-        for i in 0..io_threads {
+        for (i, heartbeat) in heartbeats.iter().enumerate() {
             let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
             let fd =
                 EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
@@ -162,6 +167,7 @@ impl Server {
                 runnable: VecDeque::new(),
                 unsynced: Vec::new(),
                 chunk: vec![0u8; 64 << 10],
+                heartbeat: Arc::clone(heartbeat),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("io-{i}"))
@@ -247,6 +253,16 @@ impl Server {
         self.active.load(Ordering::Acquire) as usize
     }
 
+    /// The event loops' signs of life.
+    pub fn heartbeats(&self) -> &[Arc<Heartbeat>] {
+        &self.heartbeats
+    }
+
+    /// Whether the server is draining for shutdown.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire) || self.stopping.load(Ordering::Acquire)
+    }
+
     /// Connections open now.
     pub fn connections(&self) -> u32 {
         self.active.load(Ordering::Acquire)
@@ -291,6 +307,7 @@ struct EventLoop {
     conns: HashMap<u64, Conn>,
     /// Connections with buffered commands still to run.
     runnable: VecDeque<u64>,
+    heartbeat: Arc<Heartbeat>,
     /// Connections whose outcomes are in but whose writes are not durable yet.
     unsynced: Vec<u64>,
     chunk: Vec<u8>,
@@ -323,6 +340,7 @@ impl EventLoop {
                     return;
                 }
             }
+            self.heartbeat.beat();
             let timeout = if self.runnable.is_empty() {
                 EpollTimeout::from(100u16)
             } else {

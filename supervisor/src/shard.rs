@@ -116,8 +116,9 @@ pub struct Shard {
     pub id: u32,
     state: AtomicU32,
     current: RwLock<Option<Arc<Generation>>>,
-    /// Restarts so far in this supervisor run.
+    /// Restarts so far (carried over from earlier runs through the event log).
     pub restarts: AtomicU64,
+    last_exit: Mutex<Option<String>>,
 }
 
 impl Shard {
@@ -129,6 +130,7 @@ impl Shard {
             state: AtomicU32::new(ShardState::Starting as u32),
             current: RwLock::new(None),
             restarts: AtomicU64::new(0),
+            last_exit: Mutex::new(None),
         }
     }
 
@@ -145,6 +147,23 @@ impl Shard {
     /// The newest generation (alive or not).
     pub fn current(&self) -> Option<Arc<Generation>> {
         self.current.read().map(|g| g.clone()).unwrap_or(None)
+    }
+
+    /// How the last worker ended (`code 1`, `signal 9`), if one did.
+    pub fn last_exit(&self) -> Option<String> {
+        self.last_exit.lock().map(|g| g.clone()).unwrap_or(None)
+    }
+
+    /// Records how a worker ended.
+    pub fn set_last_exit(&self, code: Option<i32>, signal: Option<i32>) {
+        let text = match (code, signal) {
+            (_, Some(s)) => format!("signal {s}"),
+            (Some(c), None) => format!("code {c}"),
+            (None, None) => "unknown".to_owned(),
+        };
+        if let Ok(mut g) = self.last_exit.lock() {
+            *g = Some(text);
+        }
     }
 
     /// Installs a new generation.

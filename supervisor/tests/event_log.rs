@@ -134,7 +134,7 @@ fn run_once(data_dir: &Path) -> (Option<i32>, String) {
         .args(["run", "--workers", "1", "--data-dir"])
         .arg(data_dir)
         .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-        .args(["--shutdown-timeout", "5s"])
+        .args(["--shutdown-timeout", "5s", "--http", "127.0.0.1:0"])
         .output()
         .unwrap();
     (

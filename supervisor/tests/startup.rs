@@ -41,6 +41,18 @@ fn usage_and_environment_errors_exit_2_with_a_reason() {
             vec![
                 "run",
                 "--data-dir",
+                data,
+                "--listen",
+                &free,
+                "--http",
+                &busy_addr,
+            ],
+            "(--http)",
+        ),
+        (
+            vec![
+                "run",
+                "--data-dir",
                 file.to_str().unwrap(),
                 "--listen",
                 &free,

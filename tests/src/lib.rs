@@ -97,6 +97,8 @@ pub struct Corral {
     child: Option<Child>,
     /// RESP port.
     pub port: u16,
+    /// HTTP port (health endpoints).
+    pub http_port: u16,
     /// Data dir.
     pub data_dir: PathBuf,
     /// stderr (JSON log lines) of the supervisor and its workers.
@@ -122,6 +124,7 @@ impl Corral {
     #[must_use]
     pub fn start_in(root: TempDir, data_dir: &Path, workers: u32, extra: &[&str]) -> Self {
         let port = free_port();
+        let http_port = free_port();
         let log_path = root.path().join(format!("stderr-{port}.log"));
         let log = fs::File::create(&log_path).expect("log file");
         let child = Command::new(corral_bin())
@@ -132,6 +135,8 @@ impl Corral {
             .arg(data_dir)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            .arg("--http")
+            .arg(format!("127.0.0.1:{http_port}"))
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -146,6 +151,7 @@ impl Corral {
         let corral = Self {
             child: Some(child),
             port,
+            http_port,
             data_dir: data_dir.to_owned(),
             log_path,
             workers,
@@ -386,6 +392,35 @@ fn parse_shards(info: &str) -> Vec<ShardInfo> {
         shards.push(s);
     }
     shards
+}
+
+/// A plain HTTP/1.1 GET of `path` on 127.0.0.1:`port`: status, content type and body.
+#[must_use]
+pub fn http_get(port: u16, path: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect http");
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send http request");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read http response");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    (status, content_type, body.to_owned())
 }
 
 /// Sends raw bytes and reads whatever arrives until the peer closes or `timeout` passes.

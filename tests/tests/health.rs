@@ -1,0 +1,74 @@
+//! The health endpoints on the real binary: liveness never depends on the workers;
+//! readiness follows the shards (a parked shard makes it 503 with the reason, the probe
+//! that brings the shard back makes it 200 again); `/health` describes every worker.
+
+use std::time::{Duration, Instant};
+
+use corral_tests::{alive, http_get, Corral};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+#[test]
+fn health_documents_every_worker() {
+    let corral = Corral::start(2, &[]);
+    assert_eq!(http_get(corral.http_port, "/health/live").0, 200);
+    let (status, _, body) = http_get(corral.http_port, "/health/ready");
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
+    let (status, content_type, body) = http_get(corral.http_port, "/health");
+    assert_eq!(status, 200);
+    assert_eq!(content_type, "application/health+json");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["status"], "pass", "{doc}");
+    let shards = corral.shards();
+    for (i, shard) in shards.iter().enumerate() {
+        let check = &doc["checks"][format!("worker:{i}")][0];
+        assert_eq!(check["status"], "pass", "{doc}");
+        assert_eq!(check["state"], "ready");
+        assert_eq!(check["pid"], u64::from(shard.pid));
+        assert_eq!(check["generation"], shard.generation);
+        assert!(check["heartbeat_age_ms"].as_u64().unwrap() < 1000, "{doc}");
+        assert!(check["queue_capacity_words"].as_u64().unwrap() > 0);
+    }
+    assert_eq!(doc["checks"]["event_log"][0]["status"], "pass");
+    assert_eq!(http_get(corral.http_port, "/nope").0, 404);
+}
+
+#[test]
+fn readiness_follows_a_parked_shard_and_liveness_never_wavers() {
+    let corral = Corral::start(2, &["--restart-intensity", "1", "--park-retry", "1s"]);
+    let victim = corral.shards()[0].pid;
+    kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
+    let t = Instant::now();
+    let mut saw_parked = None;
+    // Not ready while parked (with the reason), ready again once the probe recovers it;
+    // live throughout.
+    loop {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{}",
+            corral.log_tail(20)
+        );
+        assert_eq!(http_get(corral.http_port, "/health/live").0, 200);
+        let (status, _, body) = http_get(corral.http_port, "/health/ready");
+        if status == 503 {
+            assert!(body.contains("shard 0 is"), "{body}");
+            if body.contains("shard 0 is parked") {
+                saw_parked.get_or_insert(t.elapsed());
+            }
+        } else if saw_parked.is_some() {
+            assert_eq!(status, 200);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let detected = saw_parked.unwrap();
+    eprintln!("parked shard seen by /health/ready after {detected:?}");
+    assert!(!alive(victim));
+    let (_, _, body) = http_get(corral.http_port, "/health");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        doc["checks"]["worker:0"][0]["last_exit"], "signal 9",
+        "{doc}"
+    );
+    assert_eq!(doc["checks"]["worker:0"][0]["restarts"], 1);
+}
