@@ -107,7 +107,10 @@ pub struct Corral {
     pub workers: u32,
     password: Option<String>,
     root: TempDir,
-    crashed: bool,
+    /// The pid of the supervisor [`Corral::crash`] killed.
+    crashed: Option<u32>,
+    /// The instance id (names the segments), read at start.
+    instance: String,
 }
 
 impl Corral {
@@ -148,7 +151,7 @@ impl Corral {
             .position(|a| *a == "--requirepass")
             .and_then(|i| extra.get(i + 1))
             .map(|p| (*p).to_owned());
-        let corral = Self {
+        let mut corral = Self {
             child: Some(child),
             port,
             http_port,
@@ -157,13 +160,15 @@ impl Corral {
             workers,
             password,
             root,
-            crashed: false,
+            crashed: None,
+            instance: String::new(),
         };
         corral.wait_until("all shards ready", Duration::from_secs(20), || {
             corral.try_shards().is_some_and(|s| {
                 s.len() == workers as usize && s.iter().all(|i| i.state == "ready")
             })
         });
+        corral.instance = instance_of(&corral.data_dir);
         corral
     }
 
@@ -281,17 +286,21 @@ impl Corral {
     /// a restart, which sweeps the segments); this handle cleans up nothing more.
     pub fn crash(&mut self) -> TempDir {
         if let Some(mut child) = self.child.take() {
+            self.crashed = Some(child.id());
             let _ = child.kill();
             let _ = child.wait();
         }
-        self.crashed = true;
         std::mem::replace(&mut self.root, TempDir::new("moved"))
     }
 
     /// The instance id from the data dir manifest (names the shared-memory segments).
     #[must_use]
     pub fn instance(&self) -> String {
-        instance_of(&self.data_dir)
+        if self.instance.is_empty() {
+            instance_of(&self.data_dir)
+        } else {
+            self.instance.clone()
+        }
     }
 }
 
@@ -334,7 +343,16 @@ pub fn alive(pid: u32) -> bool {
 
 impl Drop for Corral {
     fn drop(&mut self) {
-        if self.crashed {
+        if let Some(pid) = self.crashed {
+            // Only the crashed supervisor's segments (a restart on the same data dir has
+            // swept them already, or the test ended before one).
+            let instance = self.instance();
+            let prefix = format!("{instance}.{pid}.");
+            for name in segments_of(&instance) {
+                if name.starts_with(&format!("corral.{prefix}")) {
+                    let _ = fs::remove_file(format!("/dev/shm/{name}"));
+                }
+            }
             return;
         }
         let instance = self.instance();
