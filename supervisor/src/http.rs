@@ -21,6 +21,7 @@ use shm_protocol::os::monotonic_ns;
 use slog::{warn, Logger};
 
 use crate::journal::Durability;
+use crate::metrics::Metrics;
 use crate::server::Server;
 use crate::shard::{Shard, ShardState};
 
@@ -71,6 +72,8 @@ pub struct Probes {
     pub server: Arc<Server>,
     /// The supervisor's loops.
     pub heartbeats: Vec<Arc<Heartbeat>>,
+    /// The metrics registry.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The running HTTP server.
@@ -192,6 +195,20 @@ fn serve(mut request: tiny_http::Request, probes: &Probes, log: &Logger) {
                 code,
                 "application/health+json",
                 body.to_string(),
+                log,
+            );
+        }
+        "/metrics" => {
+            probes
+                .metrics
+                .connections
+                .set(i64::from(probes.server.connections()));
+            let body = probes.metrics.render();
+            respond(
+                request,
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                body,
                 log,
             );
         }

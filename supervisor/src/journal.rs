@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use slog::{error, info, warn, Logger};
 
 use crate::codec::{self, LifecycleRecord};
+use crate::metrics::WalMetrics;
 use crate::sequencer::OwnedOp;
 use crate::wal::{self, FsyncPolicy, Kind, WalError, Writer, WriterOptions};
 
@@ -175,6 +176,7 @@ impl Syncer {
         written: u64,
         policy: FsyncPolicy,
         durability: Arc<Durability>,
+        metrics: WalMetrics,
         log: Logger,
     ) -> std::io::Result<Self> {
         let shared = Arc::new(SyncShared {
@@ -190,7 +192,7 @@ impl Syncer {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name("wal-sync".into())
-                .spawn(move || Self::run(&shared, policy, &durability, &log))?
+                .spawn(move || Self::run(&shared, policy, &durability, &metrics, &log))?
         };
         Ok(Self {
             shared,
@@ -198,7 +200,13 @@ impl Syncer {
         })
     }
 
-    fn run(shared: &SyncShared, policy: FsyncPolicy, durability: &Durability, log: &Logger) {
+    fn run(
+        shared: &SyncShared,
+        policy: FsyncPolicy,
+        durability: &Durability,
+        metrics: &WalMetrics,
+        log: &Logger,
+    ) {
         let mut state = shared.lock();
         loop {
             if policy == FsyncPolicy::Always {
@@ -227,6 +235,7 @@ impl Syncer {
             let started = Instant::now();
             let result = file.map_or(Ok(()), |f| f.sync_data());
             let took = started.elapsed();
+            metrics.sync_seconds.observe(took.as_secs_f64());
             state = shared.lock();
             match result {
                 Ok(()) => {
@@ -240,6 +249,7 @@ impl Syncer {
                     error!(log, "event log sync failed; refusing writes until restart"; "component" => "wal",
                            "error" => %e);
                     let errno = e.raw_os_error().unwrap_or(-1);
+                    metrics.errors.inc();
                     state.failed_errno = errno;
                     durability.fail(errno);
                 }
@@ -315,6 +325,7 @@ impl GroupStats {
 pub struct Journal {
     writer: Writer,
     durability: Arc<Durability>,
+    metrics: WalMetrics,
     syncer: Option<Syncer>,
     segments_seen: usize,
     /// Whether the last commit failed (logged once per failing stretch).
@@ -345,6 +356,7 @@ impl Journal {
         log: Logger,
         mut lifecycle: impl FnMut(LifecycleRecord),
         durability: Arc<Durability>,
+        metrics: WalMetrics,
     ) -> Result<Self, WalError> {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
@@ -396,6 +408,7 @@ impl Journal {
                     writer.next_seq() - 1,
                     fsync,
                     Arc::clone(&durability),
+                    metrics.clone(),
                     log.clone(),
                 )
                 .map_err(|error| WalError::Io {
@@ -409,6 +422,7 @@ impl Journal {
             segments_seen: writer.segments_created(),
             writer,
             durability,
+            metrics,
             syncer,
             failing: false,
             stats: GroupStats::default(),
@@ -442,6 +456,7 @@ impl Journal {
             return Ok(());
         }
         let (records, started) = (self.writer.staged_records() as u64, Instant::now());
+        let bytes = self.writer.staged_bytes() as u64;
         let failed = self
             .syncer
             .as_ref()
@@ -462,6 +477,9 @@ impl Journal {
         match result {
             Ok(()) => {
                 self.stats.observe(records, started.elapsed());
+                self.metrics.records.inc_by(records);
+                self.metrics.bytes.inc_by(bytes);
+                self.metrics.group_records.observe(records as f64);
                 self.durability.write_errno.store(0, Ordering::Release);
                 if std::mem::replace(&mut self.failing, false) {
                     info!(self.log, "event log writable again"; "component" => "wal");
@@ -482,6 +500,7 @@ impl Journal {
             }
             Err(errno) => {
                 self.failing = true;
+                self.metrics.errors.inc();
                 self.durability
                     .write_errno
                     .store(if errno == 0 { -1 } else { errno }, Ordering::Release);
@@ -518,9 +537,16 @@ impl Journal {
         }
     }
 
-    /// Segments in the log and their total size in bytes.
+    /// Segments in the log and their total size in bytes (also published as metrics).
     pub fn disk_usage(&self) -> Result<(usize, u64), WalError> {
-        self.writer.disk_usage()
+        let usage = self.writer.disk_usage()?;
+        self.metrics
+            .segments
+            .set(i64::try_from(usage.0).unwrap_or(i64::MAX));
+        self.metrics
+            .disk_bytes
+            .set(i64::try_from(usage.1).unwrap_or(i64::MAX));
+        Ok(usage)
     }
 
     /// Group commit figures so far.

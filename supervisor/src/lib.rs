@@ -10,6 +10,7 @@ pub mod http;
 pub mod journal;
 pub mod lifecycle;
 pub mod log;
+pub mod metrics;
 pub mod replay;
 pub mod resp;
 pub mod sequencer;

@@ -518,6 +518,7 @@ impl Lifecycle {
         let generation = Arc::clone(generation);
         generation.mark_dead();
         let shard = &self.shards[id as usize];
+        shard.retire(&generation);
         let stopping =
             stopping || matches!(shard.state(), ShardState::Stopping | ShardState::Stopped);
         self.hand_back_orphans(id, slot, stopping);

@@ -16,6 +16,7 @@ use corral::codec::{unix_ms, LifecycleRecord};
 use corral::http::{Heartbeat, Http, Probes};
 use corral::journal::{Durability, Journal};
 use corral::lifecycle::{Ending, Event, History, Lifecycle, Policy};
+use corral::metrics::Metrics;
 use corral::sequencer::{CheckpointPolicy, ReplayContext, SeqMsg, Sequencer};
 use corral::server::{Server, ServerConfig};
 use corral::shard::Shard;
@@ -216,6 +217,8 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
           "stale_segments_removed" => stale.len());
 
     let (seq_tx, seq_rx) = crossbeam_channel::bounded::<SeqMsg>(4096);
+    let shards: Arc<Vec<Shard>> = Arc::new((0..workers).map(Shard::new).collect());
+    let metrics = Metrics::new(Arc::clone(&shards));
     let mut history = History::default();
     let durability = Durability::new(args.fsync);
     let journal = Journal::open(
@@ -225,13 +228,13 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
         log.clone(),
         |record| history.observe(&record),
         Arc::clone(&durability),
+        metrics.wal.clone(),
     )
     .map_err(|e| {
         error!(log, "cannot open the event log"; "component" => "wal", "error" => %e);
         Fatal::runtime(format!("cannot open the event log: {e}"))
     })?;
 
-    let shards: Arc<Vec<Shard>> = Arc::new((0..workers).map(Shard::new).collect());
     let (events_tx, events_rx) = crossbeam_channel::unbounded::<Event>();
     let force = Arc::new(AtomicBool::new(false));
 
@@ -246,6 +249,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
                 wal_dir: args.data_dir.join("wal"),
                 sequencer: seq_tx.clone(),
                 events: events_tx.clone(),
+                shards: Arc::clone(&shards),
                 log: log.clone(),
             },
             CheckpointPolicy {
@@ -293,6 +297,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
         Arc::clone(&shards),
         seq_tx.clone(),
         Arc::clone(&durability),
+        Arc::clone(&metrics),
         ServerConfig {
             requirepass: args.requirepass.clone(),
             max_clients: args.max_clients,
@@ -318,6 +323,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
             durability: Arc::clone(&durability),
             server: Arc::clone(&server),
             heartbeats,
+            metrics: Arc::clone(&metrics),
         });
         Http::start(http_listener, probes, &log).map_err(Fatal::runtime)?
     };

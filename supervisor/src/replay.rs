@@ -247,6 +247,7 @@ impl Run {
         });
         self.records += 1;
         self.last_seq = seq;
+        self.context.shards[self.generation.shard as usize].set_pushed_seq(seq);
         if self.records % NOTIFY_EVERY == 0 {
             self.notify();
             self.report(seq);

@@ -255,6 +255,8 @@ pub struct ReplayContext {
     pub sequencer: Sender<SeqMsg>,
     /// The lifecycle thread's events (for [`Event::Recovered`]).
     pub events: Sender<Event>,
+    /// The shards (a replay notes how far it pushed).
+    pub shards: Arc<Vec<Shard>>,
     /// Logger.
     pub log: Logger,
 }
@@ -582,7 +584,7 @@ impl Sequencer {
     /// Pushes queued writes into rings; returns whether some ring was full.
     fn flush(&mut self) -> bool {
         let mut full = false;
-        for lane in &mut self.lanes {
+        for (lane, shard) in self.lanes.iter_mut().zip(self.shards.iter()) {
             let Some(active) = lane.active.as_mut() else {
                 continue;
             };
@@ -603,6 +605,7 @@ impl Sequencer {
                     op.encode(seq, w);
                 });
                 lane.replay_through = seq;
+                shard.set_pushed_seq(seq);
                 lane.checkpoint.writes += 1;
                 lane.checkpoint.bytes += words * 8;
                 pushed = true;

@@ -27,6 +27,7 @@ use slog::{debug, error, info, warn, Logger};
 
 use crate::http::Heartbeat;
 use crate::journal::{Acknowledge, Durability};
+use crate::metrics::Metrics;
 use crate::resp::{reply, Frame, ParseLimits};
 use crate::sequencer::SeqMsg;
 use crate::session::{Batch, Session};
@@ -60,6 +61,7 @@ pub struct Server {
     pub(crate) log: Logger,
     pub(crate) started: Instant,
     pub(crate) durability: Arc<Durability>,
+    metrics: Arc<Metrics>,
     stopping: AtomicBool,
     draining: AtomicBool,
     next_id: AtomicU64,
@@ -119,6 +121,7 @@ impl Server {
         shards: Arc<Vec<Shard>>,
         sequencer: Sender<SeqMsg>,
         durability: Arc<Durability>,
+        metrics: Arc<Metrics>,
         config: ServerConfig,
         log: Logger,
     ) -> std::io::Result<Arc<Self>> {
@@ -132,6 +135,7 @@ impl Server {
             log,
             started: Instant::now(),
             durability: Arc::clone(&durability),
+            metrics,
             stopping: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
@@ -202,6 +206,7 @@ impl Server {
                 }
             };
             if self.active.load(Ordering::Acquire) >= self.config.max_clients {
+                self.metrics.connections_rejected.inc();
                 let _ = stream.write_all(b"-ERR max number of clients reached\r\n");
                 continue;
             }

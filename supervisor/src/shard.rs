@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crossbeam_channel::Sender;
+use shm_protocol::metrics::APPLY_BUCKET_COUNT;
 use shm_protocol::os::Segment;
 use shm_protocol::wake;
 
@@ -69,6 +70,8 @@ pub struct Generation {
     /// Worker process id.
     pub pid: u32,
     dead: AtomicBool,
+    /// Its counters were folded into the shard's retired totals.
+    folded: AtomicBool,
     inflight: Mutex<Option<Sender<InFlight>>>,
 }
 
@@ -87,6 +90,7 @@ impl Generation {
             segment,
             pid,
             dead: AtomicBool::new(false),
+            folded: AtomicBool::new(false),
             inflight: Mutex::new(Some(inflight)),
         }
     }
@@ -119,6 +123,35 @@ pub struct Shard {
     /// Restarts so far (carried over from earlier runs through the event log).
     pub restarts: AtomicU64,
     last_exit: Mutex<Option<String>>,
+    /// Counters of the shard's dead generations.
+    retired: Mutex<WorkerCounts>,
+    /// The sequence number of the last write handed to a worker of this shard.
+    pushed_seq: AtomicU64,
+}
+
+/// A worker's counters, as the metrics report them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkerCounts {
+    /// Writes applied.
+    pub applied: u64,
+    /// Writes that returned an error.
+    pub errors: u64,
+    /// Apply latency, non-cumulative buckets (see `shm_protocol::metrics`).
+    pub buckets: [u64; APPLY_BUCKET_COUNT],
+    /// Sum of apply latencies, nanoseconds.
+    pub sum_ns: u64,
+}
+
+impl WorkerCounts {
+    fn add(&mut self, generation: &Generation) {
+        let m = &generation.segment.head().metrics;
+        self.applied += m.applied.load(Ordering::Acquire);
+        self.errors += m.errors.load(Ordering::Acquire);
+        for (total, b) in self.buckets.iter_mut().zip(&m.apply_buckets) {
+            *total += b.load(Ordering::Acquire);
+        }
+        self.sum_ns += m.apply_sum_ns.load(Ordering::Acquire);
+    }
 }
 
 impl Shard {
@@ -131,6 +164,8 @@ impl Shard {
             current: RwLock::new(None),
             restarts: AtomicU64::new(0),
             last_exit: Mutex::new(None),
+            retired: Mutex::new(WorkerCounts::default()),
+            pushed_seq: AtomicU64::new(0),
         }
     }
 
@@ -147,6 +182,43 @@ impl Shard {
     /// The newest generation (alive or not).
     pub fn current(&self) -> Option<Arc<Generation>> {
         self.current.read().map(|g| g.clone()).unwrap_or(None)
+    }
+
+    /// The shard's counters: every dead generation's plus the current one's. Monotonic:
+    /// a generation is counted live until [`Shard::retire`] moves it, under the same lock.
+    pub fn counts(&self) -> WorkerCounts {
+        let retired = self
+            .retired
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut counts = retired.clone();
+        if let Some(g) = self.current() {
+            if !g.folded.load(Ordering::Acquire) {
+                counts.add(&g);
+            }
+        }
+        counts
+    }
+
+    /// Folds a dead generation's counters into the retired totals (once).
+    pub fn retire(&self, generation: &Generation) {
+        let mut retired = self
+            .retired
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !generation.folded.swap(true, Ordering::AcqRel) {
+            retired.add(generation);
+        }
+    }
+
+    /// The sequence number of the last write handed to a worker of this shard.
+    pub fn pushed_seq(&self) -> u64 {
+        self.pushed_seq.load(Ordering::Relaxed)
+    }
+
+    /// Notes the last write handed to a worker.
+    pub fn set_pushed_seq(&self, seq: u64) {
+        self.pushed_seq.store(seq, Ordering::Relaxed);
     }
 
     /// How the last worker ended (`code 1`, `signal 9`), if one did.
