@@ -22,8 +22,9 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 
 use crate::codec::{unix_ms, LifecycleRecord};
 use crate::http::Heartbeat;
+use crate::metrics::Metrics;
 use crate::sequencer::{read_completions, InFlight, SeqMsg};
-use crate::shard::{Generation, Shard, ShardState};
+use crate::shard::{Generation, RestartReason, Shard, ShardState};
 use crate::ticket::Failure;
 
 /// Events the lifecycle thread reacts to.
@@ -188,6 +189,8 @@ pub struct Lifecycle {
     pub history: History,
     /// This loop's sign of life (for `/health/live`).
     pub heartbeat: Arc<Heartbeat>,
+    /// Metrics (recovery durations).
+    pub metrics: Arc<Metrics>,
     /// Logger.
     pub log: Logger,
 }
@@ -303,9 +306,7 @@ impl Lifecycle {
     /// a shard parked when the last supervisor stopped starts as a probe.
     fn resume_history(&self, id: u32, slot: &mut Slot) {
         let past = self.history.worker(id);
-        self.shards[id as usize]
-            .restarts
-            .store(past.restarts, Ordering::Relaxed);
+        self.shards[id as usize].resume_restarts(past.restarts);
         let (now, now_ms) = (Instant::now(), unix_ms());
         for at in past.crashes_unix_ms {
             let ago = Duration::from_millis(now_ms.saturating_sub(at));
@@ -468,6 +469,11 @@ impl Lifecycle {
         }
         shard.set_state(ShardState::Ready);
         let _ = self.sequencer.send(SeqMsg::ShardChanged(id));
+        let mode = if number == 1 { "startup" } else { "restart" };
+        self.metrics
+            .recovery_seconds
+            .with_label_values(&[mode])
+            .observe(slot.spawned_at.elapsed().as_secs_f64());
         // A probe that recovers ends the parked state; the crash window still counts.
         let probe = std::mem::replace(&mut slot.probing, false);
         self.record(LifecycleRecord::ShardRecovered {
@@ -546,7 +552,13 @@ impl Lifecycle {
         warn!(self.log, "worker exited"; "component" => "lifecycle", "worker" => id,
               "generation" => number, "pid" => generation.pid, "code" => code, "signal" => signal,
               "uptime_ms" => uptime.as_millis() as u64, "expected" => false);
-        shard.restarts.fetch_add(1, Ordering::Relaxed);
+        shard.count_restart(if slot.watchdog_fired {
+            RestartReason::Watchdog
+        } else if signal.is_some() {
+            RestartReason::Signal
+        } else {
+            RestartReason::Exit
+        });
         if uptime >= self.policy.stable_period {
             slot.consecutive = 0;
         }

@@ -218,7 +218,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
 
     let (seq_tx, seq_rx) = crossbeam_channel::bounded::<SeqMsg>(4096);
     let shards: Arc<Vec<Shard>> = Arc::new((0..workers).map(Shard::new).collect());
-    let metrics = Metrics::new(Arc::clone(&shards));
+    let metrics = Metrics::new(Arc::clone(&shards), Arc::clone(&logging.dropped));
     let mut history = History::default();
     let durability = Durability::new(args.fsync);
     let journal = Journal::open(
@@ -259,6 +259,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
                 wal_max_bytes: args.wal_max_bytes,
             },
             Arc::clone(&sequencer_beat),
+            Arc::clone(&metrics),
         );
         spawn_thread("sequencer", move || seq.run(&seq_rx))?
     };
@@ -289,6 +290,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
             force: Arc::clone(&force),
             history,
             heartbeat: Arc::clone(&lifecycle_beat),
+            metrics: Arc::clone(&metrics),
             log: log.clone(),
         };
         spawn_thread("lifecycle", move || lc.run())?

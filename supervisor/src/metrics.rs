@@ -6,16 +6,18 @@
 //! a worker restarts: a dead generation's counts are folded into its shard's retired totals
 //! under the same lock the scrape takes ([`Shard::retire`]).
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntGauge, Opts, Registry,
+};
 use shm_protocol::metrics::APPLY_BUCKETS_NS;
 use shm_protocol::os::monotonic_ns;
 
-use crate::shard::{Shard, ShardState, WorkerCounts};
+use crate::shard::{process_usage, Shard, ShardState, WorkerCounts};
 
 /// The supervisor's metrics.
 #[derive(Debug)]
@@ -27,6 +29,10 @@ pub struct Metrics {
     pub connections_rejected: IntCounter,
     /// Event log figures.
     pub wal: WalMetrics,
+    /// Time to write a checkpoint (as the worker reports it).
+    pub checkpoint_seconds: Histogram,
+    /// Time from a worker's start to its shard serving, by mode (`startup`, `restart`).
+    pub recovery_seconds: HistogramVec,
 }
 
 /// Event log figures, updated by the sequencer and the sync thread.
@@ -54,7 +60,7 @@ impl Metrics {
     /// # Panics
     /// Never in practice: every family is registered once with a fixed, valid name.
     #[must_use]
-    pub fn new(shards: Arc<Vec<Shard>>) -> Arc<Self> {
+    pub fn new(shards: Arc<Vec<Shard>>, log_dropped: Arc<AtomicU64>) -> Arc<Self> {
         let registry = Registry::new();
         let counter = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("valid counter");
@@ -115,7 +121,37 @@ impl Metrics {
             segments: gauge("corral_wal_segments", "Segments in the event log."),
             disk_bytes: gauge("corral_wal_disk_bytes", "Bytes of the event log on disk."),
         };
+        let recovery_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "corral_recovery_duration_seconds",
+                "Time from a worker's start to its shard serving (checkpoint load and replay).",
+            )
+            .buckets(prometheus::exponential_buckets(0.001, 4.0, 10).expect("valid buckets")),
+            &["mode"],
+        )
+        .expect("valid histogram");
+        registry
+            .register(Box::new(recovery_seconds.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(CounterFn {
+                desc: Desc::new(
+                    "corral_log_lines_dropped_total".into(),
+                    "Log lines dropped because the log channel was full.".into(),
+                    Vec::new(),
+                    Default::default(),
+                )
+                .expect("valid desc"),
+                value: log_dropped,
+            }))
+            .expect("registered once");
         Arc::new(Self {
+            checkpoint_seconds: histogram(
+                "corral_checkpoint_duration_seconds",
+                "Time to write a checkpoint.",
+                prometheus::exponential_buckets(0.001, 4.0, 10).expect("valid buckets"),
+            ),
+            recovery_seconds,
             connections: gauge("corral_connections", "Client connections open."),
             connections_rejected: counter(
                 "corral_connections_rejected_total",
@@ -135,88 +171,165 @@ impl Metrics {
     }
 }
 
+/// A counter whose value lives in an atomic owned elsewhere.
+struct CounterFn {
+    desc: Desc,
+    value: Arc<AtomicU64>,
+}
+
+impl Collector for CounterFn {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let mut c = proto::Counter::default();
+        c.set_value(self.value.load(Ordering::Relaxed) as f64);
+        let mut m = proto::Metric::default();
+        m.set_counter(c);
+        let mut f = MetricFamily::default();
+        f.set_name(self.desc.fq_name.clone());
+        f.set_help(self.desc.help.clone());
+        f.set_field_type(MetricType::COUNTER);
+        f.set_metric(vec![m]);
+        vec![f]
+    }
+}
+
 /// The per-worker families, read from shared memory at scrape time.
 struct WorkerCollector {
     shards: Arc<Vec<Shard>>,
     descs: Vec<Desc>,
 }
 
-/// (name, help, type) of the families [`WorkerCollector`] produces.
-const WORKER_FAMILIES: &[(&str, &str, MetricType)] = &[
+/// (name, help, type, extra label) of the families [`WorkerCollector`] produces; every one
+/// has the `worker` label.
+const WORKER_FAMILIES: &[(&str, &str, MetricType, Option<&str>)] = &[
     (
         "corral_worker_up",
         "1 while the worker process runs.",
         MetricType::GAUGE,
+        None,
     ),
     (
         "corral_worker_ready",
         "1 while the shard serves (replay done).",
         MetricType::GAUGE,
+        None,
     ),
     (
         "corral_worker_generation",
         "Generation of the current worker.",
         MetricType::GAUGE,
+        None,
     ),
     (
         "corral_worker_restarts_total",
-        "Worker restarts after a crash.",
+        "Worker restarts, by reason.",
         MetricType::COUNTER,
+        Some("reason"),
+    ),
+    (
+        "corral_worker_last_exit_code",
+        "Exit code of the last worker (-1: none).",
+        MetricType::GAUGE,
+        None,
+    ),
+    (
+        "corral_worker_last_exit_signal",
+        "Signal that ended the last worker (-1: none).",
+        MetricType::GAUGE,
+        None,
     ),
     (
         "corral_worker_applied_total",
         "Writes applied by the shard's workers.",
         MetricType::COUNTER,
+        None,
     ),
     (
         "corral_worker_errors_total",
         "Writes that returned an error.",
         MetricType::COUNTER,
+        None,
     ),
     (
         "corral_worker_queue_depth_words",
         "Request ring words not yet applied.",
         MetricType::GAUGE,
+        None,
     ),
     (
         "corral_worker_queue_capacity_words",
         "Request ring size in words.",
         MetricType::GAUGE,
+        None,
     ),
     (
         "corral_worker_heartbeat_age_seconds",
         "Age of the worker's heartbeat.",
         MetricType::GAUGE,
+        None,
     ),
     (
         "corral_worker_keys",
         "Keys held by the shard.",
         MetricType::GAUGE,
+        None,
     ),
     (
         "corral_worker_keys_capacity",
         "Most keys the shard holds.",
         MetricType::GAUGE,
+        None,
     ),
     (
         "corral_worker_applied_seq",
         "Sequence number of the last write applied.",
         MetricType::GAUGE,
+        None,
     ),
     (
         "corral_worker_replay_lag",
         "Sequence numbers between the last write handed to the worker and the last it applied.",
         MetricType::GAUGE,
+        None,
     ),
     (
         "corral_worker_checkpoint_seq",
         "Sequence number the newest checkpoint covers.",
         MetricType::GAUGE,
+        None,
+    ),
+    (
+        "corral_worker_checkpoint_bytes",
+        "Size of the newest checkpoint.",
+        MetricType::GAUGE,
+        None,
+    ),
+    (
+        "corral_worker_checkpoint_last_success_timestamp_seconds",
+        "When the current worker last wrote a checkpoint (0: not yet).",
+        MetricType::GAUGE,
+        None,
+    ),
+    (
+        "corral_worker_cpu_seconds_total",
+        "CPU time of the shard's worker processes.",
+        MetricType::COUNTER,
+        None,
+    ),
+    (
+        "corral_worker_resident_memory_bytes",
+        "Resident memory of the current worker process.",
+        MetricType::GAUGE,
+        None,
     ),
     (
         "corral_worker_apply_duration_seconds",
         "Time to apply one write.",
         MetricType::HISTOGRAM,
+        None,
     ),
 ];
 
@@ -224,11 +337,13 @@ impl WorkerCollector {
     fn new(shards: Arc<Vec<Shard>>) -> Self {
         let descs = WORKER_FAMILIES
             .iter()
-            .filter_map(|(name, help, _)| {
+            .filter_map(|(name, help, _, extra)| {
+                let mut labels = vec!["worker".to_owned()];
+                labels.extend(extra.map(str::to_owned));
                 Desc::new(
                     (*name).to_owned(),
                     (*help).to_owned(),
-                    vec!["worker".to_owned()],
+                    labels,
                     Default::default(),
                 )
                 .ok()
@@ -238,16 +353,21 @@ impl WorkerCollector {
     }
 }
 
-fn labels(worker: u32) -> Vec<LabelPair> {
-    let mut l = LabelPair::default();
-    l.set_name("worker".to_owned());
-    l.set_value(worker.to_string());
-    vec![l]
+fn labels(worker: u32, extra: Option<(&str, &str)>) -> Vec<LabelPair> {
+    let pair = |name: &str, value: &str| {
+        let mut l = LabelPair::default();
+        l.set_name(name.to_owned());
+        l.set_value(value.to_owned());
+        l
+    };
+    let mut out = vec![pair("worker", &worker.to_string())];
+    out.extend(extra.map(|(k, v)| pair(k, v)));
+    out
 }
 
-fn scalar(worker: u32, kind: MetricType, value: f64) -> proto::Metric {
+fn scalar(worker: u32, extra: Option<(&str, &str)>, kind: MetricType, value: f64) -> proto::Metric {
     let mut m = proto::Metric::default();
-    m.set_label(labels(worker));
+    m.set_label(labels(worker, extra));
     if kind == MetricType::COUNTER {
         let mut c = proto::Counter::default();
         c.set_value(value);
@@ -275,7 +395,7 @@ fn histogram(worker: u32, counts: &WorkerCounts) -> proto::Metric {
     h.set_sample_count(counts.buckets.iter().sum());
     h.set_sample_sum(counts.sum_ns as f64 / 1e9);
     let mut m = proto::Metric::default();
-    m.set_label(labels(worker));
+    m.set_label(labels(worker, None));
     m.set_histogram(h);
     m
 }
@@ -288,7 +408,7 @@ impl Collector for WorkerCollector {
     fn collect(&self) -> Vec<MetricFamily> {
         let mut families: Vec<MetricFamily> = WORKER_FAMILIES
             .iter()
-            .map(|(name, help, kind)| {
+            .map(|(name, help, kind, _)| {
                 let mut f = MetricFamily::default();
                 f.set_name((*name).to_owned());
                 f.set_help((*help).to_owned());
@@ -296,51 +416,134 @@ impl Collector for WorkerCollector {
                 f
             })
             .collect();
+        let index = |name: &str| WORKER_FAMILIES.iter().position(|f| f.0 == name);
+        let mut put = |name: &str, worker: u32, extra: Option<(&str, &str)>, value: f64| {
+            if let Some(i) = index(name) {
+                let kind = WORKER_FAMILIES[i].2;
+                families[i]
+                    .mut_metric()
+                    .push(scalar(worker, extra, kind, value));
+            }
+        };
+        let mut histograms = Vec::new();
         for shard in self.shards.iter() {
             let id = shard.id;
             let counts = shard.counts();
             let live = shard.current().filter(|g| !g.is_dead());
-            let state = shard.state();
-            let mut values = vec![
+            put(
+                "corral_worker_up",
+                id,
+                None,
                 f64::from(u8::from(live.is_some())),
-                f64::from(u8::from(state == ShardState::Ready)),
+            );
+            put(
+                "corral_worker_ready",
+                id,
+                None,
+                f64::from(u8::from(shard.state() == ShardState::Ready)),
+            );
+            put(
+                "corral_worker_generation",
+                id,
+                None,
                 live.as_ref().map_or(0.0, |g| g.number as f64),
-                shard.restarts.load(Ordering::Relaxed) as f64,
-                counts.applied as f64,
-                counts.errors as f64,
-            ];
-            let (depth, capacity, age, keys, max_keys, applied_seq, checkpoint) =
-                live.as_ref().map_or((0, 0, 0.0, 0, 0, 0, 0), |g| {
-                    let head = g.segment.head();
-                    let tail = head.supervisor.request_tail.load(Ordering::Acquire);
-                    let consumed = head.worker_request.request_head.load(Ordering::Acquire);
-                    let beat = head.status.heartbeat_ns.load(Ordering::Acquire);
-                    (
-                        tail.saturating_sub(consumed),
-                        head.header.request_ring_words.load(Ordering::Relaxed),
-                        monotonic_ns().saturating_sub(beat) as f64 / 1e9,
-                        head.status.keys.load(Ordering::Acquire),
-                        head.header.max_keys.load(Ordering::Relaxed),
-                        head.status.applied_seq.load(Ordering::Acquire),
-                        head.checkpoint.seq.load(Ordering::Acquire),
-                    )
-                });
-            values.extend([
-                depth as f64,
-                capacity as f64,
-                age,
-                keys as f64,
-                max_keys as f64,
-                applied_seq as f64,
-                shard.pushed_seq().saturating_sub(applied_seq) as f64,
-                checkpoint as f64,
-            ]);
-            for (i, value) in values.into_iter().enumerate() {
-                let kind = WORKER_FAMILIES[i].2;
-                families[i].mut_metric().push(scalar(id, kind, value));
+            );
+            for (reason, n) in shard.restarts_by_reason() {
+                put(
+                    "corral_worker_restarts_total",
+                    id,
+                    Some(("reason", reason.name())),
+                    n as f64,
+                );
             }
-            let last = families.len() - 1;
-            families[last].mut_metric().push(histogram(id, &counts));
+            let (code, signal) = shard.last_exit_numbers();
+            put("corral_worker_last_exit_code", id, None, code as f64);
+            put("corral_worker_last_exit_signal", id, None, signal as f64);
+            put(
+                "corral_worker_applied_total",
+                id,
+                None,
+                counts.applied as f64,
+            );
+            put("corral_worker_errors_total", id, None, counts.errors as f64);
+            let g = live.as_ref();
+            let head = g.map(|g| g.segment.head());
+            let load = |f: &dyn Fn(&shm_protocol::layout::SegmentHead) -> u64| head.map_or(0, f);
+            let tail = load(&|h| h.supervisor.request_tail.load(Ordering::Acquire));
+            let consumed = load(&|h| h.worker_request.request_head.load(Ordering::Acquire));
+            let beat = load(&|h| h.status.heartbeat_ns.load(Ordering::Acquire));
+            let applied_seq = load(&|h| h.status.applied_seq.load(Ordering::Acquire));
+            put(
+                "corral_worker_queue_depth_words",
+                id,
+                None,
+                tail.saturating_sub(consumed) as f64,
+            );
+            put(
+                "corral_worker_queue_capacity_words",
+                id,
+                None,
+                load(&|h| h.header.request_ring_words.load(Ordering::Relaxed)) as f64,
+            );
+            put(
+                "corral_worker_heartbeat_age_seconds",
+                id,
+                None,
+                if head.is_some() {
+                    monotonic_ns().saturating_sub(beat) as f64 / 1e9
+                } else {
+                    0.0
+                },
+            );
+            put(
+                "corral_worker_keys",
+                id,
+                None,
+                load(&|h| h.status.keys.load(Ordering::Acquire)) as f64,
+            );
+            put(
+                "corral_worker_keys_capacity",
+                id,
+                None,
+                load(&|h| h.header.max_keys.load(Ordering::Relaxed)) as f64,
+            );
+            put("corral_worker_applied_seq", id, None, applied_seq as f64);
+            put(
+                "corral_worker_replay_lag",
+                id,
+                None,
+                shard.pushed_seq().saturating_sub(applied_seq) as f64,
+            );
+            put(
+                "corral_worker_checkpoint_seq",
+                id,
+                None,
+                load(&|h| h.checkpoint.seq.load(Ordering::Acquire)) as f64,
+            );
+            put(
+                "corral_worker_checkpoint_bytes",
+                id,
+                None,
+                load(&|h| h.checkpoint.bytes.load(Ordering::Acquire)) as f64,
+            );
+            put(
+                "corral_worker_checkpoint_last_success_timestamp_seconds",
+                id,
+                None,
+                load(&|h| h.checkpoint.unix_ms.load(Ordering::Acquire)) as f64 / 1000.0,
+            );
+            let rss = g.and_then(|g| process_usage(g.pid)).map_or(0.0, |u| u.1);
+            put(
+                "corral_worker_cpu_seconds_total",
+                id,
+                None,
+                counts.cpu_ns as f64 / 1e9,
+            );
+            put("corral_worker_resident_memory_bytes", id, None, rss);
+            histograms.push(histogram(id, &counts));
+        }
+        if let Some(i) = index("corral_worker_apply_duration_seconds") {
+            families[i].set_metric(histograms);
         }
         families
     }

@@ -25,6 +25,7 @@ use crate::codec::LifecycleRecord;
 use crate::http::Heartbeat;
 use crate::journal::Journal;
 use crate::lifecycle::Event;
+use crate::metrics::Metrics;
 use crate::replay::{self, ReplayJob};
 use crate::shard::{Generation, Shard, ShardState};
 use crate::ticket::{Failure, Pending};
@@ -244,6 +245,7 @@ pub struct Sequencer {
     checkpoints: CheckpointPolicy,
     next_checkpoint_check: Instant,
     heartbeat: Arc<Heartbeat>,
+    metrics: Arc<Metrics>,
 }
 
 /// What the sequencer gives each replay it starts.
@@ -280,6 +282,7 @@ impl Sequencer {
         replay: ReplayContext,
         checkpoints: CheckpointPolicy,
         heartbeat: Arc<Heartbeat>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let logged_through = journal.next_seq() - 1;
         let lanes = shards
@@ -303,6 +306,7 @@ impl Sequencer {
             checkpoints,
             next_checkpoint_check: Instant::now(),
             heartbeat,
+            metrics,
         }
     }
 
@@ -514,6 +518,9 @@ impl Sequencer {
                     c.written_seen = written;
                     finished = true;
                     lane.kept_floor = Some(line.oldest_seq.load(Ordering::Relaxed));
+                    self.metrics
+                        .checkpoint_seconds
+                        .observe(line.duration_ns.load(Ordering::Relaxed) as f64 / 1e9);
                     self.journal
                         .append_lifecycle(&LifecycleRecord::CheckpointTaken {
                             worker: id as u32,

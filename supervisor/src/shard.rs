@@ -1,6 +1,6 @@
 //! Shared per-shard state: what every thread of the supervisor may ask about a shard.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crossbeam_channel::Sender;
@@ -125,8 +125,42 @@ pub struct Shard {
     last_exit: Mutex<Option<String>>,
     /// Counters of the shard's dead generations.
     retired: Mutex<WorkerCounts>,
+    /// Restarts by [`RestartReason`].
+    restart_reasons: [AtomicU64; RestartReason::ALL.len()],
+    /// Exit code and signal of the last worker (-1: none).
+    last_code: AtomicI64,
+    last_signal: AtomicI64,
     /// The sequence number of the last write handed to a worker of this shard.
     pushed_seq: AtomicU64,
+}
+
+/// Why a worker was restarted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestartReason {
+    /// Killed by a signal.
+    Signal = 0,
+    /// Exited with a non-zero code.
+    Exit = 1,
+    /// Killed by the watchdog (heartbeat stalled).
+    Watchdog = 2,
+    /// Counted by an earlier supervisor run (from the event log).
+    EarlierRun = 3,
+}
+
+impl RestartReason {
+    /// Every reason, in label order.
+    pub const ALL: [Self; 4] = [Self::Signal, Self::Exit, Self::Watchdog, Self::EarlierRun];
+
+    /// The metric label value.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Signal => "signal",
+            Self::Exit => "exit",
+            Self::Watchdog => "watchdog",
+            Self::EarlierRun => "earlier_run",
+        }
+    }
 }
 
 /// A worker's counters, as the metrics report them.
@@ -140,6 +174,8 @@ pub struct WorkerCounts {
     pub buckets: [u64; APPLY_BUCKET_COUNT],
     /// Sum of apply latencies, nanoseconds.
     pub sum_ns: u64,
+    /// CPU time of the worker processes, nanoseconds.
+    pub cpu_ns: u64,
 }
 
 impl WorkerCounts {
@@ -151,7 +187,29 @@ impl WorkerCounts {
             *total += b.load(Ordering::Acquire);
         }
         self.sum_ns += m.apply_sum_ns.load(Ordering::Acquire);
+        // A dead worker is still a zombie here (reaped after its counts are folded).
+        if let Some((cpu, _)) = process_usage(generation.pid) {
+            self.cpu_ns += (cpu * 1e9) as u64;
+        }
     }
+}
+
+/// CPU seconds and resident bytes of process `pid`, from `/proc`.
+pub fn process_usage(pid: u32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which may hold spaces and parentheses.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // utime and stime are fields 14 and 15, rss field 24 (1-based, counting pid and comm).
+    let ticks = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<f64>().ok());
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096) as f64;
+    Some(((ticks(14)? + ticks(15)?) / hz, ticks(24)? * page))
 }
 
 impl Shard {
@@ -165,6 +223,9 @@ impl Shard {
             restarts: AtomicU64::new(0),
             last_exit: Mutex::new(None),
             retired: Mutex::new(WorkerCounts::default()),
+            restart_reasons: Default::default(),
+            last_code: AtomicI64::new(-1),
+            last_signal: AtomicI64::new(-1),
             pushed_seq: AtomicU64::new(0),
         }
     }
@@ -226,8 +287,42 @@ impl Shard {
         self.last_exit.lock().map(|g| g.clone()).unwrap_or(None)
     }
 
+    /// Exit code and signal of the last worker (-1 where there is none).
+    pub fn last_exit_numbers(&self) -> (i64, i64) {
+        (
+            self.last_code.load(Ordering::Relaxed),
+            self.last_signal.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Counts a restart for `reason` (also in the total).
+    pub fn count_restart(&self, reason: RestartReason) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+        self.restart_reasons[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Restarts carried over from earlier runs (from the event log).
+    pub fn resume_restarts(&self, n: u64) {
+        self.restarts.fetch_add(n, Ordering::Relaxed);
+        self.restart_reasons[RestartReason::EarlierRun as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Restarts by reason.
+    pub fn restarts_by_reason(&self) -> impl Iterator<Item = (RestartReason, u64)> + '_ {
+        RestartReason::ALL.iter().map(|r| {
+            (
+                *r,
+                self.restart_reasons[*r as usize].load(Ordering::Relaxed),
+            )
+        })
+    }
+
     /// Records how a worker ended.
     pub fn set_last_exit(&self, code: Option<i32>, signal: Option<i32>) {
+        self.last_code
+            .store(code.map_or(-1, i64::from), Ordering::Relaxed);
+        self.last_signal
+            .store(signal.map_or(-1, i64::from), Ordering::Relaxed);
         let text = match (code, signal) {
             (_, Some(s)) => format!("signal {s}"),
             (Some(c), None) => format!("code {c}"),

@@ -22,14 +22,18 @@ fn scrape(corral: &Corral) -> Scrape {
 
 /// The value of `name` for `worker` (or without labels when `worker` is `None`).
 fn value(s: &Scrape, name: &str, worker: Option<u32>) -> f64 {
+    let w = worker.map(|w| w.to_string());
+    let labels: Vec<(&str, &str)> = w.iter().map(|w| ("worker", w.as_str())).collect();
+    value_with(s, name, &labels)
+}
+
+/// The value of the sample of `name` carrying every label of `labels`.
+fn value_with(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
     let sample = s
         .samples
         .iter()
-        .find(|x| {
-            x.metric == name
-                && worker.is_none_or(|w| x.labels.get("worker") == Some(&w.to_string()))
-        })
-        .unwrap_or_else(|| panic!("no sample {name} {worker:?}"));
+        .find(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .unwrap_or_else(|| panic!("no sample {name} {labels:?}"));
     match &sample.value {
         Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
         Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
@@ -55,6 +59,11 @@ fn metrics_families_move_with_load_and_survive_a_worker_kill() {
         "corral_worker_queue_depth_words",
         "corral_worker_heartbeat_age_seconds",
         "process_resident_memory_bytes",
+        "corral_worker_cpu_seconds_total",
+        "corral_worker_resident_memory_bytes",
+        "corral_recovery_duration_seconds",
+        "corral_log_lines_dropped_total",
+        "corral_checkpoint_duration_seconds",
     ] {
         assert!(before.docs.contains_key(family), "no HELP for {family}");
     }
@@ -82,14 +91,17 @@ fn metrics_families_move_with_load_and_survive_a_worker_kill() {
         corral.shards()[1].generation == 2 && corral.shards()[1].state == "ready"
     });
     let mut seen: HashMap<&str, f64> = HashMap::new();
+    let cpu = value(&loaded, "corral_worker_cpu_seconds_total", Some(1));
     for round in 0..20 {
         let s = scrape(&corral);
         for name in [
             "corral_worker_applied_total",
             "corral_worker_apply_duration_seconds",
+            "corral_worker_cpu_seconds_total",
         ] {
             let v = value(&s, name, Some(1));
-            let last = seen.entry(name).or_insert(applied);
+            let start = if name.contains("cpu") { cpu } else { applied };
+            let last = seen.entry(name).or_insert(start);
             assert!(
                 v >= *last,
                 "{name} went back from {last} to {v} (round {round})"
@@ -99,7 +111,35 @@ fn metrics_families_move_with_load_and_survive_a_worker_kill() {
         let _: i64 = redis::cmd("INCR").arg(&key).query(&mut c).unwrap();
     }
     let after = scrape(&corral);
-    assert_eq!(value(&after, "corral_worker_restarts_total", Some(1)), 1.0);
+    let restarts = |reason: &str| {
+        value_with(
+            &after,
+            "corral_worker_restarts_total",
+            &[("worker", "1"), ("reason", reason)],
+        )
+    };
+    assert_eq!(
+        (restarts("signal"), restarts("exit"), restarts("watchdog")),
+        (1.0, 0.0, 0.0)
+    );
+    assert_eq!(
+        value(&after, "corral_worker_last_exit_signal", Some(1)),
+        9.0
+    );
+    assert!(
+        value_with(
+            &after,
+            "corral_recovery_duration_seconds",
+            &[("mode", "restart")]
+        ) >= 1.0
+    );
+    assert!(
+        value_with(
+            &after,
+            "corral_recovery_duration_seconds",
+            &[("mode", "startup")]
+        ) >= 2.0
+    );
     assert_eq!(value(&after, "corral_worker_generation", Some(1)), 2.0);
     assert!(value(&after, "corral_worker_applied_total", Some(1)) >= applied + 20.0);
 }
