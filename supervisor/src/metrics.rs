@@ -12,7 +12,8 @@ use std::sync::Arc;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntGauge, Opts, Registry,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry,
 };
 use shm_protocol::metrics::APPLY_BUCKETS_NS;
 use shm_protocol::os::monotonic_ns;
@@ -33,6 +34,37 @@ pub struct Metrics {
     pub checkpoint_seconds: Histogram,
     /// Time from a worker's start to its shard serving, by mode (`startup`, `restart`).
     pub recovery_seconds: HistogramVec,
+    /// Commands, latency and bytes of the front door.
+    pub commands: CommandMetrics,
+}
+
+/// Commands by name and outcome, their latency, and the bytes the front door moved.
+/// Children are resolved once, so counting costs a few atomic adds.
+#[derive(Clone, Debug)]
+pub struct CommandMetrics {
+    /// `[ok, error]` per command (index into [`COMMAND_NAMES`]).
+    counts: Vec<[IntCounter; 2]>,
+    latency: Vec<Histogram>,
+    /// Bytes read from clients.
+    pub bytes_in: IntCounter,
+    /// Bytes sent to clients.
+    pub bytes_out: IntCounter,
+}
+
+/// The command label values: the commands Corral knows, then `other`.
+pub const COMMAND_NAMES: &[&str] = &[
+    "ping", "echo", "set", "get", "del", "unlink", "exists", "incr", "incrby", "decr", "decrby",
+    "mget", "mset", "dbsize", "info", "auth", "select", "quit", "command", "config", "hello",
+    "client", "other",
+];
+
+impl CommandMetrics {
+    /// Counts one command (by its index in [`COMMAND_NAMES`]) and its latency.
+    pub fn record(&self, command: usize, ok: bool, seconds: f64) {
+        let i = command.min(COMMAND_NAMES.len() - 1);
+        self.counts[i][usize::from(!ok)].inc();
+        self.latency[i].observe(seconds);
+    }
 }
 
 /// Event log figures, updated by the sequencer and the sync thread.
@@ -121,6 +153,49 @@ impl Metrics {
             segments: gauge("corral_wal_segments", "Segments in the event log."),
             disk_bytes: gauge("corral_wal_disk_bytes", "Bytes of the event log on disk."),
         };
+        let counts = IntCounterVec::new(
+            Opts::new(
+                "corral_commands_total",
+                "Commands run, by command and status.",
+            ),
+            &["command", "status"],
+        )
+        .expect("valid counter");
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "corral_command_duration_seconds",
+                "Time from reading a command to its reply being ready (writes: applied and durable).",
+            )
+            .buckets(prometheus::exponential_buckets(5e-6, 4.0, 10).expect("valid buckets")),
+            &["command"],
+        )
+        .expect("valid histogram");
+        registry
+            .register(Box::new(counts.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(latency.clone()))
+            .expect("registered once");
+        let commands = CommandMetrics {
+            counts: COMMAND_NAMES
+                .iter()
+                .map(|c| {
+                    [
+                        counts.with_label_values(&[c, "ok"]),
+                        counts.with_label_values(&[c, "error"]),
+                    ]
+                })
+                .collect(),
+            latency: COMMAND_NAMES
+                .iter()
+                .map(|c| latency.with_label_values(&[c]))
+                .collect(),
+            bytes_in: counter(
+                "corral_client_bytes_received_total",
+                "Bytes read from clients.",
+            ),
+            bytes_out: counter("corral_client_bytes_sent_total", "Bytes sent to clients."),
+        };
         let recovery_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "corral_recovery_duration_seconds",
@@ -152,6 +227,7 @@ impl Metrics {
                 prometheus::exponential_buckets(0.001, 4.0, 10).expect("valid buckets"),
             ),
             recovery_seconds,
+            commands,
             connections: gauge("corral_connections", "Client connections open."),
             connections_rejected: counter(
                 "corral_connections_rejected_total",

@@ -61,7 +61,7 @@ pub struct Server {
     pub(crate) log: Logger,
     pub(crate) started: Instant,
     pub(crate) durability: Arc<Durability>,
-    metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     stopping: AtomicBool,
     draining: AtomicBool,
     next_id: AtomicU64,
@@ -466,6 +466,7 @@ impl EventLoop {
                     break;
                 }
                 Ok(n) => {
+                    self.server.metrics.commands.bytes_in.inc_by(n as u64);
                     c.input.extend_from_slice(&self.chunk[..n]);
                     if c.input.len() - c.start > max {
                         // The owed replies go first, then this error, then the close.
@@ -556,7 +557,10 @@ impl EventLoop {
                     c.sent = 0;
                     break;
                 }
-                Ok(n) => c.sent += n,
+                Ok(n) => {
+                    c.sent += n;
+                    self.server.metrics.commands.bytes_out.inc_by(n as u64);
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => {

@@ -8,6 +8,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use corral_worker::command::{Outcome, SetCondition, WriteError};
 use shm_protocol::table::Lookup;
@@ -49,6 +50,7 @@ pub enum Batch {
 }
 
 /// What a command did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Step {
     /// Ran (or queued its writes).
     Done,
@@ -60,8 +62,14 @@ enum Step {
 
 /// A reply owed, in command order, while writes are pending.
 enum Owed {
-    /// The combined outcome of a write command's `ops` writes.
-    Write { kind: WriteKind, ops: u32 },
+    /// The combined outcome of a write command's `ops` writes (command index and when it
+    /// was read, for the metrics).
+    Write {
+        kind: WriteKind,
+        ops: u32,
+        command: usize,
+        read_at: Instant,
+    },
     /// A reply already encoded (an error found without running the command).
     Encoded(Vec<u8>),
 }
@@ -79,6 +87,8 @@ pub struct Session {
     ticket: Arc<Ticket>,
     results: Vec<Option<WriteResult>>,
     value: Vec<u8>,
+    /// Index (in `COMMAND_NAMES`) of the command being run.
+    command: usize,
 }
 
 impl std::fmt::Debug for Session {
@@ -118,6 +128,7 @@ impl Session {
             ticket,
             results: Vec::new(),
             value: Vec::new(),
+            command: OTHER,
         }
     }
 
@@ -150,7 +161,12 @@ impl Session {
                     if !frame.args.is_empty() {
                         let args: Vec<&[u8]> =
                             frame.args.iter().map(|&(s, e)| &buf[s..e]).collect();
-                        match self.command(&args, out) {
+                        let (read_at, before, owed) = (Instant::now(), out.len(), self.owed.len());
+                        let step = self.command(&args, out);
+                        if step != Step::Flush {
+                            self.count_immediate(read_at, before, owed, out);
+                        }
+                        match step {
                             Step::Flush => return Batch::Flush,
                             Step::Close => {
                                 *start = next;
@@ -174,6 +190,20 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Counts a command that just ran, unless its reply is owed (a queued write counts when
+    /// its outcome arrives): an error if it replied with one.
+    fn count_immediate(&self, read_at: Instant, before: usize, owed: usize, out: &[u8]) {
+        let error = match self.owed.get(owed..) {
+            Some([Owed::Write { .. }, ..]) => return,
+            Some([Owed::Encoded(bytes), ..]) => bytes.first() == Some(&b'-'),
+            _ => out.get(before) == Some(&b'-'),
+        };
+        self.server
+            .metrics
+            .commands
+            .record(self.command, !error, read_at.elapsed().as_secs_f64());
     }
 
     /// Appends an encoded reply to `out`, or, while writes are pending, owes it after
@@ -210,6 +240,7 @@ impl Session {
             }
             None => "",
         };
+        self.command = command_index(lower);
         match lower {
             "set" => self.set(args, out),
             "del" | "unlink" if args.len() >= 2 => {
@@ -338,6 +369,8 @@ impl Session {
         self.owed.push(Owed::Write {
             kind,
             ops: ops.len() as u32,
+            command: self.command,
+            read_at: Instant::now(),
         });
         for op in ops {
             let key = match &op {
@@ -396,10 +429,21 @@ impl Session {
         let mut at = 0usize;
         for owed in self.owed.drain(..) {
             match owed {
-                Owed::Write { kind, ops } => {
+                Owed::Write {
+                    kind,
+                    ops,
+                    command,
+                    read_at,
+                } => {
                     let results = self.results.get(at..at + ops as usize).unwrap_or(&[]);
                     at += ops as usize;
+                    let before = out.len();
                     write_reply(kind, results, out);
+                    self.server.metrics.commands.record(
+                        command,
+                        out.get(before) != Some(&b'-'),
+                        read_at.elapsed().as_secs_f64(),
+                    );
                 }
                 Owed::Encoded(bytes) => out.extend_from_slice(&bytes),
             }
@@ -714,6 +758,13 @@ const COMMANDS: &[&str] = &[
     "client",
 ];
 
+/// The metrics index of a command ([`crate::metrics::COMMAND_NAMES`]).
+const OTHER: usize = COMMANDS.len();
+
+fn command_index(lower: &str) -> usize {
+    COMMANDS.iter().position(|c| *c == lower).unwrap_or(OTHER)
+}
+
 fn parked(id: u32) -> String {
     format!("ERR shard {id} is parked after repeated crashes; it is probed periodically")
 }
@@ -797,6 +848,15 @@ fn write_reply(kind: WriteKind, results: &[Option<WriteResult>], out: &mut Vec<u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_labels_follow_the_command_list() {
+        let names = crate::metrics::COMMAND_NAMES;
+        assert_eq!(&names[..COMMANDS.len()], COMMANDS);
+        assert_eq!(names[OTHER], "other");
+        assert_eq!(command_index("incrby"), 8);
+        assert_eq!(command_index("flushall"), OTHER);
+    }
 
     #[test]
     fn constant_time_compare() {

@@ -412,14 +412,15 @@ fn parse_shards(info: &str) -> Vec<ShardInfo> {
     shards
 }
 
-/// A plain HTTP/1.1 GET of `path` on 127.0.0.1:`port`: status, content type and body.
+/// A plain HTTP/1.0 GET of `path` on 127.0.0.1:`port`: status, content type and body.
 #[must_use]
 pub fn http_get(port: u16, path: &str) -> (u16, String, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect http");
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        // HTTP/1.0: the whole body, never chunked.
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
     )
     .expect("send http request");
     let mut raw = String::new();

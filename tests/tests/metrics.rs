@@ -72,7 +72,37 @@ fn metrics_families_move_with_load_and_survive_a_worker_kill() {
     for i in 0..50 {
         let _: i64 = redis::cmd("INCRBY").arg(&key).arg(i).query(&mut c).unwrap();
     }
+    let _: () = redis::cmd("SET")
+        .arg("text")
+        .arg("abc")
+        .query(&mut c)
+        .unwrap();
+    assert!(redis::cmd("INCR").arg("text").query::<i64>(&mut c).is_err());
+    let _: Option<String> = redis::cmd("GET").arg("text").query(&mut c).unwrap();
     let loaded = scrape(&corral);
+    let commands = |command: &str, status: &str| {
+        value_with(
+            &loaded,
+            "corral_commands_total",
+            &[("command", command), ("status", status)],
+        )
+    };
+    assert_eq!(commands("incrby", "ok"), 50.0);
+    assert_eq!(
+        (commands("incr", "ok"), commands("incr", "error")),
+        (0.0, 1.0)
+    );
+    assert_eq!((commands("get", "ok"), commands("set", "ok")), (1.0, 1.0));
+    assert_eq!(
+        value_with(
+            &loaded,
+            "corral_command_duration_seconds",
+            &[("command", "incrby")]
+        ),
+        50.0
+    );
+    assert!(value(&loaded, "corral_client_bytes_received_total", None) > 1000.0);
+    assert!(value(&loaded, "corral_client_bytes_sent_total", None) > 200.0);
     let applied = value(&loaded, "corral_worker_applied_total", Some(1));
     assert!(applied >= 50.0, "{applied}");
     assert!(value(&loaded, "corral_worker_apply_duration_seconds", Some(1)) >= 50.0);
