@@ -72,3 +72,74 @@ fn readiness_follows_a_parked_shard_and_liveness_never_wavers() {
     );
     assert_eq!(doc["checks"]["worker:0"][0]["restarts"], 1);
 }
+
+#[test]
+fn a_stopped_worker_warns_then_the_watchdog_replaces_it() {
+    let corral = Corral::start(2, &["--watchdog-timeout", "2s"]);
+    let victim = corral.shards()[0].pid;
+    kill(Pid::from_raw(victim as i32), Signal::SIGSTOP).unwrap();
+    let t = Instant::now();
+    // The heartbeat ages: /health warns about worker 0 before the watchdog acts.
+    let warned = loop {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{}",
+            corral.log_tail(20)
+        );
+        let (status, _, body) = http_get(corral.http_port, "/health");
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if doc["checks"]["worker:0"][0]["status"] == "warn" {
+            assert_eq!(
+                (status, doc["status"].as_str()),
+                (200, Some("warn")),
+                "{doc}"
+            );
+            break t.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    corral.wait_until("worker 0 replaced", Duration::from_secs(15), || {
+        let (_, _, body) = http_get(corral.http_port, "/health");
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let w = &doc["checks"]["worker:0"][0];
+        w["generation"] == 2 && w["status"] == "pass"
+    });
+    let replaced = t.elapsed();
+    eprintln!("stopped worker: warned after {warned:?}, replaced after {replaced:?}");
+    assert!(warned >= Duration::from_millis(900) && warned < replaced);
+    assert_eq!(http_get(corral.http_port, "/health/live").0, 200);
+    let (_, _, body) = http_get(corral.http_port, "/health");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["checks"]["worker:0"][0]["last_exit"], "signal 9");
+}
+
+#[test]
+fn draining_is_not_ready_but_still_live() {
+    let mut corral = Corral::start(2, &["--watchdog-timeout", "60s"]);
+    // A write held in flight (its worker stopped) keeps the drain going.
+    let victim = corral.shards()[0].pid;
+    let key = corral_tests::key_on_shard(0, 2, "drain");
+    kill(Pid::from_raw(victim as i32), Signal::SIGSTOP).unwrap();
+    let url = corral.url();
+    let writer = std::thread::spawn(move || {
+        let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+        redis::cmd("SET").arg(key).arg("v").query::<()>(&mut c)
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    corral.signal(Signal::SIGTERM);
+    corral.wait_until(
+        "readiness reports the drain",
+        Duration::from_secs(10),
+        || {
+            let (status, _, body) = http_get(corral.http_port, "/health/ready");
+            status == 503 && body.contains("draining")
+        },
+    );
+    assert_eq!(http_get(corral.http_port, "/health/live").0, 200);
+    kill(Pid::from_raw(victim as i32), Signal::SIGCONT).unwrap();
+    assert!(
+        writer.join().unwrap().is_ok(),
+        "the held write is acknowledged"
+    );
+    assert!(corral.wait(Duration::from_secs(30)).success());
+}
