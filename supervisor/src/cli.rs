@@ -27,6 +27,8 @@ pub enum Commands {
     Run(RunArgs),
     /// Print the lifecycle history from the event log as JSON lines.
     Events(EventsArgs),
+    /// Print the workers of a running supervisor as a table (from its `/health`).
+    Status(StatusArgs),
     /// Check a data dir offline: every event log record and checkpoint, then replay and
     /// print each shard's digest and key count (exit 1 on damage).
     Verify(VerifyArgs),
@@ -41,6 +43,14 @@ pub struct EventsArgs {
     /// The data dir whose event log to read.
     #[arg(long, env = "CORRAL_DATA_DIR", default_value = "./corral-data")]
     pub data_dir: PathBuf,
+}
+
+/// Arguments of `corral status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The supervisor's HTTP address (its `--http`).
+    #[arg(long, env = "CORRAL_HTTP", default_value = "127.0.0.1:9390")]
+    pub http: String,
 }
 
 /// Arguments of `corral verify`.

@@ -11,7 +11,7 @@ use std::time::Instant;
 use shm_protocol::os::Segment;
 use slog::{error, info, warn};
 
-use corral::cli::{self, Commands, EventsArgs, RunArgs, VerifyArgs, WorkerCli};
+use corral::cli::{self, Commands, EventsArgs, RunArgs, StatusArgs, VerifyArgs, WorkerCli};
 use corral::codec::{unix_ms, LifecycleRecord};
 use corral::http::{Heartbeat, Http, Probes};
 use corral::journal::{Durability, Journal};
@@ -73,6 +73,7 @@ fn try_main() -> Result<ExitCode, Fatal> {
         Commands::Worker(args) => worker(&args),
         Commands::Events(args) => events(&args),
         Commands::Verify(args) => verify(&args),
+        Commands::Status(args) => status(&args),
     }
 }
 
@@ -157,6 +158,92 @@ fn events(args: &EventsArgs) -> Result<ExitCode, Fatal> {
             file.display()
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `corral status`: the running supervisor's `/health`, as a table.
+fn status(args: &StatusArgs) -> Result<ExitCode, Fatal> {
+    use std::io::{Read, Write};
+    let unreachable =
+        |e: std::io::Error| Fatal::runtime(format!("cannot reach {} (--http): {e}", args.http));
+    let mut stream = std::net::TcpStream::connect(&args.http).map_err(unreachable)?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .map_err(unreachable)?;
+    // HTTP/1.0: one response, never chunked.
+    write!(stream, "GET /health HTTP/1.0\r\nHost: corral\r\n\r\n").map_err(unreachable)?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).map_err(unreachable)?;
+    let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let doc: serde_json::Value = serde_json::from_str(body).map_err(|e| {
+        Fatal::runtime(format!(
+            "{} answered something else than health JSON: {e}",
+            args.http
+        ))
+    })?;
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "-".to_owned(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    println!("status: {}", text(&doc["status"]));
+    println!(
+        "{:<7} {:<11} {:<5} {:>8} {:>4} {:>8} {:<10} {:>12} {:>10} {:>9} {:>9}",
+        "worker",
+        "state",
+        "check",
+        "pid",
+        "gen",
+        "restarts",
+        "last exit",
+        "applied seq",
+        "keys",
+        "queue",
+        "heartbeat"
+    );
+    let mut workers: Vec<(u64, &serde_json::Value)> = doc["checks"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.strip_prefix("worker:")?.parse().ok()?, &v[0])))
+        .collect();
+    workers.sort_by_key(|(id, _)| *id);
+    for (id, w) in workers {
+        let queue = match (
+            w["queue_depth_words"].as_u64(),
+            w["queue_capacity_words"].as_u64(),
+        ) {
+            (Some(d), Some(c)) if c > 0 => format!("{:.1}%", d as f64 * 100.0 / c as f64),
+            _ => "-".to_owned(),
+        };
+        let beat = w["heartbeat_age_ms"]
+            .as_u64()
+            .map_or_else(|| "-".to_owned(), |ms| format!("{ms} ms"));
+        println!(
+            "{:<7} {:<11} {:<5} {:>8} {:>4} {:>8} {:<10} {:>12} {:>10} {:>9} {:>9}",
+            id,
+            text(&w["state"]),
+            text(&w["status"]),
+            text(&w["pid"]),
+            text(&w["generation"]),
+            text(&w["restarts"]),
+            text(&w["last_exit"]),
+            text(&w["applied_seq"]),
+            text(&w["keys"]),
+            queue,
+            beat
+        );
+    }
+    let log = &doc["checks"]["event_log"][0];
+    println!(
+        "event log: {} (synced through sequence {}){}",
+        text(&log["status"]),
+        text(&log["synced_seq"]),
+        log["output"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map_or_else(String::new, |s| format!(": {s}"))
+    );
     Ok(ExitCode::SUCCESS)
 }
 

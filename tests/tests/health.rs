@@ -143,3 +143,40 @@ fn draining_is_not_ready_but_still_live() {
     );
     assert!(corral.wait(Duration::from_secs(30)).success());
 }
+
+#[test]
+fn corral_status_prints_every_worker() {
+    let corral = Corral::start(3, &[]);
+    let out = std::process::Command::new(corral_tests::corral_bin())
+        .args([
+            "status",
+            "--http",
+            &format!("127.0.0.1:{}", corral.http_port),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.starts_with("status: pass"), "{text}");
+    for (i, s) in corral.shards().iter().enumerate() {
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(&i.to_string()))
+            .unwrap_or_else(|| panic!("no line for worker {i}: {text}"));
+        assert!(
+            line.contains("ready") && line.contains(&s.pid.to_string()),
+            "{line}"
+        );
+    }
+    // Nobody there: a clear error, not a panic.
+    let out = std::process::Command::new(corral_tests::corral_bin())
+        .args([
+            "status",
+            "--http",
+            &format!("127.0.0.1:{}", corral_tests::free_port()),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
+}
