@@ -74,6 +74,8 @@ pub struct Probes {
     pub heartbeats: Vec<Arc<Heartbeat>>,
     /// The metrics registry.
     pub metrics: Arc<Metrics>,
+    /// The data dir (its file system's free space is reported).
+    pub data_dir: std::path::PathBuf,
 }
 
 /// The running HTTP server.
@@ -199,10 +201,15 @@ fn serve(mut request: tiny_http::Request, probes: &Probes, log: &Logger) {
             );
         }
         "/metrics" => {
-            probes
-                .metrics
-                .connections
-                .set(i64::from(probes.server.connections()));
+            let m = &probes.metrics;
+            m.connections.set(i64::from(probes.server.connections()));
+            if let Ok(fs) = nix::sys::statvfs::statvfs(&probes.data_dir) {
+                let block = fs.fragment_size() as i64;
+                m.data_dir_free_bytes
+                    .set(block.saturating_mul(fs.blocks_available() as i64));
+                m.data_dir_size_bytes
+                    .set(block.saturating_mul(fs.blocks() as i64));
+            }
             let body = probes.metrics.render();
             respond(
                 request,

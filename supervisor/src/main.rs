@@ -413,6 +413,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
             server: Arc::clone(&server),
             heartbeats,
             metrics: Arc::clone(&metrics),
+            data_dir: args.data_dir.clone(),
         });
         Http::start(http_listener, probes, &log).map_err(Fatal::runtime)?
     };

@@ -28,6 +28,10 @@ pub struct Metrics {
     pub connections: IntGauge,
     /// Connections refused at `--max-clients`.
     pub connections_rejected: IntCounter,
+    /// Free bytes of the data dir's file system (set at scrape time).
+    pub data_dir_free_bytes: IntGauge,
+    /// Size of the data dir's file system (set at scrape time).
+    pub data_dir_size_bytes: IntGauge,
     /// Event log figures.
     pub wal: WalMetrics,
     /// Time to write a checkpoint (as the worker reports it).
@@ -229,6 +233,14 @@ impl Metrics {
             recovery_seconds,
             commands,
             connections: gauge("corral_connections", "Client connections open."),
+            data_dir_free_bytes: gauge(
+                "corral_data_dir_free_bytes",
+                "Bytes free (for unprivileged use) on the data dir's file system.",
+            ),
+            data_dir_size_bytes: gauge(
+                "corral_data_dir_size_bytes",
+                "Size of the data dir's file system.",
+            ),
             connections_rejected: counter(
                 "corral_connections_rejected_total",
                 "Connections refused at --max-clients.",
@@ -290,6 +302,12 @@ const WORKER_FAMILIES: &[(&str, &str, MetricType, Option<&str>)] = &[
     (
         "corral_worker_ready",
         "1 while the shard serves (replay done).",
+        MetricType::GAUGE,
+        None,
+    ),
+    (
+        "corral_worker_parked",
+        "1 while the shard is parked after repeated crashes.",
         MetricType::GAUGE,
         None,
     ),
@@ -517,6 +535,12 @@ impl Collector for WorkerCollector {
                 id,
                 None,
                 f64::from(u8::from(shard.state() == ShardState::Ready)),
+            );
+            put(
+                "corral_worker_parked",
+                id,
+                None,
+                f64::from(u8::from(shard.state() == ShardState::Parked)),
             );
             put(
                 "corral_worker_generation",
