@@ -119,6 +119,9 @@ pub struct WorkerCli {
     /// Log level.
     #[arg(long, default_value = "info", value_parser = parse_level_arg)]
     pub log_level: slog::Level,
+    /// Log format.
+    #[arg(long, default_value = "json", value_parser = crate::log::parse_format)]
+    pub log_format: crate::log::Format,
 }
 
 /// `corral run` settings. Every flag is also `CORRAL_<FLAG>` in the environment and
@@ -210,6 +213,12 @@ pub struct RunArgs {
     /// Log level: trace, debug, info, warn, error, critical.
     #[arg(long, env = "CORRAL_LOG_LEVEL", default_value = "info", value_parser = parse_level_arg)]
     pub log_level: slog::Level,
+    /// Log format: json (one object per line) or text.
+    #[arg(long, env = "CORRAL_LOG_FORMAT", default_value = "json", value_parser = crate::log::parse_format)]
+    pub log_format: crate::log::Format,
+    /// Fraction of write commands logged (with connection id and sequence number), 0 to 1.
+    #[arg(long, env = "CORRAL_LOG_SAMPLE_RATE", default_value_t = 0.0, value_parser = parse_rate)]
+    pub log_sample_rate: f64,
 }
 
 fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
@@ -218,6 +227,13 @@ fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
         "everysec" => Ok(FsyncPolicy::EverySec),
         "no" => Ok(FsyncPolicy::No),
         _ => Err(format!("'{s}' is not one of always, everysec, no")),
+    }
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("'{s}' is not a fraction between 0 and 1")),
     }
 }
 

@@ -175,6 +175,8 @@ pub struct Lifecycle {
     pub policy: Policy,
     /// Log level handed to workers.
     pub worker_log_level: String,
+    /// Log format handed to workers.
+    pub worker_log_format: crate::log::Format,
     /// `<data-dir>/checkpoints`: worker `k` keeps its checkpoints in `<this>/<k>`.
     pub checkpoint_root: PathBuf,
     /// Events in.
@@ -358,6 +360,8 @@ impl Lifecycle {
             .arg(std::process::id().to_string())
             .arg("--log-level")
             .arg(&self.worker_log_level)
+            .arg("--log-format")
+            .arg(self.worker_log_format.as_str())
             .arg("--checkpoint-dir")
             .arg(self.checkpoint_root.join(id.to_string()))
             .stdin(Stdio::null())

@@ -91,18 +91,117 @@ pub fn parse_level(s: &str) -> Result<Level, String> {
     }
 }
 
-/// Builds the logger: JSON lines on stderr with `ts`, `level`, `msg`, and `process`.
-pub fn init(level: Level, process: &'static str) -> Logging {
-    let json = slog_json::Json::new(LineWriter::default())
-        .add_default_keys()
-        .set_flush(true)
-        .build()
-        .fuse();
-    let (core, guard) = AsyncCore::custom(json)
-        .chan_size(LOG_CHANNEL_RECORDS)
-        .blocking(false)
-        .thread_name("log".into())
-        .build_with_guard();
+/// How log lines look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON object per line (the default).
+    Json,
+    /// `ts LEVEL msg key=value ...`, for people at a terminal.
+    Text,
+}
+
+impl Format {
+    /// The `--log-format` value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Text => "text",
+        }
+    }
+}
+
+/// Parses a `--log-format` value.
+pub fn parse_format(s: &str) -> Result<Format, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "json" => Ok(Format::Json),
+        "text" => Ok(Format::Text),
+        other => Err(format!("unknown log format '{other}' (json, text)")),
+    }
+}
+
+/// Text lines: RFC 3339 UTC time, level, message, then the record's and the logger's
+/// key-value pairs.
+struct TextDrain;
+
+impl Drain for TextDrain {
+    type Ok = ();
+    type Err = io::Error;
+
+    fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> io::Result<()> {
+        use slog::KV;
+        let mut line = Kv(format!(
+            "{} {:<5} {}",
+            rfc3339_now(),
+            record.level().as_short_str(),
+            record.msg()
+        ));
+        let _ = record.kv().serialize(record, &mut line);
+        let _ = values.serialize(record, &mut line);
+        line.0.push('\n');
+        io::Write::write_all(&mut io::stderr().lock(), line.0.as_bytes())
+    }
+}
+
+struct Kv(String);
+
+impl slog::Serializer for Kv {
+    fn emit_arguments(&mut self, key: slog::Key, val: &std::fmt::Arguments<'_>) -> slog::Result {
+        use std::fmt::Write as _;
+        let _ = write!(self.0, " {key}={val}");
+        Ok(())
+    }
+}
+
+/// Now as `2026-01-31T12:34:56.789Z`.
+fn rfc3339_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        now.subsec_millis()
+    )
+}
+
+/// Builds the logger: lines on stderr (JSON with `ts`, `level`, `msg`, or text), each with
+/// `process` and `process_pid`.
+pub fn init(level: Level, process: &'static str, format: Format) -> Logging {
+    fn start<D>(drain: D) -> (AsyncCore, AsyncGuard)
+    where
+        D: Drain<Ok = (), Err = slog::Never> + Send + 'static,
+    {
+        AsyncCore::custom(drain)
+            .chan_size(LOG_CHANNEL_RECORDS)
+            .blocking(false)
+            .thread_name("log".into())
+            .build_with_guard()
+    }
+    let (core, guard) = match format {
+        Format::Json => start(
+            slog_json::Json::new(LineWriter::default())
+                .add_default_keys()
+                .set_flush(true)
+                .build()
+                .fuse(),
+        ),
+        Format::Text => start(TextDrain.fuse()),
+    };
     let dropped = Arc::new(AtomicU64::new(0));
     let drain = Counting {
         inner: core,

@@ -93,7 +93,7 @@ fn tie_to_supervisor(supervisor_pid: u32) -> Result<(), Fatal> {
 
 fn worker(args: &WorkerCli) -> Result<ExitCode, Fatal> {
     tie_to_supervisor(args.supervisor_pid)?;
-    let logging = log::init(args.log_level, "worker");
+    let logging = log::init(args.log_level, "worker", args.log_format);
     let result = corral_worker::runtime::run(
         &corral_worker::runtime::WorkerArgs {
             segment: args.segment.clone(),
@@ -287,7 +287,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
     let http_listener = TcpListener::bind(&args.http)
         .map_err(|e| Fatal::usage(format!("cannot listen on {} (--http): {e}", args.http)))?;
 
-    let logging = log::init(args.log_level, "supervisor");
+    let logging = log::init(args.log_level, "supervisor", args.log_format);
     let log = logging.logger.clone();
 
     // Segments of a killed earlier supervisor on this data dir: nobody else can own them,
@@ -370,6 +370,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
                 watchdog_timeout: args.watchdog_timeout,
             },
             worker_log_level: args.log_level.as_str().to_ascii_lowercase(),
+            worker_log_format: args.log_format,
             checkpoint_root: args.data_dir.join("checkpoints"),
             events_rx,
             events_tx: events_tx.clone(),
@@ -395,6 +396,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
             max_key_bytes: geometry.max_key_bytes as usize,
             max_value_bytes: geometry.max_value_bytes as usize,
             io_threads: args.io_threads as usize,
+            log_sample_rate: args.log_sample_rate,
         },
         log.clone(),
     )

@@ -51,6 +51,8 @@ pub struct ServerConfig {
     pub max_value_bytes: usize,
     /// Event loops.
     pub io_threads: usize,
+    /// Fraction of write commands logged.
+    pub log_sample_rate: f64,
 }
 
 /// State shared by the accept thread, the event loops and the sessions.

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use corral_worker::command::{Outcome, SetCondition, WriteError};
 use shm_protocol::table::Lookup;
-use slog::debug;
+use slog::{debug, info};
 
 use crate::journal::Acknowledge;
 use crate::resp::{self, reply, Frame, ParseLimits, ProtocolError};
@@ -89,6 +89,8 @@ pub struct Session {
     value: Vec<u8>,
     /// Index (in `COMMAND_NAMES`) of the command being run.
     command: usize,
+    /// State of the sampling of write logs (xorshift).
+    sample: u64,
 }
 
 impl std::fmt::Debug for Session {
@@ -129,6 +131,7 @@ impl Session {
             results: Vec::new(),
             value: Vec::new(),
             command: OTHER,
+            sample: id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
         }
     }
 
@@ -427,7 +430,8 @@ impl Session {
             }
         }
         let mut at = 0usize;
-        for owed in self.owed.drain(..) {
+        let mut owed_replies = std::mem::take(&mut self.owed);
+        for owed in owed_replies.drain(..) {
             match owed {
                 Owed::Write {
                     kind,
@@ -439,15 +443,44 @@ impl Session {
                     at += ops as usize;
                     let before = out.len();
                     write_reply(kind, results, out);
-                    self.server.metrics.commands.record(
-                        command,
-                        out.get(before) != Some(&b'-'),
-                        read_at.elapsed().as_secs_f64(),
-                    );
+                    let ok = out.get(before) != Some(&b'-');
+                    let took = read_at.elapsed();
+                    self.server
+                        .metrics
+                        .commands
+                        .record(command, ok, took.as_secs_f64());
+                    self.maybe_log_write(command, at - ops as usize, ok, took);
                 }
                 Owed::Encoded(bytes) => out.extend_from_slice(&bytes),
             }
         }
+        self.owed = owed_replies;
+    }
+
+    /// Logs a sampled fraction (`--log-sample-rate`) of write commands, with the
+    /// connection id and the sequence number that follows the write through the event log
+    /// into its worker.
+    fn maybe_log_write(
+        &mut self,
+        command: usize,
+        first_op: usize,
+        ok: bool,
+        took: std::time::Duration,
+    ) {
+        let rate = self.server.config.log_sample_rate;
+        if rate <= 0.0 {
+            return;
+        }
+        self.sample ^= self.sample << 13;
+        self.sample ^= self.sample >> 7;
+        self.sample ^= self.sample << 17;
+        if (self.sample >> 11) as f64 / (1u64 << 53) as f64 >= rate {
+            return;
+        }
+        info!(self.server.log, "write"; "component" => "server", "conn" => self.id,
+              "command" => crate::metrics::COMMAND_NAMES[command.min(OTHER)],
+              "seq" => self.ticket.seq_of(first_op), "ok" => ok,
+              "latency_us" => took.as_micros() as u64);
     }
 
     fn generation_for(&self, key: &[u8]) -> Result<(u32, Arc<crate::shard::Generation>), String> {

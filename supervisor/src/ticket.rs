@@ -40,6 +40,8 @@ pub type WriteResult = Result<Outcome, Failure>;
 /// The outcomes of one batch; owned by a connection, reused across its batches.
 pub struct Ticket {
     results: Mutex<Vec<Option<WriteResult>>>,
+    /// Each write's sequence number (0 until it is logged), for sampled logs.
+    seqs: Mutex<Vec<u64>>,
     remaining: AtomicUsize,
     /// The highest sequence number given to a write of the batch.
     last_seq: AtomicU64,
@@ -60,6 +62,7 @@ impl Ticket {
     pub fn new(notify: impl Fn() + Send + Sync + 'static) -> Arc<Self> {
         Arc::new(Self {
             results: Mutex::new(Vec::new()),
+            seqs: Mutex::new(Vec::new()),
             remaining: AtomicUsize::new(0),
             last_seq: AtomicU64::new(0),
             notify: Box::new(notify),
@@ -75,6 +78,11 @@ impl Ticket {
             let mut results = self.lock();
             results.clear();
             results.resize(count, None);
+        }
+        {
+            let mut seqs = self.seqs.lock().unwrap_or_else(PoisonError::into_inner);
+            seqs.clear();
+            seqs.resize(count, 0);
         }
         self.last_seq.store(0, Ordering::Relaxed);
         self.remaining.store(count, Ordering::Release);
@@ -101,6 +109,17 @@ impl Ticket {
     /// Moves the outcomes of a complete batch into `out`, in submission order.
     pub fn take(&self, out: &mut Vec<Option<WriteResult>>) {
         std::mem::swap(&mut *self.lock(), out);
+    }
+
+    /// The sequence number write `index` of the batch was logged with (0: not logged).
+    #[must_use]
+    pub fn seq_of(&self, index: usize) -> u64 {
+        self.seqs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(index)
+            .copied()
+            .unwrap_or(0)
     }
 
     fn fill(&self, index: usize, result: WriteResult) {
@@ -133,6 +152,14 @@ impl Pending {
     pub fn set_seq(&self, seq: u64) {
         if let Some(ticket) = &self.ticket {
             ticket.last_seq.fetch_max(seq, Ordering::Relaxed);
+            if let Some(slot) = ticket
+                .seqs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_mut(self.index)
+            {
+                *slot = seq;
+            }
         }
     }
 
