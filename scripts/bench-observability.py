@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Observability figures under load: `/metrics` scrape time with 16 workers, `/health/ready`
+latency (p50/p99), and how fast faults show: kill -9 of a worker (ready goes 503), SIGSTOP
+(`/health` warns, then the watchdog replaces the worker), a crash loop (parked, 503 with the
+reason). Load: redis-benchmark SET/GET -P 16 -c 50 running throughout.
+
+Usage: scripts/bench-observability.py [workers, default 16]
+Needs redis-tools.
+"""
+import http.client, json, os, signal, socket, subprocess, sys, tempfile, time, shutil
+
+WORKERS = int(sys.argv[1]) if len(sys.argv) > 1 else 16
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "corral")
+
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+
+def pct(samples, q):
+    s = sorted(samples)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+class Http:
+    def __init__(self, port):
+        self.port = port
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+    def get(self, path):
+        try:
+            self.conn.request("GET", path)
+            r = self.conn.getresponse()
+            return r.status, r.read().decode()
+        except (http.client.HTTPException, OSError):
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            try:
+                self.conn.request("GET", path)
+                r = self.conn.getresponse()
+                return r.status, r.read().decode()
+            except (http.client.HTTPException, OSError):
+                return 0, "{}"  # not up yet
+
+def worker_pid(h, worker):
+    doc = json.loads(h.get("/health")[1])
+    return doc.get("checks", {}).get(f"worker:{worker}", [{}])[0].get("pid")
+
+def until(cond, timeout=30.0):
+    t0 = time.perf_counter()
+    while not cond():
+        if time.perf_counter() - t0 > timeout:
+            raise TimeoutError("timed out")
+        time.sleep(0.001)
+    return time.perf_counter() - t0
+
+def main():
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "corral"], cwd=ROOT, check=True)
+    work = tempfile.mkdtemp(prefix="corral-bench-obs-")
+    port, hport = free_port(), free_port()
+    log = open(os.path.join(work, "corral.log"), "w")
+    proc = subprocess.Popen([BIN, "run", "--workers", str(WORKERS), "--data-dir", os.path.join(work, "data"),
+                             "--listen", f"127.0.0.1:{port}", "--http", f"127.0.0.1:{hport}",
+                             "--log-level", "warn", "--watchdog-timeout", "2s",
+                             "--restart-intensity", "3", "--restart-window", "60s", "--park-retry", "3s"],
+                            stderr=log)
+    load = None
+    try:
+        h = Http(hport)
+        until(lambda: h.get("/health/ready")[0] == 200)
+        load = subprocess.Popen(["redis-benchmark", "-p", str(port), "-t", "set,get", "-n", "100000000",
+                                 "-r", "100000", "-P", "16", "-c", "50", "-q"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(2)
+        scrape = []
+        for _ in range(50):
+            t = time.perf_counter(); status, body = h.get("/metrics"); scrape.append(time.perf_counter() - t)
+            assert status == 200
+        print(f"/metrics with {WORKERS} workers under load: {len(body)} bytes, "
+              f"p50 {pct(scrape, .5)*1e3:.2f} ms, p99 {pct(scrape, .99)*1e3:.2f} ms")
+        ready = []
+        for _ in range(1000):
+            t = time.perf_counter(); h.get("/health/ready"); ready.append(time.perf_counter() - t)
+        print(f"/health/ready under load: p50 {pct(ready, .5)*1e3:.2f} ms, p99 {pct(ready, .99)*1e3:.2f} ms")
+
+        # kill -9: ready goes 503, then 200 again.
+        pid = worker_pid(h, 1)
+        t0 = time.perf_counter(); os.kill(pid, signal.SIGKILL)
+        down = until(lambda: h.get("/health/ready")[0] == 503, 5)
+        back = until(lambda: h.get("/health/ready")[0] == 200, 10) + down
+        print(f"kill -9 of a worker: /health/ready 503 after {down*1e3:.1f} ms, 200 again after {back*1e3:.1f} ms")
+
+        # SIGSTOP: /health warns, then the watchdog replaces the worker.
+        time.sleep(0.5)
+        pid = worker_pid(h, 2)
+        t0 = time.perf_counter(); os.kill(pid, signal.SIGSTOP)
+        warn = until(lambda: json.loads(h.get("/health")[1])["checks"]["worker:2"][0]["status"] == "warn", 10)
+        replaced = until(lambda: worker_pid(h, 2) not in (pid, None), 10) + warn
+        print(f"SIGSTOP of a worker: /health warns after {warn*1e3:.0f} ms, replaced after {replaced*1e3:.0f} ms "
+              f"(--watchdog-timeout 2s)")
+
+        # Crash loop: kill every new worker of shard 3 until it parks.
+        t0 = time.perf_counter()
+        def parked():
+            status, body = h.get("/health/ready")
+            if status == 503 and "shard 3 is parked" in body:
+                return True
+            p = worker_pid(h, 3)
+            if p:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            return False
+        took = until(parked, 20)
+        print(f"crash loop (3 crashes): parked and reported by /health/ready after {took*1e3:.0f} ms")
+        print(f"/health/live during all of it: {h.get('/health/live')[0]}")
+    finally:
+        if load:
+            load.kill(); load.wait()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+if __name__ == "__main__":
+    main()
