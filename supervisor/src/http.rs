@@ -56,6 +56,8 @@ impl Heartbeat {
 const LOOP_STALL: Duration = Duration::from_secs(5);
 /// A worker heartbeat older than this is reported as a warning (the watchdog kills later).
 const WORKER_SLOW: Duration = Duration::from_secs(1);
+/// An event log sync slower than this is reported as a warning.
+const SLOW_SYNC: Duration = Duration::from_millis(100);
 /// Threads serving HTTP.
 const HTTP_THREADS: usize = 2;
 /// Largest request body accepted (the endpoints take none).
@@ -307,7 +309,23 @@ fn health(probes: &Probes) -> (&'static str, serde_json::Value) {
         worst = worst.max(status);
         checks.insert(format!("worker:{}", shard.id), json!([check]));
     }
-    let log_status = u8::from(probes.durability.failure().is_some()) * 2;
+    let last_sync = probes.durability.last_sync();
+    let free_ratio = nix::sys::statvfs::statvfs(&probes.data_dir)
+        .ok()
+        .filter(|fs| fs.blocks() > 0)
+        .map(|fs| fs.blocks_available() as f64 / fs.blocks() as f64);
+    let mut log_status = u8::from(last_sync > SLOW_SYNC || free_ratio.is_some_and(|r| r < 0.1));
+    let mut output = Vec::new();
+    if let Some(failure) = probes.durability.failure() {
+        log_status = 2;
+        output.push(failure);
+    }
+    if last_sync > SLOW_SYNC {
+        output.push(format!("last sync took {} ms", last_sync.as_millis()));
+    }
+    if let Some(r) = free_ratio.filter(|r| *r < 0.1) {
+        output.push(format!("data dir {:.1}% free", r * 100.0));
+    }
     worst = worst.max(log_status);
     checks.insert(
         "event_log".into(),
@@ -315,7 +333,9 @@ fn health(probes: &Probes) -> (&'static str, serde_json::Value) {
             "componentType": "datastore",
             "status": level(log_status),
             "synced_seq": probes.durability.synced(),
-            "output": probes.durability.failure().unwrap_or_default(),
+            "last_sync_ms": last_sync.as_secs_f64() * 1000.0,
+            "disk_free_ratio": free_ratio,
+            "output": output.join("; "),
         }]),
     );
     let (is_live, live_text) = live(probes);

@@ -29,6 +29,8 @@ pub struct Durability {
     failed_errno: AtomicI32,
     /// The OS error of the last write when it failed (0: writing works).
     write_errno: AtomicI32,
+    /// How long the last sync took, in nanoseconds.
+    last_sync_ns: AtomicU64,
     listeners: Mutex<Vec<Box<dyn Fn() + Send + Sync>>>,
 }
 
@@ -60,6 +62,7 @@ impl Durability {
             synced: AtomicU64::new(0),
             failed_errno: AtomicI32::new(0),
             write_errno: AtomicI32::new(0),
+            last_sync_ns: AtomicU64::new(0),
             listeners: Mutex::new(Vec::new()),
         })
     }
@@ -83,6 +86,12 @@ impl Durability {
             0 => Acknowledge::NotYet,
             errno => Acknowledge::Failed(errno),
         }
+    }
+
+    /// How long the last sync of the event log took.
+    #[must_use]
+    pub fn last_sync(&self) -> Duration {
+        Duration::from_nanos(self.last_sync_ns.load(Ordering::Relaxed))
     }
 
     /// The last sequence number known durable.
@@ -236,6 +245,10 @@ impl Syncer {
             let result = file.map_or(Ok(()), |f| f.sync_data());
             let took = started.elapsed();
             metrics.sync_seconds.observe(took.as_secs_f64());
+            durability.last_sync_ns.store(
+                u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
             state = shared.lock();
             match result {
                 Ok(()) => {

@@ -180,3 +180,61 @@ fn corral_status_prints_every_worker() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
 }
+
+#[test]
+fn a_ring_kept_full_warns_and_drains() {
+    let corral = Corral::start(
+        2,
+        &[
+            "--ring-bytes",
+            "8KiB",
+            "--max-value-bytes",
+            "1KiB",
+            "--max-key-bytes",
+            "64",
+        ],
+    );
+    let victim = corral.shards()[0].pid;
+    kill(Pid::from_raw(victim as i32), Signal::SIGSTOP).unwrap();
+    // Pipelined writes to shard 0 pile up in its ring while the worker is stopped.
+    let url = corral.url();
+    let writer = std::thread::spawn(move || {
+        let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+        let mut pipe = redis::pipe();
+        for i in 0..200 {
+            pipe.cmd("SET")
+                .arg(corral_tests::key_on_shard(0, 2, &format!("full{i}")))
+                .arg("x".repeat(200));
+        }
+        pipe.query::<Vec<String>>(&mut c)
+    });
+    let t = Instant::now();
+    let warned = loop {
+        assert!(
+            t.elapsed() < Duration::from_secs(4),
+            "{}",
+            corral.log_tail(20)
+        );
+        let (_, _, body) = http_get(corral.http_port, "/health");
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let w = &doc["checks"]["worker:0"][0];
+        let (depth, capacity) = (
+            w["queue_depth_words"].as_u64().unwrap_or(0),
+            w["queue_capacity_words"].as_u64().unwrap_or(1),
+        );
+        if w["status"] == "warn" && depth * 10 > capacity * 9 {
+            break t.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    eprintln!("full ring reported after {warned:?}");
+    kill(Pid::from_raw(victim as i32), Signal::SIGCONT).unwrap();
+    let replies = writer.join().unwrap().unwrap();
+    assert_eq!(replies.len(), 200);
+    assert!(replies.iter().all(|r| r == "OK"));
+    corral.wait_until("the ring drained", Duration::from_secs(10), || {
+        let (_, _, body) = http_get(corral.http_port, "/health");
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+        doc["checks"]["worker:0"][0]["queue_depth_words"] == 0 && doc["status"] == "pass"
+    });
+}
