@@ -216,6 +216,9 @@ pub struct RunArgs {
     /// Log format: json (one object per line) or text.
     #[arg(long, env = "CORRAL_LOG_FORMAT", default_value = "json", value_parser = crate::log::parse_format)]
     pub log_format: crate::log::Format,
+    /// Per-command metrics (counts, latency, bytes): on or off (to measure their cost).
+    #[arg(long, env = "CORRAL_COMMAND_METRICS", default_value = "on", value_parser = parse_switch, action = clap::ArgAction::Set)]
+    pub command_metrics: bool,
     /// Fraction of write commands logged (with connection id and sequence number), 0 to 1.
     #[arg(long, env = "CORRAL_LOG_SAMPLE_RATE", default_value_t = 0.0, value_parser = parse_rate)]
     pub log_sample_rate: f64,
@@ -227,6 +230,14 @@ fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
         "everysec" => Ok(FsyncPolicy::EverySec),
         "no" => Ok(FsyncPolicy::No),
         _ => Err(format!("'{s}' is not one of always, everysec, no")),
+    }
+}
+
+fn parse_switch(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("'{s}' is not on or off")),
     }
 }
 

@@ -397,6 +397,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
             max_value_bytes: geometry.max_value_bytes as usize,
             io_threads: args.io_threads as usize,
             log_sample_rate: args.log_sample_rate,
+            command_metrics: args.command_metrics,
         },
         log.clone(),
     )

@@ -53,6 +53,8 @@ pub struct ServerConfig {
     pub io_threads: usize,
     /// Fraction of write commands logged.
     pub log_sample_rate: f64,
+    /// Whether commands are counted and timed.
+    pub command_metrics: bool,
 }
 
 /// State shared by the accept thread, the event loops and the sessions.
@@ -468,7 +470,9 @@ impl EventLoop {
                     break;
                 }
                 Ok(n) => {
-                    self.server.metrics.commands.bytes_in.inc_by(n as u64);
+                    if self.server.config.command_metrics {
+                        self.server.metrics.commands.bytes_in.inc_by(n as u64);
+                    }
                     c.input.extend_from_slice(&self.chunk[..n]);
                     if c.input.len() - c.start > max {
                         // The owed replies go first, then this error, then the close.
@@ -561,7 +565,9 @@ impl EventLoop {
                 }
                 Ok(n) => {
                     c.sent += n;
-                    self.server.metrics.commands.bytes_out.inc_by(n as u64);
+                    if self.server.config.command_metrics {
+                        self.server.metrics.commands.bytes_out.inc_by(n as u64);
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}

@@ -166,7 +166,7 @@ impl Session {
                             frame.args.iter().map(|&(s, e)| &buf[s..e]).collect();
                         let (read_at, before, owed) = (Instant::now(), out.len(), self.owed.len());
                         let step = self.command(&args, out);
-                        if step != Step::Flush {
+                        if step != Step::Flush && self.server.config.command_metrics {
                             self.count_immediate(read_at, before, owed, out);
                         }
                         match step {
@@ -445,10 +445,12 @@ impl Session {
                     write_reply(kind, results, out);
                     let ok = out.get(before) != Some(&b'-');
                     let took = read_at.elapsed();
-                    self.server
-                        .metrics
-                        .commands
-                        .record(command, ok, took.as_secs_f64());
+                    if self.server.config.command_metrics {
+                        self.server
+                            .metrics
+                            .commands
+                            .record(command, ok, took.as_secs_f64());
+                    }
                     self.maybe_log_write(command, at - ops as usize, ok, took);
                 }
                 Owed::Encoded(bytes) => out.extend_from_slice(&bytes),

@@ -48,7 +48,7 @@ fn every_line_is_json_with_the_common_fields_and_writes_are_correlated() {
 
 #[test]
 fn text_format_is_one_readable_line_per_event() {
-    let mut corral = Corral::start(1, &["--log-format", "text"]);
+    let mut corral = Corral::start(1, &["--log-format", "text", "--command-metrics", "off"]);
     assert!(corral.stop(Duration::from_secs(20)).success());
     let log = corral.log();
     let ready = log
