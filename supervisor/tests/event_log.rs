@@ -9,7 +9,7 @@ use std::time::Duration;
 use corral::codec::{decode_lifecycle, decode_write, LifecycleRecord};
 use corral::sequencer::OwnedOp;
 use corral::wal::{self, Kind};
-use corral_tests::{free_port, key_on_shard, Corral, TempDir};
+use corral_tests::{key_on_shard, Corral, TempDir};
 use corral_worker::command::SetCondition;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -133,7 +133,7 @@ fn run_once(data_dir: &Path) -> (Option<i32>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_corral"))
         .args(["run", "--workers", "1", "--data-dir"])
         .arg(data_dir)
-        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--listen", "127.0.0.1:0"])
         .args(["--shutdown-timeout", "5s", "--http", "127.0.0.1:0"])
         .output()
         .unwrap();

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use corral_tests::{free_port, TempDir};
+use corral_tests::TempDir;
 
 fn corral_bin() -> &'static str {
     env!("CARGO_BIN_EXE_corral")
@@ -29,7 +29,7 @@ fn usage_and_environment_errors_exit_2_with_a_reason() {
     let busy_addr = busy.local_addr().unwrap().to_string();
     let file = dir.path().join("file");
     std::fs::write(&file, "x").unwrap();
-    let free = format!("127.0.0.1:{}", free_port());
+    let free = "127.0.0.1:0";
     for (args, needle) in [
         (vec!["run", "--bogus"], "unexpected argument '--bogus'"),
         (vec!["run", "--workers", "0"], "--workers"),
@@ -43,7 +43,7 @@ fn usage_and_environment_errors_exit_2_with_a_reason() {
                 "--data-dir",
                 data,
                 "--listen",
-                &free,
+                free,
                 "--http",
                 &busy_addr,
             ],
@@ -55,12 +55,12 @@ fn usage_and_environment_errors_exit_2_with_a_reason() {
                 "--data-dir",
                 file.to_str().unwrap(),
                 "--listen",
-                &free,
+                free,
             ],
             "not a directory",
         ),
         (
-            vec!["run", "--data-dir", "/proc/corral", "--listen", &free],
+            vec!["run", "--data-dir", "/proc/corral", "--listen", free],
             "cannot create data dir",
         ),
         (
@@ -69,7 +69,7 @@ fn usage_and_environment_errors_exit_2_with_a_reason() {
                 "--data-dir",
                 data,
                 "--listen",
-                &free,
+                free,
                 "--max-value-bytes",
                 "64MiB",
             ],

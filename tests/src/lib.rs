@@ -32,13 +32,16 @@ pub fn corral_bin() -> PathBuf {
     bin
 }
 
-/// A free TCP port on loopback (bound, then released).
+/// A loopback port that refuses connections and that no server can be handed while the
+/// returned socket lives: it is the local port of a connected client socket, so a bind to port
+/// 0 never picks it (a port released after a bind could be given to the next one at once).
 #[must_use]
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+pub fn refusing_port() -> (u16, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let client = TcpStream::connect(listener.local_addr().expect("local addr")).expect("connect");
+    let port = client.local_addr().expect("local addr").port();
+    drop(listener);
+    (port, client)
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -126,20 +129,18 @@ impl Corral {
     /// Starts on an existing data dir inside `root` (for restart tests).
     #[must_use]
     pub fn start_in(root: TempDir, data_dir: &Path, workers: u32, extra: &[&str]) -> Self {
-        let port = free_port();
-        let http_port = free_port();
-        let log_path = root.path().join(format!("stderr-{port}.log"));
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let log_path = root.path().join(format!("stderr-{n}.log"));
         let log = fs::File::create(&log_path).expect("log file");
+        // Port 0: the supervisor binds what the kernel hands out and logs the addresses, so
+        // no other process can take a port between our choosing it and its binding it.
         let child = Command::new(corral_bin())
             .arg("run")
             .arg("--workers")
             .arg(workers.to_string())
             .arg("--data-dir")
             .arg(data_dir)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--http")
-            .arg(format!("127.0.0.1:{http_port}"))
+            .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -153,8 +154,8 @@ impl Corral {
             .map(|p| (*p).to_owned());
         let mut corral = Self {
             child: Some(child),
-            port,
-            http_port,
+            port: 0,
+            http_port: 0,
             data_dir: data_dir.to_owned(),
             log_path,
             workers,
@@ -163,6 +164,22 @@ impl Corral {
             crashed: None,
             instance: String::new(),
         };
+        let (mut port, mut http_port) = (0, 0);
+        corral.wait_until(
+            "the bound addresses in the log",
+            Duration::from_secs(20),
+            || {
+                let text = corral.log();
+                let logged = |field: &str| {
+                    logged_field(&text, field)
+                        .and_then(|a| a.rsplit(':').next()?.parse::<u16>().ok())
+                        .unwrap_or(0)
+                };
+                (port, http_port) = (logged("listen"), logged("http"));
+                port != 0 && http_port != 0
+            },
+        );
+        (corral.port, corral.http_port) = (port, http_port);
         corral.wait_until("all shards ready", Duration::from_secs(20), || {
             corral.try_shards().is_some_and(|s| {
                 s.len() == workers as usize && s.iter().all(|i| i.state == "ready")
@@ -224,6 +241,11 @@ impl Corral {
     pub fn wait_until(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
         let start = Instant::now();
         while !cond() {
+            assert!(
+                self.child.is_none() || alive(self.pid()),
+                "corral exited while waiting for {what}; log:\n{}",
+                self.log_tail(40)
+            );
             assert!(
                 start.elapsed() < timeout,
                 "timed out after {timeout:?} waiting for {what}; log:\n{}",
@@ -302,6 +324,24 @@ impl Corral {
             self.instance.clone()
         }
     }
+}
+
+/// The value of `field` in the first log line that has it, JSON (`"field":"value"`) or text
+/// (`field=value`).
+fn logged_field(log: &str, field: &str) -> Option<String> {
+    let json = format!("\"{field}\":\"");
+    let text = format!(" {field}=");
+    log.lines().find_map(|line| {
+        if let Some(i) = line.find(&json) {
+            let rest = &line[i + json.len()..];
+            return rest.split('"').next().map(str::to_owned);
+        }
+        let i = line.find(&text)?;
+        let rest = &line[i + text.len()..];
+        rest.split_whitespace()
+            .next()
+            .map(|v| v.trim_matches('"').to_owned())
+    })
 }
 
 /// The instance id recorded in a data dir.

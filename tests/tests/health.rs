@@ -169,12 +169,9 @@ fn corral_status_prints_every_worker() {
         );
     }
     // Nobody there: a clear error, not a panic.
+    let (nobody, _held) = corral_tests::refusing_port();
     let out = std::process::Command::new(corral_tests::corral_bin())
-        .args([
-            "status",
-            "--http",
-            &format!("127.0.0.1:{}", corral_tests::free_port()),
-        ])
+        .args(["status", "--http", &format!("127.0.0.1:{nobody}")])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
