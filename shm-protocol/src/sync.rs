@@ -16,18 +16,31 @@ pub(crate) fn spin_hint() {
     std::hint::spin_loop();
 }
 
+/// Attempts of a retry loop that spin before it starts yielding.
+pub(crate) const BACKOFF_SPINS_MAX: u32 = 64;
+/// Attempts that spin or yield before it starts sleeping.
+pub(crate) const BACKOFF_YIELDS_MAX: u32 = 256;
+/// Sleep between the later attempts.
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) const BACKOFF_SLEEP_US: u64 = 50;
+
 /// Back-off for attempt `n` of a bounded retry loop: spin for the first few attempts (the
-/// writer is usually mid-update for nanoseconds), then yield the CPU so a writer that was
-/// descheduled mid-update can finish.
+/// writer is usually mid-update for nanoseconds), then yield, then sleep: a writer that was
+/// preempted mid-update waits for a CPU, and yielding alone burns through any attempt budget
+/// within one scheduler slice when the writer's CPU is busy with something else.
 #[inline]
 pub(crate) fn backoff(attempt: u32) {
-    if attempt < 64 {
+    if attempt < BACKOFF_SPINS_MAX {
         spin_hint();
     } else {
         #[cfg(loom)]
         loom::thread::yield_now();
         #[cfg(not(loom))]
-        std::thread::yield_now();
+        if attempt < BACKOFF_YIELDS_MAX {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(std::time::Duration::from_micros(BACKOFF_SLEEP_US));
+        }
     }
 }
 

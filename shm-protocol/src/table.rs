@@ -24,15 +24,16 @@
 //!   switched inside its own seqlock (compaction).
 
 use crate::hash::{key_hash, pair_digest};
-use crate::sync::{backoff, fence, load_own, AtomicU64, Ordering};
+use crate::sync::{backoff, fence, load_own, AtomicU64, Ordering, BACKOFF_YIELDS_MAX};
 use crate::words::{self, words_for};
 
 /// Words per slot.
 pub const SLOT_WORDS: usize = 4;
 
-/// How many times a reader retries a lookup that raced the writer before giving up (after
-/// a short spin each retry yields the CPU, so this spans a descheduled writer's time slice).
-pub const READ_RETRIES_MAX: u32 = 1 << 14;
+/// How many times a reader retries a lookup that raced the writer before giving up: spins,
+/// then yields, then 1,000 sleeps of at least 50 µs, so a reader waits at least 50 ms (many
+/// scheduler slices) for a writer preempted mid-update before it reports [`Lookup::Busy`].
+pub const READ_RETRIES_MAX: u32 = BACKOFF_YIELDS_MAX + 1000;
 
 /// The memory of one table.
 #[derive(Clone, Copy, Debug)]
@@ -74,23 +75,27 @@ impl<'a> TableView<'a> {
     }
 
     /// Reads the value of `key` into `out` (appended), lock-free.
+    ///
+    /// A hit needs only its slot's seqlock: the slot held the key and that value at one
+    /// instant, and heap words are reused only after every slot pointing at them has been
+    /// rewritten. A miss also needs `moves` unchanged across the probe, since a backward
+    /// shift can carry the key past the probe; so a reader racing a stream of deletes
+    /// retries only for absent keys.
     pub fn get(&self, key: &[u8], out: &mut Vec<u8>) -> Lookup {
         let hash = key_hash(key);
         let start_len = out.len();
         for attempt in 0..READ_RETRIES_MAX {
             // SYNC POINT: pairs with the writer's release store that ends a shift.
             let moves = self.moves.load(Ordering::Acquire);
-            if moves & 1 == 0 {
-                if let Ok(found) = self.probe(key, hash, out) {
+            match self.probe(key, hash, out) {
+                Ok(true) => return Lookup::Found,
+                Ok(false) if moves & 1 == 0 => {
                     fence(Ordering::Acquire);
                     if self.moves.load(Ordering::Relaxed) == moves {
-                        return if found {
-                            Lookup::Found
-                        } else {
-                            Lookup::Missing
-                        };
+                        return Lookup::Missing;
                     }
                 }
+                Ok(false) | Err(Torn) => {}
             }
             out.truncate(start_len);
             backoff(attempt);
