@@ -26,7 +26,8 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 cport=$(free_port)
-target/release/corral run --workers "$workers" --fsync "$fsync" --data-dir "$work/corral" --listen "127.0.0.1:$cport" --http 127.0.0.1:0 \
+hport=$(free_port)
+target/release/corral run --workers "$workers" --fsync "$fsync" --data-dir "$work/corral" --listen "127.0.0.1:$cport" --http "127.0.0.1:$hport" \
   --log-level warn 2>"$work/corral.log" &
 corral_pid=$!
 rport=$(free_port)
@@ -41,13 +42,32 @@ run() { # port pipeline -> "test rps" lines
   redis-benchmark -p "$1" -t "$tests" -n "$requests" -c 50 -P "$2" -q 2>/dev/null \
     | tr '\r' '\n' | grep 'requests per second' | sed -E 's/^([A-Z]+): ([0-9.]+) requests.*/\1 \2/'
 }
+# Corral's group commit counters from /metrics: "groups records syncs sync_seconds".
+commit_counters() {
+  curl -sf "http://127.0.0.1:$hport/metrics" | awk '
+    $1 == "corral_wal_group_records_count" { g = $2 }
+    $1 == "corral_wal_group_records_sum" { r = $2 }
+    $1 == "corral_wal_sync_duration_seconds_count" { s = $2 }
+    $1 == "corral_wal_sync_duration_seconds_sum" { t = $2 }
+    END { printf "%d %d %d %.9f\n", g, r, s, t }'
+}
 echo "redis-benchmark -n $requests -c 50; Corral with $workers workers; fsync $fsync; $(nproc) CPUs"
 printf '%-6s %-4s %14s %14s %8s\n' test P corral_rps redis_rps ratio
+commits=""
 for p in 1 16; do
+  before=$(commit_counters)
   corral_out=$(run "$cport" "$p")
+  after=$(commit_counters)
+  commits+=$(echo "$before $after" | awk -v p="$p" '{
+    g = $5 - $1; r = $6 - $2; s = $7 - $3; t = $8 - $4
+    printf "P%-3s %9d write groups, %6.1f records/group; %8d fdatasyncs, %7.1f records/sync, mean sync %.3f ms\n",
+      p, g, g ? r / g : 0, s, s ? r / s : 0, s ? t / s * 1000 : 0 }')$'\n'
+
   redis_out=$(run "$rport" "$p")
   while read -r test rps; do
     r=$(echo "$redis_out" | awk -v t="$test" '$1==t {print $2}')
     awk -v t="$test" -v p="$p" -v a="$rps" -v b="$r" 'BEGIN { printf "%-6s %-4s %14.0f %14.0f %8.2f\n", t, p, a, b, a / b }'
   done <<<"$corral_out"
 done
+echo "Corral group commit (write + lifecycle records; syncs only under always and everysec):"
+printf '%s' "$commits"

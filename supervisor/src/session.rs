@@ -91,7 +91,15 @@ pub struct Session {
     command: usize,
     /// State of the sampling of write logs (xorshift).
     sample: u64,
+    /// When the current batch's commands were read.
+    read_at: Instant,
+    /// Commands of the current batch answered at once: command index and success, counted
+    /// when the batch ends.
+    immediate: Vec<(usize, bool)>,
 }
+
+/// Arguments of a command that are passed without an allocation.
+const FEW_ARGS: usize = 8;
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -132,6 +140,8 @@ impl Session {
             value: Vec::new(),
             command: OTHER,
             sample: id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
+            read_at: Instant::now(),
+            immediate: Vec::new(),
         }
     }
 
@@ -157,17 +167,49 @@ impl Session {
         frame: &mut Frame,
         out: &mut Vec<u8>,
     ) -> Batch {
+        // Every command of a batch was read before the batch runs, and the replies ready
+        // now are sent after it: two clock reads for all of them.
+        self.read_at = Instant::now();
+        let batch = self.run_batch(buf, start, limits, frame, out);
+        if !self.immediate.is_empty() {
+            let took = self.read_at.elapsed().as_secs_f64();
+            for (command, ok) in self.immediate.drain(..) {
+                self.server.metrics.commands.record(command, ok, took);
+            }
+        }
+        batch
+    }
+
+    fn run_batch(
+        &mut self,
+        buf: &[u8],
+        start: &mut usize,
+        limits: &ParseLimits,
+        frame: &mut Frame,
+        out: &mut Vec<u8>,
+    ) -> Batch {
         let mut commands = 0;
+        let mut many: Vec<&[u8]> = Vec::new();
         loop {
             match resp::parse(buf, *start, limits, frame) {
                 Ok(Some(next)) => {
                     if !frame.args.is_empty() {
-                        let args: Vec<&[u8]> =
-                            frame.args.iter().map(|&(s, e)| &buf[s..e]).collect();
-                        let (read_at, before, owed) = (Instant::now(), out.len(), self.owed.len());
-                        let step = self.command(&args, out);
+                        // Most commands have a few arguments: those go on the stack.
+                        let mut few: [&[u8]; FEW_ARGS] = [&[]; FEW_ARGS];
+                        let args: &[&[u8]] = if frame.args.len() <= FEW_ARGS {
+                            for (slot, &(s, e)) in few.iter_mut().zip(&frame.args) {
+                                *slot = &buf[s..e];
+                            }
+                            &few[..frame.args.len()]
+                        } else {
+                            many.clear();
+                            many.extend(frame.args.iter().map(|&(s, e)| &buf[s..e]));
+                            &many
+                        };
+                        let (before, owed) = (out.len(), self.owed.len());
+                        let step = self.command(args, out);
                         if step != Step::Flush && self.server.config.command_metrics {
-                            self.count_immediate(read_at, before, owed, out);
+                            self.count_immediate(before, owed, out);
                         }
                         match step {
                             Step::Flush => return Batch::Flush,
@@ -195,18 +237,15 @@ impl Session {
         }
     }
 
-    /// Counts a command that just ran, unless its reply is owed (a queued write counts when
-    /// its outcome arrives): an error if it replied with one.
-    fn count_immediate(&self, read_at: Instant, before: usize, owed: usize, out: &[u8]) {
+    /// Counts a command that just ran (at the end of its batch), unless its reply is owed
+    /// (a queued write counts when its outcome arrives): an error if it replied with one.
+    fn count_immediate(&mut self, before: usize, owed: usize, out: &[u8]) {
         let error = match self.owed.get(owed..) {
             Some([Owed::Write { .. }, ..]) => return,
             Some([Owed::Encoded(bytes), ..]) => bytes.first() == Some(&b'-'),
             _ => out.get(before) == Some(&b'-'),
         };
-        self.server
-            .metrics
-            .commands
-            .record(self.command, !error, read_at.elapsed().as_secs_f64());
+        self.immediate.push((self.command, !error));
     }
 
     /// Appends an encoded reply to `out`, or, while writes are pending, owes it after
@@ -247,10 +286,7 @@ impl Session {
         match lower {
             "set" => self.set(args, out),
             "del" | "unlink" if args.len() >= 2 => {
-                let ops: Vec<OwnedOp> = args[1..]
-                    .iter()
-                    .map(|k| OwnedOp::Del { key: k.to_vec() })
-                    .collect();
+                let ops = args[1..].iter().map(|k| OwnedOp::Del { key: k.to_vec() });
                 self.queue(WriteKind::Sum, ops);
             }
             "incr" | "decr" if args.len() == 2 => {
@@ -266,18 +302,19 @@ impl Session {
                 }
             }
             "mset" if args.len() >= 3 && args.len() % 2 == 1 => {
-                let mut ops = Vec::with_capacity(args.len() / 2);
-                for pair in args[1..].chunks_exact(2) {
-                    if let Some(e) = self.size_error(pair[0], Some(pair[1])) {
-                        self.error(out, &e);
-                        return Step::Done;
-                    }
-                    ops.push(OwnedOp::Set {
-                        key: pair[0].to_vec(),
-                        value: pair[1].to_vec(),
-                        condition: SetCondition::Always,
-                    });
+                let pairs = args[1..].chunks_exact(2);
+                if let Some(e) = pairs
+                    .clone()
+                    .find_map(|pair| self.size_error(pair[0], Some(pair[1])))
+                {
+                    self.error(out, &e);
+                    return Step::Done;
                 }
+                let ops = pairs.map(|pair| OwnedOp::Set {
+                    key: pair[0].to_vec(),
+                    value: pair[1].to_vec(),
+                    condition: SetCondition::Always,
+                });
                 self.queue(WriteKind::AllOk, ops);
             }
             _ => {
@@ -345,11 +382,11 @@ impl Session {
         }
         self.queue(
             WriteKind::Set,
-            vec![OwnedOp::Set {
+            std::iter::once(OwnedOp::Set {
                 key: args[1].to_vec(),
                 value: args[2].to_vec(),
                 condition,
-            }],
+            }),
         );
     }
 
@@ -360,20 +397,20 @@ impl Session {
         }
         self.queue(
             WriteKind::Int,
-            vec![OwnedOp::IncrBy {
+            std::iter::once(OwnedOp::IncrBy {
                 key: key.to_vec(),
                 delta,
-            }],
+            }),
         );
     }
 
-    fn queue(&mut self, kind: WriteKind, ops: Vec<OwnedOp>) {
+    fn queue(&mut self, kind: WriteKind, ops: impl ExactSizeIterator<Item = OwnedOp>) {
         let shards = self.server.shards.len() as u32;
         self.owed.push(Owed::Write {
             kind,
             ops: ops.len() as u32,
             command: self.command,
-            read_at: Instant::now(),
+            read_at: self.read_at,
         });
         for op in ops {
             let key = match &op {
@@ -430,6 +467,7 @@ impl Session {
             }
         }
         let mut at = 0usize;
+        let now = Instant::now();
         let mut owed_replies = std::mem::take(&mut self.owed);
         for owed in owed_replies.drain(..) {
             match owed {
@@ -444,7 +482,7 @@ impl Session {
                     let before = out.len();
                     write_reply(kind, results, out);
                     let ok = out.get(before) != Some(&b'-');
-                    let took = read_at.elapsed();
+                    let took = now.saturating_duration_since(read_at);
                     if self.server.config.command_metrics {
                         self.server
                             .metrics

@@ -423,8 +423,7 @@ impl ApplyLoop {
     }
 
     fn push_completion(&mut self, seq: u64, outcome: Outcome) {
-        let segment = Arc::clone(&self.segment);
-        let head = segment.head();
+        let head = self.segment.head();
         let mut spins = 0u32;
         while self
             .completions
