@@ -11,6 +11,11 @@ use std::time::Instant;
 use shm_protocol::os::Segment;
 use slog::{error, info, warn};
 
+/// mimalloc: writes allocate their keys and values on an event loop thread and the sequencer
+/// frees them, a pattern glibc's allocator handles slowly.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use corral::cli::{self, Commands, EventsArgs, RunArgs, StatusArgs, VerifyArgs, WorkerCli};
 use corral::codec::{unix_ms, LifecycleRecord};
 use corral::http::{Heartbeat, Http, Probes};
