@@ -12,9 +12,9 @@
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use shm_protocol::os::monotonic_ns;
@@ -23,7 +23,7 @@ use slog::{warn, Logger};
 use crate::journal::Durability;
 use crate::metrics::Metrics;
 use crate::server::Server;
-use crate::shard::{Shard, ShardState};
+use crate::shard::{Shard, ShardState, WorkerCounts};
 
 /// A loop's sign of life: it beats once per turn (every loop turns at least every 250 ms).
 #[derive(Debug)]
@@ -58,6 +58,14 @@ const LOOP_STALL: Duration = Duration::from_secs(5);
 const WORKER_SLOW: Duration = Duration::from_secs(1);
 /// An event log sync slower than this is reported as a warning.
 const SLOW_SYNC: Duration = Duration::from_millis(100);
+/// A mean apply latency above this over the recent window is reported as a warning.
+const SLOW_APPLY: Duration = Duration::from_millis(1);
+/// A share of failed writes above this over the recent window is reported as a warning...
+const ERROR_RATIO_HIGH: f64 = 0.05;
+/// ... once at least this many failed.
+const ERRORS_MIN: u64 = 20;
+/// The recent window of the rates `/health` reports spans one to two of these.
+const RATE_WINDOW: Duration = Duration::from_secs(5);
 /// Threads serving HTTP.
 const HTTP_THREADS: usize = 2;
 /// Largest request body accepted (the endpoints take none).
@@ -78,6 +86,79 @@ pub struct Probes {
     pub metrics: Arc<Metrics>,
     /// The data dir (its file system's free space is reported).
     pub data_dir: std::path::PathBuf,
+    /// Earlier counts of every worker, for the rates over the recent window.
+    pub window: Mutex<RateWindow>,
+}
+
+/// Two samples of every shard's counters: rates are measured against the older one, and
+/// the newer one takes its place once it is [`RATE_WINDOW`] old, so the window spans one to
+/// two of those (or the time since the first `/health` request).
+#[derive(Debug, Default)]
+pub struct RateWindow {
+    older: Option<(Instant, Vec<WorkerCounts>)>,
+    newer: Option<(Instant, Vec<WorkerCounts>)>,
+}
+
+impl RateWindow {
+    /// Takes the current counts and returns the sample to measure them against.
+    fn advance(&mut self, now: Instant, counts: &[WorkerCounts]) -> (Instant, Vec<WorkerCounts>) {
+        match &self.newer {
+            None => self.newer = Some((now, counts.to_vec())),
+            Some((at, _)) if now.duration_since(*at) >= RATE_WINDOW => {
+                self.older = self.newer.take();
+                self.newer = Some((now, counts.to_vec()));
+            }
+            Some(_) => {}
+        }
+        self.older
+            .clone()
+            .or_else(|| self.newer.clone())
+            .unwrap_or_else(|| (now, counts.to_vec()))
+    }
+}
+
+/// A worker's write rates over the recent window.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Rates {
+    window: Duration,
+    applied: u64,
+    errors: u64,
+    apply_mean: Option<Duration>,
+}
+
+impl Rates {
+    fn between(window: Duration, before: &WorkerCounts, now: &WorkerCounts) -> Self {
+        let observed = |c: &WorkerCounts| c.buckets.iter().sum::<u64>();
+        let count = observed(now).saturating_sub(observed(before));
+        let sum_ns = now.sum_ns.saturating_sub(before.sum_ns);
+        Self {
+            window,
+            applied: now.applied.saturating_sub(before.applied),
+            errors: now.errors.saturating_sub(before.errors),
+            apply_mean: (count > 0).then(|| Duration::from_nanos(sum_ns / count)),
+        }
+    }
+
+    /// What is wrong with these rates, if anything.
+    fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let secs = self.window.as_secs_f64();
+        if let Some(mean) = self.apply_mean.filter(|m| *m > SLOW_APPLY) {
+            out.push(format!(
+                "mean apply time {:.2} ms over the last {secs:.0} s",
+                mean.as_secs_f64() * 1e3
+            ));
+        }
+        if self.errors >= ERRORS_MIN
+            && self.errors as f64 > ERROR_RATIO_HIGH * self.applied.max(1) as f64
+        {
+            out.push(format!(
+                "{} of {} writes failed over the last {secs:.0} s",
+                self.errors, self.applied
+            ));
+        }
+        out
+    }
 }
 
 /// The running HTTP server.
@@ -263,14 +344,31 @@ fn health(probes: &Probes) -> (&'static str, serde_json::Value) {
     let mut checks = serde_json::Map::new();
     let mut worst = 0u8; // 0 pass, 1 warn, 2 fail
     let level = |s: u8| ["pass", "warn", "fail"][usize::from(s.min(2))];
-    for shard in probes.shards.iter() {
+    let now = Instant::now();
+    let counts: Vec<WorkerCounts> = probes.shards.iter().map(Shard::counts).collect();
+    let (since, before) = probes
+        .window
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .advance(now, &counts);
+    for (i, shard) in probes.shards.iter().enumerate() {
         let state = shard.state();
         let mut status = u8::from(state != ShardState::Ready) * 2;
+        let rates = Rates::between(
+            now.duration_since(since),
+            before.get(i).unwrap_or(&counts[i]),
+            &counts[i],
+        );
+        let mut output = rates.warnings();
         let mut check = json!({
             "componentType": "worker",
             "state": state.name(),
             "restarts": shard.restarts.load(Ordering::Relaxed),
             "last_exit": shard.last_exit(),
+            "window_s": rates.window.as_secs_f64(),
+            "applied_in_window": rates.applied,
+            "errors_in_window": rates.errors,
+            "apply_mean_us": rates.apply_mean.map(|m| m.as_secs_f64() * 1e6),
         });
         if let Some(g) = shard.current().filter(|g| !g.is_dead()) {
             let head = g.segment.head();
@@ -284,8 +382,11 @@ fn health(probes: &Probes) -> (&'static str, serde_json::Value) {
                 .load(Ordering::Relaxed)
                 .max(1);
             let depth = tail.saturating_sub(consumed);
-            if state == ShardState::Ready && (age > WORKER_SLOW || depth * 10 > capacity * 9) {
-                status = status.max(1);
+            if age > WORKER_SLOW {
+                output.push(format!("heartbeat {:.1} s old", age.as_secs_f64()));
+            }
+            if depth * 10 > capacity * 9 {
+                output.push(format!("queue {}% full", depth * 100 / capacity));
             }
             if let Some(obj) = check.as_object_mut() {
                 obj.insert("pid".into(), json!(g.pid));
@@ -303,8 +404,12 @@ fn health(probes: &Probes) -> (&'static str, serde_json::Value) {
                 );
             }
         }
+        if state == ShardState::Ready && !output.is_empty() {
+            status = status.max(1);
+        }
         if let Some(obj) = check.as_object_mut() {
             obj.insert("status".into(), json!(level(status)));
+            obj.insert("output".into(), json!(output.join("; ")));
         }
         worst = worst.max(status);
         checks.insert(format!("worker:{}", shard.id), json!([check]));
@@ -361,4 +466,61 @@ fn health(probes: &Probes) -> (&'static str, serde_json::Value) {
             "checks": checks,
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(applied: u64, errors: u64, observed: u64, sum_ns: u64) -> WorkerCounts {
+        let mut c = WorkerCounts {
+            applied,
+            errors,
+            sum_ns,
+            ..WorkerCounts::default()
+        };
+        c.buckets[3] = observed;
+        c
+    }
+
+    #[test]
+    fn rates_warn_on_slow_applies_and_many_failures_only() {
+        let window = Duration::from_secs(5);
+        let check = |before: WorkerCounts, now: WorkerCounts| {
+            Rates::between(window, &before, &now).warnings()
+        };
+        // 1,000 writes at 2 µs: fine.
+        assert!(check(counts(0, 0, 0, 0), counts(1000, 0, 1000, 2_000_000)).is_empty());
+        // 10 writes at 2 ms each: slow.
+        let w = check(counts(5, 0, 5, 10), counts(15, 0, 15, 20_000_010));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("mean apply time 2.00 ms"), "{w:?}");
+        // Failures: many and a high share warn; few, or a small share, do not.
+        let w = check(counts(0, 0, 0, 0), counts(100, 30, 100, 1000));
+        assert_eq!(
+            w,
+            vec!["30 of 100 writes failed over the last 5 s".to_owned()]
+        );
+        assert!(check(counts(0, 0, 0, 0), counts(100, 19, 100, 1000)).is_empty());
+        assert!(check(counts(0, 0, 0, 0), counts(10_000, 400, 10_000, 1000)).is_empty());
+        // Counters only grow; a smaller one (never expected) is no rate, not an underflow.
+        assert!(check(counts(50, 50, 50, 50), counts(0, 0, 0, 0)).is_empty());
+    }
+
+    #[test]
+    fn the_window_measures_against_a_sample_one_to_two_windows_old() {
+        let mut w = RateWindow::default();
+        let t0 = Instant::now();
+        let sample = |n| vec![counts(n, 0, n, 0)];
+        // The first request has nothing earlier: it measures against itself.
+        assert_eq!(w.advance(t0, &sample(1)).1, sample(1));
+        // Within the first window: against the first sample.
+        assert_eq!(w.advance(t0 + RATE_WINDOW / 2, &sample(2)).1, sample(1));
+        // A window later the first sample becomes the older one, and stays it...
+        assert_eq!(w.advance(t0 + RATE_WINDOW, &sample(3)).1, sample(1));
+        assert_eq!(w.advance(t0 + RATE_WINDOW * 3 / 2, &sample(4)).1, sample(1));
+        // ... until the next window passes.
+        let (at, before) = w.advance(t0 + RATE_WINDOW * 2, &sample(5));
+        assert_eq!((at, before), (t0 + RATE_WINDOW, sample(3)));
+    }
 }

@@ -550,15 +550,13 @@ impl Journal {
         }
     }
 
-    /// Segments in the log and their total size in bytes (also published as metrics).
-    pub fn disk_usage(&self) -> Result<(usize, u64), WalError> {
+    /// What the log holds on disk (also published as metrics).
+    pub fn disk_usage(&self) -> Result<wal::DiskUsage, WalError> {
         let usage = self.writer.disk_usage()?;
-        self.metrics
-            .segments
-            .set(i64::try_from(usage.0).unwrap_or(i64::MAX));
-        self.metrics
-            .disk_bytes
-            .set(i64::try_from(usage.1).unwrap_or(i64::MAX));
+        let gauge = |g: &prometheus::IntGauge, v: u64| g.set(i64::try_from(v).unwrap_or(i64::MAX));
+        gauge(&self.metrics.segments, usage.segments as u64);
+        gauge(&self.metrics.disk_bytes, usage.bytes);
+        gauge(&self.metrics.oldest_seq, usage.oldest_seq);
         Ok(usage)
     }
 

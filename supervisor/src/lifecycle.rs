@@ -421,6 +421,8 @@ impl Lifecycle {
         slot.spawned_at = Instant::now();
         slot.watchdog_fired = false;
         shard.set_current(Some(generation));
+        let stable_ns = u64::try_from(self.policy.stable_period.as_nanos()).unwrap_or(u64::MAX);
+        shard.set_stable_at(monotonic_ns().saturating_add(stable_ns));
         self.record(LifecycleRecord::WorkerSpawned {
             worker: id,
             generation: number,
@@ -579,6 +581,7 @@ impl Lifecycle {
             shard.set_state(ShardState::Parked);
             let _ = self.sequencer.send(SeqMsg::ShardChanged(id));
             slot.restart_at = Some(now + self.policy.park_retry);
+            shard.set_backoff(self.policy.park_retry);
             slot.probing = true;
             self.record(LifecycleRecord::ShardParked {
                 worker: id,
@@ -598,6 +601,7 @@ impl Lifecycle {
         slot.consecutive += 1;
         let delay = self.policy.backoff(slot.consecutive, jitter());
         slot.restart_at = Some(Instant::now() + delay);
+        self.shards[id as usize].set_backoff(delay);
         self.record(LifecycleRecord::RestartScheduled {
             worker: id,
             backoff_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),

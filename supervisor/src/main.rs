@@ -422,6 +422,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
             heartbeats,
             metrics: Arc::clone(&metrics),
             data_dir: args.data_dir.clone(),
+            window: Default::default(),
         });
         Http::start(http_listener, probes, &log).map_err(Fatal::runtime)?
     };

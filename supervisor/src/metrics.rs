@@ -88,6 +88,8 @@ pub struct WalMetrics {
     pub segments: IntGauge,
     /// Bytes of the log on disk.
     pub disk_bytes: IntGauge,
+    /// Sequence number of the oldest record kept.
+    pub oldest_seq: IntGauge,
 }
 
 impl Metrics {
@@ -156,6 +158,10 @@ impl Metrics {
             ),
             segments: gauge("corral_wal_segments", "Segments in the event log."),
             disk_bytes: gauge("corral_wal_disk_bytes", "Bytes of the event log on disk."),
+            oldest_seq: gauge(
+                "corral_wal_oldest_seq",
+                "Sequence number of the oldest record the event log keeps.",
+            ),
         };
         let counts = IntCounterVec::new(
             Opts::new(
@@ -420,6 +426,12 @@ const WORKER_FAMILIES: &[(&str, &str, MetricType, Option<&str>)] = &[
         None,
     ),
     (
+        "corral_worker_restart_backoff_seconds",
+        "Delay of the shard's latest restart (the probe interval while parked); 0 once a worker has been ready for the stable period.",
+        MetricType::GAUGE,
+        None,
+    ),
+    (
         "corral_worker_apply_duration_seconds",
         "Time to apply one write.",
         MetricType::HISTOGRAM,
@@ -640,6 +652,12 @@ impl Collector for WorkerCollector {
                 counts.cpu_ns as f64 / 1e9,
             );
             put("corral_worker_resident_memory_bytes", id, None, rss);
+            put(
+                "corral_worker_restart_backoff_seconds",
+                id,
+                None,
+                shard.backoff_ns(monotonic_ns()) as f64 / 1e9,
+            );
             histograms.push(histogram(id, &counts));
         }
         if let Some(i) = index("corral_worker_apply_duration_seconds") {

@@ -501,7 +501,7 @@ impl Sequencer {
     fn checkpoints(&mut self, now: Instant, all: bool) {
         let mut finished = false;
         let mut due = Vec::new();
-        let log_bytes = self.journal.disk_usage().map_or(0, |(_, b)| b);
+        let log_bytes = self.journal.disk_usage().map_or(0, |u| u.bytes);
         let oversized = log_bytes > self.checkpoints.wal_max_bytes;
         for (id, lane) in self.lanes.iter_mut().enumerate() {
             let Some(active) = &lane.active else {

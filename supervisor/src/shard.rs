@@ -132,6 +132,11 @@ pub struct Shard {
     last_signal: AtomicI64,
     /// The sequence number of the last write handed to a worker of this shard.
     pushed_seq: AtomicU64,
+    /// Delay of the latest scheduled restart (or park probe), nanoseconds.
+    backoff_ns: AtomicU64,
+    /// When (monotonic ns) the current worker has run for the stable period, which resets
+    /// the backoff.
+    stable_at_ns: AtomicU64,
 }
 
 /// Why a worker was restarted.
@@ -227,6 +232,8 @@ impl Shard {
             last_code: AtomicI64::new(-1),
             last_signal: AtomicI64::new(-1),
             pushed_seq: AtomicU64::new(0),
+            backoff_ns: AtomicU64::new(0),
+            stable_at_ns: AtomicU64::new(0),
         }
     }
 
@@ -330,6 +337,29 @@ impl Shard {
         };
         if let Ok(mut g) = self.last_exit.lock() {
             *g = Some(text);
+        }
+    }
+
+    /// Notes the delay a restart (or the probe of a parked shard) was scheduled with.
+    pub fn set_backoff(&self, delay: std::time::Duration) {
+        let ns = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
+        self.backoff_ns.store(ns, Ordering::Relaxed);
+    }
+
+    /// Notes when a worker just spawned will have run for the stable period.
+    pub fn set_stable_at(&self, monotonic_ns: u64) {
+        self.stable_at_ns.store(monotonic_ns, Ordering::Relaxed);
+    }
+
+    /// The restart backoff in effect at `now_ns` (monotonic): the latest restart's delay,
+    /// until a worker has been ready for the stable period.
+    pub fn backoff_ns(&self, now_ns: u64) -> u64 {
+        let stable = self.state() == ShardState::Ready
+            && now_ns >= self.stable_at_ns.load(Ordering::Relaxed);
+        if stable {
+            0
+        } else {
+            self.backoff_ns.load(Ordering::Relaxed)
         }
     }
 

@@ -700,7 +700,7 @@ impl Writer {
     }
 
     /// Segments in the log and their total size in bytes.
-    pub fn disk_usage(&self) -> Result<(usize, u64), WalError> {
+    pub fn disk_usage(&self) -> Result<DiskUsage, WalError> {
         let segments = list_segments(&self.dir)?;
         let mut bytes = 0;
         for s in &segments {
@@ -708,13 +708,28 @@ impl Writer {
                 .map_err(io_err(format!("cannot stat {}", s.path.display())))?
                 .len();
         }
-        Ok((segments.len(), bytes))
+        Ok(DiskUsage {
+            segments: segments.len(),
+            bytes,
+            oldest_seq: segments.first().map_or(self.next_seq, |s| s.first_seq),
+        })
     }
 
     /// A handle on the current segment for a background sync (`--fsync everysec`).
     pub fn sync_handle(&self) -> io::Result<File> {
         self.file.try_clone()
     }
+}
+
+/// What the log holds on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// Segments.
+    pub segments: usize,
+    /// Their total size.
+    pub bytes: u64,
+    /// The sequence number of the oldest record kept (the first of the oldest segment).
+    pub oldest_seq: u64,
 }
 
 /// Creates a segment with its header, synced, and syncs the directory.
@@ -869,9 +884,10 @@ mod tests {
         let summary = scan(&dir.0, .., |_| Ok::<(), WalError>(())).unwrap();
         let firsts: Vec<u64> = summary.segments.iter().map(|s| s.first_seq).collect();
         let mut w = Writer::open(&dir.0, &summary, options(1024)).unwrap();
-        let (count, bytes) = w.disk_usage().unwrap();
-        assert_eq!(count, firsts.len());
-        assert!(bytes > 300 * RECORD_HEADER as u64);
+        let usage = w.disk_usage().unwrap();
+        assert_eq!(usage.segments, firsts.len());
+        assert!(usage.bytes > 300 * RECORD_HEADER as u64);
+        assert_eq!(usage.oldest_seq, firsts[0]);
         // A floor inside the third segment keeps it and everything after it.
         let floor = firsts[3] - 2;
         assert_eq!(w.remove_through(floor).unwrap(), 2);
@@ -882,11 +898,14 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seen.first(), Some(&firsts[2]));
+        assert_eq!(w.disk_usage().unwrap().oldest_seq, firsts[2]);
         assert!(firsts[2] <= floor + 1);
         assert_eq!(after.next_seq, 301);
         // The current segment stays whatever the floor; appending goes on after it.
         w.remove_through(u64::MAX).unwrap();
-        assert_eq!(w.disk_usage().unwrap().0, 1);
+        let usage = w.disk_usage().unwrap();
+        assert_eq!(usage.segments, 1);
+        assert_eq!(usage.oldest_seq, *firsts.last().unwrap());
         assert_eq!(w.append(Kind::Write, |b| b.extend(payload(301))), 301);
         w.commit().unwrap();
         let mut last = 0;

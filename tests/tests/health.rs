@@ -235,3 +235,84 @@ fn a_ring_kept_full_warns_and_drains() {
         doc["checks"]["worker:0"][0]["queue_depth_words"] == 0 && doc["status"] == "pass"
     });
 }
+
+/// Polls `/health/ready` until its status is `want`; returns how long that took and the
+/// body. `/health/live` must answer 200 on every round.
+fn ready_becomes(corral: &Corral, want: u16, timeout: Duration) -> (Duration, String) {
+    let t = Instant::now();
+    loop {
+        assert!(
+            t.elapsed() < timeout,
+            "/health/ready not {want} after {timeout:?}; log:\n{}",
+            corral.log_tail(20)
+        );
+        let (status, _, body) = http_get(corral.http_port, "/health/ready");
+        if status == want {
+            return (t.elapsed(), body);
+        }
+        assert_eq!(http_get(corral.http_port, "/health/live").0, 200);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn a_killed_worker_makes_readiness_fail_until_it_is_back() {
+    // The second crash in a row waits the backoff: a window wide enough to see for sure.
+    let corral = Corral::start(2, &["--restart-backoff-initial", "1500ms"]);
+    for (round, generation) in [(1, 2), (2, 3)] {
+        let victim = corral.shards()[1].pid;
+        kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
+        if round == 2 {
+            let (detected, body) = ready_becomes(&corral, 503, Duration::from_secs(5));
+            eprintln!("kill -9: /health/ready 503 after {detected:?}: {body}");
+            assert!(body.contains("shard 1 is restarting"), "{body}");
+            assert!(detected < Duration::from_millis(500), "{detected:?}");
+            let (_, _, health) = http_get(corral.http_port, "/health");
+            let doc: serde_json::Value = serde_json::from_str(&health).unwrap();
+            assert_eq!(doc["status"], "fail", "{doc}");
+            assert_eq!(doc["checks"]["worker:1"][0]["status"], "fail", "{doc}");
+            assert_eq!(doc["checks"]["worker:0"][0]["status"], "pass", "{doc}");
+        }
+        corral.wait_until("the new worker", Duration::from_secs(10), || {
+            corral.shards()[1].generation == generation
+        });
+        let (back, _) = ready_becomes(&corral, 200, Duration::from_secs(10));
+        eprintln!("kill -9 round {round}: /health/ready 200 again {back:?} after the new worker");
+    }
+}
+
+#[test]
+fn many_failing_writes_make_health_warn_with_the_reason() {
+    let corral = Corral::start(2, &[]);
+    let key = corral_tests::key_on_shard(0, 2, "errors");
+    let mut c = corral.client();
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg("text")
+        .query(&mut c)
+        .unwrap();
+    // The first request starts the rate window.
+    let (_, _, body) = http_get(corral.http_port, "/health");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["checks"]["worker:0"][0]["status"], "pass", "{doc}");
+    for _ in 0..30 {
+        assert!(redis::cmd("INCR").arg(&key).query::<i64>(&mut c).is_err());
+    }
+    let (status, _, body) = http_get(corral.http_port, "/health");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let check = &doc["checks"]["worker:0"][0];
+    assert_eq!(
+        (status, check["status"].as_str()),
+        (200, Some("warn")),
+        "{doc}"
+    );
+    assert_eq!(doc["status"], "warn");
+    assert_eq!(check["errors_in_window"], 30, "{doc}");
+    assert!(
+        check["output"]
+            .as_str()
+            .is_some_and(|o| o.contains("30 of 30 writes failed")),
+        "{doc}"
+    );
+    assert_eq!(doc["checks"]["worker:1"][0]["status"], "pass", "{doc}");
+}

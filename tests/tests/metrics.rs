@@ -64,6 +64,8 @@ fn metrics_families_move_with_load_and_survive_a_worker_kill() {
         "corral_recovery_duration_seconds",
         "corral_log_lines_dropped_total",
         "corral_checkpoint_duration_seconds",
+        "corral_wal_oldest_seq",
+        "corral_worker_restart_backoff_seconds",
     ] {
         assert!(before.docs.contains_key(family), "no HELP for {family}");
     }
@@ -172,4 +174,31 @@ fn metrics_families_move_with_load_and_survive_a_worker_kill() {
     );
     assert_eq!(value(&after, "corral_worker_generation", Some(1)), 2.0);
     assert!(value(&after, "corral_worker_applied_total", Some(1)) >= applied + 20.0);
+    // The first restart is immediate; the log still holds its first record.
+    assert_eq!(
+        value(&after, "corral_worker_restart_backoff_seconds", Some(1)),
+        0.0
+    );
+    assert_eq!(value(&after, "corral_wal_oldest_seq", None), 1.0);
+
+    // A second crash within the stable period waits the initial backoff (50 ms ±25%).
+    let victim = corral.shards()[1].pid;
+    kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
+    corral.wait_until("shard 1 back again", Duration::from_secs(10), || {
+        corral.shards()[1].generation == 3 && corral.shards()[1].state == "ready"
+    });
+    let backoff = value(
+        &scrape(&corral),
+        "corral_worker_restart_backoff_seconds",
+        Some(1),
+    );
+    assert!((0.0375..=0.0625).contains(&backoff), "{backoff}");
+    assert_eq!(
+        value(
+            &scrape(&corral),
+            "corral_worker_restart_backoff_seconds",
+            Some(0)
+        ),
+        0.0
+    );
 }
