@@ -7,15 +7,14 @@
 //! under the same lock the scrape takes ([`Shard::retire`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntGauge, Opts, Registry,
 };
-use shm_protocol::metrics::APPLY_BUCKETS_NS;
+use shm_protocol::metrics::{bump, APPLY_BUCKETS_NS};
 use shm_protocol::os::monotonic_ns;
 
 use crate::shard::{process_usage, Shard, ShardState, WorkerCounts};
@@ -38,21 +37,8 @@ pub struct Metrics {
     pub checkpoint_seconds: Histogram,
     /// Time from a worker's start to its shard serving, by mode (`startup`, `restart`).
     pub recovery_seconds: HistogramVec,
-    /// Commands, latency and bytes of the front door.
-    pub commands: CommandMetrics,
-}
-
-/// Commands by name and outcome, their latency, and the bytes the front door moved.
-/// Children are resolved once, so counting costs a few atomic adds.
-#[derive(Clone, Debug)]
-pub struct CommandMetrics {
-    /// `[ok, error]` per command (index into [`COMMAND_NAMES`]).
-    counts: Vec<[IntCounter; 2]>,
-    latency: Vec<Histogram>,
-    /// Bytes read from clients.
-    pub bytes_in: IntCounter,
-    /// Bytes sent to clients.
-    pub bytes_out: IntCounter,
+    /// Every event loop's command statistics (summed at scrape time).
+    command_stats: Arc<Mutex<Vec<Arc<CommandStats>>>>,
 }
 
 /// The command label values: the commands Corral knows, then `other`.
@@ -62,13 +48,212 @@ pub const COMMAND_NAMES: &[&str] = &[
     "client", "other",
 ];
 
-impl CommandMetrics {
-    /// Counts one command (by its index in [`COMMAND_NAMES`]) and its latency.
-    pub fn record(&self, command: usize, ok: bool, seconds: f64) {
-        let i = command.min(COMMAND_NAMES.len() - 1);
-        self.counts[i][usize::from(!ok)].inc();
-        self.latency[i].observe(seconds);
+const COMMANDS: usize = COMMAND_NAMES.len();
+
+/// Upper bounds (inclusive, nanoseconds) of the command latency buckets (5 µs times powers
+/// of four); one more bucket counts everything above.
+pub const COMMAND_BUCKETS_NS: [u64; 10] = [
+    5_000,
+    20_000,
+    80_000,
+    320_000,
+    1_280_000,
+    5_120_000,
+    20_480_000,
+    81_920_000,
+    327_680_000,
+    1_310_720_000,
+];
+
+/// Commands by name and outcome, their latency, and the bytes moved, of one event loop.
+///
+/// **Invariant:** written only by its event loop's thread (the loop and the sessions it
+/// drives), so counting is a plain load and store, no read-modify-write: a few nanoseconds
+/// per command even at a million a second. The scrape sums every loop's block.
+#[derive(Debug)]
+pub struct CommandStats {
+    /// `[ok, error]` per command (index into [`COMMAND_NAMES`]).
+    counts: [[AtomicU64; 2]; COMMANDS],
+    /// Non-cumulative latency bucket counts per command.
+    buckets: [[AtomicU64; COMMAND_BUCKETS_NS.len() + 1]; COMMANDS],
+    sum_ns: [AtomicU64; COMMANDS],
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+}
+
+impl CommandStats {
+    fn new() -> Self {
+        Self {
+            counts: std::array::from_fn(|_| Default::default()),
+            buckets: std::array::from_fn(|_| Default::default()),
+            sum_ns: Default::default(),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+        }
     }
+
+    /// Counts one command (by its index in [`COMMAND_NAMES`]) and its latency.
+    #[inline]
+    pub fn record(&self, command: usize, ok: bool, latency_ns: u64) {
+        let i = command.min(COMMANDS - 1);
+        bump(&self.counts[i][usize::from(!ok)], 1);
+        let bucket = COMMAND_BUCKETS_NS.partition_point(|&bound| bound < latency_ns);
+        bump(&self.buckets[i][bucket], 1);
+        bump(&self.sum_ns[i], latency_ns);
+    }
+
+    /// Counts bytes read from clients.
+    #[inline]
+    pub fn received(&self, bytes: u64) {
+        bump(&self.bytes_in, bytes);
+    }
+
+    /// Counts bytes sent to clients.
+    #[inline]
+    pub fn sent(&self, bytes: u64) {
+        bump(&self.bytes_out, bytes);
+    }
+}
+
+/// Renders every loop's [`CommandStats`], summed, at scrape time.
+#[derive(Debug)]
+struct CommandCollector {
+    loops: Arc<Mutex<Vec<Arc<CommandStats>>>>,
+    descs: Vec<Desc>,
+}
+
+const COMMAND_FAMILIES: [(&str, &str, MetricType); 4] = [
+    (
+        "corral_commands_total",
+        "Commands run, by command and status.",
+        MetricType::COUNTER,
+    ),
+    (
+        "corral_command_duration_seconds",
+        "Time from reading a command to its reply being ready (writes: applied and durable).",
+        MetricType::HISTOGRAM,
+    ),
+    (
+        "corral_client_bytes_received_total",
+        "Bytes read from clients.",
+        MetricType::COUNTER,
+    ),
+    (
+        "corral_client_bytes_sent_total",
+        "Bytes sent to clients.",
+        MetricType::COUNTER,
+    ),
+];
+
+impl CommandCollector {
+    fn new(loops: Arc<Mutex<Vec<Arc<CommandStats>>>>) -> Self {
+        let labels: [&[&str]; 4] = [&["command", "status"], &["command"], &[], &[]];
+        let descs = COMMAND_FAMILIES
+            .iter()
+            .zip(labels)
+            .filter_map(|((name, help, _), labels)| {
+                let labels = labels.iter().map(|l| (*l).to_owned()).collect();
+                Desc::new((*name).into(), (*help).into(), labels, Default::default()).ok()
+            })
+            .collect();
+        Self { loops, descs }
+    }
+}
+
+impl Collector for CommandCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let mut counts = [[0u64; 2]; COMMANDS];
+        let mut buckets = [[0u64; COMMAND_BUCKETS_NS.len() + 1]; COMMANDS];
+        let mut sum_ns = [0u64; COMMANDS];
+        let (mut bytes_in, mut bytes_out) = (0u64, 0u64);
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        for stats in self
+            .loops
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            for i in 0..COMMANDS {
+                for (total, c) in counts[i].iter_mut().zip(&stats.counts[i]) {
+                    *total += load(c);
+                }
+                for (total, b) in buckets[i].iter_mut().zip(&stats.buckets[i]) {
+                    *total += load(b);
+                }
+                sum_ns[i] += load(&stats.sum_ns[i]);
+            }
+            bytes_in += load(&stats.bytes_in);
+            bytes_out += load(&stats.bytes_out);
+        }
+        let mut families: Vec<MetricFamily> = COMMAND_FAMILIES
+            .iter()
+            .map(|(name, help, kind)| {
+                let mut f = MetricFamily::default();
+                f.set_name((*name).to_owned());
+                f.set_help((*help).to_owned());
+                f.set_field_type(*kind);
+                f
+            })
+            .collect();
+        for (i, name) in COMMAND_NAMES.iter().enumerate() {
+            for (status, n) in ["ok", "error"].iter().zip(counts[i]) {
+                let mut m = proto::Metric::default();
+                m.set_label(label_pairs(&[("command", name), ("status", status)]));
+                let mut c = proto::Counter::default();
+                c.set_value(n as f64);
+                m.set_counter(c);
+                families[0].mut_metric().push(m);
+            }
+            let h = histogram_proto(&COMMAND_BUCKETS_NS, &buckets[i], sum_ns[i]);
+            let mut m = proto::Metric::default();
+            m.set_label(label_pairs(&[("command", name)]));
+            m.set_histogram(h);
+            families[1].mut_metric().push(m);
+        }
+        for (family, value) in families[2..].iter_mut().zip([bytes_in, bytes_out]) {
+            let mut m = proto::Metric::default();
+            let mut c = proto::Counter::default();
+            c.set_value(value as f64);
+            m.set_counter(c);
+            family.mut_metric().push(m);
+        }
+        families
+    }
+}
+
+fn label_pairs(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
+    pairs
+        .iter()
+        .map(|(name, value)| {
+            let mut l = LabelPair::default();
+            l.set_name((*name).to_owned());
+            l.set_value((*value).to_owned());
+            l
+        })
+        .collect()
+}
+
+/// A histogram from non-cumulative bucket counts over `bounds_ns` (plus the overflow
+/// bucket) and their sum in nanoseconds.
+fn histogram_proto(bounds_ns: &[u64], counts: &[u64], sum_ns: u64) -> proto::Histogram {
+    let mut h = proto::Histogram::default();
+    let mut cumulative = 0;
+    let mut buckets = Vec::with_capacity(bounds_ns.len());
+    for (bound, n) in bounds_ns.iter().zip(counts) {
+        cumulative += n;
+        let mut b = proto::Bucket::default();
+        b.set_cumulative_count(cumulative);
+        b.set_upper_bound(*bound as f64 / 1e9);
+        buckets.push(b);
+    }
+    h.set_bucket(buckets);
+    h.set_sample_count(counts.iter().sum());
+    h.set_sample_sum(sum_ns as f64 / 1e9);
+    h
 }
 
 /// Event log figures, updated by the sequencer and the sync thread.
@@ -163,49 +348,10 @@ impl Metrics {
                 "Sequence number of the oldest record the event log keeps.",
             ),
         };
-        let counts = IntCounterVec::new(
-            Opts::new(
-                "corral_commands_total",
-                "Commands run, by command and status.",
-            ),
-            &["command", "status"],
-        )
-        .expect("valid counter");
-        let latency = HistogramVec::new(
-            HistogramOpts::new(
-                "corral_command_duration_seconds",
-                "Time from reading a command to its reply being ready (writes: applied and durable).",
-            )
-            .buckets(prometheus::exponential_buckets(5e-6, 4.0, 10).expect("valid buckets")),
-            &["command"],
-        )
-        .expect("valid histogram");
+        let command_stats = Arc::new(Mutex::new(Vec::new()));
         registry
-            .register(Box::new(counts.clone()))
+            .register(Box::new(CommandCollector::new(Arc::clone(&command_stats))))
             .expect("registered once");
-        registry
-            .register(Box::new(latency.clone()))
-            .expect("registered once");
-        let commands = CommandMetrics {
-            counts: COMMAND_NAMES
-                .iter()
-                .map(|c| {
-                    [
-                        counts.with_label_values(&[c, "ok"]),
-                        counts.with_label_values(&[c, "error"]),
-                    ]
-                })
-                .collect(),
-            latency: COMMAND_NAMES
-                .iter()
-                .map(|c| latency.with_label_values(&[c]))
-                .collect(),
-            bytes_in: counter(
-                "corral_client_bytes_received_total",
-                "Bytes read from clients.",
-            ),
-            bytes_out: counter("corral_client_bytes_sent_total", "Bytes sent to clients."),
-        };
         let recovery_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "corral_recovery_duration_seconds",
@@ -237,7 +383,7 @@ impl Metrics {
                 prometheus::exponential_buckets(0.001, 4.0, 10).expect("valid buckets"),
             ),
             recovery_seconds,
-            commands,
+            command_stats,
             connections: gauge("corral_connections", "Client connections open."),
             data_dir_free_bytes: gauge(
                 "corral_data_dir_free_bytes",
@@ -254,6 +400,16 @@ impl Metrics {
             wal,
             registry,
         })
+    }
+
+    /// A new event loop's command statistics, included in every scrape from now on.
+    pub fn command_stats(&self) -> Arc<CommandStats> {
+        let stats = Arc::new(CommandStats::new());
+        self.command_stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::clone(&stats));
+        stats
     }
 
     /// The text exposition of every family.
@@ -487,22 +643,13 @@ fn scalar(worker: u32, extra: Option<(&str, &str)>, kind: MetricType, value: f64
 }
 
 fn histogram(worker: u32, counts: &WorkerCounts) -> proto::Metric {
-    let mut h = proto::Histogram::default();
-    let mut cumulative = 0;
-    let mut buckets = Vec::with_capacity(APPLY_BUCKETS_NS.len());
-    for (i, bound) in APPLY_BUCKETS_NS.iter().enumerate() {
-        cumulative += counts.buckets[i];
-        let mut b = proto::Bucket::default();
-        b.set_cumulative_count(cumulative);
-        b.set_upper_bound(*bound as f64 / 1e9);
-        buckets.push(b);
-    }
-    h.set_bucket(buckets);
-    h.set_sample_count(counts.buckets.iter().sum());
-    h.set_sample_sum(counts.sum_ns as f64 / 1e9);
     let mut m = proto::Metric::default();
     m.set_label(labels(worker, None));
-    m.set_histogram(h);
+    m.set_histogram(histogram_proto(
+        &APPLY_BUCKETS_NS,
+        &counts.buckets,
+        counts.sum_ns,
+    ));
     m
 }
 

@@ -27,7 +27,7 @@ use slog::{debug, error, info, warn, Logger};
 
 use crate::http::Heartbeat;
 use crate::journal::{Acknowledge, Durability};
-use crate::metrics::Metrics;
+use crate::metrics::{CommandStats, Metrics};
 use crate::resp::{reply, Frame, ParseLimits};
 use crate::sequencer::SeqMsg;
 use crate::session::{Batch, Session};
@@ -176,6 +176,7 @@ impl Server {
                 unsynced: Vec::new(),
                 chunk: vec![0u8; 64 << 10],
                 heartbeat: Arc::clone(heartbeat),
+                stats: server.metrics.command_stats(),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("io-{i}"))
@@ -320,6 +321,8 @@ struct EventLoop {
     /// Connections whose outcomes are in but whose writes are not durable yet.
     unsynced: Vec<u64>,
     chunk: Vec<u8>,
+    /// This loop's command counts, latencies and bytes (written by this thread only).
+    stats: Arc<CommandStats>,
 }
 
 impl EventLoop {
@@ -435,7 +438,12 @@ impl EventLoop {
                 id,
                 Conn {
                     stream,
-                    session: Session::new(Arc::clone(&self.server), id, ticket),
+                    session: Session::new(
+                        Arc::clone(&self.server),
+                        id,
+                        ticket,
+                        Arc::clone(&self.stats),
+                    ),
                     input: Vec::with_capacity(16 << 10),
                     start: 0,
                     frame: Frame::default(),
@@ -471,7 +479,7 @@ impl EventLoop {
                 }
                 Ok(n) => {
                     if self.server.config.command_metrics {
-                        self.server.metrics.commands.bytes_in.inc_by(n as u64);
+                        self.stats.received(n as u64);
                     }
                     c.input.extend_from_slice(&self.chunk[..n]);
                     if c.input.len() - c.start > max {
@@ -566,7 +574,7 @@ impl EventLoop {
                 Ok(n) => {
                     c.sent += n;
                     if self.server.config.command_metrics {
-                        self.server.metrics.commands.bytes_out.inc_by(n as u64);
+                        self.stats.sent(n as u64);
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,

@@ -15,6 +15,7 @@ use shm_protocol::table::Lookup;
 use slog::{debug, info};
 
 use crate::journal::Acknowledge;
+use crate::metrics::CommandStats;
 use crate::resp::{self, reply, Frame, ParseLimits, ProtocolError};
 use crate::sequencer::{OwnedOp, SeqMsg, WriteOp};
 use crate::server::Server;
@@ -96,6 +97,8 @@ pub struct Session {
     /// Commands of the current batch answered at once: command index and success, counted
     /// when the batch ends.
     immediate: Vec<(usize, bool)>,
+    /// Its event loop's command statistics (this session runs on that loop's thread).
+    stats: Arc<CommandStats>,
 }
 
 /// Arguments of a command that are passed without an allocation.
@@ -127,7 +130,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 impl Session {
     /// A session of connection `id`; `ticket` gathers the outcomes of its writes.
     #[must_use]
-    pub fn new(server: Arc<Server>, id: u64, ticket: Arc<Ticket>) -> Self {
+    pub fn new(
+        server: Arc<Server>,
+        id: u64,
+        ticket: Arc<Ticket>,
+        stats: Arc<CommandStats>,
+    ) -> Self {
         Self {
             authed: server.config.requirepass.is_none(),
             server,
@@ -142,6 +150,7 @@ impl Session {
             sample: id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
             read_at: Instant::now(),
             immediate: Vec::new(),
+            stats,
         }
     }
 
@@ -172,9 +181,9 @@ impl Session {
         self.read_at = Instant::now();
         let batch = self.run_batch(buf, start, limits, frame, out);
         if !self.immediate.is_empty() {
-            let took = self.read_at.elapsed().as_secs_f64();
+            let took = nanos(self.read_at.elapsed());
             for (command, ok) in self.immediate.drain(..) {
-                self.server.metrics.commands.record(command, ok, took);
+                self.stats.record(command, ok, took);
             }
         }
         batch
@@ -484,10 +493,7 @@ impl Session {
                     let ok = out.get(before) != Some(&b'-');
                     let took = now.saturating_duration_since(read_at);
                     if self.server.config.command_metrics {
-                        self.server
-                            .metrics
-                            .commands
-                            .record(command, ok, took.as_secs_f64());
+                        self.stats.record(command, ok, nanos(took));
                     }
                     self.maybe_log_write(command, at - ops as usize, ok, took);
                 }
@@ -836,6 +842,10 @@ const OTHER: usize = COMMANDS.len();
 
 fn command_index(lower: &str) -> usize {
     COMMANDS.iter().position(|c| *c == lower).unwrap_or(OTHER)
+}
+
+fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn parked(id: u32) -> String {
