@@ -1,6 +1,8 @@
-//! The HTTP side (tiny_http on `--http`): liveness, readiness and detailed health. A small
-//! fixed pool of threads serves it; nothing it does touches the data path: every answer is
-//! read from atomics and the workers' shared memory.
+//! The HTTP side on `--http`: metrics, liveness, readiness and detailed health. A small
+//! synchronous HTTP/1.1 server: one request per connection, each connection on a thread of
+//! its own, at most [`CONNECTIONS_MAX`] at a time, with the request head, body and every
+//! read and write bounded. Nothing it does touches the data path: every answer is read from
+//! atomics and the workers' shared memory.
 //!
 //! - `/health/live`: 200 while the supervisor's own loops (sequencer, lifecycle, event
 //!   loops) keep beating; never depends on the workers, so a liveness probe cannot cause
@@ -9,16 +11,16 @@
 //!   otherwise (starting, recovering, draining, a parked shard, the event log failing).
 //! - `/health`: `application/health+json` with a check per worker and for the event log.
 
-use std::io::Read;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use shm_protocol::os::monotonic_ns;
-use slog::{warn, Logger};
+use slog::{debug, warn, Logger};
 
 use crate::journal::Durability;
 use crate::metrics::Metrics;
@@ -66,10 +68,19 @@ const ERROR_RATIO_HIGH: f64 = 0.05;
 const ERRORS_MIN: u64 = 20;
 /// The recent window of the rates `/health` reports spans one to two of these.
 const RATE_WINDOW: Duration = Duration::from_secs(5);
-/// Threads serving HTTP.
-const HTTP_THREADS: usize = 2;
+/// Connections served at once; more are answered 503 at once.
+const CONNECTIONS_MAX: usize = 32;
+/// Largest request line plus headers accepted.
+const HEAD_MAX: usize = 8 << 10;
 /// Largest request body accepted (the endpoints take none).
-const MAX_BODY: usize = 64 << 10;
+const BODY_MAX: usize = 64 << 10;
+/// Requests served on one connection before it is closed.
+const REQUESTS_PER_CONNECTION_MAX: usize = 1000;
+/// How long, and how much, a refused request's remaining input is read and dropped.
+const LINGER: Duration = Duration::from_millis(500);
+const LINGER_BYTES_MAX: usize = 1 << 20;
+/// A client has this long for each read of its request and each write of the response.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the endpoints report on.
 #[derive(Debug)]
@@ -162,126 +173,260 @@ impl Rates {
 }
 
 /// The running HTTP server.
+#[derive(Debug)]
 pub struct Http {
-    server: Arc<tiny_http::Server>,
-    threads: Vec<JoinHandle<()>>,
+    stopping: Arc<AtomicBool>,
+    acceptor: Option<JoinHandle<()>>,
     /// Where it listens.
     pub addr: SocketAddr,
-}
-
-impl std::fmt::Debug for Http {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Http").field("addr", &self.addr).finish()
-    }
 }
 
 impl Http {
     /// Starts serving `probes` on `listener` (bound early, so that a busy port is a
     /// start-up error).
-    pub fn start(
-        listener: std::net::TcpListener,
-        probes: Arc<Probes>,
-        log: &Logger,
-    ) -> Result<Self, String> {
+    pub fn start(listener: TcpListener, probes: Arc<Probes>, log: &Logger) -> Result<Self, String> {
         let addr = listener
             .local_addr()
             .map_err(|e| format!("HTTP listener: {e}"))?;
-        let server = tiny_http::Server::from_listener(listener, None)
-            .map_err(|e| format!("cannot serve HTTP on {addr}: {e}"))?;
-        let server = Arc::new(server);
-        let mut threads = Vec::new();
-        for i in 0..HTTP_THREADS {
-            let (server, probes, log) = (Arc::clone(&server), Arc::clone(&probes), log.clone());
-            let thread = std::thread::Builder::new()
-                .name(format!("http-{i}"))
-                .spawn(move || {
-                    while let Ok(request) = server.recv() {
-                        serve(request, &probes, &log);
-                    }
-                })
-                .map_err(|e| format!("cannot start the HTTP threads: {e}"))?;
-            threads.push(thread);
-        }
+        let stopping = Arc::new(AtomicBool::new(false));
+        let acceptor = {
+            let (stopping, log) = (Arc::clone(&stopping), log.clone());
+            std::thread::Builder::new()
+                .name("http".into())
+                .spawn(move || accept_loop(&listener, &probes, &stopping, &log))
+                .map_err(|e| format!("cannot start the HTTP thread: {e}"))?
+        };
         Ok(Self {
-            server,
-            threads,
+            stopping,
+            acceptor: Some(acceptor),
             addr,
         })
     }
 
-    /// Stops serving and waits for the threads.
-    pub fn stop(self) {
-        for _ in &self.threads {
-            self.server.unblock();
+    /// Stops accepting (connections being served finish within [`IO_TIMEOUT`]).
+    pub fn stop(mut self) {
+        self.stopping.store(true, Ordering::Release);
+        let mut wake = self.addr;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
-        for t in self.threads {
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        if let Some(t) = self.acceptor.take() {
             let _ = t.join();
         }
     }
 }
 
-fn respond(
-    request: tiny_http::Request,
-    status: u16,
-    content_type: &str,
-    body: String,
-    log: &Logger,
-) {
-    let mut response = tiny_http::Response::from_string(body).with_status_code(status);
-    // Both parts are plain ASCII: the header always parses.
-    if let Ok(header) = tiny_http::Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes())
-    {
-        response = response.with_header(header);
-    }
-    if let Err(e) = request.respond(response) {
-        warn!(log, "cannot send HTTP response"; "component" => "http", "error" => %e);
+/// Counts a connection being served for as long as it lives.
+struct Admitted(Arc<AtomicUsize>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-fn serve(mut request: tiny_http::Request, probes: &Probes, log: &Logger) {
-    let text = "text/plain; charset=utf-8";
-    if request.body_length().unwrap_or(0) > MAX_BODY {
-        respond(request, 413, text, "request body too large\n".into(), log);
-        return;
+/// Accepts connections and serves each on a thread of its own, at most
+/// [`CONNECTIONS_MAX`] at a time (then answers 503 at once), so a few slow clients never
+/// hold up a health probe, and many never grow the thread count without bound.
+fn accept_loop(listener: &TcpListener, probes: &Arc<Probes>, stopping: &AtomicBool, log: &Logger) {
+    let active = Arc::new(AtomicUsize::new(0));
+    for stream in listener.incoming() {
+        if stopping.load(Ordering::Acquire) {
+            break;
+        }
+        let Ok(mut stream) = stream else {
+            // Out of descriptors, say: back off instead of spinning.
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+        if active.fetch_add(1, Ordering::AcqRel) >= CONNECTIONS_MAX {
+            active.fetch_sub(1, Ordering::AcqRel);
+            respond(&mut stream, &closing(503, "too many HTTP connections\n"));
+            continue;
+        }
+        let admitted = Admitted(Arc::clone(&active));
+        let (probes, log2) = (Arc::clone(probes), log.clone());
+        let spawned = std::thread::Builder::new()
+            .name("http-conn".into())
+            .spawn(move || {
+                let _admitted = admitted;
+                serve(stream, &probes, &log2);
+            });
+        if let Err(e) = spawned {
+            warn!(log, "cannot start an HTTP connection thread"; "component" => "http", "error" => %e);
+        }
     }
-    // Drain a small body so the connection can be reused.
-    let mut sink = Vec::new();
-    let _ = request
-        .as_reader()
-        .take(MAX_BODY as u64)
-        .read_to_end(&mut sink);
-    if !matches!(
-        request.method(),
-        tiny_http::Method::Get | tiny_http::Method::Head
-    ) {
-        respond(request, 405, text, "only GET and HEAD\n".into(), log);
-        return;
+}
+
+/// A request's head, parsed.
+#[derive(Debug, PartialEq, Eq)]
+struct Head {
+    method: String,
+    path: String,
+    content_length: usize,
+    /// The client keeps the connection for another request.
+    keep_alive: bool,
+}
+
+/// Why a request is refused before it is routed: the status and the reason.
+type Refusal = (u16, &'static str);
+
+/// Parses the request line and headers (`head` ends before the blank line).
+fn parse_head(head: &[u8]) -> Result<Head, Refusal> {
+    let text = std::str::from_utf8(head).map_err(|_| (400, "request head is not UTF-8\n"))?;
+    let mut lines = text.split("\r\n");
+    let mut request = lines.next().unwrap_or("").split(' ');
+    let (Some(method), Some(target), Some(version), None) = (
+        request.next(),
+        request.next(),
+        request.next(),
+        request.next(),
+    ) else {
+        return Err((400, "malformed request line\n"));
+    };
+    if !matches!(version, "HTTP/1.0" | "HTTP/1.1") {
+        return Err((505, "only HTTP/1.0 and HTTP/1.1\n"));
     }
-    let path = request.url().split('?').next().unwrap_or("").to_owned();
-    match path.as_str() {
+    if method.is_empty() || !target.starts_with('/') {
+        return Err((400, "malformed request line\n"));
+    }
+    let mut content_length = 0;
+    // HTTP/1.1 keeps the connection unless told otherwise; HTTP/1.0 only when asked to.
+    let mut keep_alive = version == "HTTP/1.1";
+    for line in lines {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or((400, "malformed header line\n"))?;
+        if name.eq_ignore_ascii_case("content-length") {
+            content_length = value
+                .trim()
+                .parse()
+                .map_err(|_| (400, "malformed content-length\n"))?;
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err((411, "a body needs a content-length\n"));
+        } else if name.eq_ignore_ascii_case("connection") {
+            let has = |token: &str| {
+                value
+                    .split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case(token))
+            };
+            if has("close") {
+                keep_alive = false;
+            } else if has("keep-alive") {
+                keep_alive = true;
+            }
+        }
+    }
+    Ok(Head {
+        method: method.to_owned(),
+        path: target.split('?').next().unwrap_or("").to_owned(),
+        content_length,
+        keep_alive,
+    })
+}
+
+/// Serves the requests of one connection in turn (keep-alive), each with its head at most
+/// [`HEAD_MAX`] bytes and its body at most [`BODY_MAX`], each read within [`IO_TIMEOUT`];
+/// at most [`REQUESTS_PER_CONNECTION_MAX`] of them.
+fn serve(mut stream: TcpStream, probes: &Probes, log: &Logger) {
+    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    for served in 1..=REQUESTS_PER_CONNECTION_MAX {
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i;
+            }
+            if buf.len() > HEAD_MAX {
+                refuse(&mut stream, 431, "request head too large\n");
+                return;
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    // Idle between requests is a quiet close; a request cut short is not.
+                    if !buf.is_empty() {
+                        refuse(&mut stream, 408, "request not complete in time\n");
+                    }
+                    return;
+                }
+                Err(_) => return,
+            }
+        };
+        let head = match parse_head(&buf[..head_end]) {
+            Ok(head) => head,
+            Err((status, reason)) => {
+                refuse(&mut stream, status, reason);
+                return;
+            }
+        };
+        if head.content_length > BODY_MAX {
+            refuse(&mut stream, 413, "request body too large\n");
+            return;
+        }
+        // The endpoints take no body: take in what was announced, and ignore it.
+        let request_end = head_end + 4 + head.content_length;
+        while buf.len() < request_end {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        buf.drain(..request_end);
+        let head_only = head.method == "HEAD";
+        if head.method != "GET" && !head_only {
+            refuse(&mut stream, 405, "only GET and HEAD\n");
+            return;
+        }
+        let keep_alive = head.keep_alive && served < REQUESTS_PER_CONNECTION_MAX;
+        let (status, content_type, body) = route(&head.path, probes);
+        let reply = Reply {
+            status,
+            content_type,
+            body: body.as_bytes(),
+            head_only,
+            keep_alive,
+        };
+        if !respond(&mut stream, &reply) {
+            debug!(log, "cannot send HTTP response"; "component" => "http", "path" => &head.path);
+            return;
+        }
+        if !keep_alive {
+            return;
+        }
+    }
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// The answer to a GET of `path`: status, content type, body.
+fn route(path: &str, probes: &Probes) -> (u16, &'static str, String) {
+    match path {
         "/health/live" => {
             let (ok, body) = live(probes);
-            respond(request, if ok { 200 } else { 503 }, text, body, log);
+            (if ok { 200 } else { 503 }, TEXT, body)
         }
         "/health/ready" => {
             let reasons = not_ready(probes);
             if reasons.is_empty() {
-                respond(request, 200, text, "ready\n".into(), log);
+                (200, TEXT, "ready\n".into())
             } else {
-                let body = format!("not ready: {}\n", reasons.join("; "));
-                respond(request, 503, text, body, log);
+                (503, TEXT, format!("not ready: {}\n", reasons.join("; ")))
             }
         }
         "/health" => {
             let (status, body) = health(probes);
             let code = if status == "fail" { 503 } else { 200 };
-            respond(
-                request,
-                code,
-                "application/health+json",
-                body.to_string(),
-                log,
-            );
+            (code, "application/health+json", body.to_string())
         }
         "/metrics" => {
             let m = &probes.metrics;
@@ -293,16 +438,95 @@ fn serve(mut request: tiny_http::Request, probes: &Probes, log: &Logger) {
                 m.data_dir_size_bytes
                     .set(block.saturating_mul(fs.blocks() as i64));
             }
-            let body = probes.metrics.render();
-            respond(
-                request,
+            (
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",
-                body,
-                log,
-            );
+                probes.metrics.render(),
+            )
         }
-        _ => respond(request, 404, text, "not found\n".into(), log),
+        _ => (404, TEXT, "not found\n".into()),
+    }
+}
+
+/// Answers a request that is not served (input may be left unread), then reads and drops
+/// what the client still sends for a moment before closing: closing a socket with unread
+/// input resets the connection, and the client could lose the answer.
+fn refuse(stream: &mut TcpStream, status: u16, reason: &str) {
+    respond(stream, &closing(status, reason));
+    let _ = stream.set_read_timeout(Some(LINGER));
+    let deadline = Instant::now() + LINGER;
+    let mut drained = 0usize;
+    let mut chunk = [0u8; 4096];
+    while drained < LINGER_BYTES_MAX && Instant::now() < deadline {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
+}
+
+/// A response.
+struct Reply<'a> {
+    status: u16,
+    content_type: &'a str,
+    body: &'a [u8],
+    /// A HEAD request: the headers of the GET, without the body.
+    head_only: bool,
+    /// The connection stays open for the next request.
+    keep_alive: bool,
+}
+
+/// Writes a whole response (closing the sending side unless the connection is kept);
+/// returns whether it went out.
+fn respond(stream: &mut TcpStream, reply: &Reply<'_>) -> bool {
+    let status = reply.status;
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    };
+    let allow = if status == 405 {
+        "Allow: GET, HEAD\r\n"
+    } else {
+        ""
+    };
+    let connection = if reply.keep_alive {
+        "keep-alive"
+    } else {
+        "close"
+    };
+    let mut out = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{allow}Connection: {connection}\r\n\r\n",
+        reply.content_type,
+        reply.body.len()
+    )
+    .into_bytes();
+    if !reply.head_only {
+        out.extend_from_slice(reply.body);
+    }
+    let sent = stream.write_all(&out).is_ok();
+    if !reply.keep_alive {
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+    }
+    sent
+}
+
+/// A response that closes the connection.
+fn closing<'a>(status: u16, reason: &'a str) -> Reply<'a> {
+    Reply {
+        status,
+        content_type: TEXT,
+        body: reason.as_bytes(),
+        head_only: false,
+        keep_alive: false,
     }
 }
 
@@ -471,6 +695,44 @@ fn health(probes: &Probes) -> (&'static str, serde_json::Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_heads_parse_or_are_refused_with_a_status() {
+        let check = |head: &str, expected: Result<(&str, &str, usize, bool), u16>| {
+            let got = parse_head(head.as_bytes())
+                .map(|h| (h.method, h.path, h.content_length, h.keep_alive))
+                .map_err(|(status, _)| status);
+            let expected = expected.map(|(m, p, n, k)| (m.to_owned(), p.to_owned(), n, k));
+            assert_eq!(got, expected, "{head:?}");
+        };
+        check("GET /metrics HTTP/1.1", Ok(("GET", "/metrics", 0, true)));
+        check(
+            "GET /health?x=1 HTTP/1.0\r\nHost: a\r\nAccept: */*",
+            Ok(("GET", "/health", 0, false)),
+        );
+        check(
+            "GET / HTTP/1.0\r\nConnection: Keep-Alive",
+            Ok(("GET", "/", 0, true)),
+        );
+        check(
+            "GET / HTTP/1.1\r\nConnection: TE, close",
+            Ok(("GET", "/", 0, false)),
+        );
+        check(
+            "POST /x HTTP/1.1\r\ncontent-length: 12",
+            Ok(("POST", "/x", 12, true)),
+        );
+        check("GET /metrics", Err(400));
+        check("GET  /metrics HTTP/1.1", Err(400));
+        check("GET metrics HTTP/1.1", Err(400));
+        check("GET / HTTP/1.1 extra", Err(400));
+        check("GET / HTTP/2.0", Err(505));
+        check("GET / HTTP/1.1\r\nno colon here", Err(400));
+        check("GET / HTTP/1.1\r\nContent-Length: many", Err(400));
+        check("GET / HTTP/1.1\r\nTransfer-Encoding: chunked", Err(411));
+        assert_eq!(parse_head(b"GET /\xff HTTP/1.1").map_err(|e| e.0), Err(400));
+        check("", Err(400));
+    }
 
     fn counts(applied: u64, errors: u64, observed: u64, sum_ns: u64) -> WorkerCounts {
         let mut c = WorkerCounts {

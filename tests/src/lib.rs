@@ -457,12 +457,7 @@ fn parse_shards(info: &str) -> Vec<ShardInfo> {
 pub fn http_get(port: u16, path: &str) -> (u16, String, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect http");
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    write!(
-        s,
-        // HTTP/1.0: the whole body, never chunked.
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
-    )
-    .expect("send http request");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("send http request");
     let mut raw = String::new();
     s.read_to_string(&mut raw).expect("read http response");
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));

@@ -316,3 +316,88 @@ fn many_failing_writes_make_health_warn_with_the_reason() {
     );
     assert_eq!(doc["checks"]["worker:1"][0]["status"], "pass", "{doc}");
 }
+
+/// Sends `request` raw to the HTTP port; returns the status line and the whole response.
+fn http_raw(port: u16, request: &[u8]) -> (String, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let out = corral_tests::raw_exchange(&mut s, request, Duration::from_secs(10));
+    let text = String::from_utf8_lossy(&out).into_owned();
+    (text.lines().next().unwrap_or("").to_owned(), text)
+}
+
+#[test]
+fn http_bad_input_gets_a_clear_status_and_slow_clients_hold_nobody_up() {
+    use std::io::Write;
+    let corral = Corral::start(1, &[]);
+    let port = corral.http_port;
+    for (request, status) in [
+        (&b"GET /health/live HTTP/1.0\r\n\r\n"[..], "HTTP/1.1 200 OK"),
+        (
+            b"POST /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+            "HTTP/1.1 405",
+        ),
+        (b"BREW /pot HTTP/1.1\r\n\r\n", "HTTP/1.1 405"),
+        (b"nonsense\r\n\r\n", "HTTP/1.1 400"),
+        (b"GET / HTTP/3.0\r\n\r\n", "HTTP/1.1 505"),
+        (
+            b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/1.1 411",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n",
+            "HTTP/1.1 413",
+        ),
+        (
+            b"GET /nope HTTP/1.1\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 404",
+        ),
+    ] {
+        let (line, all) = http_raw(port, request);
+        assert!(line.starts_with(status), "{request:?}: {all}");
+    }
+    // Keep-alive: requests in turn on one connection (HEAD: the headers of the GET, no
+    // body), until one asks to close.
+    let (_, all) = http_raw(
+        port,
+        b"HEAD /health/ready HTTP/1.1\r\n\r\nGET /health/ready HTTP/1.1\r\n\r\n\
+          GET /health/live HTTP/1.1\r\nConnection: close\r\n\r\n",
+    );
+    let text = "Content-Type: text/plain; charset=utf-8";
+    assert_eq!(
+        all,
+        format!(
+            "HTTP/1.1 200 OK\r\n{text}\r\nContent-Length: 6\r\nConnection: keep-alive\r\n\r\n\
+             HTTP/1.1 200 OK\r\n{text}\r\nContent-Length: 6\r\nConnection: keep-alive\r\n\r\n\
+             ready\n\
+             HTTP/1.1 200 OK\r\n{text}\r\nContent-Length: 5\r\nConnection: close\r\n\r\nlive\n"
+        )
+    );
+    // An endless header line is cut off at 8 KiB, not buffered without end.
+    let mut endless = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    endless.write_all(b"GET / HTTP/1.1\r\nX-Long: ").unwrap();
+    let filler = vec![b'a'; 4096];
+    let mut refused = String::new();
+    for _ in 0..64 {
+        if endless.write_all(&filler).is_err() {
+            break;
+        }
+    }
+    endless.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let _ = std::io::Read::read_to_string(&mut endless, &mut refused);
+    assert!(refused.starts_with("HTTP/1.1 431"), "{refused:?}");
+    // Clients that connect and send nothing: up to the limit each holds only its own
+    // connection; past it the next ones are turned away at once; the probe still answers
+    // once they go.
+    let idle: Vec<std::net::TcpStream> = (0..32)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    let (line, _) = http_raw(port, b"GET /health/live HTTP/1.0\r\n\r\n");
+    assert!(line.starts_with("HTTP/1.1 503"), "{line}");
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    drop(idle);
+    corral.wait_until("the probe answers again", Duration::from_secs(10), || {
+        http_get(port, "/health/live").0 == 200
+    });
+}
