@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Observability figures under load: `/metrics` scrape time with 16 workers, `/health/ready`
 latency (p50/p99), and how fast faults show: kill -9 of a worker (ready goes 503), SIGSTOP
-(`/health` warns, then the watchdog replaces the worker), a crash loop (parked, 503 with the
-reason). Load: redis-benchmark SET/GET -P 16 -c 50 running throughout.
+(`/health` warns, then the watchdog replaces the worker), a ring kept full (a stopped worker
+under the load: `/health` warns of its queue), a crash loop (parked, 503 with the reason),
+SIGTERM (ready goes 503 "draining" while live stays 200). Load: redis-benchmark SET/GET
+-P 16 -c 50 running throughout; rings of 2 MiB so that one fills within the watchdog timeout.
 
 Usage: scripts/bench-observability.py [workers, default 16]
 Needs redis-tools.
 """
-import http.client, json, os, signal, socket, subprocess, sys, tempfile, time, shutil
+import http.client, json, os, signal, socket, subprocess, sys, tempfile, threading, time, shutil
 
 WORKERS = int(sys.argv[1]) if len(sys.argv) > 1 else 16
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -15,6 +17,16 @@ BIN = os.path.join(ROOT, "target", "release", "corral")
 
 def free_port():
     s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+
+def shard_of(key):
+    """The shard of WORKERS that holds `key` (CRC16/XMODEM hash slot, no hash tags)."""
+    crc = 0
+    for b in key:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return (crc % 16384) * WORKERS // 16384
 
 def pct(samples, q):
     s = sorted(samples)
@@ -59,6 +71,7 @@ def main():
     proc = subprocess.Popen([BIN, "run", "--workers", str(WORKERS), "--data-dir", os.path.join(work, "data"),
                              "--listen", f"127.0.0.1:{port}", "--http", f"127.0.0.1:{hport}",
                              "--log-level", "warn", "--watchdog-timeout", "2s",
+                             "--ring-bytes", "2MiB", "--max-value-bytes", "256KiB",
                              "--restart-intensity", "3", "--restart-window", "60s", "--park-retry", "3s"],
                             stderr=log)
     load = None
@@ -96,6 +109,34 @@ def main():
         print(f"SIGSTOP of a worker: /health warns after {warn*1e3:.0f} ms, replaced after {replaced*1e3:.0f} ms "
               f"(--watchdog-timeout 2s)")
 
+        # A ring kept full: a stopped worker's queue fills with a pipeline of writes to it
+        # (the benchmark's clients would soon all wait on the stopped shard instead).
+        time.sleep(0.5)
+        pid = worker_pid(h, 4)
+        os.kill(pid, signal.SIGSTOP)
+        key = next(f"full:{i}" for i in range(100000) if shard_of(f"full:{i}".encode()) == 4)
+        # A connection with writes in flight reads on only while less than 64 KiB waits
+        # unrun: 48 connections with 64 KiB of writes each hold more than the ring.
+        value = "v" * 1024
+        pipeline = "".join(f"*3\r\n$3\r\nSET\r\n${len(key)}\r\n{key}\r\n${len(value)}\r\n{value}\r\n"
+                           for _ in range(64)).encode()
+        writers = [socket.create_connection(("127.0.0.1", port)) for _ in range(48)]
+        senders = [threading.Thread(target=w.sendall, args=(pipeline,)) for w in writers]
+        for t in senders:
+            t.start()
+        def queue_full():
+            check = json.loads(h.get("/health")[1])["checks"]["worker:4"][0]
+            return "queue" in check.get("output", "")
+        try:
+            full = until(queue_full, 10)
+            print(f"ring kept full (worker stopped, pipelined writes): /health warns of its queue after {full*1e3:.0f} ms")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+            for t in senders:
+                t.join()
+            for w in writers:
+                w.close()
+
         # Crash loop: kill every new worker of shard 3 until it parks.
         t0 = time.perf_counter()
         def parked():
@@ -112,6 +153,16 @@ def main():
         took = until(parked, 20)
         print(f"crash loop (3 crashes): parked and reported by /health/ready after {took*1e3:.0f} ms")
         print(f"/health/live during all of it: {h.get('/health/live')[0]}")
+
+        # SIGTERM: not ready (draining) at once, live until the end.
+        t0 = time.perf_counter()
+        proc.send_signal(signal.SIGTERM)
+        def draining():
+            status, body = h.get("/health/ready")
+            return status == 503 and "draining" in body
+        drain = until(draining, 10)
+        live = h.get("/health/live")[0]
+        print(f"SIGTERM: /health/ready 503 (draining) after {drain*1e3:.1f} ms; /health/live then: {live}")
     finally:
         if load:
             load.kill(); load.wait()
