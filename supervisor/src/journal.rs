@@ -147,8 +147,12 @@ impl Durability {
 /// previous one syncs; under `--fsync everysec` it syncs once a second.
 struct Syncer {
     shared: Arc<SyncShared>,
+    policy: FsyncPolicy,
     thread: Option<JoinHandle<()>>,
 }
+
+/// How often `--fsync everysec` syncs.
+const EVERYSEC_INTERVAL: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for Syncer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -205,6 +209,7 @@ impl Syncer {
         };
         Ok(Self {
             shared,
+            policy,
             thread: Some(thread),
         })
     }
@@ -217,6 +222,7 @@ impl Syncer {
         log: &Logger,
     ) {
         let mut state = shared.lock();
+        let mut last_sync = Instant::now();
         loop {
             if policy == FsyncPolicy::Always {
                 while !state.stop && (state.written <= state.synced || state.failed_errno != 0) {
@@ -225,12 +231,22 @@ impl Syncer {
                         .wait(state)
                         .unwrap_or_else(PoisonError::into_inner);
                 }
-            } else if !state.stop {
-                state = shared
-                    .wake
-                    .wait_timeout(state, Duration::from_secs(1))
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
+            } else {
+                // Once a second, whatever is written meanwhile (writers do not wake this
+                // thread under everysec; only a stop does).
+                let due = last_sync + EVERYSEC_INTERVAL;
+                while !state.stop {
+                    let now = Instant::now();
+                    if now >= due {
+                        break;
+                    }
+                    state = shared
+                        .wake
+                        .wait_timeout(state, due - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+                last_sync = Instant::now();
             }
             if state.stop {
                 return;
@@ -507,7 +523,9 @@ impl Journal {
                     }
                     state.written = self.writer.next_seq() - 1;
                     drop(state);
-                    syncer.shared.wake.notify_one();
+                    if syncer.policy == FsyncPolicy::Always {
+                        syncer.shared.wake.notify_one();
+                    }
                 }
                 Ok(())
             }

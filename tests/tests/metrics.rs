@@ -202,3 +202,28 @@ fn metrics_families_move_with_load_and_survive_a_worker_kill() {
         0.0
     );
 }
+
+#[test]
+fn everysec_syncs_once_a_second_however_many_writes() {
+    let corral = Corral::start(1, &["--fsync", "everysec"]);
+    let mut c = corral.client();
+    let start = std::time::Instant::now();
+    let mut writes = 0u64;
+    while start.elapsed() < Duration::from_millis(2500) {
+        let _: () = redis::cmd("SET")
+            .arg("k")
+            .arg(writes)
+            .query(&mut c)
+            .unwrap();
+        writes += 1;
+    }
+    let s = scrape(&corral);
+    let syncs = value(&s, "corral_wal_sync_duration_seconds", None);
+    let elapsed = start.elapsed().as_secs_f64();
+    assert!(writes > 100, "{writes}");
+    // One sync a second (the first a second after start-up): two or three in the window.
+    assert!(
+        syncs >= 1.0 && syncs <= elapsed.ceil() + 1.0,
+        "{syncs} syncs for {writes} writes in {elapsed:.1} s"
+    );
+}
