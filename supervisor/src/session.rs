@@ -179,27 +179,9 @@ impl Session {
         // Every command of a batch was read before the batch runs, and the replies ready
         // now are sent after it: two clock reads for all of them.
         self.read_at = Instant::now();
-        let batch = self.run_batch(buf, start, limits, frame, out);
-        if !self.immediate.is_empty() {
-            let took = nanos(self.read_at.elapsed());
-            for (command, ok) in self.immediate.drain(..) {
-                self.stats.record(command, ok, took);
-            }
-        }
-        batch
-    }
-
-    fn run_batch(
-        &mut self,
-        buf: &[u8],
-        start: &mut usize,
-        limits: &ParseLimits,
-        frame: &mut Frame,
-        out: &mut Vec<u8>,
-    ) -> Batch {
         let mut commands = 0;
         let mut many: Vec<&[u8]> = Vec::new();
-        loop {
+        let batch = loop {
             match resp::parse(buf, *start, limits, frame) {
                 Ok(Some(next)) => {
                     if !frame.args.is_empty() {
@@ -221,10 +203,10 @@ impl Session {
                             self.count_immediate(before, owed, out);
                         }
                         match step {
-                            Step::Flush => return Batch::Flush,
+                            Step::Flush => break Batch::Flush,
                             Step::Close => {
                                 *start = next;
-                                return Batch::Close;
+                                break Batch::Close;
                             }
                             Step::Done => {}
                         }
@@ -232,18 +214,25 @@ impl Session {
                     }
                     *start = next;
                     if commands >= self.server.config.max_pipeline {
-                        return Batch::Full;
+                        break Batch::Full;
                     }
                 }
-                Ok(None) => return Batch::NeedMore,
+                Ok(None) => break Batch::NeedMore,
                 Err(ProtocolError(e)) => {
                     self.error(out, &format!("ERR Protocol error: {e}"));
                     debug!(self.server.log, "protocol error"; "component" => "server",
                            "conn" => self.id, "error" => e);
-                    return Batch::Close;
+                    break Batch::Close;
                 }
             }
+        };
+        if !self.immediate.is_empty() {
+            let took = nanos(self.read_at.elapsed());
+            for (command, ok) in self.immediate.drain(..) {
+                self.stats.record(command, ok, took);
+            }
         }
+        batch
     }
 
     /// Counts a command that just ran (at the end of its batch), unless its reply is owed
