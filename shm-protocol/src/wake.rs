@@ -30,8 +30,13 @@ pub const YIELDS_BEFORE_SLEEP: u32 = 20;
 
 /// Polls `ready()` while spinning briefly, then yielding a few times; returns whether it
 /// held. Callers that get `false` go to sleep by their own means.
-pub fn spin_then_yield(mut ready: impl FnMut() -> bool) -> bool {
-    for attempt in 0..SPINS_BEFORE_YIELD + YIELDS_BEFORE_SLEEP {
+pub fn spin_then_yield(ready: impl FnMut() -> bool) -> bool {
+    spin_then_yield_n(YIELDS_BEFORE_SLEEP, ready)
+}
+
+/// [`spin_then_yield`] with `yields` yields instead of [`YIELDS_BEFORE_SLEEP`].
+pub fn spin_then_yield_n(yields: u32, mut ready: impl FnMut() -> bool) -> bool {
+    for attempt in 0..SPINS_BEFORE_YIELD + yields {
         if ready() {
             return true;
         }
@@ -51,9 +56,21 @@ pub fn wait_until(
     sleeping: &AtomicU32,
     doorbell: &AtomicU32,
     timeout: Duration,
+    ready: impl FnMut() -> bool,
+) -> bool {
+    wait_until_n(YIELDS_BEFORE_SLEEP, sleeping, doorbell, timeout, ready)
+}
+
+/// [`wait_until`] yielding `yields` times (instead of [`YIELDS_BEFORE_SLEEP`]) before it
+/// sleeps.
+pub fn wait_until_n(
+    yields: u32,
+    sleeping: &AtomicU32,
+    doorbell: &AtomicU32,
+    timeout: Duration,
     mut ready: impl FnMut() -> bool,
 ) -> bool {
-    if spin_then_yield(&mut ready) {
+    if spin_then_yield_n(yields, &mut ready) {
         return true;
     }
     let bell = doorbell.load(Ordering::Acquire);
