@@ -24,18 +24,15 @@ use crate::os::{futex_wait, futex_wake};
 
 /// Busy checks before yielding: enough to catch a producer that is mid-burst.
 pub const SPINS_BEFORE_YIELD: u32 = 100;
-/// Yields before sleeping: on a busy machine a yield hands the CPU to the very threads
-/// that produce the next item, for much less than a futex sleep and wakeup costs.
+/// Yields before sleeping, for a consumer that shares few cores with its producers: a yield
+/// hands the CPU to the very threads that produce the next item, for much less than a
+/// futex sleep and wakeup cost. (A consumer whose yields mostly take CPU from others passes
+/// fewer.)
 pub const YIELDS_BEFORE_SLEEP: u32 = 20;
 
-/// Polls `ready()` while spinning briefly, then yielding a few times; returns whether it
+/// Polls `ready()` while spinning briefly, then yielding `yields` times; returns whether it
 /// held. Callers that get `false` go to sleep by their own means.
-pub fn spin_then_yield(ready: impl FnMut() -> bool) -> bool {
-    spin_then_yield_n(YIELDS_BEFORE_SLEEP, ready)
-}
-
-/// [`spin_then_yield`] with `yields` yields instead of [`YIELDS_BEFORE_SLEEP`].
-pub fn spin_then_yield_n(yields: u32, mut ready: impl FnMut() -> bool) -> bool {
+pub fn spin_then_yield(yields: u32, mut ready: impl FnMut() -> bool) -> bool {
     for attempt in 0..SPINS_BEFORE_YIELD + yields {
         if ready() {
             return true;
@@ -49,28 +46,18 @@ pub fn spin_then_yield_n(yields: u32, mut ready: impl FnMut() -> bool) -> bool {
     false
 }
 
-/// Waits until `ready()` holds or `timeout` passes; returns `ready()`.
+/// Waits until `ready()` holds or `timeout` passes, spinning, then yielding `yields` times,
+/// then sleeping; returns `ready()`.
 ///
 /// `sleeping` is the consumer's flag, `doorbell` the producer's futex word.
 pub fn wait_until(
-    sleeping: &AtomicU32,
-    doorbell: &AtomicU32,
-    timeout: Duration,
-    ready: impl FnMut() -> bool,
-) -> bool {
-    wait_until_n(YIELDS_BEFORE_SLEEP, sleeping, doorbell, timeout, ready)
-}
-
-/// [`wait_until`] yielding `yields` times (instead of [`YIELDS_BEFORE_SLEEP`]) before it
-/// sleeps.
-pub fn wait_until_n(
     yields: u32,
     sleeping: &AtomicU32,
     doorbell: &AtomicU32,
     timeout: Duration,
     mut ready: impl FnMut() -> bool,
 ) -> bool {
-    if spin_then_yield_n(yields, &mut ready) {
+    if spin_then_yield(yields, &mut ready) {
         return true;
     }
     let bell = doorbell.load(Ordering::Acquire);
@@ -132,9 +119,13 @@ mod tests {
                 let mut slow = 0;
                 while seen < rounds {
                     let start = std::time::Instant::now();
-                    let ok = wait_until(&s.sleeping, &s.doorbell, Duration::from_secs(10), || {
-                        s.published.load(Ordering::Acquire) > seen
-                    });
+                    let ok = wait_until(
+                        YIELDS_BEFORE_SLEEP,
+                        &s.sleeping,
+                        &s.doorbell,
+                        Duration::from_secs(10),
+                        || s.published.load(Ordering::Acquire) > seen,
+                    );
                     assert!(ok, "woken without publication after {seen}");
                     if start.elapsed() > Duration::from_secs(5) {
                         slow += 1;

@@ -685,7 +685,7 @@ pub fn read_completions(
             orphans.extend(inflight.iter());
             return orphans;
         }
-        wake::wait_until_n(
+        wake::wait_until(
             COMPLETION_WAIT_YIELDS,
             &head.supervisor_completion.supervisor_sleeping,
             &head.worker_completion.completion_doorbell,

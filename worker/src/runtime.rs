@@ -325,6 +325,7 @@ impl ApplyLoop {
             bump(&head.metrics.sleeps, 1);
             let requests = &mut self.requests;
             wake::wait_until(
+                wake::YIELDS_BEFORE_SLEEP,
                 &head.worker_request.worker_sleeping,
                 &head.supervisor.request_doorbell,
                 HEARTBEAT_INTERVAL,
