@@ -151,10 +151,7 @@ impl CommandCollector {
         let descs = COMMAND_FAMILIES
             .iter()
             .zip(labels)
-            .filter_map(|((name, help, _), labels)| {
-                let labels = labels.iter().map(|l| (*l).to_owned()).collect();
-                Desc::new((*name).into(), (*help).into(), labels, Default::default()).ok()
-            })
+            .filter_map(|((name, help, _), labels)| desc(name, help, labels))
             .collect();
         Self { loops, descs }
     }
@@ -191,38 +188,44 @@ impl Collector for CommandCollector {
         }
         let mut families: Vec<MetricFamily> = COMMAND_FAMILIES
             .iter()
-            .map(|(name, help, kind)| {
-                let mut f = MetricFamily::default();
-                f.set_name((*name).to_owned());
-                f.set_help((*help).to_owned());
-                f.set_field_type(*kind);
-                f
-            })
+            .map(|(name, help, kind)| family(name, help, *kind))
             .collect();
         for (i, name) in COMMAND_NAMES.iter().enumerate() {
             for (status, n) in ["ok", "error"].iter().zip(counts[i]) {
-                let mut m = proto::Metric::default();
-                m.set_label(label_pairs(&[("command", name), ("status", status)]));
-                let mut c = proto::Counter::default();
-                c.set_value(n as f64);
-                m.set_counter(c);
-                families[0].mut_metric().push(m);
+                let labels = [("command", *name), ("status", *status)];
+                families[0]
+                    .mut_metric()
+                    .push(sample(&labels, MetricType::COUNTER, n as f64));
             }
-            let h = histogram_proto(&COMMAND_BUCKETS_NS, &buckets[i], sum_ns[i]);
-            let mut m = proto::Metric::default();
-            m.set_label(label_pairs(&[("command", name)]));
-            m.set_histogram(h);
-            families[1].mut_metric().push(m);
+            families[1].mut_metric().push(histogram_sample(
+                &[("command", name)],
+                &COMMAND_BUCKETS_NS,
+                &buckets[i],
+                sum_ns[i],
+            ));
         }
         for (family, value) in families[2..].iter_mut().zip([bytes_in, bytes_out]) {
-            let mut m = proto::Metric::default();
-            let mut c = proto::Counter::default();
-            c.set_value(value as f64);
-            m.set_counter(c);
-            family.mut_metric().push(m);
+            family
+                .mut_metric()
+                .push(sample(&[], MetricType::COUNTER, value as f64));
         }
         families
     }
+}
+
+/// An empty family.
+fn family(name: &str, help: &str, kind: MetricType) -> MetricFamily {
+    let mut f = MetricFamily::default();
+    f.set_name(name.to_owned());
+    f.set_help(help.to_owned());
+    f.set_field_type(kind);
+    f
+}
+
+/// The description of a family with `labels`.
+fn desc(name: &str, help: &str, labels: &[&str]) -> Option<Desc> {
+    let labels = labels.iter().map(|l| (*l).to_owned()).collect();
+    Desc::new(name.to_owned(), help.to_owned(), labels, Default::default()).ok()
 }
 
 fn label_pairs(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
@@ -237,9 +240,30 @@ fn label_pairs(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
         .collect()
 }
 
-/// A histogram from non-cumulative bucket counts over `bounds_ns` (plus the overflow
+/// A counter or gauge sample.
+fn sample(labels: &[(&str, &str)], kind: MetricType, value: f64) -> proto::Metric {
+    let mut m = proto::Metric::default();
+    m.set_label(label_pairs(labels));
+    if kind == MetricType::COUNTER {
+        let mut c = proto::Counter::default();
+        c.set_value(value);
+        m.set_counter(c);
+    } else {
+        let mut g = proto::Gauge::default();
+        g.set_value(value);
+        m.set_gauge(g);
+    }
+    m
+}
+
+/// A histogram sample from non-cumulative bucket counts over `bounds_ns` (plus the overflow
 /// bucket) and their sum in nanoseconds.
-fn histogram_proto(bounds_ns: &[u64], counts: &[u64], sum_ns: u64) -> proto::Histogram {
+fn histogram_sample(
+    labels: &[(&str, &str)],
+    bounds_ns: &[u64],
+    counts: &[u64],
+    sum_ns: u64,
+) -> proto::Metric {
     let mut h = proto::Histogram::default();
     let mut cumulative = 0;
     let mut buckets = Vec::with_capacity(bounds_ns.len());
@@ -253,7 +277,10 @@ fn histogram_proto(bounds_ns: &[u64], counts: &[u64], sum_ns: u64) -> proto::His
     h.set_bucket(buckets);
     h.set_sample_count(counts.iter().sum());
     h.set_sample_sum(sum_ns as f64 / 1e9);
-    h
+    let mut m = proto::Metric::default();
+    m.set_label(label_pairs(labels));
+    m.set_histogram(h);
+    m
 }
 
 /// Event log figures, updated by the sequencer and the sync thread.
@@ -433,15 +460,9 @@ impl Collector for CounterFn {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let mut c = proto::Counter::default();
-        c.set_value(self.value.load(Ordering::Relaxed) as f64);
-        let mut m = proto::Metric::default();
-        m.set_counter(c);
-        let mut f = MetricFamily::default();
-        f.set_name(self.desc.fq_name.clone());
-        f.set_help(self.desc.help.clone());
-        f.set_field_type(MetricType::COUNTER);
-        f.set_metric(vec![m]);
+        let value = self.value.load(Ordering::Relaxed) as f64;
+        let mut f = family(&self.desc.fq_name, &self.desc.help, MetricType::COUNTER);
+        f.set_metric(vec![sample(&[], MetricType::COUNTER, value)]);
         vec![f]
     }
 }
@@ -600,57 +621,29 @@ impl WorkerCollector {
         let descs = WORKER_FAMILIES
             .iter()
             .filter_map(|(name, help, _, extra)| {
-                let mut labels = vec!["worker".to_owned()];
-                labels.extend(extra.map(str::to_owned));
-                Desc::new(
-                    (*name).to_owned(),
-                    (*help).to_owned(),
-                    labels,
-                    Default::default(),
-                )
-                .ok()
+                let mut labels = vec!["worker"];
+                labels.extend(*extra);
+                desc(name, help, &labels)
             })
             .collect();
         Self { shards, descs }
     }
 }
 
-fn labels(worker: u32, extra: Option<(&str, &str)>) -> Vec<LabelPair> {
-    let pair = |name: &str, value: &str| {
-        let mut l = LabelPair::default();
-        l.set_name(name.to_owned());
-        l.set_value(value.to_owned());
-        l
-    };
-    let mut out = vec![pair("worker", &worker.to_string())];
-    out.extend(extra.map(|(k, v)| pair(k, v)));
-    out
-}
-
 fn scalar(worker: u32, extra: Option<(&str, &str)>, kind: MetricType, value: f64) -> proto::Metric {
-    let mut m = proto::Metric::default();
-    m.set_label(labels(worker, extra));
-    if kind == MetricType::COUNTER {
-        let mut c = proto::Counter::default();
-        c.set_value(value);
-        m.set_counter(c);
-    } else {
-        let mut g = proto::Gauge::default();
-        g.set_value(value);
-        m.set_gauge(g);
-    }
-    m
+    let worker = worker.to_string();
+    let mut labels = vec![("worker", worker.as_str())];
+    labels.extend(extra);
+    sample(&labels, kind, value)
 }
 
 fn histogram(worker: u32, counts: &WorkerCounts) -> proto::Metric {
-    let mut m = proto::Metric::default();
-    m.set_label(labels(worker, None));
-    m.set_histogram(histogram_proto(
+    histogram_sample(
+        &[("worker", &worker.to_string())],
         &APPLY_BUCKETS_NS,
         &counts.buckets,
         counts.sum_ns,
-    ));
-    m
+    )
 }
 
 impl Collector for WorkerCollector {
@@ -661,13 +654,7 @@ impl Collector for WorkerCollector {
     fn collect(&self) -> Vec<MetricFamily> {
         let mut families: Vec<MetricFamily> = WORKER_FAMILIES
             .iter()
-            .map(|(name, help, kind, _)| {
-                let mut f = MetricFamily::default();
-                f.set_name((*name).to_owned());
-                f.set_help((*help).to_owned());
-                f.set_field_type(*kind);
-                f
-            })
+            .map(|(name, help, kind, _)| family(name, help, *kind))
             .collect();
         let index = |name: &str| WORKER_FAMILIES.iter().position(|f| f.0 == name);
         let mut put = |name: &str, worker: u32, extra: Option<(&str, &str)>, value: f64| {
