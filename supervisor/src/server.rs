@@ -517,6 +517,8 @@ impl EventLoop {
         };
         let mut batches = 0;
         let mut more = false;
+        // Stopped running commands because too many replies wait unsent.
+        let mut output_bound = false;
         loop {
             if c.awaiting {
                 if !c.session.outcomes_in() {
@@ -530,6 +532,7 @@ impl EventLoop {
                 c.awaiting = false;
             }
             if c.unsent() > OUTPUT_HIGH_WATER {
+                output_bound = true;
                 break;
             }
             if batches == BATCHES_PER_TURN {
@@ -595,6 +598,11 @@ impl EventLoop {
         if c.closing && !c.awaiting && c.unsent() == 0 {
             self.close(id);
             return;
+        }
+        if output_bound && c.unsent() <= OUTPUT_HIGH_WATER {
+            // The replies went out at once, so no writable edge will come to go on with the
+            // commands still buffered.
+            more = true;
         }
         if c.paused && !c.awaiting && c.unsent() <= OUTPUT_HIGH_WATER {
             // Caught up: read what waited in the socket (no edge will announce it).
