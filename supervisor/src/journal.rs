@@ -261,16 +261,15 @@ impl Syncer {
             let result = file.map_or(Ok(()), |f| f.sync_data());
             let took = started.elapsed();
             metrics.sync_seconds.observe(took.as_secs_f64());
-            durability.last_sync_ns.store(
-                u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
-                Ordering::Relaxed,
-            );
+            durability
+                .last_sync_ns
+                .store(crate::nanos(took), Ordering::Relaxed);
             state = shared.lock();
             match result {
                 Ok(()) => {
                     state.syncs += 1;
                     state.synced_records += target.saturating_sub(state.synced);
-                    state.sync_ns += u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+                    state.sync_ns += crate::nanos(took);
                     state.synced = state.synced.max(target);
                     durability.advance(target);
                 }
@@ -331,7 +330,7 @@ impl GroupStats {
             .checked_ilog2()
             .map_or(0, |b| b as usize + 1);
         self.buckets[bucket.min(GROUP_BUCKETS - 1)] += 1;
-        self.commit_ns += u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.commit_ns += crate::nanos(took);
     }
 
     /// The group size below which `q` of the groups fall (bucket upper bound).

@@ -421,8 +421,7 @@ impl Lifecycle {
         slot.spawned_at = Instant::now();
         slot.watchdog_fired = false;
         shard.set_current(Some(generation));
-        let stable_ns = u64::try_from(self.policy.stable_period.as_nanos()).unwrap_or(u64::MAX);
-        shard.set_stable_at(monotonic_ns().saturating_add(stable_ns));
+        shard.set_stable_at(monotonic_ns().saturating_add(crate::nanos(self.policy.stable_period)));
         self.record(LifecycleRecord::WorkerSpawned {
             worker: id,
             generation: number,

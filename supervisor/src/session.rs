@@ -227,7 +227,7 @@ impl Session {
             }
         };
         if !self.immediate.is_empty() {
-            let took = nanos(self.read_at.elapsed());
+            let took = crate::nanos(self.read_at.elapsed());
             for (command, ok) in self.immediate.drain(..) {
                 self.stats.record(command, ok, took);
             }
@@ -482,7 +482,7 @@ impl Session {
                     let ok = out.get(before) != Some(&b'-');
                     let took = now.saturating_duration_since(read_at);
                     if self.server.config.command_metrics {
-                        self.stats.record(command, ok, nanos(took));
+                        self.stats.record(command, ok, crate::nanos(took));
                     }
                     self.maybe_log_write(command, at - ops as usize, ok, took);
                 }
@@ -831,10 +831,6 @@ const OTHER: usize = COMMANDS.len();
 
 fn command_index(lower: &str) -> usize {
     COMMANDS.iter().position(|c| *c == lower).unwrap_or(OTHER)
-}
-
-fn nanos(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn parked(id: u32) -> String {

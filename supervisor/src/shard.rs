@@ -342,8 +342,8 @@ impl Shard {
 
     /// Notes the delay a restart (or the probe of a parked shard) was scheduled with.
     pub fn set_backoff(&self, delay: std::time::Duration) {
-        let ns = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
-        self.backoff_ns.store(ns, Ordering::Relaxed);
+        self.backoff_ns
+            .store(crate::nanos(delay), Ordering::Relaxed);
     }
 
     /// Notes when a worker just spawned will have run for the stable period.
