@@ -11,22 +11,11 @@ Needs redis-tools.
 """
 import http.client, json, os, signal, socket, subprocess, sys, tempfile, threading, time, shutil
 
+from benchlib import BIN, build, free_port, key_on_shard, until
+
 WORKERS = int(sys.argv[1]) if len(sys.argv) > 1 else 16
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "corral")
-
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
-
-def shard_of(key):
-    """The shard of WORKERS that holds `key` (CRC16/XMODEM hash slot, no hash tags)."""
-    crc = 0
-    for b in key:
-        crc ^= b << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
-            crc &= 0xFFFF
-    return (crc % 16384) * WORKERS // 16384
+if WORKERS < 5:
+    sys.exit("needs at least 5 workers: workers 1 to 4 each take one fault")
 
 def pct(samples, q):
     s = sorted(samples)
@@ -55,16 +44,8 @@ def worker_pid(h, worker):
     doc = json.loads(h.get("/health")[1])
     return doc.get("checks", {}).get(f"worker:{worker}", [{}])[0].get("pid")
 
-def until(cond, timeout=30.0):
-    t0 = time.perf_counter()
-    while not cond():
-        if time.perf_counter() - t0 > timeout:
-            raise TimeoutError("timed out")
-        time.sleep(0.001)
-    return time.perf_counter() - t0
-
 def main():
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "corral"], cwd=ROOT, check=True)
+    build()
     work = tempfile.mkdtemp(prefix="corral-bench-obs-")
     port, hport = free_port(), free_port()
     log = open(os.path.join(work, "corral.log"), "w")
@@ -95,7 +76,7 @@ def main():
 
         # kill -9: ready goes 503, then 200 again.
         pid = worker_pid(h, 1)
-        t0 = time.perf_counter(); os.kill(pid, signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
         down = until(lambda: h.get("/health/ready")[0] == 503, 5)
         back = until(lambda: h.get("/health/ready")[0] == 200, 10) + down
         print(f"kill -9 of a worker: /health/ready 503 after {down*1e3:.1f} ms, 200 again after {back*1e3:.1f} ms")
@@ -103,7 +84,7 @@ def main():
         # SIGSTOP: /health warns, then the watchdog replaces the worker.
         time.sleep(0.5)
         pid = worker_pid(h, 2)
-        t0 = time.perf_counter(); os.kill(pid, signal.SIGSTOP)
+        os.kill(pid, signal.SIGSTOP)
         warn = until(lambda: json.loads(h.get("/health")[1])["checks"]["worker:2"][0]["status"] == "warn", 10)
         replaced = until(lambda: worker_pid(h, 2) not in (pid, None), 10) + warn
         print(f"SIGSTOP of a worker: /health warns after {warn*1e3:.0f} ms, replaced after {replaced*1e3:.0f} ms "
@@ -114,7 +95,7 @@ def main():
         time.sleep(0.5)
         pid = worker_pid(h, 4)
         os.kill(pid, signal.SIGSTOP)
-        key = next(f"full:{i}" for i in range(100000) if shard_of(f"full:{i}".encode()) == 4)
+        key = key_on_shard(4, WORKERS, "full").decode()
         # A connection with writes in flight reads on only while less than 64 KiB waits
         # unrun: 48 connections with 64 KiB of writes each hold more than the ring.
         value = "v" * 1024
@@ -138,7 +119,6 @@ def main():
                 w.close()
 
         # Crash loop: kill every new worker of shard 3 until it parks.
-        t0 = time.perf_counter()
         def parked():
             status, body = h.get("/health/ready")
             if status == 503 and "shard 3 is parked" in body:
@@ -155,7 +135,6 @@ def main():
         print(f"/health/live during all of it: {h.get('/health/live')[0]}")
 
         # SIGTERM: not ready (draining) at once, live until the end.
-        t0 = time.perf_counter()
         proc.send_signal(signal.SIGTERM)
         def draining():
             status, body = h.get("/health/ready")

@@ -19,17 +19,14 @@ Needs redis-tools.
 """
 import http.client, os, re, signal, socket, statistics, subprocess, sys, tempfile, threading, time, shutil
 
+from benchlib import BIN, build, free_port
+
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 REQUESTS = int(sys.argv[2]) if len(sys.argv) > 2 else 200_000
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "corral")
 SIDES = {
     "on": ["--command-metrics", "on", "--log-level", "info"],
     "off": ["--command-metrics", "off", "--log-level", "error"],
 }
-
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
 
 def ping(port):
     try:
@@ -92,7 +89,7 @@ def run_side(side, pipeline, work):
         shutil.rmtree(data, ignore_errors=True)
 
 def main():
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "corral"], cwd=ROOT, check=True)
+    build()
     work = tempfile.mkdtemp(prefix="corral-bench-overhead-")
     try:
         print(f"{ROUNDS} rounds, redis-benchmark -n {REQUESTS} -c 50 -r 100000, 2 workers, {os.cpu_count()} CPUs")

@@ -14,15 +14,12 @@ to redis-server reloading the same writes from its AOF.
 Usage: scripts/bench-recovery.py [writes, default 3000000] [keys, default 1000000]
 Needs redis-tools and redis-server. Prints the figures and the ratio.
 """
-import json, os, signal, socket, subprocess, sys, tempfile, time, shutil
+import json, os, signal, subprocess, sys, tempfile, time, shutil
+
+from benchlib import BIN, build, free_port, until
 
 WRITES = int(sys.argv[1]) if len(sys.argv) > 1 else 3_000_000
 KEYS = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "corral")
-
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
 
 def cli(port, *args):
     r = subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True)
@@ -43,13 +40,9 @@ def load(port):
                     "-r", str(KEYS), "-P", "64", "-c", "16", "-q"],
                    check=True, stdout=subprocess.DEVNULL)
 
-def wait(cond, timeout=600.0, step=0.002):
-    t0 = time.perf_counter()
-    while not cond():
-        if time.perf_counter() - t0 > timeout:
-            raise TimeoutError("timed out")
-        time.sleep(step)
-    return time.perf_counter() - t0
+def wait(cond):
+    """A recovery may take minutes."""
+    return until(cond, 600.0, 0.002)
 
 def start_corral(data, port, log):
     return subprocess.Popen([BIN, "run", "--workers", "2", "--data-dir", data,
@@ -131,7 +124,7 @@ def redis():
         shutil.rmtree(work, ignore_errors=True)
 
 def main():
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "corral"], cwd=ROOT, check=True)
+    build()
     worker_s, supervisor_s = corral()
     redis_s = redis()
     print(f"recovery, {WRITES} writes over {KEYS} keys: corral worker {worker_s:.3f} s, "

@@ -8,29 +8,9 @@ Usage: scripts/bench-restart.py [kills, default 100]
 """
 import os, signal, socket, subprocess, sys, tempfile, time, shutil
 
+from benchlib import BIN, build, free_port, key_on_shard
+
 KILLS = int(sys.argv[1]) if len(sys.argv) > 1 else 100
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "corral")
-
-def crc16(data):
-    crc = 0
-    for b in data:
-        crc ^= b << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-            crc &= 0xFFFF
-    return crc
-
-def key_on_shard(shard, shards):
-    i = 0
-    while True:
-        k = f"restart:{i}".encode()
-        if (crc16(k) % 16384) * shards // 16384 == shard:
-            return k
-        i += 1
-
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
 
 def command(sock, *args):
     out = b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
@@ -56,7 +36,7 @@ def shard_pid(sock, shard):
     raise RuntimeError("no shard line")
 
 def main():
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "corral"], cwd=ROOT, check=True)
+    build()
     work = tempfile.mkdtemp(prefix="corral-bench-restart-")
     port = free_port()
     log = open(os.path.join(work, "corral.log"), "w")
@@ -71,7 +51,7 @@ def main():
                 sock = socket.create_connection(("127.0.0.1", port)); break
             except OSError:
                 time.sleep(0.05)
-        key = key_on_shard(1, 2)
+        key = key_on_shard(1, 2, "restart")
         while shard_pid(sock, 1)[1] != "ready":
             time.sleep(0.01)
         samples = []
