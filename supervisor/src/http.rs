@@ -114,17 +114,12 @@ impl RateWindow {
     /// Takes the current counts and returns the sample to measure them against.
     fn advance(&mut self, now: Instant, counts: &[WorkerCounts]) -> (Instant, Vec<WorkerCounts>) {
         match &self.newer {
-            None => self.newer = Some((now, counts.to_vec())),
-            Some((at, _)) if now.duration_since(*at) >= RATE_WINDOW => {
-                self.older = self.newer.take();
-                self.newer = Some((now, counts.to_vec()));
-            }
-            Some(_) => {}
+            Some((at, _)) if now.duration_since(*at) < RATE_WINDOW => {}
+            _ => self.older = self.newer.replace((now, counts.to_vec())),
         }
-        self.older
-            .clone()
-            .or_else(|| self.newer.clone())
-            .unwrap_or_else(|| (now, counts.to_vec()))
+        // Before the first rotation, the first sample is the older one.
+        let older = self.older.clone().or_else(|| self.newer.clone());
+        older.unwrap_or((now, Vec::new()))
     }
 }
 
