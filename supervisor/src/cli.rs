@@ -210,6 +210,12 @@ pub struct RunArgs {
     /// Checkpoint a shard after this many bytes of its writes in the event log.
     #[arg(long, env = "CORRAL_CHECKPOINT_LOG_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
     pub checkpoint_log_bytes: u64,
+    /// Start even though the event log is damaged, incomplete or ends below a checkpoint:
+    /// damaged parts are set aside (renamed `*.damaged`), the shards start from what is
+    /// left, and the log goes on past every sequence number that may have been used. Only on
+    /// the command line, for one start: the operator decides, never the supervisor alone.
+    #[arg(long)]
+    pub accept_data_loss: bool,
     /// Log level: trace, debug, info, warn, error, critical.
     #[arg(long, env = "CORRAL_LOG_LEVEL", default_value = "info", value_parser = parse_level_arg)]
     pub log_level: slog::Level,
@@ -336,6 +342,12 @@ fn config_args(path: &PathBuf, run: &clap::ArgMatches) -> Result<Vec<OsString>, 
     let mut args = Vec::new();
     for (key, value) in table {
         let id = key.replace('-', "_");
+        if id == "accept_data_loss" {
+            return Err(fail(format!(
+                "config file {}: accept-data-loss is accepted only on the command line, for one start",
+                path.display()
+            )));
+        }
         let known = run_cmd
             .get_arguments()
             .any(|a| a.get_id() == id.as_str() && id != "config");

@@ -1,5 +1,7 @@
 //! The data dir: created with mode 0700, locked with `flock` so two supervisors never share
-//! one, and described by a small manifest (format version, instance id, worker count).
+//! one, and described by a small manifest (format version, instance id, worker count, and
+//! the event log's newest segment, rewritten at every roll so that a log whose newest
+//! segments are gone is told from one that ends there).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -8,16 +10,19 @@ use std::path::Path;
 
 use nix::fcntl::{Flock, FlockArg};
 
+use crate::wal::{HeadRecorder, Newest};
+
 /// Manifest file name.
 pub const MANIFEST: &str = "MANIFEST";
 /// Lock file name.
 pub const LOCK: &str = "LOCK";
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
 
 /// An open, locked data dir.
 #[derive(Debug)]
 pub struct DataDir {
-    instance: String,
+    manifest: Manifest,
+    path: std::path::PathBuf,
     _lock: Flock<File>,
 }
 
@@ -50,29 +55,54 @@ impl DataDir {
             }
         })?;
         let manifest_path = path.join(MANIFEST);
-        let (instance, recorded) = if manifest_path.exists() {
+        let manifest = if manifest_path.exists() {
             read_manifest(&manifest_path)?
         } else {
-            let instance = new_instance_id()?;
-            write_manifest(path, &instance, workers)?;
-            (instance, workers)
+            let manifest = Manifest {
+                format_version: FORMAT_VERSION,
+                instance: new_instance_id()?,
+                workers,
+                log_newest_segment: None,
+                log_newest_capacity: None,
+            };
+            write_manifest(path, &manifest)?;
+            manifest
         };
-        if recorded != workers {
+        if manifest.workers != workers {
             return Err(format!(
-                "data dir {shown} holds {recorded} shards; start with --workers {recorded} \
-                 or use another data dir"
+                "data dir {shown} holds {} shards; start with --workers {} or use another data dir",
+                manifest.workers, manifest.workers
             ));
         }
         Ok(Self {
-            instance,
+            manifest,
+            path: path.to_owned(),
             _lock: lock,
         })
     }
 
-    /// A random id fixed at creation; shared-memory segment names carry it.
+    /// A random id fixed at creation.
     #[must_use]
     pub fn instance(&self) -> &str {
-        &self.instance
+        &self.manifest.instance
+    }
+
+    /// The event log's newest segment, as last recorded.
+    #[must_use]
+    pub fn newest_segment(&self) -> Option<Newest> {
+        self.manifest.newest()
+    }
+
+    /// Records new newest segments of the event log in the manifest (durably, before the
+    /// log writes into them).
+    #[must_use]
+    pub fn head_recorder(&self) -> HeadRecorder {
+        let (dir, mut manifest) = (self.path.clone(), self.manifest.clone());
+        Box::new(move |newest: Newest| {
+            manifest.log_newest_segment = Some(newest.first_seq);
+            manifest.log_newest_capacity = Some(newest.capacity);
+            write_manifest(&dir, &manifest).map_err(std::io::Error::other)
+        })
     }
 }
 
@@ -84,10 +114,17 @@ fn new_instance_id() -> Result<String, String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn write_manifest(dir: &Path, instance: &str, workers: u32) -> Result<(), String> {
-    let text = format!(
-        "format_version = {FORMAT_VERSION}\ninstance = \"{instance}\"\nworkers = {workers}\n"
+fn write_manifest(dir: &Path, m: &Manifest) -> Result<(), String> {
+    let mut text = format!(
+        "# corral data dir: do not edit (the event log's newest segment is recorded here)\n\
+         format_version = {}\ninstance = \"{}\"\nworkers = {}\n",
+        m.format_version, m.instance, m.workers
     );
+    if let (Some(seg), Some(cap)) = (m.log_newest_segment, m.log_newest_capacity) {
+        text.push_str(&format!(
+            "log_newest_segment = {seg}\nlog_newest_capacity = {cap}\n"
+        ));
+    }
     let tmp = dir.join("MANIFEST.tmp");
     let result = (|| {
         let mut f = OpenOptions::new()
@@ -104,33 +141,49 @@ fn write_manifest(dir: &Path, instance: &str, workers: u32) -> Result<(), String
     result.map_err(|e| format!("cannot write {}: {e}", dir.join(MANIFEST).display()))
 }
 
-/// The worker count recorded in the data dir at `path` (without locking it).
-pub fn recorded_workers(path: &Path) -> Result<u32, String> {
+/// The manifest of the data dir at `path` (without locking it), for the offline commands.
+pub fn read(path: &Path) -> Result<Manifest, String> {
     if !path.join(MANIFEST).exists() {
         return Err(format!(
             "{} is not a corral data dir (no {MANIFEST})",
             path.display()
         ));
     }
-    read_manifest(&path.join(MANIFEST)).map(|(_, workers)| workers)
+    read_manifest(&path.join(MANIFEST))
 }
 
-#[derive(serde::Deserialize)]
+/// What the manifest holds.
+#[derive(Clone, Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Manifest {
+pub struct Manifest {
     format_version: u32,
     instance: String,
-    workers: u32,
+    /// Shards.
+    pub workers: u32,
+    log_newest_segment: Option<u64>,
+    log_newest_capacity: Option<u64>,
 }
 
-fn read_manifest(path: &Path) -> Result<(String, u32), String> {
+impl Manifest {
+    /// The event log's newest segment, as last recorded.
+    #[must_use]
+    pub fn newest(&self) -> Option<Newest> {
+        Some(Newest {
+            first_seq: self.log_newest_segment?,
+            capacity: self.log_newest_capacity?,
+        })
+    }
+}
+
+fn read_manifest(path: &Path) -> Result<Manifest, String> {
     let text =
         fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let m: Manifest = toml::from_str(&text)
         .map_err(|e| format!("damaged manifest {}: {}", path.display(), e.message()))?;
     if m.format_version != FORMAT_VERSION {
         return Err(format!(
-            "{} has format version {}, this corral reads {FORMAT_VERSION}",
+            "{} has format version {}, this corral reads {FORMAT_VERSION} (a data dir of \
+             another version must be read by that version of corral)",
             path.display(),
             m.format_version
         ));
@@ -141,7 +194,7 @@ fn read_manifest(path: &Path) -> Result<(String, u32), String> {
             path.display()
         ));
     }
-    Ok((m.instance, m.workers))
+    Ok(m)
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@
 //! later write succeeds after a failed write, until restart after a failed sync.
 
 use std::fs::File;
-use std::path::Path;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -369,24 +368,49 @@ fn errno_of(e: &WalError) -> i32 {
     }
 }
 
+/// How the event log is opened at start-up.
+#[derive(Debug)]
+pub struct OpenOptions {
+    /// `<data-dir>/wal`.
+    pub dir: std::path::PathBuf,
+    /// Durability policy.
+    pub fsync: FsyncPolicy,
+    /// Capacity of new segments.
+    pub segment_bytes: u64,
+    /// The newest segment the data dir's manifest recorded.
+    pub recorded: Option<wal::Newest>,
+    /// The newest sequence number each shard's newest kept checkpoint covers (0: none).
+    pub checkpoints: Vec<u64>,
+    /// The operator accepts losing damaged or missing parts of the log
+    /// (`--accept-data-loss`): damage is set aside instead of refused, and the log goes on
+    /// past every sequence number that may have been given out.
+    pub accept_data_loss: bool,
+}
+
+/// Most pieces of damage set aside in one start-up before giving up.
+const CUTS_MAX: usize = 64;
+
 impl Journal {
-    /// Scans the log in `dir` (creating the directory), cuts a torn tail, and opens it for
-    /// appending. Damage stops here with the error naming file, offset and sequence.
+    /// Scans the log (creating the directory), checks it against the manifest's newest
+    /// segment and the checkpoints, cuts a torn tail, and opens it for appending. Damage and
+    /// missing parts stop here (the error names file, offset and sequence, or what is
+    /// missing), unless [`OpenOptions::accept_data_loss`].
     ///
     /// `lifecycle` sees every lifecycle record of the log, oldest first (the supervisor
-    /// rebuilds its history from them).
+    /// rebuilds its history from them); `record_head` records new newest segments in the
+    /// manifest.
     ///
     /// The sync thread advances `durability` (see [`Durability::acknowledge`]).
     pub fn open(
-        dir: &Path,
-        fsync: FsyncPolicy,
-        segment_bytes: u64,
+        options: &OpenOptions,
+        record_head: wal::HeadRecorder,
         log: Logger,
         mut lifecycle: impl FnMut(LifecycleRecord),
         durability: Arc<Durability>,
         metrics: WalMetrics,
     ) -> Result<Self, WalError> {
         use std::os::unix::fs::DirBuilderExt;
+        let dir = options.dir.as_path();
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -395,34 +419,112 @@ impl Journal {
                 what: format!("cannot create {}", dir.display()),
                 error,
             })?;
-        let mut records = 0u64;
-        let summary = wal::scan(dir, .., |r| {
-            records += 1;
-            if r.kind == Kind::Lifecycle {
-                let record = codec::decode_lifecycle(r.version, r.payload).map_err(|e| {
-                    WalError::Undecodable {
-                        seq: r.seq,
-                        reason: e.to_string(),
+        // What the operator's --accept-data-loss let go of.
+        let mut losses: Vec<String> = Vec::new();
+        let (summary, history) = loop {
+            let mut history = Vec::new();
+            let scanned = wal::scan(dir, .., |r| {
+                if r.kind == Kind::Lifecycle {
+                    let record = codec::decode_lifecycle(r.version, r.payload).map_err(|e| {
+                        WalError::Undecodable {
+                            seq: r.seq,
+                            reason: e.to_string(),
+                        }
+                    })?;
+                    history.push(record);
+                }
+                Ok(())
+            });
+            let checked = scanned.and_then(|summary| {
+                match wal::check_head(&summary, options.recorded) {
+                    Ok(_) => Ok(summary),
+                    Err(WalError::Incomplete { reason }) if options.accept_data_loss => {
+                        // The log goes on from what is there; the writer records its newest
+                        // segment anew.
+                        if !losses.contains(&reason) {
+                            error!(log, "event log incomplete; going on without the missing part (--accept-data-loss)";
+                                   "component" => "wal", "missing" => &reason);
+                            losses.push(reason);
+                        }
+                        Ok(summary)
                     }
-                })?;
-                lifecycle(record);
+                    Err(e) => Err(e),
+                }
+            });
+            match checked {
+                Ok(summary) => break (summary, history),
+                Err(e @ (WalError::Corrupt { .. } | WalError::Gap { .. }))
+                    if options.accept_data_loss && losses.len() < CUTS_MAX =>
+                {
+                    let aside = wal::cut_damage(dir, &e)?;
+                    error!(log, "event log damage cut away (--accept-data-loss)"; "component" => "wal",
+                           "damage" => %e, "set_aside" => ?aside);
+                    losses.push(e.to_string());
+                }
+                Err(e) => return Err(e),
             }
-            Ok(())
-        })?;
-        if let Some((file, offset)) = &summary.torn {
-            warn!(log, "event log ended in a torn record; cut it off"; "component" => "wal",
-                  "file" => %file.display(), "offset" => offset, "next_seq" => summary.next_seq);
+        };
+        if let Some((file, torn)) = summary.torn() {
+            warn!(log, "event log ended in a torn write; cut it off"; "component" => "wal",
+                  "file" => %file.display(), "offset" => torn.offset, "bytes" => torn.dirty_end - torn.offset,
+                  "reason" => &torn.reason, "next_seq" => summary.next_seq);
         }
-        let writer = Writer::open(
+        // The log must reach every checkpoint: a checkpoint covers only what was durable.
+        let covered = options.checkpoints.iter().copied().max().unwrap_or(0);
+        if covered > summary.last_seq() {
+            let (shard, _) = options
+                .checkpoints
+                .iter()
+                .enumerate()
+                .max_by_key(|(_, s)| **s)
+                .unwrap_or((0, &0));
+            let reason = format!(
+                "the event log ends at sequence {} but shard {shard}'s checkpoint covers \
+                 sequence {covered}: records {}..={covered} are missing (newest segments lost?)",
+                summary.last_seq(),
+                summary.next_seq
+            );
+            if !options.accept_data_loss {
+                return Err(WalError::Incomplete { reason });
+            }
+            error!(log, "event log ends below a checkpoint; going on from the checkpoints (--accept-data-loss)";
+                   "component" => "wal", "missing" => &reason);
+            losses.push(reason);
+        }
+        let mut writer = Writer::open(
             dir,
             &summary,
             WriterOptions {
-                segment_bytes,
+                segment_bytes: options.segment_bytes,
                 sync_on_commit: false,
             },
+            record_head,
         )?;
+        if !losses.is_empty() {
+            // Never give out a number again that a lost record or a checkpoint may hold.
+            let bound = options
+                .recorded
+                .map_or(0, |r| r.seq_bound())
+                .max(covered + 1)
+                .max(summary.next_seq);
+            if bound > summary.next_seq {
+                let reason = format!("data loss accepted: {}", losses.join("; "));
+                writer.append_skip(bound - 1, &reason, summary.last_seq());
+                writer.commit().map_err(|e| e.0)?;
+                writer.sync().map_err(|error| WalError::Io {
+                    what: "cannot sync the event log".into(),
+                    error,
+                })?;
+                error!(log, "sequence numbers given up after the accepted loss"; "component" => "wal",
+                       "from_seq" => summary.next_seq, "through_seq" => bound - 1);
+            }
+        }
+        for record in history {
+            lifecycle(record);
+        }
         info!(log, "event log open"; "component" => "wal", "segments" => summary.segments.len().max(1),
-              "records" => records, "next_seq" => writer.next_seq(), "fsync" => ?fsync);
+              "next_seq" => writer.next_seq(), "fsync" => ?options.fsync);
+        let fsync = options.fsync;
         let syncer = if fsync == FsyncPolicy::No {
             None
         } else {
@@ -466,14 +568,18 @@ impl Journal {
 
     /// Stages a client write; returns its sequence number.
     pub fn append_write(&mut self, shard: u32, op: &OwnedOp) -> u64 {
-        self.writer
-            .append(Kind::Write, |buf| codec::encode_write(shard, op, buf))
+        let durable = self.durability.synced();
+        self.writer.append(Kind::Write, durable, |buf| {
+            codec::encode_write(shard, op, buf)
+        })
     }
 
     /// Stages a lifecycle event.
     pub fn append_lifecycle(&mut self, record: &LifecycleRecord) -> u64 {
-        self.writer
-            .append(Kind::Lifecycle, |buf| codec::encode_lifecycle(record, buf))
+        let durable = self.durability.synced();
+        self.writer.append(Kind::Lifecycle, durable, |buf| {
+            codec::encode_lifecycle(record, buf)
+        })
     }
 
     /// Writes what is staged, as one group. On failure nothing staged is in the log, and the

@@ -19,7 +19,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use corral::cli::{self, Commands, EventsArgs, RunArgs, StatusArgs, VerifyArgs, WorkerCli};
 use corral::codec::{unix_ms, LifecycleRecord};
 use corral::http::{Heartbeat, Http, Probes};
-use corral::journal::{Durability, Journal};
+use corral::journal::{Durability, Journal, OpenOptions};
 use corral::lifecycle::{Ending, Event, History, Lifecycle, Policy};
 use corral::metrics::Metrics;
 use corral::sequencer::{CheckpointPolicy, ReplayContext, SeqMsg, Sequencer};
@@ -128,10 +128,20 @@ fn events(args: &EventsArgs) -> Result<ExitCode, Fatal> {
             args.data_dir.display()
         )));
     }
+    let manifest = datadir::read(&args.data_dir).map_err(Fatal::usage)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut decode_error = None;
-    let summary = corral::wal::scan(&dir, .., |r| {
+    let scanned = corral::wal::scan(&dir, .., |r| {
+        if r.kind == corral::wal::Kind::Skip {
+            if let Some((through, reason)) = corral::wal::decode_skip(r.payload) {
+                let line = serde_json::json!({
+                    "seq": r.seq, "event": "sequence_skipped", "through_seq": through, "reason": reason,
+                });
+                let _ = writeln!(out, "{line}");
+            }
+            return Ok(());
+        }
         if r.kind != corral::wal::Kind::Lifecycle {
             return Ok(());
         }
@@ -151,16 +161,19 @@ fn events(args: &EventsArgs) -> Result<ExitCode, Fatal> {
         }
         Ok(())
     })
-    .map_err(|e: corral::wal::WalError| Fatal::runtime(e.to_string()))?;
+    .and_then(|summary| corral::wal::check_head(&summary, manifest.newest()).map(|_| summary));
     out.flush()
         .map_err(|e| Fatal::runtime(format!("cannot write output: {e}")))?;
+    let summary = scanned.map_err(|e| Fatal::runtime(e.to_string()))?;
     if let Some(e) = decode_error {
         return Err(Fatal::runtime(format!("undecodable lifecycle record: {e}")));
     }
-    if let Some((file, offset)) = summary.torn {
+    if let Some((file, torn)) = summary.torn() {
         eprintln!(
-            "corral: note: the newest segment {} ends in a torn or unfinished record at offset {offset}",
-            file.display()
+            "corral: note: the newest segment {} ends in a torn write at offset {} ({})",
+            file.display(),
+            torn.offset,
+            torn.reason
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -257,10 +270,10 @@ fn verify(args: &VerifyArgs) -> Result<ExitCode, Fatal> {
     // No ring is built; any size that holds the largest request will do.
     let ring = 4 * (args.limits.max_key_bytes + args.limits.max_value_bytes) + (1 << 20);
     let geometry = args.limits.geometry(ring).map_err(Fatal::usage)?;
-    let workers = datadir::recorded_workers(&args.data_dir).map_err(Fatal::usage)?;
+    let manifest = datadir::read(&args.data_dir).map_err(Fatal::usage)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let report = corral::verify::verify(&args.data_dir, workers, &geometry, &mut out)
+    let report = corral::verify::verify(&args.data_dir, &manifest, &geometry, &mut out)
         .map_err(|e| Fatal::runtime(e.to_string()))?;
     drop(out);
     if report.damaged > 0 {
@@ -313,10 +326,24 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
     let metrics = Metrics::new(Arc::clone(&shards), Arc::clone(&logging.dropped));
     let mut history = History::default();
     let durability = Durability::new(args.fsync);
+    let checkpoints = (0..workers)
+        .map(|w| {
+            let dir = args.data_dir.join("checkpoints").join(w.to_string());
+            corral_worker::checkpoint::list(&dir)
+                .map(|found| found.last().map_or(0, |(seq, _)| *seq))
+                .map_err(|e| Fatal::runtime(format!("cannot list the checkpoints: {e}")))
+        })
+        .collect::<Result<Vec<u64>, Fatal>>()?;
     let journal = Journal::open(
-        &args.data_dir.join("wal"),
-        args.fsync,
-        args.wal_segment_bytes,
+        &OpenOptions {
+            dir: args.data_dir.join("wal"),
+            fsync: args.fsync,
+            segment_bytes: args.wal_segment_bytes,
+            recorded: data_dir.newest_segment(),
+            checkpoints,
+            accept_data_loss: args.accept_data_loss,
+        },
+        data_dir.head_recorder(),
         log.clone(),
         |record| history.observe(&record),
         Arc::clone(&durability),

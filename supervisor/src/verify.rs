@@ -13,6 +13,7 @@ use shm_protocol::layout::Geometry;
 use shm_protocol::table::{HeapTable, TableLimits, TableWriter};
 
 use crate::codec;
+use crate::datadir::Manifest;
 use crate::wal::{self, Kind, WalError};
 
 /// What [`verify`] found.
@@ -32,21 +33,35 @@ const SHOWN: usize = 10;
 /// with the data dir is counted in [`Report::damaged`].
 pub fn verify(
     data_dir: &Path,
-    workers: u32,
+    manifest: &Manifest,
     geometry: &Geometry,
     out: &mut impl Write,
 ) -> io::Result<Report> {
+    let workers = manifest.workers;
     let mut report = Report::default();
     let wal_dir = data_dir.join("wal");
-    let log_ok = check_log(&wal_dir, workers, out, &mut report)?;
+    let log_end = check_log(&wal_dir, manifest, out, &mut report)?;
 
     let mut bases = Vec::new();
     for worker in 0..workers {
         bases.push(check_checkpoints(data_dir, worker, out, &mut report)?);
     }
-    if !log_ok {
+    let Some(log_end) = log_end else {
         writeln!(out, "shards not rebuilt: the event log cannot be read")?;
         return Ok(report);
+    };
+    for (worker, base) in bases.iter().enumerate() {
+        if let Some(s) = base.as_ref().filter(|s| s.seq > log_end) {
+            report.damaged += 1;
+            writeln!(
+                out,
+                "shard {worker}: DAMAGED: its checkpoint covers sequence {}, but the event log \
+                 ends at {log_end}: records {}..={} are missing",
+                s.seq,
+                log_end + 1,
+                s.seq
+            )?;
+        }
     }
     let oldest = wal::list_segments(&wal_dir)
         .ok()
@@ -85,15 +100,18 @@ pub fn verify(
     Ok(report)
 }
 
-/// Reads every record; returns whether the log is readable to its end.
+/// Reads every record and checks the log's end against the manifest; returns the last
+/// sequence number when the log is readable to its end.
 fn check_log(
     dir: &Path,
-    workers: u32,
+    manifest: &Manifest,
     out: &mut impl Write,
     report: &mut Report,
-) -> io::Result<bool> {
+) -> io::Result<Option<u64>> {
+    let workers = manifest.workers;
     let (mut writes, mut lifecycle, mut first, mut last) = (0u64, 0u64, None, 0u64);
     let mut problems = Vec::new();
+    let mut skips = Vec::new();
     let scanned = wal::scan(dir, .., |r| {
         first.get_or_insert(r.seq);
         last = r.seq;
@@ -114,25 +132,41 @@ fn check_log(
                     .err()
                     .map(|e| e.to_string())
             }
+            Kind::Skip => {
+                if let Some((through, reason)) = wal::decode_skip(r.payload) {
+                    skips.push((r.seq, through, reason));
+                }
+                None
+            }
         };
         if let Some(p) = problem {
             problems.push(format!("record {}: {p}", r.seq));
         }
         Ok::<(), WalError>(())
-    });
+    })
+    .and_then(|summary| wal::check_head(&summary, manifest.newest()).map(|_| summary));
     match scanned {
         Ok(summary) => {
             writeln!(
                 out,
-                "event log: {} segment(s), records {}..={last}: {writes} writes, {lifecycle} lifecycle events",
+                "event log: {} segment(s), records {}..={}: {writes} writes, {lifecycle} lifecycle events",
                 summary.segments.len(),
                 first.unwrap_or(summary.next_seq),
+                summary.last_seq(),
             )?;
-            if let Some((file, offset)) = summary.torn {
+            for (seq, through, reason) in &skips {
                 writeln!(
                     out,
-                    "event log: note: {} ends in a torn record at offset {offset} (cut off at the next start)",
-                    file.display()
+                    "event log: note: sequence numbers {seq}..={through} were given up ({reason})"
+                )?;
+            }
+            if let Some((file, torn)) = summary.torn() {
+                writeln!(
+                    out,
+                    "event log: note: {} ends in a torn write at offset {} ({}; cut off at the next start)",
+                    file.display(),
+                    torn.offset,
+                    torn.reason
                 )?;
             }
             report.damaged += problems.len();
@@ -142,12 +176,12 @@ fn check_log(
             if problems.len() > SHOWN {
                 writeln!(out, "event log: ... and {} more", problems.len() - SHOWN)?;
             }
-            Ok(problems.is_empty())
+            Ok(problems.is_empty().then(|| summary.last_seq()))
         }
         Err(e) => {
             report.damaged += 1;
             writeln!(out, "event log: DAMAGED: {e}")?;
-            Ok(false)
+            Ok(None)
         }
     }
 }

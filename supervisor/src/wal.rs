@@ -2,47 +2,91 @@
 //! consecutive sequence numbers.
 //!
 //! ```text
-//! segment file  <dir>/<first seq, 20 digits>.wal
-//!   0   magic "CORRALWL"        8 bytes
-//!   8   format version          u32 LE
-//!  12   crc32c of bytes 0..12   u32 LE
-//!  16   first sequence number   u64 LE
-//!  24   reserved (zero)         u64
-//!  32   records...
+//! segment file  <dir>/<first seq, 20 digits>.wal, preallocated to its capacity
+//!   0   magic "CORRALWL"            8 bytes
+//!   8   format version (2)          u32 LE
+//!  12   crc32c of bytes 0..12, 16..64  u32 LE
+//!  16   first sequence number       u64 LE   (also its name)
+//!  24   capacity in bytes           u64 LE   (the file's length, fixed at creation)
+//!  32   first sequence number of the segment before it (0: none)   u64 LE
+//!  40   reserved (zero)             24 bytes
+//!  64   records..., then zeros to the capacity
 //! record (8-byte aligned)
-//!   0   payload length          u32 LE
-//!   4   crc32c                  u32 LE   over bytes 0..4 and 8..(24 + length)
-//!   8   sequence number         u64 LE
-//!  16   kind                    u8
-//!  17   record format version   u8
-//!  18   reserved (zero)         6 bytes
-//!  24   payload                 length bytes (bincode)
-//!       padding (zero)          to the next multiple of 8
+//!   0   payload length              u32 LE   (at least 1)
+//!   4   header crc32c               u32 LE   over bytes 0..4 and 8..32
+//!   8   sequence number             u64 LE
+//!  16   payload crc32c              u32 LE
+//!  20   kind                        u8       (1 write, 2 lifecycle, 3 skip)
+//!  21   record format version       u8
+//!  22   reserved (zero)             2 bytes
+//!  24   durable sequence number     u64 LE   (the log was durable through this one when
+//!                                            this record was written)
+//!  32   payload                     length bytes
+//!       padding (zero)              to the next multiple of 8
 //! ```
 //!
-//! One [`Writer`] appends; records are staged in memory and [`Writer::commit`] writes them
-//! with one `write` per segment (group commit); the journal's sync thread makes them durable
-//! with one `fdatasync` per group under `--fsync always`. [`scan`] reads a directory back, cutting off a torn tail of the
-//! newest segment and refusing damage anywhere else with the file, offset and sequence
-//! number.
+//! One [`Writer`] appends. Records are staged in memory and [`Writer::commit`] writes them
+//! with one `write` into one segment (group commit); the journal's sync thread makes them
+//! durable with one `fdatasync` per group under `--fsync always`. A group that does not fit
+//! in the current segment first rolls to a new one (sized for it if it is larger than
+//! `--wal-segment-bytes`). The data dir's manifest records every roll (see
+//! [`Writer::open`]), before any record goes into the new segment.
+//!
+//! ## Assumptions about the medium
+//!
+//! * `fdatasync` makes the preceding writes of a file durable; a directory `fsync` makes
+//!   its entries (creations, renames, removals) durable.
+//! * A crash (power loss) can leave any subset of the pages of writes that were not yet
+//!   synced, in any order; synced pages stay as they were.
+//! * A preallocated (`fallocate`) file keeps its length across a crash once synced, and
+//!   reads zeros where nothing was written.
+//!
+//! ## Crash cases, and how damage is told from a torn tail
+//!
+//! * Killed mid-`write` (or power lost before the sync): the newest segment ends in a
+//!   partial group: some of its records whole, some partly written, some still zeros,
+//!   possibly out of order. Nothing of it was acknowledged under `--fsync always`. [`scan`]
+//!   cuts the log at the first record that does not check (a *torn tail*).
+//! * A record that does not check while a valid record after it carries a durable sequence
+//!   number at or past the bad one's: the bad record had been synced before that later
+//!   record was written, so no crash can have torn it: it is *damage*, refused with the
+//!   file, offset and sequence number, never cut away. Records of sealed (older) segments,
+//!   synced when the log rolled past them, are damage whenever they do not check.
+//! * A segment shorter than the capacity in its header (truncated), a sequence gap between
+//!   segments, a broken predecessor chain, or a newest segment other than the one the
+//!   manifest recorded ([`check_head`]: newest segments deleted) is damage too.
+//! * Killed mid-roll: the new segment may be missing, partly created, or created but not
+//!   yet recorded; it holds no records then, and [`Writer::open`] removes or adopts it.
+//!
+//! A sequence number is never reused once it may have reached a checkpoint: the only
+//! numbers given out again are those of a group whose write failed and was rolled back
+//! (never synced, applied or acknowledged). When an operator accepts the loss of damaged
+//! records, the log continues past every number that can have been used, with a *skip*
+//! record ([`Kind::Skip`]) that declares the gap.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 use std::ops::{Bound, RangeBounds};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Segment file magic.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"CORRALWL";
 /// Segment file format version.
-pub const SEGMENT_VERSION: u32 = 1;
+pub const SEGMENT_VERSION: u32 = 2;
 /// Bytes before the first record of a segment.
-pub const SEGMENT_HEADER: usize = 32;
+pub const SEGMENT_HEADER: usize = 64;
 /// Bytes of a record before its payload.
-pub const RECORD_HEADER: usize = 24;
-/// Current record format version.
+pub const RECORD_HEADER: usize = 32;
+/// Current record payload format version.
 pub const RECORD_VERSION: u8 = 1;
 /// Largest payload accepted, far above any legal write (keys and values are bounded).
 pub const MAX_PAYLOAD: usize = 256 << 20;
+/// The smallest record on disk (every payload has at least one byte, padded to a word):
+/// a segment of capacity `c` holds fewer than `c / MIN_RECORD_BYTES` records.
+pub const MIN_RECORD_BYTES: u64 = RECORD_HEADER as u64 + 8;
+
+const _: () = assert!(SEGMENT_HEADER % 8 == 0 && RECORD_HEADER % 8 == 0);
 
 /// What a record holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +96,9 @@ pub enum Kind {
     Write = 1,
     /// A lifecycle event of the supervisor or a worker.
     Lifecycle = 2,
+    /// Sequence numbers given up after an accepted data loss: the next record's number is
+    /// one past the `through` in the payload ([`decode_skip`]).
+    Skip = 3,
 }
 
 impl Kind {
@@ -59,6 +106,7 @@ impl Kind {
         match v {
             1 => Some(Self::Write),
             2 => Some(Self::Lifecycle),
+            3 => Some(Self::Skip),
             _ => None,
         }
     }
@@ -92,36 +140,153 @@ fn padded(len: usize) -> usize {
     len.div_ceil(8) * 8
 }
 
-fn record_crc(header: &[u8], payload: &[u8]) -> u32 {
-    let crc = crc32c::crc32c(&header[0..4]);
-    let crc = crc32c::crc32c_append(crc, &header[8..RECORD_HEADER]);
-    crc32c::crc32c_append(crc, payload)
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-/// Appends one framed record to `buf`, its payload written in place by `payload`.
-pub fn encode_record(buf: &mut Vec<u8>, seq: u64, kind: Kind, payload: impl FnOnce(&mut Vec<u8>)) {
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// The checksum of a record header (its bytes but the checksum itself).
+fn header_crc(h: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&h[0..4]), &h[8..RECORD_HEADER])
+}
+
+/// Appends one framed record to `buf`, its payload written in place by `payload`, which
+/// must write at least one byte. `durable_seq` is the sequence number through which the log
+/// is known durable now.
+pub fn encode_record(
+    buf: &mut Vec<u8>,
+    seq: u64,
+    kind: Kind,
+    durable_seq: u64,
+    payload: impl FnOnce(&mut Vec<u8>),
+) {
     let start = buf.len();
     buf.resize(start + RECORD_HEADER, 0);
     payload(buf);
     let len = buf.len() - start - RECORD_HEADER;
-    let (header, body) = buf[start..].split_at_mut(RECORD_HEADER);
+    assert!(
+        (1..=MAX_PAYLOAD).contains(&len),
+        "record payload of {len} bytes"
+    );
+    let crc = crc32c::crc32c(&buf[start + RECORD_HEADER..]);
+    let header = &mut buf[start..start + RECORD_HEADER];
     header[0..4].copy_from_slice(&(len as u32).to_le_bytes());
     header[8..16].copy_from_slice(&seq.to_le_bytes());
-    header[16] = kind as u8;
-    header[17] = RECORD_VERSION;
-    let crc = record_crc(header, body);
-    header[4..8].copy_from_slice(&crc.to_le_bytes());
+    header[16..20].copy_from_slice(&crc.to_le_bytes());
+    header[20] = kind as u8;
+    header[21] = RECORD_VERSION;
+    header[24..32].copy_from_slice(&durable_seq.to_le_bytes());
+    let hcrc = header_crc(header);
+    header[4..8].copy_from_slice(&hcrc.to_le_bytes());
     buf.resize(start + RECORD_HEADER + padded(len), 0);
 }
 
-fn segment_header(first_seq: u64) -> [u8; SEGMENT_HEADER] {
-    let mut h = [0u8; SEGMENT_HEADER];
-    h[0..8].copy_from_slice(&SEGMENT_MAGIC);
-    h[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
-    let crc = crc32c::crc32c(&h[0..12]);
-    h[12..16].copy_from_slice(&crc.to_le_bytes());
-    h[16..24].copy_from_slice(&first_seq.to_le_bytes());
-    h
+/// The payload of a skip record: the last sequence number given up, then the reason.
+#[must_use]
+pub fn skip_payload(through: u64, reason: &str) -> Vec<u8> {
+    let mut p = through.to_le_bytes().to_vec();
+    p.extend_from_slice(reason.as_bytes());
+    p
+}
+
+/// The last sequence number a skip record gives up, and its reason.
+#[must_use]
+pub fn decode_skip(payload: &[u8]) -> Option<(u64, String)> {
+    let through = u64_at(payload.get(..8)?, 0);
+    Some((through, String::from_utf8_lossy(&payload[8..]).into_owned()))
+}
+
+/// A record header that passed its checksum.
+#[derive(Clone, Copy, Debug)]
+struct Header {
+    len: usize,
+    seq: u64,
+    payload_crc: u32,
+    kind: u8,
+    version: u8,
+    durable_seq: u64,
+}
+
+fn parse_header(h: &[u8]) -> Option<Header> {
+    if h.len() < RECORD_HEADER || header_crc(h) != u32_at(h, 4) || h[22] != 0 || h[23] != 0 {
+        return None;
+    }
+    Some(Header {
+        len: u32_at(h, 0) as usize,
+        seq: u64_at(h, 8),
+        payload_crc: u32_at(h, 16),
+        kind: h[20],
+        version: h[21],
+        durable_seq: u64_at(h, 24),
+    })
+}
+
+/// A whole, checked record at `at` of `bytes`: its header and total length on disk.
+fn whole_record(bytes: &[u8], at: usize) -> Option<(Header, usize)> {
+    let h = parse_header(bytes.get(at..at + RECORD_HEADER)?)?;
+    let total = RECORD_HEADER + padded(h.len);
+    let payload = bytes.get(at + RECORD_HEADER..at + RECORD_HEADER + h.len)?;
+    (h.len >= 1 && at + total <= bytes.len() && crc32c::crc32c(payload) == h.payload_crc)
+        .then_some((h, total))
+}
+
+/// What a segment header says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SegmentHeader {
+    first_seq: u64,
+    capacity: u64,
+    prev_first_seq: u64,
+}
+
+impl SegmentHeader {
+    fn encode(&self) -> [u8; SEGMENT_HEADER] {
+        let mut h = [0u8; SEGMENT_HEADER];
+        h[0..8].copy_from_slice(&SEGMENT_MAGIC);
+        h[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
+        h[16..24].copy_from_slice(&self.first_seq.to_le_bytes());
+        h[24..32].copy_from_slice(&self.capacity.to_le_bytes());
+        h[32..40].copy_from_slice(&self.prev_first_seq.to_le_bytes());
+        let crc = segment_crc(&h);
+        h[12..16].copy_from_slice(&crc.to_le_bytes());
+        h
+    }
+
+    /// The header in `bytes`, or why it is not one.
+    fn decode(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.len() < SEGMENT_HEADER {
+            return Err(format!(
+                "segment header is incomplete ({} bytes)",
+                bytes.len()
+            ));
+        }
+        if bytes[0..8] != SEGMENT_MAGIC {
+            return Err("not an event log segment (bad magic)".into());
+        }
+        let version = u32_at(bytes, 8);
+        if version != SEGMENT_VERSION {
+            return Err(format!(
+                "segment format version {version}; this corral reads version {SEGMENT_VERSION} \
+                 (a log written by an older corral must be read by that version)"
+            ));
+        }
+        if segment_crc(bytes) != u32_at(bytes, 12) || bytes[40..64].iter().any(|&b| b != 0) {
+            return Err("segment header checksum mismatch".into());
+        }
+        Ok(Self {
+            first_seq: u64_at(bytes, 16),
+            capacity: u64_at(bytes, 24),
+            prev_first_seq: u64_at(bytes, 32),
+        })
+    }
+}
+
+fn segment_crc(h: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&h[0..12]), &h[16..SEGMENT_HEADER])
 }
 
 /// The file name of the segment whose first record is `first_seq`.
@@ -167,6 +332,12 @@ pub enum WalError {
         /// The one found.
         found: u64,
     },
+    /// The log ends before where the data dir knows it reached (its newest segments are
+    /// missing, or it ends below a checkpoint).
+    Incomplete {
+        /// What is missing.
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for WalError {
@@ -195,6 +366,7 @@ impl std::fmt::Display for WalError {
                 "event log gap in {}: expected sequence {expected}, found {found}",
                 file.display()
             ),
+            Self::Incomplete { reason } => write!(f, "event log incomplete: {reason}"),
         }
     }
 }
@@ -239,131 +411,285 @@ pub fn list_segments(dir: &Path) -> Result<Vec<SegmentFile>, WalError> {
     Ok(out)
 }
 
-/// What reading one segment found at its end.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SegmentEnd {
-    /// The file ends exactly after its last record.
-    Clean,
-    /// The file ends in a partial or unchecked record at `offset`: a torn write.
-    Torn {
-        /// Where the valid records end.
-        offset: u64,
-    },
+/// Where the bytes of `bytes` end: one past the last non-zero byte (0 if all are zero).
+fn nonzero_end(bytes: &[u8]) -> usize {
+    let mut end = bytes.len();
+    while end >= 16 {
+        let chunk: [u8; 16] = bytes[end - 16..end].try_into().unwrap_or([1; 16]);
+        if u128::from_ne_bytes(chunk) != 0 {
+            break;
+        }
+        end -= 16;
+    }
+    while end > 0 && bytes[end - 1] == 0 {
+        end -= 1;
+    }
+    end
 }
 
-/// Reads the records of one segment, calling `each` for every valid one, in order.
+/// A cut the newest segment needs: a torn tail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TornTail {
+    /// Where the valid records end.
+    pub offset: u64,
+    /// Where the bytes left by the torn write end (zeros follow).
+    pub dirty_end: u64,
+    /// What the first bad record looked like.
+    pub reason: String,
+}
+
+/// The newest segment as a scan read it: where appending goes on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tail {
+    /// The segment.
+    pub path: PathBuf,
+    /// Its first sequence number.
+    pub first_seq: u64,
+    /// Its capacity (and file length).
+    pub capacity: u64,
+    /// Where its valid records end.
+    pub end: u64,
+    /// A torn write after them, to be zeroed before appending.
+    pub torn: Option<TornTail>,
+}
+
+/// What reading one segment found.
+struct SegmentRead {
+    next_seq: u64,
+    end: u64,
+    torn: Option<TornTail>,
+    header: SegmentHeader,
+    records: u64,
+}
+
+/// A segment file read into memory as far as it is looked at.
+struct Chunks<'b> {
+    file: File,
+    bytes: &'b mut Vec<u8>,
+    eof: bool,
+}
+
+impl Chunks<'_> {
+    /// Reads on until at least `want` bytes are in (or the file ends); returns how many are.
+    fn fill(&mut self, want: usize) -> io::Result<usize> {
+        while self.bytes.len() < want && !self.eof {
+            let step = (want - self.bytes.len()).max(1 << 20);
+            let before = self.bytes.len();
+            (&mut self.file).take(step as u64).read_to_end(self.bytes)?;
+            self.eof = self.bytes.len() == before;
+        }
+        Ok(self.bytes.len())
+    }
+}
+
+/// Reads the records of one segment, calling `each` for every valid one, in order, until
+/// the sequence number `until` (the file is read only as far as that needs).
 ///
-/// `newest` allows a torn tail: a last record that is incomplete, fails its checksum while
-/// reaching the end of the file, or is followed only by zeros. Anywhere else such a record
-/// is an error. Returns how the file ended and the next sequence number.
-pub fn read_segment<E: From<WalError>>(
+/// `torn_allowed` (the newest segment) allows a torn tail (see the module documentation);
+/// anywhere else a record that does not check is damage.
+fn read_segment<E: From<WalError>>(
     segment: &SegmentFile,
-    newest: bool,
+    torn_allowed: bool,
     until: u64,
     bytes: &mut Vec<u8>,
     mut each: impl FnMut(Record<'_>) -> Result<(), E>,
-) -> Result<(SegmentEnd, u64), E> {
+) -> Result<SegmentRead, E> {
     let path = &segment.path;
+    let what = || format!("cannot read {}", path.display());
     bytes.clear();
-    File::open(path)
-        .and_then(|mut f| f.read_to_end(bytes))
-        .map_err(io_err(format!("cannot read {}", path.display())))?;
-    let corrupt = |offset: usize, seq: u64, reason: String| {
+    let file = File::open(path).map_err(io_err(what()))?;
+    let file_len = file.metadata().map_err(io_err(what()))?.len();
+    let mut chunks = Chunks {
+        file,
+        bytes,
+        eof: false,
+    };
+    let corrupt = |offset: u64, seq: u64, reason: String| {
         E::from(WalError::Corrupt {
             file: path.clone(),
-            offset: offset as u64,
+            offset,
             seq,
             reason,
         })
     };
-    let mut seq = segment.first_seq;
-    if bytes.len() < SEGMENT_HEADER {
-        if newest {
-            // Created but its header never fully reached the disk.
-            return Ok((SegmentEnd::Torn { offset: 0 }, seq));
-        }
-        return Err(corrupt(0, seq, "segment header is incomplete".into()));
-    }
-    let expected = segment_header(segment.first_seq);
-    if bytes[0..SEGMENT_HEADER] != expected {
-        let reason = if bytes[0..8] != SEGMENT_MAGIC {
-            "not an event log segment (bad magic)".to_owned()
-        } else if bytes[8..12] != expected[8..12] {
+    chunks.fill(SEGMENT_HEADER).map_err(io_err(what()))?;
+    let header =
+        SegmentHeader::decode(chunks.bytes).map_err(|r| corrupt(0, segment.first_seq, r))?;
+    if header.first_seq != segment.first_seq {
+        return Err(corrupt(
+            16,
+            segment.first_seq,
             format!(
-                "unsupported segment format version {}",
-                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]])
-            )
-        } else {
-            "segment header does not match its file name or checksum".to_owned()
-        };
-        return Err(corrupt(0, seq, reason));
+                "segment header says it starts at sequence {}, its name at {}",
+                header.first_seq, segment.first_seq
+            ),
+        ));
     }
+    if file_len < header.capacity {
+        return Err(corrupt(
+            file_len,
+            segment.first_seq,
+            format!(
+                "segment is {file_len} bytes, it was created with {}: truncated",
+                header.capacity
+            ),
+        ));
+    }
+    let mut seq = segment.first_seq;
     let mut at = SEGMENT_HEADER;
-    while at < bytes.len() && seq <= until {
-        let rest = &bytes[at..];
-        let torn_here = || newest && rest.iter().all(|&b| b == 0);
-        if rest.len() < RECORD_HEADER {
-            if newest {
-                return Ok((SegmentEnd::Torn { offset: at as u64 }, seq));
-            }
-            return Err(corrupt(at, seq, "incomplete record header".into()));
+    let mut records = 0;
+    let torn = loop {
+        if seq > until {
+            break None;
         }
-        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let total = RECORD_HEADER + padded(len);
-        if len > MAX_PAYLOAD || total > rest.len() {
-            if newest && (len > MAX_PAYLOAD || torn_here() || total > rest.len()) {
-                return Ok((SegmentEnd::Torn { offset: at as u64 }, seq));
+        let have = chunks.fill(at + RECORD_HEADER).map_err(io_err(what()))?;
+        let head = &chunks.bytes[at..have.min(at + RECORD_HEADER)];
+        if head.len() < RECORD_HEADER || head.iter().all(|&b| b == 0) {
+            // The end of the records: zeros from here on.
+            chunks.fill(usize::MAX).map_err(io_err(what()))?;
+            if nonzero_end(&chunks.bytes[at..]) == 0 {
+                break None;
             }
+            let reason = "unexpected bytes after the last record";
+            break Some(
+                torn_or_damage(chunks.bytes, at, seq, torn_allowed, reason)
+                    .map_err(|(offset, reason)| corrupt(offset, seq, reason))?,
+            );
+        }
+        let Some(h) = parse_header(head) else {
+            chunks.fill(usize::MAX).map_err(io_err(what()))?;
+            let reason = "record header checksum mismatch";
+            break Some(
+                torn_or_damage(chunks.bytes, at, seq, torn_allowed, reason)
+                    .map_err(|(offset, reason)| corrupt(offset, seq, reason))?,
+            );
+        };
+        // The header checks: what it says is what was written.
+        if h.seq != seq {
             return Err(corrupt(
-                at,
+                at as u64,
                 seq,
-                format!("record length {len} runs past the end"),
+                format!("sequence {} where {seq} was expected", h.seq),
             ));
         }
-        let payload = &rest[RECORD_HEADER..RECORD_HEADER + len];
-        let stored = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-        if record_crc(rest, payload) != stored {
-            if newest && (total == rest.len() || torn_here()) {
-                return Ok((SegmentEnd::Torn { offset: at as u64 }, seq));
-            }
-            return Err(corrupt(at, seq, "checksum mismatch".into()));
-        }
-        let found = u64::from_le_bytes(rest[8..16].try_into().unwrap_or_default());
-        if found != seq {
+        let total = RECORD_HEADER + padded(h.len);
+        let have = chunks.fill(at + total).map_err(io_err(what()))?;
+        if h.len == 0 || h.len > MAX_PAYLOAD || at + total > have {
             return Err(corrupt(
-                at,
+                at as u64,
                 seq,
-                format!("sequence {found} where {seq} was expected"),
+                format!("record length {} runs past the end of the segment", h.len),
             ));
         }
-        let Some(kind) = Kind::from_u8(rest[16]) else {
+        let payload = &chunks.bytes[at + RECORD_HEADER..at + RECORD_HEADER + h.len];
+        if crc32c::crc32c(payload) != h.payload_crc {
+            chunks.fill(usize::MAX).map_err(io_err(what()))?;
+            let reason = "payload checksum mismatch";
+            break Some(
+                torn_or_damage(chunks.bytes, at, seq, torn_allowed, reason)
+                    .map_err(|(offset, reason)| corrupt(offset, seq, reason))?,
+            );
+        }
+        let Some(kind) = Kind::from_u8(h.kind) else {
             return Err(corrupt(
-                at,
+                at as u64,
                 seq,
-                format!("unknown record kind {}", rest[16]),
+                format!("unknown record kind {}", h.kind),
             ));
+        };
+        let next = match kind {
+            Kind::Skip => match decode_skip(payload) {
+                Some((through, _)) if through >= seq => through + 1,
+                _ => return Err(corrupt(at as u64, seq, "malformed skip record".into())),
+            },
+            _ => seq + 1,
         };
         each(Record {
             seq,
             kind,
-            version: rest[17],
+            version: h.version,
             payload,
         })?;
-        seq += 1;
+        records += 1;
+        seq = next;
         at += total;
+    };
+    Ok(SegmentRead {
+        next_seq: seq,
+        end: torn.as_ref().map_or(at as u64, |t| t.offset),
+        torn,
+        header,
+        records,
+    })
+}
+
+/// Decides what the record at `at` of a whole segment in `bytes`, expected to have sequence
+/// number `seq`, failing its checks for `reason`, is: a torn tail (only where
+/// `torn_allowed`, and only if no valid record after it was written once the log was
+/// durable through `seq`), or damage (its offset and the full reason).
+fn torn_or_damage(
+    bytes: &[u8],
+    at: usize,
+    seq: u64,
+    torn_allowed: bool,
+    reason: &str,
+) -> Result<TornTail, (u64, String)> {
+    if !torn_allowed {
+        return Err((at as u64, format!("{reason} in a sealed segment")));
     }
-    Ok((SegmentEnd::Clean, seq))
+    let dirty_end = nonzero_end(bytes).max(at);
+    let mut probe = at + 8;
+    while probe + RECORD_HEADER <= dirty_end {
+        if let Some((h, _)) = whole_record(bytes, probe) {
+            if h.durable_seq >= seq || h.seq < seq {
+                return Err((
+                    at as u64,
+                    format!(
+                        "{reason}, followed by valid record {} at offset {probe}, written when \
+                         the log was durable through sequence {}: not a torn write",
+                        h.seq, h.durable_seq
+                    ),
+                ));
+            }
+        }
+        probe += 8;
+    }
+    Ok(TornTail {
+        offset: at as u64,
+        dirty_end: dirty_end as u64,
+        reason: reason.to_owned(),
+    })
 }
 
 /// What [`scan`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScanSummary {
-    /// The segments, oldest first.
+    /// The segments, oldest first (without an unfinished newest one).
     pub segments: Vec<SegmentFile>,
     /// The sequence number the next record gets.
     pub next_seq: u64,
-    /// A torn tail that was found in the newest segment (its path and valid length).
-    pub torn: Option<(PathBuf, u64)>,
+    /// The newest segment and where its records end (when the scan read it to its end).
+    pub tail: Option<Tail>,
+    /// A newest segment whose header never fully reached the disk (a roll cut short).
+    pub unfinished: Option<PathBuf>,
+    /// Records read in the newest segment.
+    pub newest_records: u64,
+}
+
+impl ScanSummary {
+    /// The torn tail found in the newest segment (its path and where the valid records
+    /// end), if any.
+    #[must_use]
+    pub fn torn(&self) -> Option<(&Path, &TornTail)> {
+        let tail = self.tail.as_ref()?;
+        Some((&tail.path, tail.torn.as_ref()?))
+    }
+
+    /// The last sequence number in the log (0 when empty).
+    #[must_use]
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
 }
 
 /// Reads the segments of `dir` in order, calling `each` for every record whose sequence
@@ -389,9 +715,26 @@ pub fn scan<E: From<WalError>>(
         Bound::Excluded(&s) => s.saturating_sub(1),
         Bound::Unbounded => u64::MAX,
     };
-    let segments = list_segments(dir)?;
+    let mut segments = list_segments(dir)?;
     let mut next_seq = segments.first().map_or(1, |s| s.first_seq);
-    let mut torn = None;
+    let mut summary = ScanSummary {
+        segments: Vec::new(),
+        next_seq,
+        tail: None,
+        unfinished: None,
+        newest_records: 0,
+    };
+    // A newest segment whose header is not whole: a roll that a crash cut short, before
+    // any record went in (whether that is so, [`check_head`] decides with the manifest).
+    if let Some(newest) = segments.last() {
+        let mut head = [0u8; SEGMENT_HEADER];
+        let whole = File::open(&newest.path)
+            .and_then(|mut f| f.read_exact(&mut head))
+            .is_ok();
+        if !whole || SegmentHeader::decode(&head).is_err() {
+            summary.unfinished = segments.pop().map(|s| s.path);
+        }
+    }
     // One buffer for every segment: its pages are faulted in once.
     let mut buffer = Vec::new();
     for (i, segment) in segments.iter().enumerate() {
@@ -406,62 +749,276 @@ pub fn scan<E: From<WalError>>(
             }
             .into());
         }
-        let newest = i + 1 == segments.len();
+        let last = i + 1 == segments.len();
+        // Only the newest segment can end in a torn write: the others were synced when the
+        // log rolled past them (an unfinished segment after it means it rolled too).
+        let torn_allowed = last && summary.unfinished.is_none();
         let ends_before = segments.get(i + 1).map(|n| n.first_seq);
         if ends_before.is_some_and(|end| end <= from) {
             next_seq = ends_before.unwrap_or(next_seq);
             continue;
         }
-        let (end, next) = read_segment(segment, newest, until, &mut buffer, |r| {
+        let read = read_segment(segment, torn_allowed, until, &mut buffer, |r| {
             if r.seq >= from {
                 each(r)
             } else {
                 Ok(())
             }
         })?;
-        if let SegmentEnd::Torn { offset } = end {
-            torn = Some((segment.path.clone(), offset));
+        if let Some(prev) = i.checked_sub(1).map(|p| segments[p].first_seq) {
+            if read.header.prev_first_seq != prev {
+                return Err(WalError::Corrupt {
+                    file: segment.path.clone(),
+                    offset: 32,
+                    seq: segment.first_seq,
+                    reason: format!(
+                        "segment follows segment {} by its header, but {} precedes it",
+                        read.header.prev_first_seq, prev
+                    ),
+                }
+                .into());
+            }
         }
-        next_seq = next;
+        next_seq = read.next_seq;
+        if last && next_seq <= until {
+            summary.newest_records = read.records;
+            summary.tail = Some(Tail {
+                path: segment.path.clone(),
+                first_seq: segment.first_seq,
+                capacity: read.header.capacity,
+                end: read.end,
+                torn: read.torn,
+            });
+        }
     }
-    Ok(ScanSummary {
-        segments,
-        next_seq,
-        torn,
-    })
+    summary.segments = segments;
+    summary.next_seq = next_seq;
+    Ok(summary)
+}
+
+/// The newest segment as the data dir's manifest records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Newest {
+    /// Its first sequence number.
+    pub first_seq: u64,
+    /// Its capacity in bytes.
+    pub capacity: u64,
+}
+
+impl Newest {
+    /// A bound on every sequence number the log can have given out: the newest segment
+    /// holds fewer than `capacity / MIN_RECORD_BYTES` records.
+    #[must_use]
+    pub fn seq_bound(&self) -> u64 {
+        self.first_seq
+            .saturating_add(self.capacity / MIN_RECORD_BYTES)
+    }
+}
+
+/// How the log's newest segment relates to the one the manifest recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeadCheck {
+    /// Neither the manifest nor the directory knows a segment: a new log.
+    Fresh,
+    /// The newest segment is the recorded one.
+    Recorded,
+    /// The newest segment is newer than the recorded one and holds no record: a roll that a
+    /// crash cut short before recording it. The writer records it.
+    Unrecorded,
+}
+
+/// Checks the scanned log against the newest segment the manifest recorded: deleted newest
+/// segments, or a whole log gone, are damage ([`WalError::Incomplete`]).
+pub fn check_head(summary: &ScanSummary, recorded: Option<Newest>) -> Result<HeadCheck, WalError> {
+    if let (Some(path), Some(r)) = (&summary.unfinished, recorded) {
+        if path.file_name().and_then(|n| n.to_str()) == Some(segment_name(r.first_seq).as_str()) {
+            return Err(WalError::Corrupt {
+                file: path.clone(),
+                offset: 0,
+                seq: r.first_seq,
+                reason: "the header of the newest segment (recorded in the manifest) is damaged"
+                    .into(),
+            });
+        }
+    }
+    match (recorded, summary.segments.last()) {
+        (None, None) => Ok(HeadCheck::Fresh),
+        (None, Some(s)) => Err(WalError::Incomplete {
+            reason: format!(
+                "the data dir's manifest does not record the newest segment, but {} exists \
+                 (the manifest was replaced, or the log was written by an older corral)",
+                s.path.display()
+            ),
+        }),
+        (Some(r), None) => Err(WalError::Incomplete {
+            reason: format!(
+                "the manifest records segment {} as the newest, but the event log holds no \
+                 segment (deleted?)",
+                segment_name(r.first_seq)
+            ),
+        }),
+        (Some(r), Some(s)) if s.first_seq == r.first_seq => Ok(HeadCheck::Recorded),
+        (Some(r), Some(s)) if s.first_seq < r.first_seq => Err(WalError::Incomplete {
+            reason: format!(
+                "the newest segment {} (recorded in the manifest) is missing; the log on disk \
+                 ends at sequence {} in {}",
+                segment_name(r.first_seq),
+                summary.last_seq(),
+                s.path.display()
+            ),
+        }),
+        // Newer than the recorded one: a roll cut short leaves it empty.
+        (Some(_), Some(_)) if summary.tail.is_some() && summary.newest_records == 0 => {
+            Ok(HeadCheck::Unrecorded)
+        }
+        (Some(r), Some(s)) => Err(WalError::Corrupt {
+            file: s.path.clone(),
+            offset: 0,
+            seq: s.first_seq,
+            reason: format!(
+                "segment holds records but the manifest records {} as the newest",
+                segment_name(r.first_seq)
+            ),
+        }),
+    }
+}
+
+/// Sets damage aside on an operator's word (`--accept-data-loss`): the segment with
+/// `error`'s damage keeps its records before the damage (a copy of the whole file is kept
+/// as `<name>.damaged`, then the rest is zeroed and the file brought back to its capacity);
+/// a segment whose header is damaged, and every later segment, is renamed to
+/// `<name>.damaged`. Returns the files set aside. Only [`WalError::Corrupt`] and
+/// [`WalError::Gap`] can be cut.
+pub fn cut_damage(dir: &Path, error: &WalError) -> Result<Vec<PathBuf>, WalError> {
+    let (file, cut_at) = match error {
+        WalError::Corrupt { file, offset, .. } if *offset >= SEGMENT_HEADER as u64 => {
+            (file.clone(), Some(*offset))
+        }
+        WalError::Corrupt { file, .. } | WalError::Gap { file, .. } => (file.clone(), None),
+        other => {
+            return Err(WalError::Incomplete {
+                reason: format!("cannot be cut away: {other}"),
+            })
+        }
+    };
+    let aside = |p: &Path| {
+        let mut name = p.file_name().unwrap_or_default().to_owned();
+        name.push(".damaged");
+        p.with_file_name(name)
+    };
+    let segments = list_segments(dir)?;
+    let from = segments
+        .iter()
+        .position(|s| s.path == file)
+        .unwrap_or(segments.len());
+    let mut set_aside = Vec::new();
+    let mut whole = &segments[from..];
+    if let (Some(offset), Some(s)) = (cut_at, segments.get(from)) {
+        let what = format!("cannot cut {}", s.path.display());
+        fs::copy(&s.path, aside(&s.path)).map_err(io_err(&what))?;
+        set_aside.push(aside(&s.path));
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&s.path)
+            .map_err(io_err(&what))?;
+        let mut h = [0u8; SEGMENT_HEADER];
+        f.read_exact_at(&mut h, 0).map_err(io_err(&what))?;
+        let capacity = SegmentHeader::decode(&h).map_or(0, |h| h.capacity);
+        let len = f.metadata().map_err(io_err(&what))?.len();
+        zero_range(&f, offset, len.saturating_sub(offset))
+            .and_then(|()| {
+                if len < capacity {
+                    reserve(&f, capacity)
+                } else {
+                    Ok(())
+                }
+            })
+            .and_then(|()| f.sync_data())
+            .map_err(io_err(&what))?;
+        whole = &segments[from + 1..];
+    }
+    for s in whole {
+        fs::rename(&s.path, aside(&s.path))
+            .map_err(io_err(format!("cannot rename {}", s.path.display())))?;
+        set_aside.push(aside(&s.path));
+    }
+    sync_dir(dir)?;
+    Ok(set_aside)
+}
+
+/// Writes zeros over `len` bytes of `file` from `offset`.
+fn zero_range(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let zeros = vec![0u8; 1 << 16];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], offset + done)?;
+        done += n as u64;
+    }
+    Ok(())
 }
 
 /// Settings of a [`Writer`].
 #[derive(Clone, Copy, Debug)]
 pub struct WriterOptions {
-    /// Roll to a new segment past this many bytes.
+    /// Capacity of a new segment (a group larger than this gets a segment of its size).
     pub segment_bytes: u64,
     /// Whether a commit syncs what it wrote before returning.
     pub sync_on_commit: bool,
 }
 
-/// The single appender of the log.
+/// Records a new newest segment in the data dir's manifest, durably.
+pub type HeadRecorder = Box<dyn FnMut(Newest) -> io::Result<()> + Send>;
+
+/// The segment being appended to.
 #[derive(Debug)]
+struct Current {
+    file: File,
+    path: PathBuf,
+    first_seq: u64,
+    capacity: u64,
+    /// Where the next record goes.
+    end: u64,
+    /// Whether the manifest records this segment as the newest (no record goes in before).
+    recorded: bool,
+}
+
+/// A failed group's bytes, to be zeroed again until that succeeds.
+#[derive(Debug)]
+struct Undo {
+    file: File,
+    offset: u64,
+    len: u64,
+    reason: String,
+}
+
+/// The single appender of the log.
 pub struct Writer {
     dir: PathBuf,
     options: WriterOptions,
-    file: File,
-    /// Bytes of the current segment that are written (and, under `Always`, synced).
-    file_len: u64,
+    current: Current,
+    record_head: HeadRecorder,
     /// Records staged since the last commit.
     staged: Vec<u8>,
-    /// Offsets into `staged` where each staged record starts; the i-th has sequence number
-    /// `committed_seq + i`.
-    staged_starts: Vec<usize>,
+    /// Records staged (the i-th has sequence number `committed_seq + i`, but after a skip).
+    staged_records: usize,
     next_seq: u64,
     /// The sequence number of the first record not yet committed.
     committed_seq: u64,
-    /// Segments created by the commit in progress.
-    rolled: Vec<PathBuf>,
-    /// Why the writer is unusable, after a failure it could not undo.
-    broken: Option<String>,
+    /// A failed group whose bytes could not be zeroed yet: nothing is written until they are.
+    undo: Option<Undo>,
     /// Segments this writer created.
     segments_created: usize,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("current", &self.current.path)
+            .field("next_seq", &self.next_seq)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An append that did not reach the log; the staged records were discarded and their
@@ -470,56 +1027,72 @@ pub struct Writer {
 pub struct CommitError(pub WalError);
 
 impl Writer {
-    /// Opens the log in `dir` for appending after `summary` (from [`scan`]): cuts off a torn
-    /// tail, and creates the first segment of an empty log.
+    /// Opens the log in `dir` for appending after `summary` (from [`scan`], already checked
+    /// with [`check_head`]): removes an unfinished segment, zeroes a torn tail, creates the
+    /// first segment of an empty log, and records the newest segment with `record_head`
+    /// where the manifest does not hold it yet.
     pub fn open(
         dir: &Path,
         summary: &ScanSummary,
         options: WriterOptions,
+        mut record_head: HeadRecorder,
     ) -> Result<Self, WalError> {
-        let (file, file_len) = match summary.segments.last() {
-            Some(last) => {
-                let mut file = OpenOptions::new()
+        if let Some(path) = &summary.unfinished {
+            fs::remove_file(path).map_err(io_err(format!("cannot remove {}", path.display())))?;
+            sync_dir(dir)?;
+        }
+        let current = match &summary.tail {
+            Some(tail) => {
+                let file = OpenOptions::new()
                     .read(true)
                     .write(true)
-                    .open(&last.path)
-                    .map_err(io_err(format!("cannot open {}", last.path.display())))?;
-                let len = match &summary.torn {
-                    Some((path, offset)) if *path == last.path => {
-                        // Cut the torn tail off; rewrite a header that never fully reached
-                        // the disk (identical bytes otherwise).
-                        let len = (*offset).max(SEGMENT_HEADER as u64);
-                        let what = format!("cannot repair the torn tail of {}", path.display());
-                        file.set_len(len)
-                            .and_then(|()| file.seek(SeekFrom::Start(0)))
-                            .and_then(|_| file.write_all(&segment_header(last.first_seq)))
-                            .and_then(|()| file.sync_data())
-                            .map_err(io_err(what))?;
-                        len
-                    }
-                    _ => file
-                        .metadata()
-                        .map_err(io_err(format!("cannot stat {}", last.path.display())))?
-                        .len(),
-                };
-                (file, len)
+                    .open(&tail.path)
+                    .map_err(io_err(format!("cannot open {}", tail.path.display())))?;
+                if let Some(torn) = &tail.torn {
+                    zero_range(&file, torn.offset, torn.dirty_end - torn.offset)
+                        .and_then(|()| file.sync_data())
+                        .map_err(io_err(format!(
+                            "cannot cut the torn tail of {}",
+                            tail.path.display()
+                        )))?;
+                }
+                Current {
+                    file,
+                    path: tail.path.clone(),
+                    first_seq: tail.first_seq,
+                    capacity: tail.capacity,
+                    end: tail.end,
+                    recorded: false,
+                }
             }
-            None => (
-                create_segment(dir, summary.next_seq)?,
-                SEGMENT_HEADER as u64,
-            ),
+            None if summary.segments.is_empty() => {
+                create_segment(dir, summary.next_seq, options.segment_bytes, 0)?
+            }
+            None => {
+                return Err(WalError::Incomplete {
+                    reason: "the log was not read to its end".into(),
+                })
+            }
         };
+        let mut current = current;
+        (record_head)(Newest {
+            first_seq: current.first_seq,
+            capacity: current.capacity,
+        })
+        .map_err(io_err(
+            "cannot record the newest event log segment in the manifest",
+        ))?;
+        current.recorded = true;
         Ok(Self {
             dir: dir.to_owned(),
             options,
-            file,
-            file_len,
+            current,
+            record_head,
             staged: Vec::new(),
-            staged_starts: Vec::new(),
+            staged_records: 0,
             next_seq: summary.next_seq,
             committed_seq: summary.next_seq,
-            rolled: Vec::new(),
-            broken: None,
+            undo: None,
             segments_created: 0,
         })
     }
@@ -530,14 +1103,32 @@ impl Writer {
         self.next_seq
     }
 
-    /// Stages a record whose payload `payload` appends in place; returns its sequence
-    /// number. Nothing is written until
-    /// [`Writer::commit`].
-    pub fn append(&mut self, kind: Kind, payload: impl FnOnce(&mut Vec<u8>)) -> u64 {
+    /// Stages a record whose payload `payload` appends in place (at least one byte);
+    /// returns its sequence number. `durable_seq` is how far the log is durable now.
+    /// Nothing is written until [`Writer::commit`].
+    pub fn append(
+        &mut self,
+        kind: Kind,
+        durable_seq: u64,
+        payload: impl FnOnce(&mut Vec<u8>),
+    ) -> u64 {
         let seq = self.next_seq;
-        self.staged_starts.push(self.staged.len());
-        encode_record(&mut self.staged, seq, kind, payload);
+        encode_record(&mut self.staged, seq, kind, durable_seq, payload);
+        self.staged_records += 1;
         self.next_seq += 1;
+        seq
+    }
+
+    /// Stages a skip record giving up every sequence number through `through` (at least
+    /// the next one), for `reason`; the next record gets `through + 1`.
+    pub fn append_skip(&mut self, through: u64, reason: &str, durable_seq: u64) -> u64 {
+        assert!(
+            through >= self.next_seq,
+            "a skip gives up at least one number"
+        );
+        let payload = skip_payload(through, reason);
+        let seq = self.append(Kind::Skip, durable_seq, |b| b.extend_from_slice(&payload));
+        self.next_seq = through + 1;
         seq
     }
 
@@ -550,39 +1141,90 @@ impl Writer {
     /// Staged records not yet committed.
     #[must_use]
     pub fn staged_records(&self) -> usize {
-        self.staged_starts.len()
+        self.staged_records
     }
 
-    /// Writes every staged record (rolling segments as needed) and, with
-    /// [`WriterOptions::sync_on_commit`], syncs them. On error the staged records are discarded, the
-    /// segment is cut back to its last committed length, and their sequence numbers are
-    /// given out again, so the log never keeps a record whose write was reported failed.
+    /// Why nothing can be written now (a failed group's bytes are still to be removed),
+    /// if that is so.
+    #[must_use]
+    pub fn broken(&self) -> Option<&str> {
+        self.undo.as_ref().map(|u| u.reason.as_str())
+    }
+
+    /// Writes every staged record as one write into one segment (rolling first if they do
+    /// not fit) and, with [`WriterOptions::sync_on_commit`], syncs them. On error the staged
+    /// records are discarded, the bytes written are zeroed again, and their sequence numbers
+    /// are given out again, so the log never keeps a record whose write was reported failed.
+    /// If the zeroing fails too, every later commit first retries it and fails until it
+    /// succeeds.
     pub fn commit(&mut self) -> Result<(), CommitError> {
-        if let Some(reason) = self.broken.clone() {
-            self.discard();
-            return Err(CommitError(WalError::Io {
-                what: format!("the event log is unusable since an earlier failure ({reason})"),
-                error: io::Error::other("event log broken"),
-            }));
-        }
         if self.staged.is_empty() {
             return Ok(());
         }
-        let start = (self.file.try_clone(), self.file_len);
+        if let Err(e) = self.repair() {
+            self.discard();
+            return Err(CommitError(e));
+        }
         let result = self.write_staged();
         match &result {
-            Ok(()) => {
-                self.committed_seq = self.next_seq;
-                self.rolled.clear();
-            }
-            Err(_) => {
-                if let Err(e) = self.roll_back(start) {
-                    self.broken = Some(e.to_string());
-                }
+            Ok(()) => self.committed_seq = self.next_seq,
+            Err(e) => {
+                let undo = Undo {
+                    file: match self.current.file.try_clone() {
+                        Ok(f) => f,
+                        Err(_) => {
+                            self.discard();
+                            return result.map_err(CommitError);
+                        }
+                    },
+                    offset: self.current.end,
+                    len: self.staged.len() as u64,
+                    reason: e.to_string(),
+                };
+                self.undo = Some(undo);
+                // Best at once; if it fails, the next commit tries again first.
+                let _ = self.repair();
             }
         }
         self.discard();
         result.map_err(CommitError)
+    }
+
+    /// Zeroes (and syncs) the bytes of a failed group, if any are left; reopens the
+    /// segment by its path first, and checks it is still the file being appended to.
+    fn repair(&mut self) -> Result<(), WalError> {
+        let Some(undo) = &self.undo else {
+            return Ok(());
+        };
+        let result = zero_range(&undo.file, undo.offset, undo.len)
+            .and_then(|()| undo.file.sync_data())
+            .and_then(|()| {
+                // Read it back: the cut must hold.
+                let mut back = vec![0u8; undo.len.min(1 << 20) as usize];
+                undo.file.read_exact_at(&mut back, undo.offset)?;
+                if back.iter().all(|&b| b == 0) {
+                    Ok(())
+                } else {
+                    Err(io::Error::other(
+                        "the failed write's bytes did not read back as zeros",
+                    ))
+                }
+            });
+        match result {
+            Ok(()) => {
+                self.undo = None;
+                Ok(())
+            }
+            Err(error) => Err(WalError::Io {
+                what: format!(
+                    "cannot remove a failed write from {} (after: {}); writes are refused until \
+                     that succeeds",
+                    self.current.path.display(),
+                    undo.reason
+                ),
+                error,
+            }),
+        }
     }
 
     /// Segments created since opening (a changed count means the current file changed).
@@ -593,90 +1235,96 @@ impl Writer {
 
     /// Syncs the current segment.
     pub fn sync(&mut self) -> io::Result<()> {
-        self.file.sync_data()
+        self.current.file.sync_data()
     }
 
     /// Drops what is staged; its sequence numbers are given out again.
     pub fn discard(&mut self) {
         self.staged.clear();
-        self.staged_starts.clear();
+        self.staged_records = 0;
         self.next_seq = self.committed_seq;
     }
 
-    /// Undoes a failed commit: removes segments it created and cuts the segment it started
-    /// in back to its committed length.
-    fn roll_back(&mut self, start: (io::Result<File>, u64)) -> Result<(), WalError> {
-        let (file, len) = start;
-        let file = file.map_err(io_err("cannot reopen the event log segment"))?;
-        for path in self.rolled.drain(..) {
-            fs::remove_file(&path).map_err(io_err(format!("cannot remove {}", path.display())))?;
-        }
-        sync_dir(&self.dir)?;
-        file.set_len(len)
-            .map_err(io_err("cannot cut back the event log segment"))?;
-        self.file = file;
-        self.file_len = len;
-        Ok(())
-    }
-
     fn write_staged(&mut self) -> Result<(), WalError> {
-        // Consecutive records go out in one write per segment; a segment rolls before a
-        // record that would take it past the limit (a record larger than the limit gets a
-        // segment of its own).
-        let mut from = 0usize;
-        for i in 0..self.staged_starts.len() {
-            let start = self.staged_starts[i];
-            let seq = self.committed_seq + i as u64;
-            let end = self
-                .staged_starts
-                .get(i + 1)
-                .map_or(self.staged.len(), |&s| s);
-            let in_file = self.file_len + (start - from) as u64;
-            if in_file > SEGMENT_HEADER as u64
-                && in_file + (end - start) as u64 > self.options.segment_bytes
-            {
-                self.write_range(from, start)?;
-                from = start;
-                self.roll(seq)?;
+        let len = self.staged.len() as u64;
+        if self.current.end + len > self.current.capacity {
+            if self.current.end == SEGMENT_HEADER as u64 {
+                self.grow(SEGMENT_HEADER as u64 + len)?;
+            } else {
+                self.roll(self.committed_seq, SEGMENT_HEADER as u64 + len)?;
             }
         }
-        self.write_range(from, self.staged.len())?;
+        if !self.current.recorded {
+            (self.record_head)(Newest {
+                first_seq: self.current.first_seq,
+                capacity: self.current.capacity,
+            })
+            .map_err(io_err(
+                "cannot record the newest event log segment in the manifest",
+            ))?;
+            self.current.recorded = true;
+        }
+        let what = || format!("cannot append to the event log in {}", self.dir.display());
+        self.current
+            .file
+            .write_all_at(&self.staged, self.current.end)
+            .map_err(io_err(what()))?;
         if self.options.sync_on_commit {
-            self.file.sync_data().map_err(io_err(format!(
-                "cannot sync the event log in {}",
-                self.dir.display()
-            )))?;
+            self.current.file.sync_data().map_err(io_err(what()))?;
         }
+        self.current.end += len;
         Ok(())
     }
 
-    fn write_range(&mut self, from: usize, to: usize) -> Result<(), WalError> {
-        if from == to {
-            return Ok(());
-        }
-        self.file
-            .seek(SeekFrom::Start(self.file_len))
-            .and_then(|_| self.file.write_all(&self.staged[from..to]))
-            .map_err(io_err(format!(
-                "cannot append to the event log in {}",
-                self.dir.display()
-            )))?;
-        self.file_len += (to - from) as u64;
+    /// Gives the (empty) current segment room for `needed` bytes: its file grows, then its
+    /// header says so. A crash in between leaves a file longer than its header, which reads
+    /// as zeros past the capacity.
+    fn grow(&mut self, needed: u64) -> Result<(), WalError> {
+        let what = format!("cannot grow {}", self.current.path.display());
+        reserve(&self.current.file, needed).map_err(io_err(&what))?;
+        let header = SegmentHeader::decode(&{
+            let mut h = [0u8; SEGMENT_HEADER];
+            self.current
+                .file
+                .read_exact_at(&mut h, 0)
+                .map_err(io_err(&what))?;
+            h
+        })
+        .map_err(|reason| WalError::Corrupt {
+            file: self.current.path.clone(),
+            offset: 0,
+            seq: self.current.first_seq,
+            reason,
+        })?;
+        let grown = SegmentHeader {
+            capacity: needed,
+            ..header
+        };
+        self.current
+            .file
+            .write_all_at(&grown.encode(), 0)
+            .and_then(|()| self.current.file.sync_data())
+            .map_err(io_err(&what))?;
+        self.current.capacity = needed;
+        self.current.recorded = false;
         Ok(())
     }
 
-    fn roll(&mut self, first_seq: u64) -> Result<(), WalError> {
+    fn roll(&mut self, first_seq: u64, needed: u64) -> Result<(), WalError> {
         // The finished segment is synced whatever the policy (once per segment, so cheap
         // even under `No`): a later segment must never survive a crash that an earlier one
         // did not, and syncing the current segment then makes the whole log durable.
-        self.file.sync_data().map_err(io_err(format!(
+        self.current.file.sync_data().map_err(io_err(format!(
             "cannot sync the event log in {}",
             self.dir.display()
         )))?;
-        self.file = create_segment(&self.dir, first_seq)?;
-        self.rolled.push(self.dir.join(segment_name(first_seq)));
+        self.current = create_segment(
+            &self.dir,
+            first_seq,
+            self.options.segment_bytes.max(needed),
+            self.current.first_seq,
+        )?;
         self.segments_created += 1;
-        self.file_len = SEGMENT_HEADER as u64;
         Ok(())
     }
 
@@ -686,7 +1334,7 @@ impl Writer {
         let segments = list_segments(&self.dir)?;
         let mut removed = 0;
         for pair in segments.windows(2) {
-            if pair[1].first_seq - 1 > floor {
+            if pair[1].first_seq - 1 > floor || pair[0].path == self.current.path {
                 break;
             }
             fs::remove_file(&pair[0].path)
@@ -717,7 +1365,13 @@ impl Writer {
 
     /// A handle on the current segment for a background sync (`--fsync everysec`).
     pub fn sync_handle(&self) -> io::Result<File> {
-        self.file.try_clone()
+        self.current.file.try_clone()
+    }
+
+    /// The current segment's path and open file (to check that it is still in place).
+    #[must_use]
+    pub fn current_file(&self) -> (&Path, &File) {
+        (&self.current.path, &self.current.file)
     }
 }
 
@@ -732,8 +1386,25 @@ pub struct DiskUsage {
     pub oldest_seq: u64,
 }
 
-/// Creates a segment with its header, synced, and syncs the directory.
-fn create_segment(dir: &Path, first_seq: u64) -> Result<File, WalError> {
+/// Reserves `len` bytes of `file`'s blocks (so a full disk shows when a segment is created,
+/// not in the middle of a group), or just sets its length where the file system cannot.
+fn reserve(file: &File, len: u64) -> io::Result<()> {
+    let size = i64::try_from(len).map_err(|_| io::Error::other("segment too large"))?;
+    match nix::fcntl::fallocate(file, nix::fcntl::FallocateFlags::empty(), 0, size) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EOPNOTSUPP) => file.set_len(len),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates a segment of `capacity` bytes with its header, synced, and syncs the directory.
+fn create_segment(
+    dir: &Path,
+    first_seq: u64,
+    capacity: u64,
+    prev_first_seq: u64,
+) -> Result<Current, WalError> {
+    let capacity = capacity.max(SEGMENT_HEADER as u64 + MIN_RECORD_BYTES);
     let path = dir.join(segment_name(first_seq));
     let what = format!("cannot create event log segment {}", path.display());
     let mut file = OpenOptions::new()
@@ -742,8 +1413,13 @@ fn create_segment(dir: &Path, first_seq: u64) -> Result<File, WalError> {
         .create_new(true)
         .open(&path)
         .map_err(io_err(&what))?;
-    let written = file
-        .write_all(&segment_header(first_seq))
+    let header = SegmentHeader {
+        first_seq,
+        capacity,
+        prev_first_seq,
+    };
+    let written = reserve(&file, capacity)
+        .and_then(|()| file.write_all(&header.encode()))
         .and_then(|()| file.sync_data())
         .map_err(io_err(&what))
         .and_then(|()| sync_dir(dir));
@@ -751,7 +1427,14 @@ fn create_segment(dir: &Path, first_seq: u64) -> Result<File, WalError> {
         let _ = fs::remove_file(&path);
         return Err(e);
     }
-    Ok(file)
+    Ok(Current {
+        file,
+        path,
+        first_seq,
+        capacity,
+        end: SEGMENT_HEADER as u64,
+        recorded: false,
+    })
 }
 
 /// Makes a directory's entries (new files, renames, removals) durable.
@@ -764,6 +1447,7 @@ pub fn sync_dir(dir: &Path) -> Result<(), WalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
 
     struct Dir(PathBuf);
     impl Dir {
@@ -784,20 +1468,41 @@ mod tests {
     }
 
     fn payload(seq: u64) -> Vec<u8> {
-        (0..(seq * 13 % 50)).map(|i| (seq + i) as u8).collect()
+        (0..(seq * 13 % 50 + 1)).map(|i| (seq + i) as u8).collect()
     }
 
-    fn options(segment_bytes: u64) -> WriterOptions {
-        WriterOptions {
+    /// The newest segment as the test's "manifest" holds it.
+    type HeadCell = Arc<Mutex<Option<Newest>>>;
+
+    fn recorder(cell: &HeadCell) -> HeadRecorder {
+        let cell = Arc::clone(cell);
+        Box::new(move |n| {
+            *cell.lock().unwrap() = Some(n);
+            Ok(())
+        })
+    }
+
+    fn open(dir: &Path, head: &HeadCell, segment_bytes: u64) -> Writer {
+        let summary = scan(dir, .., |_| Ok::<(), WalError>(())).unwrap();
+        check_head(&summary, *head.lock().unwrap()).unwrap();
+        let options = WriterOptions {
             segment_bytes,
             sync_on_commit: true,
-        }
+        };
+        Writer::open(dir, &summary, options, recorder(head)).unwrap()
     }
 
-    /// Writes records 1..=n in commits of `per_commit`.
-    fn write_log(dir: &Path, n: u64, per_commit: u64, segment_bytes: u64) {
-        let summary = scan(dir, .., |_| Ok::<(), WalError>(())).unwrap();
-        let mut w = Writer::open(dir, &summary, options(segment_bytes)).unwrap();
+    /// Writes records up to `n` in commits of `per_commit`, each carrying `durable` (or,
+    /// with `None`, the last committed sequence number as the durable one).
+    fn write_log(
+        dir: &Path,
+        head: &HeadCell,
+        n: u64,
+        per_commit: u64,
+        segment_bytes: u64,
+        durable: Option<u64>,
+    ) {
+        let mut w = open(dir, head, segment_bytes);
         let mut staged = 0;
         while w.next_seq() <= n {
             let seq = w.next_seq();
@@ -806,7 +1511,8 @@ mod tests {
             } else {
                 Kind::Write
             };
-            assert_eq!(w.append(kind, |b| b.extend(payload(seq))), seq);
+            let d = durable.unwrap_or(w.committed_seq - 1);
+            assert_eq!(w.append(kind, d, |b| b.extend(payload(seq))), seq);
             staged += 1;
             if staged == per_commit {
                 w.commit().unwrap();
@@ -843,20 +1549,42 @@ mod tests {
         }
     }
 
+    /// Offsets of the records of a segment file.
+    fn record_offsets(bytes: &[u8]) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut at = SEGMENT_HEADER;
+        while let Some((_, total)) = whole_record(bytes, at) {
+            out.push(at);
+            at += total;
+        }
+        out
+    }
+
     #[test]
-    fn records_round_trip_across_commits_and_segments() {
+    fn records_round_trip_across_commits_and_preallocated_segments() {
         let dir = Dir::new("roundtrip");
-        write_log(&dir.0, 500, 9, 1024);
+        let head = HeadCell::default();
+        write_log(&dir.0, &head, 500, 9, 1024, None);
         let (records, summary) = read_all(&dir.0).unwrap();
         check_records(&records, 500);
         assert!(summary.segments.len() > 10, "{}", summary.segments.len());
         assert_eq!(summary.next_seq, 501);
-        assert_eq!(summary.torn, None);
+        assert_eq!(summary.torn(), None);
+        assert_eq!(
+            check_head(&summary, *head.lock().unwrap()).unwrap(),
+            HeadCheck::Recorded
+        );
         for s in &summary.segments {
-            assert!(fs::metadata(&s.path).unwrap().len() <= 1024);
+            // Every segment keeps the capacity it was created with, zeros after its records.
+            assert_eq!(
+                fs::metadata(&s.path).unwrap().len(),
+                1024,
+                "{}",
+                s.path.display()
+            );
         }
         // Reopening appends after the last record.
-        write_log(&dir.0, 520, 4, 1024);
+        write_log(&dir.0, &head, 520, 4, 1024, None);
         let (records, _) = read_all(&dir.0).unwrap();
         check_records(&records, 520);
         // A scan from a later sequence number skips what comes before.
@@ -878,17 +1606,39 @@ mod tests {
     }
 
     #[test]
+    fn a_group_larger_than_a_segment_gets_a_segment_of_its_own() {
+        let dir = Dir::new("large");
+        let head = HeadCell::default();
+        let mut w = open(&dir.0, &head, 512);
+        for seq in 1..=40 {
+            w.append(Kind::Write, 0, |b| b.extend(payload(seq)));
+        }
+        w.commit().unwrap();
+        w.append(Kind::Write, 40, |b| b.extend(payload(41)));
+        w.commit().unwrap();
+        let (records, summary) = read_all(&dir.0).unwrap();
+        assert_eq!(records.len(), 41);
+        let sizes: Vec<u64> = summary
+            .segments
+            .iter()
+            .map(|s| fs::metadata(&s.path).unwrap().len())
+            .collect();
+        assert!(sizes[0] > 512, "{sizes:?}");
+        assert_eq!(*sizes.last().unwrap(), 512, "{sizes:?}");
+    }
+
+    #[test]
     fn retention_removes_only_segments_wholly_at_or_below_the_floor() {
         let dir = Dir::new("retain");
-        write_log(&dir.0, 300, 5, 1024);
+        let head = HeadCell::default();
+        write_log(&dir.0, &head, 300, 5, 1024, None);
         let summary = scan(&dir.0, .., |_| Ok::<(), WalError>(())).unwrap();
         let firsts: Vec<u64> = summary.segments.iter().map(|s| s.first_seq).collect();
-        let mut w = Writer::open(&dir.0, &summary, options(1024)).unwrap();
+        let mut w = open(&dir.0, &head, 1024);
         let usage = w.disk_usage().unwrap();
         assert_eq!(usage.segments, firsts.len());
-        assert!(usage.bytes > 300 * RECORD_HEADER as u64);
         assert_eq!(usage.oldest_seq, firsts[0]);
-        // A floor inside the third segment keeps it and everything after it.
+        // A floor inside the fourth segment keeps the third and everything after it.
         let floor = firsts[3] - 2;
         assert_eq!(w.remove_through(floor).unwrap(), 2);
         let mut seen = Vec::new();
@@ -898,132 +1648,294 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seen.first(), Some(&firsts[2]));
-        assert_eq!(w.disk_usage().unwrap().oldest_seq, firsts[2]);
-        assert!(firsts[2] <= floor + 1);
         assert_eq!(after.next_seq, 301);
         // The current segment stays whatever the floor; appending goes on after it.
         w.remove_through(u64::MAX).unwrap();
         let usage = w.disk_usage().unwrap();
         assert_eq!(usage.segments, 1);
         assert_eq!(usage.oldest_seq, *firsts.last().unwrap());
-        assert_eq!(w.append(Kind::Write, |b| b.extend(payload(301))), 301);
+        assert_eq!(w.append(Kind::Write, 300, |b| b.extend(payload(301))), 301);
         w.commit().unwrap();
-        let mut last = 0;
-        scan(&dir.0, .., |r| {
-            last = r.seq;
-            Ok::<(), WalError>(())
-        })
-        .unwrap();
-        assert_eq!(last, 301);
+        let (_, summary) = read_all(&dir.0).unwrap();
+        assert_eq!(summary.last_seq(), 301);
+    }
+
+    /// The newest segment's bytes, and where its last record starts and ends.
+    fn newest(dir: &Path) -> (PathBuf, Vec<u8>, usize, usize) {
+        let summary = scan(dir, .., |_| Ok::<(), WalError>(())).unwrap();
+        let path = summary.segments.last().unwrap().path.clone();
+        let bytes = fs::read(&path).unwrap();
+        let offsets = record_offsets(&bytes);
+        let last = *offsets.last().unwrap();
+        let end = last + whole_record(&bytes, last).unwrap().1;
+        (path, bytes, last, end)
     }
 
     #[test]
-    fn a_torn_last_record_is_cut_off_at_every_byte_offset() {
+    fn a_torn_last_record_is_cut_off_whatever_the_write_left_of_it() {
         let dir = Dir::new("torn");
-        write_log(&dir.0, 20, 20, 1 << 20);
-        let (_, summary) = read_all(&dir.0).unwrap();
-        let path = summary.segments[0].path.clone();
-        let full = fs::read(&path).unwrap();
-        let last_len = RECORD_HEADER + padded(payload(20).len());
-        let last_start = full.len() - last_len;
-        for cut in last_start + 1..full.len() {
-            fs::write(&path, &full[..cut]).unwrap();
-            let (records, summary) = read_all(&dir.0).unwrap();
-            check_records(&records, 19);
-            assert_eq!(
-                summary.torn,
-                Some((path.clone(), last_start as u64)),
-                "cut {cut}"
-            );
-            // Appending after the cut continues the sequence cleanly.
-            let mut w = Writer::open(&dir.0, &summary, options(1 << 20)).unwrap();
-            assert_eq!(w.append(Kind::Write, |b| b.extend(payload(20))), 20);
-            w.commit().unwrap();
-            let (records, summary) = read_all(&dir.0).unwrap();
-            check_records(&records, 20);
-            assert_eq!(summary.torn, None);
+        let head = HeadCell::default();
+        write_log(&dir.0, &head, 20, 1, 1 << 20, None);
+        let (path, full, last, _) = newest(&dir.0);
+        // Padding after the payload is not part of the record.
+        let end = last + RECORD_HEADER + payload(20).len();
+        // The last write reached the disk only up to some byte (zeros after), or with
+        // garbage in place of its bytes from some point on.
+        for cut in last..end {
+            for garbage in [false, true] {
+                let mut bytes = full.clone();
+                for (i, b) in bytes[cut..end].iter_mut().enumerate() {
+                    *b = if garbage {
+                        (i as u8).wrapping_mul(37) | 1
+                    } else {
+                        0
+                    };
+                }
+                fs::write(&path, &bytes).unwrap();
+                let (records, summary) = read_all(&dir.0).unwrap();
+                check_records(&records, 19);
+                if cut == last && !garbage {
+                    // Nothing of the write reached the disk: the log simply ends.
+                    assert_eq!(summary.torn(), None);
+                } else {
+                    let (at, torn) = summary.torn().unwrap();
+                    assert_eq!(
+                        (at, torn.offset),
+                        (path.as_path(), last as u64),
+                        "cut {cut}"
+                    );
+                }
+                // Appending after the cut continues the sequence cleanly.
+                let mut w = open(&dir.0, &head, 1 << 20);
+                assert_eq!(w.append(Kind::Write, 19, |b| b.extend(payload(20))), 20);
+                w.commit().unwrap();
+                let (records, summary) = read_all(&dir.0).unwrap();
+                check_records(&records, 20);
+                assert_eq!(summary.torn(), None);
+                assert_eq!(fs::read(&path).unwrap(), full, "cut {cut}");
+            }
         }
-        // Zeros past the end (a file extended but never written) are a torn tail too.
-        let mut zeros = full.clone();
-        zeros.extend_from_slice(&[0; 100]);
-        fs::write(&path, &zeros).unwrap();
-        let (records, summary) = read_all(&dir.0).unwrap();
-        check_records(&records, 20);
-        assert_eq!(summary.torn, Some((path.clone(), full.len() as u64)));
     }
 
     #[test]
-    fn damage_before_the_tail_is_refused_with_file_offset_and_sequence() {
-        let dir = Dir::new("flip");
-        write_log(&dir.0, 200, 10, 2048);
-        let (_, summary) = read_all(&dir.0).unwrap();
-        assert!(summary.segments.len() >= 3);
-        // A flipped payload byte in the middle of an older segment.
-        let victim = &summary.segments[1];
-        let mut bytes = fs::read(&victim.path).unwrap();
-        let mut at = SEGMENT_HEADER;
-        let mut seq = victim.first_seq;
-        // Third record of the file.
-        for _ in 0..2 {
-            let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-            at += RECORD_HEADER + padded(len);
-            seq += 1;
-        }
-        bytes[at + RECORD_HEADER] ^= 0x40;
-        fs::write(&victim.path, &bytes).unwrap();
-        match read_all(&dir.0) {
-            Err(WalError::Corrupt {
-                file,
-                offset,
-                seq: bad,
-                ..
-            }) => {
-                assert_eq!(file, victim.path);
-                assert_eq!(offset, at as u64);
-                assert_eq!(bad, seq);
+    fn a_torn_group_whose_later_pages_survived_is_still_a_torn_tail() {
+        let dir = Dir::new("reorder");
+        let head = HeadCell::default();
+        // Records 1..=10 synced; 11..=30 one unsynced group (durable through 10).
+        write_log(&dir.0, &head, 10, 10, 1 << 20, Some(0));
+        write_log(&dir.0, &head, 30, 100, 1 << 20, Some(10));
+        let (path, mut bytes, _, _) = newest(&dir.0);
+        let offsets = record_offsets(&bytes);
+        // Power loss kept later records of the group but not record 15.
+        let (a, b) = (offsets[14], offsets[15]);
+        bytes[a..b].fill(0);
+        fs::write(&path, &bytes).unwrap();
+        let (records, summary) = read_all(&dir.0).unwrap();
+        check_records(&records, 14);
+        assert_eq!(summary.torn().unwrap().1.offset, a as u64);
+    }
+
+    #[test]
+    fn damage_followed_by_records_written_after_it_was_durable_is_refused() {
+        let dir = Dir::new("damage");
+        let head = HeadCell::default();
+        write_log(&dir.0, &head, 300, 1, 1 << 20, None);
+        let (path, good, _, _) = newest(&dir.0);
+        let offsets = record_offsets(&good);
+        let at = offsets[39];
+        let expect_corrupt = |bytes: &[u8], what: &str| {
+            fs::write(&path, bytes).unwrap();
+            match read_all(&dir.0) {
+                Err(WalError::Corrupt {
+                    file,
+                    offset,
+                    seq,
+                    reason,
+                }) => {
+                    assert_eq!(
+                        (file, offset, seq),
+                        (path.clone(), at as u64, 40),
+                        "{what}: {reason}"
+                    );
+                    assert!(reason.contains("not a torn write"), "{what}: {reason}");
+                }
+                other => panic!("{what}: expected damage, got {other:?}"),
             }
-            other => panic!("expected corruption, got {other:?}"),
-        }
+        };
+        // The length field of record 40 set to 0x7fffffff.
+        let mut bytes = good.clone();
+        bytes[at..at + 4].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+        expect_corrupt(&bytes, "length");
+        // A flipped payload byte.
+        let mut bytes = good.clone();
         bytes[at + RECORD_HEADER] ^= 0x40;
-        fs::write(&victim.path, &bytes).unwrap();
+        expect_corrupt(&bytes, "payload");
+        // The record zeroed.
+        let mut bytes = good.clone();
+        bytes[at..offsets[40]].fill(0);
+        expect_corrupt(&bytes, "zeroed");
+        fs::write(&path, &good).unwrap();
+        assert!(read_all(&dir.0).is_ok());
+    }
 
-        // The same flip in the newest segment, with records after it, is not a torn tail.
-        let newest = summary.segments.last().unwrap();
-        let mut bytes = fs::read(&newest.path).unwrap();
-        bytes[SEGMENT_HEADER + RECORD_HEADER] ^= 1;
-        fs::write(&newest.path, &bytes).unwrap();
+    #[test]
+    fn truncation_gaps_missing_segments_and_sealed_damage_are_refused() {
+        let dir = Dir::new("refuse");
+        let head = HeadCell::default();
+        write_log(&dir.0, &head, 200, 10, 2048, None);
+        let (_, summary) = read_all(&dir.0).unwrap();
+        assert!(summary.segments.len() >= 4);
+        let restore: Vec<(PathBuf, Vec<u8>)> = summary
+            .segments
+            .iter()
+            .map(|s| (s.path.clone(), fs::read(&s.path).unwrap()))
+            .collect();
+        let put_back = || {
+            for (p, b) in &restore {
+                fs::write(p, b).unwrap();
+            }
+        };
+        // The newest segment truncated at a record boundary.
+        let (path, bytes, last, _) = newest(&dir.0);
+        fs::write(&path, &bytes[..last]).unwrap();
         let err = read_all(&dir.0).unwrap_err().to_string();
-        assert!(err.contains("checksum mismatch"), "{err}");
-        assert!(err.contains(&newest.path.display().to_string()), "{err}");
-        bytes[SEGMENT_HEADER + RECORD_HEADER] ^= 1;
-        fs::write(&newest.path, &bytes).unwrap();
-
+        assert!(err.contains("truncated"), "{err}");
+        put_back();
+        // A flipped byte in the last record of a sealed segment (nothing after it there).
+        let sealed = &summary.segments[1].path;
+        let mut bytes = fs::read(sealed).unwrap();
+        let offsets = record_offsets(&bytes);
+        bytes[*offsets.last().unwrap() + RECORD_HEADER] ^= 1;
+        fs::write(sealed, &bytes).unwrap();
+        let err = read_all(&dir.0).unwrap_err().to_string();
+        assert!(
+            err.contains("sealed segment") && err.contains(&sealed.display().to_string()),
+            "{err}"
+        );
+        put_back();
         // A missing middle segment is a gap.
         fs::remove_file(&summary.segments[1].path).unwrap();
-        match read_all(&dir.0) {
-            Err(WalError::Gap {
-                expected, found, ..
-            }) => {
-                assert_eq!(expected, summary.segments[1].first_seq);
-                assert_eq!(found, summary.segments[2].first_seq);
-            }
-            other => panic!("expected a gap, got {other:?}"),
+        assert!(matches!(read_all(&dir.0), Err(WalError::Gap { .. })));
+        put_back();
+        // The newest segment deleted: the scan alone cannot tell, the recorded head can.
+        let newest = summary.segments.last().unwrap();
+        fs::remove_file(&newest.path).unwrap();
+        let (_, shorter) = read_all(&dir.0).unwrap();
+        let err = check_head(&shorter, *head.lock().unwrap()).unwrap_err();
+        assert!(matches!(err, WalError::Incomplete { .. }), "{err}");
+        assert!(
+            err.to_string().contains(&segment_name(newest.first_seq)),
+            "{err}"
+        );
+        // Every segment deleted.
+        for s in &summary.segments {
+            let _ = fs::remove_file(&s.path);
         }
+        let (_, empty) = read_all(&dir.0).unwrap();
+        assert!(check_head(&empty, *head.lock().unwrap()).is_err());
+        assert_eq!(check_head(&empty, None).unwrap(), HeadCheck::Fresh);
+    }
+
+    #[test]
+    fn an_interrupted_roll_is_finished_or_undone() {
+        let dir = Dir::new("roll");
+        let head = HeadCell::default();
+        write_log(&dir.0, &head, 50, 5, 1 << 20, None);
+        // A segment created but not recorded: adopted, and appended to.
+        let (_, summary) = read_all(&dir.0).unwrap();
+        let created = create_segment(&dir.0, 51, 4096, summary.segments[0].first_seq).unwrap();
+        drop(created);
+        let (_, summary) = read_all(&dir.0).unwrap();
+        assert_eq!(
+            check_head(&summary, *head.lock().unwrap()).unwrap(),
+            HeadCheck::Unrecorded
+        );
+        write_log(&dir.0, &head, 60, 5, 1 << 20, None);
+        assert_eq!(head.lock().unwrap().unwrap().first_seq, 51);
+        // A segment whose header never reached the disk: removed.
+        fs::write(dir.0.join(segment_name(61)), [0u8; 10]).unwrap();
+        let (records, summary) = read_all(&dir.0).unwrap();
+        check_records(&records, 60);
+        assert!(summary.unfinished.is_some());
+        write_log(&dir.0, &head, 70, 5, 1 << 20, None);
+        let (records, summary) = read_all(&dir.0).unwrap();
+        check_records(&records, 70);
+        assert!(summary.unfinished.is_none());
     }
 
     #[test]
     fn a_failed_commit_leaves_no_record_and_reuses_its_sequence_numbers() {
         let dir = Dir::new("fail");
-        write_log(&dir.0, 5, 5, 1 << 20);
-        let summary = scan(&dir.0, .., |_| Ok::<(), WalError>(())).unwrap();
-        let mut w = Writer::open(&dir.0, &summary, options(1 << 20)).unwrap();
-        // Swap the open segment for a read-only handle: the write fails.
-        let path = summary.segments[0].path.clone();
-        w.file = File::open(&path).unwrap();
-        assert_eq!(w.append(Kind::Write, |b| b.extend(b"lost")), 6);
+        let head = HeadCell::default();
+        write_log(&dir.0, &head, 5, 5, 1 << 20, None);
+        let mut w = open(&dir.0, &head, 1 << 20);
+        // Swap the open segment for a read-only handle: the write fails, and so does the
+        // zeroing, until a writable handle is back.
+        let path = w.current.path.clone();
+        let writable = std::mem::replace(&mut w.current.file, File::open(&path).unwrap());
+        assert_eq!(w.append(Kind::Write, 5, |b| b.extend(b"lost")), 6);
         assert!(w.commit().is_err());
+        assert!(w.broken().is_some());
         assert_eq!(w.next_seq(), 6);
+        w.undo.as_mut().unwrap().file = writable.try_clone().unwrap();
+        w.current.file = writable;
+        assert_eq!(w.append(Kind::Write, 5, |b| b.extend(payload(6))), 6);
+        w.commit().unwrap();
+        assert!(w.broken().is_none());
         let (records, _) = read_all(&dir.0).unwrap();
-        check_records(&records, 5);
+        check_records(&records, 6);
+    }
+
+    #[test]
+    fn a_skip_record_declares_a_gap_that_scans_step_over() {
+        let dir = Dir::new("skip");
+        let head = HeadCell::default();
+        write_log(&dir.0, &head, 10, 10, 1 << 20, None);
+        let mut w = open(&dir.0, &head, 1 << 20);
+        assert_eq!(w.append_skip(500, "accepted loss", 10), 11);
+        assert_eq!(w.append(Kind::Write, 10, |b| b.extend(payload(501))), 501);
+        w.commit().unwrap();
+        let mut seen = Vec::new();
+        let summary = scan(&dir.0, .., |r| {
+            seen.push((r.seq, r.kind));
+            if r.kind == Kind::Skip {
+                assert_eq!(
+                    decode_skip(r.payload),
+                    Some((500, "accepted loss".to_owned()))
+                );
+            }
+            Ok::<(), WalError>(())
+        })
+        .unwrap();
+        assert_eq!(seen[10], (11, Kind::Skip));
+        assert_eq!(seen[11], (501, Kind::Write));
+        assert_eq!(summary.next_seq, 502);
+        let mut ranged = Vec::new();
+        scan(&dir.0, 200..=501, |r| {
+            ranged.push(r.seq);
+            Ok::<(), WalError>(())
+        })
+        .unwrap();
+        assert_eq!(ranged, vec![501]);
+    }
+
+    #[test]
+    fn cutting_damage_keeps_the_records_before_it() {
+        let dir = Dir::new("cut");
+        let head = HeadCell::default();
+        write_log(&dir.0, &head, 200, 10, 2048, None);
+        let (_, summary) = read_all(&dir.0).unwrap();
+        let victim = summary.segments[1].clone();
+        let mut bytes = fs::read(&victim.path).unwrap();
+        let offsets = record_offsets(&bytes);
+        bytes[offsets[2] + RECORD_HEADER] ^= 4;
+        fs::write(&victim.path, &bytes).unwrap();
+        let err = read_all(&dir.0).unwrap_err();
+        let aside = cut_damage(&dir.0, &err).unwrap();
+        assert_eq!(aside.len(), summary.segments.len() - 1);
+        let (records, summary) = read_all(&dir.0).unwrap();
+        check_records(&records, victim.first_seq + 1);
+        assert_eq!(summary.segments.last().unwrap().path, victim.path);
+        assert_eq!(fs::metadata(&victim.path).unwrap().len(), 2048);
     }
 }

@@ -23,6 +23,7 @@ fn read_log(data_dir: &Path) -> (Vec<(u32, OwnedOp)>, Vec<LifecycleRecord>) {
                 writes.push((shard, OwnedOp::from(op)));
             }
             Kind::Lifecycle => events.push(decode_lifecycle(r.version, r.payload).unwrap()),
+            Kind::Skip => {}
         }
         Ok::<(), wal::WalError>(())
     })
@@ -143,6 +144,41 @@ fn run_once(data_dir: &Path) -> (Option<i32>, String) {
     )
 }
 
+/// Offsets of the records of a segment file (each record's header gives its length).
+fn record_offsets(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut at = wal::SEGMENT_HEADER;
+    while at + wal::RECORD_HEADER <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        if len == 0 {
+            break;
+        }
+        out.push((at, len));
+        at += wal::RECORD_HEADER + len.div_ceil(8) * 8;
+    }
+    out
+}
+
+fn verify(data_dir: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_corral"))
+        .args([
+            "verify",
+            "--shard-memory",
+            "1MiB",
+            "--max-keys-per-shard",
+            "1024",
+        ])
+        .args(["--max-value-bytes", "1KiB", "--max-key-bytes", "1KiB"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
 #[test]
 fn torn_tail_is_cut_and_damage_stops_start_up_naming_file_and_offset() {
     let root = TempDir::new("damage");
@@ -160,47 +196,41 @@ fn torn_tail_is_cut_and_damage_stops_start_up_naming_file_and_offset() {
     let segments = wal::list_segments(&data_dir.join("wal")).unwrap();
     let path = &segments.last().unwrap().path;
     let bytes = std::fs::read(path).unwrap();
+    let (last_start, last_len) = *record_offsets(&bytes).last().unwrap();
+    let last_end = last_start + wal::RECORD_HEADER + last_len;
 
-    // Cut at every byte offset of the last record: the log stays readable, the torn
-    // record is reported, and exactly the 19 complete writes remain (checked offline with
+    // The last write reached the disk only up to some byte (zeros after, as in the
+    // preallocated file), or garbled from some byte on: the log stays readable, the torn
+    // write is reported, and exactly the 19 complete writes remain (checked offline with
     // `corral verify`, which replays the log like a start-up).
-    let mut last_len = 0;
-    wal::scan(&data_dir.join("wal"), .., |r| {
-        last_len = r.payload.len();
-        Ok::<(), wal::WalError>(())
-    })
-    .unwrap();
-    let last_start = bytes.len() - (wal::RECORD_HEADER + last_len.div_ceil(8) * 8);
-    for cut in last_start..bytes.len() {
-        std::fs::write(path, &bytes[..cut]).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_corral"))
-            .args([
-                "verify",
-                "--shard-memory",
-                "1MiB",
-                "--max-keys-per-shard",
-                "1024",
-            ])
-            .args(["--max-value-bytes", "1KiB", "--max-key-bytes", "1KiB"])
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "cut at {cut}: {text}{stderr}");
-        assert!(text.contains("replayed 19 writes"), "cut at {cut}: {text}");
-        assert_eq!(
-            text.contains("torn record"),
-            cut > last_start,
-            "cut at {cut}: {text}"
-        );
+    for cut in (last_start..last_end).step_by(3) {
+        for garbage in [false, true] {
+            let mut torn = bytes.clone();
+            for (i, b) in torn[cut..last_end].iter_mut().enumerate() {
+                *b = if garbage {
+                    (i as u8).wrapping_mul(41) | 1
+                } else {
+                    0
+                };
+            }
+            std::fs::write(path, &torn).unwrap();
+            let (ok, text) = verify(&data_dir);
+            assert!(ok, "cut at {cut}: {text}");
+            assert!(text.contains("replayed 19 writes"), "cut at {cut}: {text}");
+            assert_eq!(
+                text.contains("torn write"),
+                cut > last_start || garbage,
+                "cut at {cut}: {text}"
+            );
+        }
     }
 
     // A torn tail: the last record half written.
-    std::fs::write(path, &bytes[..bytes.len() - 5]).unwrap();
+    let mut torn = bytes.clone();
+    torn[last_end - 5..last_end].fill(0);
+    std::fs::write(path, &torn).unwrap();
     let mut corral = Corral::start_in(root, &data_dir, 1, &[]);
-    assert!(corral.log().contains("torn record"), "{}", corral.log());
+    assert!(corral.log().contains("torn write"), "{}", corral.log());
     assert!(corral.stop(Duration::from_secs(20)).success());
     let (writes, _) = read_log(&data_dir);
     assert_eq!(
@@ -209,7 +239,8 @@ fn torn_tail_is_cut_and_damage_stops_start_up_naming_file_and_offset() {
         "the torn 20th write is gone, the rest stay"
     );
 
-    // A flipped byte in the first record: start-up refuses, naming file and offset.
+    // A flipped byte in the first record, which later records were written after: start-up
+    // refuses, naming file and offset.
     let mut bytes = std::fs::read(path).unwrap();
     bytes[wal::SEGMENT_HEADER + wal::RECORD_HEADER] ^= 0x10;
     std::fs::write(path, &bytes).unwrap();
@@ -260,7 +291,9 @@ fn a_full_disk_refuses_writes_keeps_reads_and_recovers_when_space_returns() {
     let filler = fs_root.join("filler");
     std::fs::write(&filler, vec![1u8; 1 << 20]).unwrap();
     let data_dir = fs_root.join("data");
-    let mut corral = Corral::start_in(TempDir::new("fulldisk-run"), &data_dir, 1, &[]);
+    // Segments are preallocated: small ones, so that the log fills the disk as it rolls.
+    let flags = ["--wal-segment-bytes", "256KiB"];
+    let mut corral = Corral::start_in(TempDir::new("fulldisk-run"), &data_dir, 1, &flags);
     let mut c = corral.client();
     let value = vec![b'v'; 64 << 10];
     let mut stored = 0;
