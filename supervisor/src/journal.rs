@@ -5,6 +5,7 @@
 //! later write succeeds after a failed write, until restart after a failed sync.
 
 use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -15,6 +16,7 @@ use slog::{error, info, warn, Logger};
 use crate::codec::{self, LifecycleRecord};
 use crate::metrics::WalMetrics;
 use crate::sequencer::OwnedOp;
+use crate::ticket::Failure;
 use crate::wal::{self, FsyncPolicy, Kind, WalError, Writer, WriterOptions};
 
 /// How far the event log is durable, for acknowledging writes: under `--fsync always` a
@@ -30,6 +32,8 @@ pub struct Durability {
     write_errno: AtomicI32,
     /// How long the last sync took, in nanoseconds.
     last_sync_ns: AtomicU64,
+    /// Why the log stopped taking writes for good (a failed sync, the data dir gone).
+    stopped: Mutex<Option<String>>,
     listeners: Mutex<Vec<Box<dyn Fn() + Send + Sync>>>,
 }
 
@@ -62,6 +66,7 @@ impl Durability {
             failed_errno: AtomicI32::new(0),
             write_errno: AtomicI32::new(0),
             last_sync_ns: AtomicU64::new(0),
+            stopped: Mutex::new(None),
             listeners: Mutex::new(Vec::new()),
         })
     }
@@ -109,14 +114,25 @@ impl Durability {
                 "see the supervisor log".to_owned()
             }
         };
-        match (
-            self.failed_errno.load(Ordering::Acquire),
-            self.write_errno.load(Ordering::Acquire),
-        ) {
-            (0, 0) => None,
-            (0, w) => Some(format!("writes fail ({})", describe(w))),
-            (f, _) => Some(format!("a sync failed ({}); restart required", describe(f))),
+        if let Some(reason) = self.stop_reason() {
+            return Some(format!("{reason}; restart required"));
         }
+        match self.write_errno.load(Ordering::Acquire) {
+            0 => None,
+            w => Some(format!(
+                "writes fail ({}); retried with every write",
+                describe(w)
+            )),
+        }
+    }
+
+    /// Why the log stopped taking writes until a restart, if it did.
+    #[must_use]
+    pub fn stop_reason(&self) -> Option<String> {
+        self.stopped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn advance(&self, seq: u64) {
@@ -124,8 +140,15 @@ impl Durability {
         self.notify();
     }
 
-    fn fail(&self, errno: i32) {
-        self.failed_errno.store(errno, Ordering::Release);
+    /// Stops the log for good: nothing after `synced` is acknowledged (`errno` says why to
+    /// the acknowledging side), and no write is taken until a restart.
+    fn stop(&self, errno: i32, reason: String) {
+        {
+            let mut stopped = self.stopped.lock().unwrap_or_else(PoisonError::into_inner);
+            stopped.get_or_insert(reason);
+        }
+        self.failed_errno
+            .store(if errno == 0 { -1 } else { errno }, Ordering::Release);
         self.notify();
     }
 
@@ -164,11 +187,64 @@ struct SyncShared {
     wake: Condvar,
 }
 
+/// Where the log lives, as found at start-up: the data dir and the log directory by device
+/// and inode, so that either deleted or replaced under the running supervisor, or the open
+/// segment removed from its path, is noticed instead of acknowledging writes into files
+/// nobody will read again.
+#[derive(Clone, Debug)]
+pub struct Place {
+    data_dir: PathBuf,
+    data_id: (u64, u64),
+    wal_dir: PathBuf,
+    wal_id: (u64, u64),
+}
+
+fn file_id(m: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.dev(), m.ino())
+}
+
+impl Place {
+    /// The place of the log in `wal_dir` (inside the data dir).
+    pub fn new(wal_dir: &Path) -> std::io::Result<Self> {
+        let data_dir = wal_dir.parent().unwrap_or(wal_dir).to_owned();
+        Ok(Self {
+            data_id: file_id(&std::fs::metadata(&data_dir)?),
+            wal_id: file_id(&std::fs::metadata(wal_dir)?),
+            data_dir,
+            wal_dir: wal_dir.to_owned(),
+        })
+    }
+
+    /// Whether the directories are still the ones found at start-up and `file` is still
+    /// the segment at `segment`; otherwise what changed.
+    pub fn check(&self, segment: &Path, file: &File) -> Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+        let same = |path: &Path, id: (u64, u64), what: &str| match std::fs::metadata(path) {
+            Ok(m) if file_id(&m) == id => Ok(()),
+            Ok(_) => Err(format!("the {what} {} was replaced", path.display())),
+            Err(e) => Err(format!("the {what} {} is gone ({e})", path.display())),
+        };
+        same(&self.data_dir, self.data_id, "data dir")?;
+        same(&self.wal_dir, self.wal_id, "event log directory")?;
+        let open = file
+            .metadata()
+            .map_err(|e| format!("cannot stat the open segment: {e}"))?;
+        if open.nlink() == 0 {
+            return Err(format!(
+                "the open event log segment {} was deleted",
+                segment.display()
+            ));
+        }
+        same(segment, file_id(&open), "open event log segment")
+    }
+}
+
 #[derive(Default)]
 struct SyncState {
-    /// The current segment. Earlier segments were synced when they were finished, so a sync
-    /// of this one makes everything written durable.
-    file: Option<File>,
+    /// The current segment and its path. Earlier segments were synced when they were
+    /// finished, so a sync of this one makes everything written durable.
+    file: Option<(File, PathBuf)>,
     /// The last sequence number written.
     written: u64,
     /// The last sequence number known durable.
@@ -183,10 +259,12 @@ struct SyncState {
 }
 
 impl Syncer {
+    #[allow(clippy::too_many_arguments)] // one call, at start-up
     fn start(
-        file: File,
+        file: (File, PathBuf),
         written: u64,
         policy: FsyncPolicy,
+        place: Place,
         durability: Arc<Durability>,
         metrics: WalMetrics,
         log: Logger,
@@ -204,7 +282,7 @@ impl Syncer {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name("wal-sync".into())
-                .spawn(move || Self::run(&shared, policy, &durability, &metrics, &log))?
+                .spawn(move || Self::run(&shared, policy, &place, &durability, &metrics, &log))?
         };
         Ok(Self {
             shared,
@@ -216,6 +294,7 @@ impl Syncer {
     fn run(
         shared: &SyncShared,
         policy: FsyncPolicy,
+        place: &Place,
         durability: &Durability,
         metrics: &WalMetrics,
         log: &Logger,
@@ -254,31 +333,43 @@ impl Syncer {
                 continue;
             }
             let target = state.written;
-            let file = state.file.as_ref().and_then(|f| f.try_clone().ok());
+            let file = state
+                .file
+                .as_ref()
+                .and_then(|(f, p)| Some((f.try_clone().ok()?, p.clone())));
             drop(state);
             let started = Instant::now();
-            let result = file.map_or(Ok(()), |f| f.sync_data());
+            let result = file.as_ref().map_or(Ok(()), |(f, _)| f.sync_data());
+            // Synced into a file still in place, or acknowledged nowhere.
+            let placed = file.as_ref().map_or(Ok(()), |(f, p)| place.check(p, f));
             let took = started.elapsed();
             metrics.sync_seconds.observe(took.as_secs_f64());
             durability
                 .last_sync_ns
                 .store(crate::nanos(took), Ordering::Relaxed);
             state = shared.lock();
-            match result {
-                Ok(()) => {
+            match (result, placed) {
+                (Ok(()), Ok(())) => {
                     state.syncs += 1;
                     state.synced_records += target.saturating_sub(state.synced);
                     state.sync_ns += crate::nanos(took);
                     state.synced = state.synced.max(target);
                     durability.advance(target);
                 }
-                Err(e) => {
+                (Ok(()), Err(reason)) => {
+                    error!(log, "event log moved away under the supervisor; refusing writes until restart";
+                           "component" => "wal", "reason" => &reason);
+                    metrics.errors.inc();
+                    state.failed_errno = nix::libc::ENOENT;
+                    durability.stop(nix::libc::ENOENT, reason);
+                }
+                (Err(e), _) => {
                     error!(log, "event log sync failed; refusing writes until restart"; "component" => "wal",
                            "error" => %e);
                     let errno = e.raw_os_error().unwrap_or(-1);
                     metrics.errors.inc();
                     state.failed_errno = errno;
-                    durability.fail(errno);
+                    durability.stop(errno, format!("a sync failed ({e})"));
                 }
             }
         }
@@ -351,6 +442,7 @@ impl GroupStats {
 #[derive(Debug)]
 pub struct Journal {
     writer: Writer,
+    place: Place,
     durability: Arc<Durability>,
     metrics: WalMetrics,
     syncer: Option<Syncer>,
@@ -510,7 +602,7 @@ impl Journal {
             if bound > summary.next_seq {
                 let reason = format!("data loss accepted: {}", losses.join("; "));
                 writer.append_skip(bound - 1, &reason, summary.last_seq());
-                writer.commit().map_err(|e| e.0)?;
+                writer.commit().map_err(|e| e.error)?;
                 writer.sync().map_err(|error| WalError::Io {
                     what: "cannot sync the event log".into(),
                     error,
@@ -525,6 +617,10 @@ impl Journal {
         info!(log, "event log open"; "component" => "wal", "segments" => summary.segments.len().max(1),
               "next_seq" => writer.next_seq(), "fsync" => ?options.fsync);
         let fsync = options.fsync;
+        let place = Place::new(dir).map_err(|error| WalError::Io {
+            what: format!("cannot stat {}", dir.display()),
+            error,
+        })?;
         let syncer = if fsync == FsyncPolicy::No {
             None
         } else {
@@ -534,9 +630,10 @@ impl Journal {
             })?;
             Some(
                 Syncer::start(
-                    file,
+                    (file, writer.current_file().0.to_owned()),
                     writer.next_seq() - 1,
                     fsync,
+                    place.clone(),
                     Arc::clone(&durability),
                     metrics.clone(),
                     log.clone(),
@@ -550,6 +647,7 @@ impl Journal {
         durability.advance(writer.next_seq() - 1);
         Ok(Self {
             segments_seen: writer.segments_created(),
+            place,
             writer,
             durability,
             metrics,
@@ -582,33 +680,23 @@ impl Journal {
         })
     }
 
-    /// Writes what is staged, as one group. On failure nothing staged is in the log, and the
-    /// error is the OS error number (-1 when there is none). Under `--fsync always` the
-    /// records are durable once the sync thread advances [`Durability`].
-    pub fn commit(&mut self) -> Result<(), i32> {
+    /// Writes what is staged, as one group. On failure nothing staged is in the log (the
+    /// writes are refused), unless its bytes could not be removed again
+    /// ([`Failure::LogBroken`]). Under `--fsync always` the records are durable once the
+    /// sync thread advances [`Durability`].
+    pub fn commit(&mut self) -> Result<(), Failure> {
         if self.writer.staged_bytes() == 0 {
             return Ok(());
         }
         let (records, started) = (self.writer.staged_records() as u64, Instant::now());
         let bytes = self.writer.staged_bytes() as u64;
-        let failed = self
-            .syncer
-            .as_ref()
-            .map_or(0, |s| s.shared.lock().failed_errno);
-        let result = if failed != 0 {
-            // A failed sync may have lost written records: nothing more is accepted.
+        if self.stopped() {
+            // A failed sync may have lost written records, or the files are gone: nothing
+            // more is accepted.
             self.writer.discard();
-            Err(failed)
-        } else {
-            self.writer.commit().map_err(|e| {
-                if !self.failing {
-                    error!(self.log, "event log write failed; refusing writes until it succeeds";
-                           "component" => "wal", "error" => %e.0);
-                }
-                errno_of(&e.0)
-            })
-        };
-        match result {
+            return Err(Failure::LogStopped);
+        }
+        match self.writer.commit() {
             Ok(()) => {
                 self.stats.observe(records, started.elapsed());
                 self.metrics.records.inc_by(records);
@@ -623,7 +711,7 @@ impl Journal {
                     if self.writer.segments_created() != self.segments_seen {
                         self.segments_seen = self.writer.segments_created();
                         if let Ok(file) = self.writer.sync_handle() {
-                            state.file = Some(file);
+                            state.file = Some((file, self.writer.current_file().0.to_owned()));
                         }
                     }
                     state.written = self.writer.next_seq() - 1;
@@ -634,14 +722,48 @@ impl Journal {
                 }
                 Ok(())
             }
-            Err(errno) => {
+            Err(e) => {
+                if !self.failing || e.unknown {
+                    error!(self.log, "event log write failed; refusing writes until one succeeds";
+                           "component" => "wal", "error" => %e.error,
+                           "removed_again" => !e.unknown);
+                }
+                let errno = errno_of(&e.error);
                 self.failing = true;
                 self.metrics.errors.inc();
                 self.durability
                     .write_errno
                     .store(if errno == 0 { -1 } else { errno }, Ordering::Release);
-                Err(errno)
+                Err(if e.unknown {
+                    Failure::LogBroken(errno)
+                } else {
+                    Failure::LogFailed(errno)
+                })
             }
+        }
+    }
+
+    /// Whether the log stopped taking writes until a restart.
+    #[must_use]
+    pub fn stopped(&self) -> bool {
+        self.durability.failed_errno.load(Ordering::Acquire) != 0
+    }
+
+    /// Checks that the data dir, the log directory and the open segment are still where
+    /// they were; if not, the log stops taking writes (and readiness fails) until a restart.
+    pub fn check_place(&mut self) {
+        if self.stopped() {
+            return;
+        }
+        let (path, file) = self.writer.current_file();
+        if let Err(reason) = self.place.check(path, file) {
+            error!(self.log, "event log moved away under the supervisor; refusing writes until restart";
+                   "component" => "wal", "reason" => &reason);
+            self.metrics.errors.inc();
+            if let Some(syncer) = &self.syncer {
+                syncer.shared.lock().failed_errno = nix::libc::ENOENT;
+            }
+            self.durability.stop(nix::libc::ENOENT, reason);
         }
     }
 
@@ -692,6 +814,10 @@ impl Journal {
     /// Syncs everything written, now, whatever the policy (at shutdown); returns whether
     /// it is durable.
     pub fn sync(&mut self) -> bool {
+        self.check_place();
+        if self.stopped() {
+            return false;
+        }
         if let Err(e) = self.writer.sync() {
             error!(self.log, "cannot sync the event log"; "component" => "wal", "error" => %e);
             return false;

@@ -513,8 +513,9 @@ impl Lifecycle {
             return;
         }
         if stopping {
+            // Logged: the next start applies them.
             for o in orphans {
-                o.pending.complete(Err(Failure::ShuttingDown));
+                o.pending.complete(Err(Failure::Interrupted));
             }
         } else {
             let _ = self.sequencer.send(SeqMsg::Orphans { shard: id, orphans });
@@ -577,7 +578,7 @@ impl Lifecycle {
             slot.crashes.pop_front();
         }
         if slot.probing || slot.crashes.len() >= self.policy.intensity as usize {
-            shard.set_state(ShardState::Parked);
+            shard.park();
             let _ = self.sequencer.send(SeqMsg::ShardChanged(id));
             slot.restart_at = Some(now + self.policy.park_retry);
             shard.set_backoff(self.policy.park_retry);

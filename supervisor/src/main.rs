@@ -518,6 +518,10 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
     if forced {
         eprintln!("corral: shutdown timed out; remaining workers were killed");
         Ok(ExitCode::from(EXIT_FAILURE))
+    } else if let Some(reason) = durability.stop_reason() {
+        // Stopped cleanly, but writes were refused since: not a clean run.
+        eprintln!("corral: the event log stopped taking writes during the run: {reason}");
+        Ok(ExitCode::from(EXIT_FAILURE))
     } else {
         Ok(ExitCode::SUCCESS)
     }

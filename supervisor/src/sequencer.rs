@@ -175,6 +175,14 @@ struct Lane {
     /// reported it (`None` until one has).
     kept_floor: Option<u64>,
     outbox: VecDeque<Queued>,
+    /// Writes for the shard while it does not serve (starting, restarting, recovering), not
+    /// logged yet: they are logged once it serves again, or refused (never applied) if it
+    /// parks. Logging them only then is what lets a refusal mean "not applied".
+    held: VecDeque<WriteOp>,
+    /// The shard's park count ([`Shard::parks`]) when it parked with logged writes still
+    /// unapplied (in the outbox or orphans): those wait for the probe that follows; if the
+    /// shard parks again, their outcome is unknown.
+    holding_since_park: Option<u64>,
     /// Every committed write of this shard up to this sequence number has left the outbox
     /// (pushed to some generation's ring, or failed when the shard parked): a new
     /// generation gets them from the log by replay, and the outbox holds the rest.
@@ -292,6 +300,8 @@ impl Sequencer {
                 checkpoint: LaneCheckpoint::new(),
                 kept_floor: None,
                 outbox: VecDeque::new(),
+                held: VecDeque::new(),
+                holding_since_park: None,
                 replay_through: logged_through,
                 orphans: Vec::new(),
             })
@@ -321,9 +331,22 @@ impl Sequencer {
                     q.pending.set_seq(q.seq);
                     self.lanes[shard as usize].outbox.push_back(q);
                 }
-                Err(errno) => q.pending.complete(Err(Failure::LogFailed(errno))),
+                Err(failure) => q.pending.complete(Err(failure)),
             }
         }
+    }
+
+    /// Stages a write for the log (committed with the current group).
+    fn log_write(&mut self, w: WriteOp) {
+        let seq = self.journal.append_write(w.shard, &w.op);
+        self.staged.push((
+            w.shard,
+            Queued {
+                seq,
+                op: w.op,
+                pending: w.pending,
+            },
+        ));
     }
 
     /// Runs until [`SeqMsg::Stop`] and every ready shard's queue is pushed.
@@ -362,6 +385,7 @@ impl Sequencer {
             let now = Instant::now();
             if now >= self.next_checkpoint_check {
                 self.next_checkpoint_check = now + CHECKPOINT_TICK;
+                self.journal.check_place();
                 self.checkpoints(now, false);
             }
             if stopping && !waiting_for_space {
@@ -371,11 +395,15 @@ impl Sequencer {
                 // replays little.
                 self.checkpoints(Instant::now(), true);
                 for lane in &mut self.lanes {
+                    for w in lane.held.drain(..) {
+                        w.pending.complete(Err(Failure::ShuttingDown));
+                    }
+                    // Logged: the next start applies them.
                     for q in lane.outbox.drain(..) {
-                        q.pending.complete(Err(Failure::ShuttingDown));
+                        q.pending.complete(Err(Failure::Interrupted));
                     }
                     for o in lane.orphans.drain(..) {
-                        o.pending.complete(Err(Failure::ShuttingDown));
+                        o.pending.complete(Err(Failure::Interrupted));
                     }
                 }
                 return;
@@ -387,25 +415,24 @@ impl Sequencer {
         match msg {
             SeqMsg::Submit(ops) => {
                 for w in ops {
-                    let Some(lane) = self.lanes.get(w.shard as usize) else {
+                    let Some(lane) = self.lanes.get_mut(w.shard as usize) else {
                         w.pending.complete(Err(Failure::Unavailable(w.shard)));
                         continue;
                     };
                     let state = self.shards[w.shard as usize].state();
                     if state == ShardState::Parked {
                         w.pending.complete(Err(Failure::Parked(w.shard)));
-                    } else if lane.active.is_none() && lane.outbox.len() >= self.restart_queue_max {
-                        w.pending.complete(Err(Failure::Unavailable(w.shard)));
+                    } else if self.journal.stopped() {
+                        w.pending.complete(Err(Failure::LogStopped));
+                    } else if lane.active.is_none() || !lane.held.is_empty() {
+                        // Not serving: held unlogged, in order, until it does.
+                        if lane.held.len() + lane.outbox.len() >= self.restart_queue_max {
+                            w.pending.complete(Err(Failure::Unavailable(w.shard)));
+                        } else {
+                            lane.held.push_back(w);
+                        }
                     } else {
-                        let seq = self.journal.append_write(w.shard, &w.op);
-                        self.staged.push((
-                            w.shard,
-                            Queued {
-                                seq,
-                                op: w.op,
-                                pending: w.pending,
-                            },
-                        ));
+                        self.log_write(w);
                     }
                 }
                 false
@@ -440,6 +467,16 @@ impl Sequencer {
                         producer: replayed.producer,
                         inflight: replayed.inflight,
                     });
+                    lane.holding_since_park = None;
+                    // Serving again: what waited is logged now, after the outbox.
+                    let held: Vec<WriteOp> = lane.held.drain(..).collect();
+                    for w in held {
+                        if self.journal.stopped() {
+                            w.pending.complete(Err(Failure::LogStopped));
+                        } else {
+                            self.log_write(w);
+                        }
+                    }
                 }
                 false
             }
@@ -484,13 +521,29 @@ impl Sequencer {
             }
         }
         if state == ShardState::Parked {
-            // Logged, so replayed into the shard's next generation.
-            for q in lane.outbox.drain(..) {
-                lane.replay_through = q.seq;
-                q.pending.complete(Err(Failure::ParkedLogged(id)));
+            // Never logged: refused, so never applied.
+            for w in lane.held.drain(..) {
+                w.pending.complete(Err(Failure::Parked(id)));
             }
-            for o in lane.orphans.drain(..) {
-                o.pending.complete(Err(Failure::ParkedLogged(id)));
+            // Logged: they wait for the probe, which replays them with their outcome. If the
+            // shard parks again, nobody can say when they apply.
+            let parks = shard.parks();
+            match lane.holding_since_park {
+                Some(first) if parks > first => {
+                    for q in lane.outbox.drain(..) {
+                        lane.replay_through = q.seq;
+                        q.pending.complete(Err(Failure::ParkedLogged(id)));
+                    }
+                    for o in lane.orphans.drain(..) {
+                        o.pending.complete(Err(Failure::ParkedLogged(id)));
+                    }
+                    lane.holding_since_park = None;
+                }
+                Some(_) => {}
+                None if !lane.outbox.is_empty() || !lane.orphans.is_empty() => {
+                    lane.holding_since_park = Some(parks);
+                }
+                None => {}
             }
         }
     }

@@ -530,6 +530,12 @@ impl EventLoop {
                 }
                 c.session.collect(&mut c.output);
                 c.awaiting = false;
+                if c.session.must_close() {
+                    // A write's outcome is unknown: send what came before it, nothing more.
+                    c.closing = true;
+                    c.start = c.input.len();
+                    break;
+                }
             }
             if c.unsent() > OUTPUT_HIGH_WATER {
                 output_bound = true;

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use corral_worker::command::{Outcome, SetCondition, WriteError};
 use shm_protocol::table::Lookup;
-use slog::{debug, info};
+use slog::{debug, info, warn};
 
 use crate::journal::Acknowledge;
 use crate::metrics::CommandStats;
@@ -99,6 +99,8 @@ pub struct Session {
     immediate: Vec<(usize, bool)>,
     /// Its event loop's command statistics (this session runs on that loop's thread).
     stats: Arc<CommandStats>,
+    /// A write's outcome is unknown: nothing more is sent, the connection closes.
+    closing: bool,
 }
 
 /// Arguments of a command that are passed without an allocation.
@@ -151,6 +153,7 @@ impl Session {
             read_at: Instant::now(),
             immediate: Vec::new(),
             stats,
+            closing: false,
         }
     }
 
@@ -454,7 +457,8 @@ impl Session {
     }
 
     /// Appends the owed replies, in command order, once [`Session::outcomes_in`] and
-    /// [`Session::acknowledge`] is not [`Acknowledge::NotYet`].
+    /// [`Session::acknowledge`] is not [`Acknowledge::NotYet`]. At a write whose outcome is
+    /// unknown it stops: no reply is owed past it, and [`Session::must_close`] says so.
     pub fn collect(&mut self, out: &mut Vec<u8>) {
         self.ticket.take(&mut self.results);
         if let Acknowledge::Failed(errno) = self.acknowledge() {
@@ -468,6 +472,9 @@ impl Session {
         let now = Instant::now();
         let mut owed_replies = std::mem::take(&mut self.owed);
         for owed in owed_replies.drain(..) {
+            if self.closing {
+                break;
+            }
             match owed {
                 Owed::Write {
                     kind,
@@ -477,8 +484,30 @@ impl Session {
                 } => {
                     let results = self.results.get(at..at + ops as usize).unwrap_or(&[]);
                     at += ops as usize;
+                    let unknown = results.iter().find_map(|r| match r {
+                        Some(Err(f)) if f.outcome_unknown() => Some(*f),
+                        None => Some(Failure::Lost),
+                        _ => None,
+                    });
+                    if let Some(failure) = unknown {
+                        // An error would say "not applied"; nobody can say that here.
+                        warn!(self.server.log, "write outcome unknown: closing the connection without a reply";
+                              "component" => "server", "conn" => self.id,
+                              "command" => crate::metrics::COMMAND_NAMES[command.min(OTHER)],
+                              "reason" => ?failure);
+                        if self.server.config.command_metrics {
+                            self.stats.record(
+                                command,
+                                false,
+                                crate::nanos(now.saturating_duration_since(read_at)),
+                            );
+                        }
+                        self.closing = true;
+                        continue;
+                    }
                     let before = out.len();
-                    write_reply(kind, results, out);
+                    let durability = &self.server.durability;
+                    write_reply(kind, results, || durability.failure(), out);
                     let ok = out.get(before) != Some(&b'-');
                     let took = now.saturating_duration_since(read_at);
                     if self.server.config.command_metrics {
@@ -489,7 +518,15 @@ impl Session {
                 Owed::Encoded(bytes) => out.extend_from_slice(&bytes),
             }
         }
+        owed_replies.clear();
         self.owed = owed_replies;
+    }
+
+    /// Whether the connection must close now, sending nothing more (a write's outcome is
+    /// unknown).
+    #[must_use]
+    pub fn must_close(&self) -> bool {
+        self.closing
     }
 
     /// Logs a sampled fraction (`--log-sample-rate`) of write commands, with the
@@ -841,15 +878,12 @@ fn restarting(id: u32) -> String {
     format!("TRYAGAIN shard {id} is restarting")
 }
 
-fn failure_text(f: Failure) -> String {
+/// The error reply of a refused write (one whose outcome is unknown gets none).
+fn failure_text(f: Failure, log_failure: impl FnOnce() -> Option<String>) -> String {
     match f {
-        Failure::WorkerDied(id) => format!(
-            "ERR shard {id} worker exited before reporting this write's outcome; the write is \
-             in the event log: read the key before retrying"
-        ),
         Failure::Parked(id) => parked(id),
         Failure::Unavailable(id) => restarting(id),
-        Failure::ShuttingDown => "ERR server is shutting down".into(),
+        Failure::ShuttingDown => "ERR server is shutting down; the write was not applied".into(),
         Failure::LogFailed(errno) => {
             let reason = if errno > 0 {
                 std::io::Error::from_raw_os_error(errno).to_string()
@@ -858,17 +892,17 @@ fn failure_text(f: Failure) -> String {
             };
             format!("ERR event log write failed ({reason}); the write was not applied")
         }
-        Failure::NotDurable(errno) => format!(
-            "ERR event log sync failed ({}); this write was applied but may not survive a crash",
-            std::io::Error::from_raw_os_error(errno)
+        Failure::LogStopped => format!(
+            "ERR the event log stopped taking writes ({}); the write was not applied",
+            log_failure().unwrap_or_else(|| "restart required".into())
         ),
-        Failure::ParkedLogged(id) => format!(
-            "ERR shard {id} was parked after repeated crashes; this write is in the event log \
-             and is applied when the shard recovers"
-        ),
-        Failure::Lost => {
-            "ERR internal error: this write's outcome was lost; read the key before retrying".into()
-        }
+        // Never sent: the connection closes instead (see `Session::collect`).
+        Failure::WorkerDied(_)
+        | Failure::Lost
+        | Failure::NotDurable(_)
+        | Failure::ParkedLogged(_)
+        | Failure::Interrupted
+        | Failure::LogBroken(_) => "ERR internal error: outcome unknown".into(),
     }
 }
 
@@ -886,7 +920,13 @@ fn error_text(e: WriteError) -> &'static str {
     }
 }
 
-fn write_reply(kind: WriteKind, results: &[Option<WriteResult>], out: &mut Vec<u8>) {
+/// The reply of a write command from its ops' results (none of them of unknown outcome).
+fn write_reply(
+    kind: WriteKind,
+    results: &[Option<WriteResult>],
+    log_failure: impl FnOnce() -> Option<String>,
+    out: &mut Vec<u8>,
+) {
     let mut sum = 0i64;
     for result in results {
         match result {
@@ -895,7 +935,7 @@ fn write_reply(kind: WriteKind, results: &[Option<WriteResult>], out: &mut Vec<u
                 return;
             }
             Some(Err(f)) => {
-                reply::error(out, &failure_text(*f));
+                reply::error(out, &failure_text(*f, log_failure));
                 return;
             }
             Some(Ok(Outcome::Err(e))) => {
@@ -938,6 +978,7 @@ mod tests {
     #[test]
     fn write_replies_combine() {
         let mut out = Vec::new();
+        let none = || None;
         write_reply(
             WriteKind::Sum,
             &[
@@ -945,12 +986,14 @@ mod tests {
                 Some(Ok(Outcome::Int(0))),
                 Some(Ok(Outcome::Int(1))),
             ],
+            none,
             &mut out,
         );
-        write_reply(WriteKind::Set, &[Some(Ok(Outcome::Nil))], &mut out);
+        write_reply(WriteKind::Set, &[Some(Ok(Outcome::Nil))], none, &mut out);
         write_reply(
             WriteKind::AllOk,
             &[Some(Ok(Outcome::Ok)), Some(Err(Failure::Parked(2)))],
+            none,
             &mut out,
         );
         assert_eq!(

@@ -137,6 +137,8 @@ pub struct Shard {
     /// When (monotonic ns) the current worker has run for the stable period, which resets
     /// the backoff.
     stable_at_ns: AtomicU64,
+    /// Times the shard was parked in this run.
+    parks: AtomicU64,
 }
 
 /// Why a worker was restarted.
@@ -234,6 +236,7 @@ impl Shard {
             pushed_seq: AtomicU64::new(0),
             backoff_ns: AtomicU64::new(0),
             stable_at_ns: AtomicU64::new(0),
+            parks: AtomicU64::new(0),
         }
     }
 
@@ -361,6 +364,18 @@ impl Shard {
         } else {
             self.backoff_ns.load(Ordering::Relaxed)
         }
+    }
+
+    /// Parks the shard (counted before the state changes, so whoever sees it parked sees
+    /// the count).
+    pub fn park(&self) {
+        self.parks.fetch_add(1, Ordering::AcqRel);
+        self.set_state(ShardState::Parked);
+    }
+
+    /// Times the shard was parked in this run.
+    pub fn parks(&self) -> u64 {
+        self.parks.load(Ordering::Acquire)
     }
 
     /// Installs a new generation.

@@ -12,26 +12,56 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use corral_worker::command::Outcome;
 
-/// Why a write was not applied.
+/// Why a write has no outcome to report. Two kinds, never mixed up: a *refused* write was
+/// not applied and never will be (its error reply says so, and a retry is safe); for a
+/// write whose *outcome is unknown* (it is, or may be, in the event log, and applied now or
+/// at a later recovery) no error is sent: the connection is closed, as a network failure
+/// would, so that no client takes it for "not applied".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failure {
-    /// The shard's worker exited before completing the write.
-    WorkerDied(u32),
-    /// The shard is parked after repeated crashes.
+    /// Refused: the shard is parked after repeated crashes.
     Parked(u32),
-    /// The shard is restarting and its queue is full.
+    /// Refused: the shard is restarting and its queue is full.
     Unavailable(u32),
-    /// The supervisor is shutting down.
+    /// Refused: the supervisor is shutting down.
     ShuttingDown,
-    /// The write's holder dropped it without an outcome (an internal fault).
-    Lost,
-    /// The event log could not take the write (OS error number, or -1); not applied.
+    /// Refused: the event log could not take the write (OS error number, or -1), and its
+    /// bytes were removed again.
     LogFailed(i32),
-    /// Applied, but the event log could not be synced (OS error number): it may not
-    /// survive a crash.
+    /// Refused: the event log stopped taking writes (a failed sync, or the data dir deleted
+    /// or replaced under the supervisor); a restart is required.
+    LogStopped,
+    /// Unknown: the shard's worker exited and the write could not be replayed with an
+    /// outcome.
+    WorkerDied(u32),
+    /// Unknown: the write's holder dropped it without an outcome (an internal fault).
+    Lost,
+    /// Unknown: applied, but the event log could not be synced (OS error number): it may or
+    /// may not survive a crash.
     NotDurable(i32),
-    /// The shard was parked after the write was logged: it applies when the shard recovers.
+    /// Unknown: logged, but the shard stayed parked through the probe that would have
+    /// applied it; it is applied when the shard recovers.
     ParkedLogged(u32),
+    /// Unknown: logged, but the supervisor stopped before applying it; the next start does.
+    Interrupted,
+    /// Unknown: the event log write failed and its bytes could not be removed again.
+    LogBroken(i32),
+}
+
+impl Failure {
+    /// Whether the write's outcome is unknown (the connection closes instead of an error).
+    #[must_use]
+    pub fn outcome_unknown(self) -> bool {
+        matches!(
+            self,
+            Self::WorkerDied(_)
+                | Self::Lost
+                | Self::NotDurable(_)
+                | Self::ParkedLogged(_)
+                | Self::Interrupted
+                | Self::LogBroken(_)
+        )
+    }
 }
 
 /// One write's outcome, or why it has none.

@@ -1024,7 +1024,13 @@ impl std::fmt::Debug for Writer {
 /// An append that did not reach the log; the staged records were discarded and their
 /// sequence numbers will be reused.
 #[derive(Debug)]
-pub struct CommitError(pub WalError);
+pub struct CommitError {
+    /// Why.
+    pub error: WalError,
+    /// Some of the group's bytes may still be in the log: they could not be removed again
+    /// (the writer retries before the next commit).
+    pub unknown: bool,
+}
 
 impl Writer {
     /// Opens the log in `dir` for appending after `summary` (from [`scan`], already checked
@@ -1161,33 +1167,34 @@ impl Writer {
         if self.staged.is_empty() {
             return Ok(());
         }
-        if let Err(e) = self.repair() {
+        if let Err(error) = self.repair() {
             self.discard();
-            return Err(CommitError(e));
+            return Err(CommitError {
+                error,
+                unknown: false,
+            });
         }
-        let result = self.write_staged();
+        let mut written = 0u64;
+        let result = self.write_staged(&mut written);
+        let mut unknown = false;
         match &result {
             Ok(()) => self.committed_seq = self.next_seq,
-            Err(e) => {
-                let undo = Undo {
-                    file: match self.current.file.try_clone() {
-                        Ok(f) => f,
-                        Err(_) => {
-                            self.discard();
-                            return result.map_err(CommitError);
-                        }
-                    },
-                    offset: self.current.end,
-                    len: self.staged.len() as u64,
-                    reason: e.to_string(),
-                };
-                self.undo = Some(undo);
+            Err(e) if written > 0 => {
+                if let Ok(file) = self.current.file.try_clone() {
+                    self.undo = Some(Undo {
+                        file,
+                        offset: self.current.end,
+                        len: written,
+                        reason: e.to_string(),
+                    });
+                }
                 // Best at once; if it fails, the next commit tries again first.
-                let _ = self.repair();
+                unknown = self.undo.is_none() || self.repair().is_err();
             }
+            Err(_) => {}
         }
         self.discard();
-        result.map_err(CommitError)
+        result.map_err(|error| CommitError { error, unknown })
     }
 
     /// Zeroes (and syncs) the bytes of a failed group, if any are left; reopens the
@@ -1245,7 +1252,9 @@ impl Writer {
         self.next_seq = self.committed_seq;
     }
 
-    fn write_staged(&mut self) -> Result<(), WalError> {
+    /// Writes the staged records into the current segment (rolling or growing it first when
+    /// they do not fit), counting in `written` the bytes that reached the file.
+    fn write_staged(&mut self, written: &mut u64) -> Result<(), WalError> {
         let len = self.staged.len() as u64;
         if self.current.end + len > self.current.capacity {
             if self.current.end == SEGMENT_HEADER as u64 {
@@ -1265,10 +1274,17 @@ impl Writer {
             self.current.recorded = true;
         }
         let what = || format!("cannot append to the event log in {}", self.dir.display());
-        self.current
-            .file
-            .write_all_at(&self.staged, self.current.end)
-            .map_err(io_err(what()))?;
+        while *written < len {
+            match self.current.file.write_at(
+                &self.staged[*written as usize..],
+                self.current.end + *written,
+            ) {
+                Ok(0) => return Err(io_err(what())(io::ErrorKind::WriteZero.into())),
+                Ok(n) => *written += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_err(what())(e)),
+            }
+        }
         if self.options.sync_on_commit {
             self.current.file.sync_data().map_err(io_err(what()))?;
         }
@@ -1874,9 +1890,21 @@ mod tests {
         let path = w.current.path.clone();
         let writable = std::mem::replace(&mut w.current.file, File::open(&path).unwrap());
         assert_eq!(w.append(Kind::Write, 5, |b| b.extend(b"lost")), 6);
-        assert!(w.commit().is_err());
-        assert!(w.broken().is_some());
+        let err = w.commit().unwrap_err();
+        // Nothing reached the file: a clean refusal, nothing to undo.
+        assert!(!err.unknown && w.broken().is_none(), "{err:?}");
         assert_eq!(w.next_seq(), 6);
+        // Bytes that did reach the file, but cannot be zeroed (read-only): kept as an undo,
+        // retried before the next commit, which fails until the undo succeeds.
+        w.undo = Some(Undo {
+            file: File::open(&path).unwrap(),
+            offset: w.current.end,
+            len: 16,
+            reason: "test".into(),
+        });
+        assert_eq!(w.append(Kind::Write, 5, |b| b.extend(b"lost")), 6);
+        let err = w.commit().unwrap_err();
+        assert!(!err.unknown && w.broken().is_some(), "{err:?}");
         w.undo.as_mut().unwrap().file = writable.try_clone().unwrap();
         w.current.file = writable;
         assert_eq!(w.append(Kind::Write, 5, |b| b.extend(payload(6))), 6);
