@@ -4,7 +4,7 @@
 
 use std::net::TcpListener;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -98,6 +98,20 @@ fn tie_to_supervisor(supervisor_pid: u32) -> Result<(), Fatal> {
 
 fn worker(args: &WorkerCli) -> Result<ExitCode, Fatal> {
     tie_to_supervisor(args.supervisor_pid)?;
+    // A worker stops when its supervisor tells it to (or dies with it): a service manager's
+    // SIGTERM to the whole group, or a stray HUP or USR1, is the supervisor's to act on.
+    // Catching them (into a flag nobody reads) keeps them from killing the worker.
+    let ignored = Arc::new(AtomicBool::new(false));
+    for signal in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGUSR1,
+        signal_hook::consts::SIGUSR2,
+    ] {
+        signal_hook::flag::register(signal, Arc::clone(&ignored))
+            .map_err(|e| Fatal::runtime(format!("cannot install signal handlers: {e}")))?;
+    }
     let logging = log::init(args.log_level, "worker", args.log_format);
     let result = corral_worker::runtime::run(
         &corral_worker::runtime::WorkerArgs {
@@ -307,6 +321,9 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
 
     let logging = log::init(args.log_level, "supervisor", args.log_format);
     let log = logging.logger.clone();
+    // Before any worker or thread: a signal during start-up waits for the shutdown path.
+    let force = Arc::new(AtomicBool::new(false));
+    let stop_signals = handle_signals(Arc::clone(&force), log.clone())?;
 
     // Segments of a killed earlier supervisor on this data dir: nobody else can own them,
     // since we hold the data dir lock.
@@ -355,7 +372,6 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
     })?;
 
     let (events_tx, events_rx) = crossbeam_channel::unbounded::<Event>();
-    let force = Arc::new(AtomicBool::new(false));
 
     let sequencer_beat = Heartbeat::new("sequencer");
     let lifecycle_beat = Heartbeat::new("lifecycle");
@@ -455,21 +471,9 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
     };
     info!(log, "serving health endpoints"; "component" => "http", "http" => %http.addr);
 
-    // Signals: the first starts a graceful shutdown, a second skips the waiting.
-    let (signal_tx, signal_rx) = crossbeam_channel::bounded::<()>(4);
-    let signals = Arc::new(AtomicU32::new(0));
-    {
-        let signals = Arc::clone(&signals);
-        let force = Arc::clone(&force);
-        ctrlc::set_handler(move || {
-            if signals.fetch_add(1, Ordering::AcqRel) >= 1 {
-                force.store(true, Ordering::Release);
-            }
-            let _ = signal_tx.try_send(());
-        })
-        .map_err(|e| Fatal::runtime(format!("cannot install signal handlers: {e}")))?;
-    }
-    let _ = signal_rx.recv();
+    let stop_signal = stop_signals.recv().unwrap_or(signal_hook::consts::SIGTERM);
+    info!(log, "shutdown requested"; "component" => "supervisor",
+          "signal" => signal_name(stop_signal));
 
     let started = Instant::now();
     let deadline = started + args.shutdown_timeout;
@@ -524,6 +528,51 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
         Ok(ExitCode::from(EXIT_FAILURE))
     } else {
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// The signals a shell, a service manager or log rotation may send: TERM and INT stop the
+/// supervisor (the first drains, a second skips the waiting; their numbers come out of the
+/// returned channel); HUP, USR1 and USR2 are logged and otherwise ignored (the logs go to
+/// stderr, so there is nothing to reopen, and nothing is reloaded).
+fn handle_signals(
+    force: Arc<AtomicBool>,
+    log: slog::Logger,
+) -> Result<crossbeam_channel::Receiver<i32>, Fatal> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2])
+            .map_err(|e| Fatal::runtime(format!("cannot install signal handlers: {e}")))?;
+    let (tx, rx) = crossbeam_channel::bounded(4);
+    spawn_thread("signals", move || {
+        let mut stops = 0u32;
+        for signal in signals.forever() {
+            if signal == SIGTERM || signal == SIGINT {
+                stops += 1;
+                if stops > 1 {
+                    warn!(log, "second stop signal: skipping the waiting"; "component" => "supervisor",
+                          "signal" => signal_name(signal));
+                    force.store(true, Ordering::Release);
+                }
+                let _ = tx.try_send(signal);
+            } else {
+                info!(log, "signal ignored"; "component" => "supervisor", "signal" => signal_name(signal),
+                      "note" => "logs go to stderr (nothing to reopen); TERM or INT stops");
+            }
+        }
+    })?;
+    Ok(rx)
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+    match signal {
+        SIGTERM => "SIGTERM",
+        SIGINT => "SIGINT",
+        SIGHUP => "SIGHUP",
+        SIGUSR1 => "SIGUSR1",
+        SIGUSR2 => "SIGUSR2",
+        _ => "other",
     }
 }
 

@@ -250,3 +250,52 @@ fn restarted_supervisor_remembers_restarts_crash_windows_and_parked_shards() {
     });
     assert_eq!(second.shards()[0].restarts, restarts + 1);
 }
+
+/// HUP, USR1 and USR2 (log rotation, service managers) are logged and ignored: the
+/// supervisor keeps serving and still stops cleanly on TERM.
+#[test]
+fn hup_usr1_and_usr2_are_logged_and_ignored() {
+    let mut corral = Corral::start(2, &[]);
+    let mut c = corral.client();
+    for signal in [Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGHUP] {
+        corral.signal(signal);
+        let name = format!("{signal:?}");
+        corral.wait_until("the signal logged", Duration::from_secs(10), || {
+            corral
+                .log()
+                .lines()
+                .any(|l| l.contains("\"msg\":\"signal ignored\"") && l.contains(&name))
+        });
+        set(&mut c, "k", &name).unwrap();
+        assert_eq!(get(&mut c, "k").unwrap().as_deref(), Some(name.as_str()));
+    }
+    assert!(alive(corral.pid()));
+    assert!(corral.stop(Duration::from_secs(20)).success());
+}
+
+/// systemd's default stop sends SIGTERM to every process of the unit at once: the workers
+/// leave it to their supervisor, which drains and stops them; nothing counts as a crash and
+/// nothing is respawned.
+#[test]
+fn a_group_wide_sigterm_is_one_clean_stop() {
+    let mut corral = Corral::start(3, &[]);
+    let mut c = corral.client();
+    set(&mut c, "k", "v").unwrap();
+    let workers: Vec<u32> = corral.shards().iter().map(|s| s.pid).collect();
+    for pid in workers.iter().copied().chain([corral.pid()]) {
+        kill(Pid::from_raw(pid as i32), Signal::SIGTERM).unwrap();
+    }
+    let status = corral.wait(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}\n{}", corral.log_tail(30));
+    let log = corral.log();
+    let spawned = log.matches("\"msg\":\"worker spawned\"").count();
+    assert_eq!(spawned, 3, "no respawn during shutdown:\n{log}");
+    assert!(
+        !log.contains("\"expected\":false"),
+        "no crash counted:\n{log}"
+    );
+    assert!(log.contains("\"msg\":\"worker stopped\""), "{log}");
+    for pid in workers {
+        assert!(!alive(pid));
+    }
+}
