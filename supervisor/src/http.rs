@@ -1,8 +1,11 @@
 //! The HTTP side on `--http`: metrics, liveness, readiness and detailed health. A small
-//! synchronous HTTP/1.1 server: one request per connection, each connection on a thread of
-//! its own, at most [`CONNECTIONS_MAX`] at a time, with the request head, body and every
-//! read and write bounded. Nothing it does touches the data path: every answer is read from
-//! atomics and the workers' shared memory.
+//! HTTP/1.1 server: one thread reads every connection's requests with epoll (each request's
+//! head and body bounded, and due within [`REQUEST_DEADLINE`] as a whole, not per read), and
+//! answers the probes itself, at once; `/metrics` and `/health` go to [`POOL_THREADS`]
+//! threads. At most [`CONNECTIONS_MAX`] connections are held; a new one beyond takes the
+//! place of the one that has been reading its request the longest, so slow or idle clients
+//! can never keep a liveness or readiness probe out. Nothing it does touches the data path:
+//! every answer is read from atomics and the workers' shared memory.
 //!
 //! - `/health/live`: 200 while the supervisor's own loops (sequencer, lifecycle, event
 //!   loops) keep beating; never depends on the workers, so a liveness probe cannot cause
@@ -11,16 +14,19 @@
 //!   otherwise (starting, recovering, draining, a parked shard, the event log failing).
 //! - `/health`: `application/health+json` with a check per worker and for the event log.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
 use serde_json::json;
 use shm_protocol::os::monotonic_ns;
-use slog::{debug, warn, Logger};
+use slog::{debug, Logger};
 
 use crate::journal::Durability;
 use crate::metrics::Metrics;
@@ -68,8 +74,6 @@ const ERROR_RATIO_HIGH: f64 = 0.05;
 const ERRORS_MIN: u64 = 20;
 /// The recent window of the rates `/health` reports spans one to two of these.
 const RATE_WINDOW: Duration = Duration::from_secs(5);
-/// Connections served at once; more are answered 503 at once.
-const CONNECTIONS_MAX: usize = 32;
 /// Largest request line plus headers accepted.
 const HEAD_MAX: usize = 8 << 10;
 /// Largest request body accepted (the endpoints take none).
@@ -79,7 +83,7 @@ const REQUESTS_PER_CONNECTION_MAX: usize = 1000;
 /// How long, and how much, a refused request's remaining input is read and dropped.
 const LINGER: Duration = Duration::from_millis(500);
 const LINGER_BYTES_MAX: usize = 1 << 20;
-/// A client has this long for each read of its request and each write of the response.
+/// A client has this long to take a response.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the endpoints report on.
@@ -167,11 +171,13 @@ impl Rates {
     }
 }
 
-/// The running HTTP server.
+/// The running HTTP server: one thread reading every connection's requests (epoll), which
+/// answers the probes itself, and [`POOL_THREADS`] threads for the heavier endpoints.
 #[derive(Debug)]
 pub struct Http {
     stopping: Arc<AtomicBool>,
-    acceptor: Option<JoinHandle<()>>,
+    wake: Arc<EventFd>,
+    threads: Vec<JoinHandle<()>>,
     /// Where it listens.
     pub addr: SocketAddr,
 }
@@ -180,79 +186,473 @@ impl Http {
     /// Starts serving `probes` on `listener` (bound early, so that a busy port is a
     /// start-up error).
     pub fn start(listener: TcpListener, probes: Arc<Probes>, log: &Logger) -> Result<Self, String> {
-        let addr = listener
-            .local_addr()
-            .map_err(|e| format!("HTTP listener: {e}"))?;
+        let fail = |e: std::io::Error| format!("cannot start the HTTP server: {e}");
+        let addr = listener.local_addr().map_err(fail)?;
+        listener.set_nonblocking(true).map_err(fail)?;
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|e| fail(e.into()))?;
+        let wake = Arc::new(
+            EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
+                .map_err(|e| fail(e.into()))?,
+        );
+        epoll
+            .add(&listener, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))
+            .and_then(|()| epoll.add(&*wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE)))
+            .map_err(|e| fail(e.into()))?;
         let stopping = Arc::new(AtomicBool::new(false));
-        let acceptor = {
-            let (stopping, log) = (Arc::clone(&stopping), log.clone());
-            std::thread::Builder::new()
-                .name("http".into())
-                .spawn(move || accept_loop(&listener, &probes, &stopping, &log))
-                .map_err(|e| format!("cannot start the HTTP thread: {e}"))?
+        let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<Job>(POOL_QUEUE);
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
+        let mut threads = Vec::new();
+        for _ in 0..POOL_THREADS {
+            let (jobs, done, probes, wake) = (
+                jobs_rx.clone(),
+                done_tx.clone(),
+                Arc::clone(&probes),
+                Arc::clone(&wake),
+            );
+            let spawned = std::thread::Builder::new()
+                .name("http-pool".into())
+                .spawn(move || {
+                    for job in jobs {
+                        let (status, content_type, body) = route(&job.path, &probes);
+                        let _ = done.send(Done {
+                            token: job.token,
+                            status,
+                            content_type,
+                            body,
+                        });
+                        let _ = wake.write(1);
+                    }
+                })
+                .map_err(fail)?;
+            threads.push(spawned);
+        }
+        let event_loop = HttpLoop {
+            listener,
+            epoll,
+            wake: Arc::clone(&wake),
+            conns: HashMap::new(),
+            next_token: FIRST_CONN,
+            jobs: jobs_tx,
+            done: done_rx,
+            probes,
+            stopping: Arc::clone(&stopping),
+            accept_pending: false,
+            log: log.clone(),
         };
+        let spawned = std::thread::Builder::new()
+            .name("http".into())
+            .spawn(move || event_loop.run())
+            .map_err(fail)?;
+        // The loop first: when it ends it drops the job queue, which ends the pool.
+        threads.insert(0, spawned);
         Ok(Self {
             stopping,
-            acceptor: Some(acceptor),
+            wake,
+            threads,
             addr,
         })
     }
 
-    /// Stops accepting (connections being served finish within [`IO_TIMEOUT`]).
-    pub fn stop(mut self) {
+    /// Stops serving: connections are closed, a request in the pool finishes first.
+    pub fn stop(self) {
         self.stopping.store(true, Ordering::Release);
-        let mut wake = self.addr;
-        if wake.ip().is_unspecified() {
-            wake.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
-        if let Some(t) = self.acceptor.take() {
+        let _ = self.wake.write(1);
+        for t in self.threads {
             let _ = t.join();
         }
     }
 }
 
-/// Counts a connection being served for as long as it lives.
-struct Admitted(Arc<AtomicUsize>);
+/// Epoll tokens: the listener, the wake-up eventfd, then connections.
+const LISTENER: u64 = 0;
+const WAKE: u64 = 1;
+const FIRST_CONN: u64 = 2;
+/// Connections held at once; a new one beyond takes the place of the one that has been
+/// reading its request the longest (so slow clients cannot keep a probe out).
+const CONNECTIONS_MAX: usize = 256;
+/// Threads computing `/metrics` and `/health`, and requests waiting for them (more are
+/// answered 503).
+const POOL_THREADS: usize = 2;
+const POOL_QUEUE: usize = 16;
+/// A request (its head and body) must arrive within this, counted from when the
+/// connection is ready for it; an idle keep-alive connection is closed after it too.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+/// A request for the pool.
+struct Job {
+    token: u64,
+    path: String,
+}
+
+/// A response computed by the pool.
+struct Done {
+    token: u64,
+    status: u16,
+    content_type: &'static str,
+    body: String,
+}
+
+/// Where a connection is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Reading a request.
+    Reading,
+    /// Its request is with the pool.
+    Waiting,
+    /// Sending a response.
+    Writing,
+    /// Refused: reading and dropping what the client still sends, briefly, before closing
+    /// (closing with unread input resets the connection, and the client could lose the
+    /// answer).
+    Lingering,
+}
+
+struct HttpConn {
+    stream: TcpStream,
+    input: Vec<u8>,
+    /// How far `input` was searched for the end of the head.
+    scanned: usize,
+    output: Vec<u8>,
+    sent: usize,
+    phase: Phase,
+    deadline: Instant,
+    served: usize,
+    /// Whether the connection stays open after the response being sent.
+    keep_alive: bool,
+    /// A HEAD request: its response has no body.
+    head_only: bool,
+    /// The client closed its side.
+    peer_closed: bool,
+    lingered: usize,
+}
+
+struct HttpLoop {
+    listener: TcpListener,
+    epoll: Epoll,
+    wake: Arc<EventFd>,
+    conns: HashMap<u64, HttpConn>,
+    next_token: u64,
+    jobs: crossbeam_channel::Sender<Job>,
+    done: crossbeam_channel::Receiver<Done>,
+    probes: Arc<Probes>,
+    stopping: Arc<AtomicBool>,
+    /// Connections may be waiting in the listener (an accept failed, out of descriptors).
+    accept_pending: bool,
+    log: Logger,
+}
+
+impl HttpLoop {
+    fn run(mut self) {
+        let mut events = vec![EpollEvent::empty(); 64];
+        let mut chunk = vec![0u8; 16 << 10];
+        while !self.stopping.load(Ordering::Acquire) {
+            let now = Instant::now();
+            let next = self
+                .conns
+                .values()
+                .map(|c| c.deadline)
+                .min()
+                .map_or(Duration::from_millis(250), |d| {
+                    d.saturating_duration_since(now)
+                });
+            let wait = next
+                .min(Duration::from_millis(if self.accept_pending {
+                    10
+                } else {
+                    250
+                }))
+                .as_millis() as u16;
+            let n = self
+                .epoll
+                .wait(&mut events, EpollTimeout::from(wait.max(1)))
+                .unwrap_or(0);
+            for event in &events[..n] {
+                match event.data() {
+                    LISTENER => self.accept(),
+                    WAKE => {
+                        let _ = self.wake.read();
+                        while let Ok(done) = self.done.try_recv() {
+                            self.respond_with(done);
+                        }
+                    }
+                    token => self.progress(token, &mut chunk),
+                }
+            }
+            if self.accept_pending {
+                self.accept();
+            }
+            self.expire(Instant::now());
+        }
+    }
+
+    fn accept(&mut self) {
+        self.accept_pending = false;
+        loop {
+            let stream = match self.listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Out of descriptors, say: try again shortly instead of spinning.
+                    debug!(self.log, "HTTP accept failed"; "component" => "http", "error" => %e);
+                    self.accept_pending = true;
+                    return;
+                }
+            };
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            if self.conns.len() >= CONNECTIONS_MAX {
+                self.evict_slowest();
+            }
+            let token = self.next_token;
+            self.next_token += 1;
+            let interest = EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT | EpollFlags::EPOLLET;
+            if self
+                .epoll
+                .add(&stream, EpollEvent::new(interest, token))
+                .is_err()
+            {
+                continue;
+            }
+            self.conns.insert(
+                token,
+                HttpConn {
+                    stream,
+                    input: Vec::new(),
+                    scanned: 0,
+                    output: Vec::new(),
+                    sent: 0,
+                    phase: Phase::Reading,
+                    deadline: Instant::now() + REQUEST_DEADLINE,
+                    served: 0,
+                    keep_alive: false,
+                    head_only: false,
+                    peer_closed: false,
+                    lingered: 0,
+                },
+            );
+            // Its request may already be there (edge-triggered: no event will announce it).
+            let mut chunk = [0u8; 1024];
+            self.progress(token, &mut chunk);
+        }
+    }
+
+    /// Closes the connection that has been reading its request the longest, to make room.
+    fn evict_slowest(&mut self) {
+        let slowest = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.phase != Phase::Waiting)
+            .min_by_key(|(_, c)| c.deadline)
+            .map(|(t, _)| *t);
+        if let Some(token) = slowest {
+            self.close(token);
+        }
+    }
+
+    fn close(&mut self, token: u64) {
+        if let Some(c) = self.conns.remove(&token) {
+            let _ = self.epoll.delete(&c.stream);
+        }
+    }
+
+    /// Deadlines: an incomplete request gets 408, an idle connection is closed quietly, a
+    /// response not taken in time or a refusal's lingering ends.
+    fn expire(&mut self, now: Instant) {
+        let due: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.deadline <= now && c.phase != Phase::Waiting)
+            .map(|(t, _)| *t)
+            .collect();
+        for token in due {
+            let Some(c) = self.conns.get_mut(&token) else {
+                continue;
+            };
+            if c.phase == Phase::Reading && !c.input.is_empty() {
+                refuse(c, 408, "request not complete in time\n");
+                let mut chunk = [0u8; 1024];
+                self.progress(token, &mut chunk);
+            } else {
+                self.close(token);
+            }
+        }
+    }
+
+    fn respond_with(&mut self, done: Done) {
+        let Some(c) = self.conns.get_mut(&done.token) else {
+            return;
+        };
+        if c.phase != Phase::Waiting {
+            return;
+        }
+        c.output = encode(&Reply {
+            status: done.status,
+            content_type: done.content_type,
+            body: done.body.as_bytes(),
+            head_only: c.head_only,
+            keep_alive: c.keep_alive,
+        });
+        c.sent = 0;
+        c.phase = Phase::Writing;
+        c.deadline = Instant::now() + IO_TIMEOUT;
+        let mut chunk = [0u8; 1024];
+        self.progress(done.token, &mut chunk);
+    }
+
+    /// Moves connection `token` on as far as its socket allows.
+    fn progress(&mut self, token: u64, chunk: &mut [u8]) {
+        let Some(c) = self.conns.get_mut(&token) else {
+            return;
+        };
+        loop {
+            match c.phase {
+                Phase::Waiting => return,
+                Phase::Reading => {
+                    read_some(c, chunk, HEAD_MAX + BODY_MAX + 1);
+                    match next_request(c) {
+                        Ok(None) => {
+                            if c.peer_closed {
+                                self.close(token);
+                            }
+                            return;
+                        }
+                        Ok(Some((path, head_only))) => {
+                            c.head_only = head_only;
+                            if matches!(path.as_str(), "/metrics" | "/health") {
+                                // The heavier endpoints go to the pool, off this loop.
+                                if self.jobs.try_send(Job { token, path }).is_ok() {
+                                    c.phase = Phase::Waiting;
+                                    return;
+                                }
+                                refuse(c, 503, "too many requests at once\n");
+                            } else {
+                                let (status, content_type, body) = route(&path, &self.probes);
+                                c.output = encode(&Reply {
+                                    status,
+                                    content_type,
+                                    body: body.as_bytes(),
+                                    head_only,
+                                    keep_alive: c.keep_alive,
+                                });
+                                c.sent = 0;
+                                c.phase = Phase::Writing;
+                                c.deadline = Instant::now() + IO_TIMEOUT;
+                            }
+                        }
+                        Err((status, reason)) => refuse(c, status, reason),
+                    }
+                }
+                Phase::Writing => {
+                    while c.sent < c.output.len() {
+                        match c.stream.write(&c.output[c.sent..]) {
+                            Ok(0) => {
+                                self.close(token);
+                                return;
+                            }
+                            Ok(n) => c.sent += n,
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                            Err(_) => {
+                                self.close(token);
+                                return;
+                            }
+                        }
+                    }
+                    c.output.clear();
+                    c.sent = 0;
+                    if c.keep_alive {
+                        c.phase = Phase::Reading;
+                        c.deadline = Instant::now() + REQUEST_DEADLINE;
+                    } else {
+                        let _ = c.stream.shutdown(std::net::Shutdown::Write);
+                        c.phase = Phase::Lingering;
+                        c.deadline = Instant::now() + LINGER;
+                    }
+                }
+                Phase::Lingering => loop {
+                    match c.stream.read(chunk) {
+                        Ok(0) => {
+                            self.close(token);
+                            return;
+                        }
+                        Ok(n) => {
+                            c.lingered += n;
+                            if c.lingered > LINGER_BYTES_MAX {
+                                self.close(token);
+                                return;
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                        Err(_) => {
+                            self.close(token);
+                            return;
+                        }
+                    }
+                },
+            }
+        }
     }
 }
 
-/// Accepts connections and serves each on a thread of its own, at most
-/// [`CONNECTIONS_MAX`] at a time (then answers 503 at once), so a few slow clients never
-/// hold up a health probe, and many never grow the thread count without bound.
-fn accept_loop(listener: &TcpListener, probes: &Arc<Probes>, stopping: &AtomicBool, log: &Logger) {
-    let active = Arc::new(AtomicUsize::new(0));
-    for stream in listener.incoming() {
-        if stopping.load(Ordering::Acquire) {
-            break;
-        }
-        let Ok(mut stream) = stream else {
-            // Out of descriptors, say: back off instead of spinning.
-            std::thread::sleep(Duration::from_millis(10));
-            continue;
-        };
-        let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-        if active.fetch_add(1, Ordering::AcqRel) >= CONNECTIONS_MAX {
-            active.fetch_sub(1, Ordering::AcqRel);
-            respond(&mut stream, &closing(503, "too many HTTP connections\n"));
-            continue;
-        }
-        let admitted = Admitted(Arc::clone(&active));
-        let (probes, log2) = (Arc::clone(probes), log.clone());
-        let spawned = std::thread::Builder::new()
-            .name("http-conn".into())
-            .spawn(move || {
-                let _admitted = admitted;
-                serve(stream, &probes, &log2);
-            });
-        if let Err(e) = spawned {
-            warn!(log, "cannot start an HTTP connection thread"; "component" => "http", "error" => %e);
+/// Reads what the socket holds into the connection's input, up to `cap` bytes in all.
+fn read_some(c: &mut HttpConn, chunk: &mut [u8], cap: usize) {
+    while c.input.len() < cap && !c.peer_closed {
+        match c.stream.read(chunk) {
+            Ok(0) => c.peer_closed = true,
+            Ok(n) => c.input.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(_) => c.peer_closed = true,
         }
     }
+}
+
+/// Takes the next complete request out of the connection's input: its path and whether it
+/// is a HEAD, `Ok(None)` while it is incomplete, or why it is refused. Sets whether the
+/// connection stays open after the response.
+fn next_request(c: &mut HttpConn) -> Result<Option<(String, bool)>, Refusal> {
+    let from = c.scanned.saturating_sub(3);
+    let Some(at) = c.input[from..].windows(4).position(|w| w == b"\r\n\r\n") else {
+        if c.input.len() > HEAD_MAX {
+            return Err((431, "request head too large\n"));
+        }
+        c.scanned = c.input.len();
+        return Ok(None);
+    };
+    let head_end = from + at;
+    if head_end > HEAD_MAX {
+        return Err((431, "request head too large\n"));
+    }
+    let head = parse_head(&c.input[..head_end])?;
+    if head.content_length > BODY_MAX {
+        return Err((413, "request body too large\n"));
+    }
+    // The endpoints take no body: take in what was announced, and ignore it.
+    let request_end = head_end + 4 + head.content_length;
+    if c.input.len() < request_end {
+        return Ok(None);
+    }
+    c.input.drain(..request_end);
+    c.scanned = 0;
+    let head_only = head.method == "HEAD";
+    if head.method != "GET" && !head_only {
+        return Err((405, "only GET and HEAD\n"));
+    }
+    c.served += 1;
+    c.keep_alive = head.keep_alive && c.served < REQUESTS_PER_CONNECTION_MAX && !c.peer_closed;
+    Ok(Some((head.path, head_only)))
+}
+
+/// Answers with `status` and closes after it (lingering).
+fn refuse(c: &mut HttpConn, status: u16, reason: &'static str) {
+    c.output = encode(&closing(status, reason));
+    c.sent = 0;
+    c.keep_alive = false;
+    c.phase = Phase::Writing;
+    c.deadline = Instant::now() + IO_TIMEOUT;
 }
 
 /// A request's head, parsed.
@@ -322,85 +722,6 @@ fn parse_head(head: &[u8]) -> Result<Head, Refusal> {
     })
 }
 
-/// Serves the requests of one connection in turn (keep-alive), each with its head at most
-/// [`HEAD_MAX`] bytes and its body at most [`BODY_MAX`], each read within [`IO_TIMEOUT`];
-/// at most [`REQUESTS_PER_CONNECTION_MAX`] of them.
-fn serve(mut stream: TcpStream, probes: &Probes, log: &Logger) {
-    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    for served in 1..=REQUESTS_PER_CONNECTION_MAX {
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i;
-            }
-            if buf.len() > HEAD_MAX {
-                refuse(&mut stream, 431, "request head too large\n");
-                return;
-            }
-            match stream.read(&mut chunk) {
-                Ok(0) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    // Idle between requests is a quiet close; a request cut short is not.
-                    if !buf.is_empty() {
-                        refuse(&mut stream, 408, "request not complete in time\n");
-                    }
-                    return;
-                }
-                Err(_) => return,
-            }
-        };
-        let head = match parse_head(&buf[..head_end]) {
-            Ok(head) => head,
-            Err((status, reason)) => {
-                refuse(&mut stream, status, reason);
-                return;
-            }
-        };
-        if head.content_length > BODY_MAX {
-            refuse(&mut stream, 413, "request body too large\n");
-            return;
-        }
-        // The endpoints take no body: take in what was announced, and ignore it.
-        let request_end = head_end + 4 + head.content_length;
-        while buf.len() < request_end {
-            match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        buf.drain(..request_end);
-        let head_only = head.method == "HEAD";
-        if head.method != "GET" && !head_only {
-            refuse(&mut stream, 405, "only GET and HEAD\n");
-            return;
-        }
-        let keep_alive = head.keep_alive && served < REQUESTS_PER_CONNECTION_MAX;
-        let (status, content_type, body) = route(&head.path, probes);
-        let reply = Reply {
-            status,
-            content_type,
-            body: body.as_bytes(),
-            head_only,
-            keep_alive,
-        };
-        if !respond(&mut stream, &reply) {
-            debug!(log, "cannot send HTTP response"; "component" => "http", "path" => &head.path);
-            return;
-        }
-        if !keep_alive {
-            return;
-        }
-    }
-}
-
 const TEXT: &str = "text/plain; charset=utf-8";
 
 /// The answer to a GET of `path`: status, content type, body.
@@ -443,23 +764,6 @@ fn route(path: &str, probes: &Probes) -> (u16, &'static str, String) {
     }
 }
 
-/// Answers a request that is not served (input may be left unread), then reads and drops
-/// what the client still sends for a moment before closing: closing a socket with unread
-/// input resets the connection, and the client could lose the answer.
-fn refuse(stream: &mut TcpStream, status: u16, reason: &str) {
-    respond(stream, &closing(status, reason));
-    let _ = stream.set_read_timeout(Some(LINGER));
-    let deadline = Instant::now() + LINGER;
-    let mut drained = 0usize;
-    let mut chunk = [0u8; 4096];
-    while drained < LINGER_BYTES_MAX && Instant::now() < deadline {
-        match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => drained += n,
-        }
-    }
-}
-
 /// A response.
 struct Reply<'a> {
     status: u16,
@@ -471,9 +775,8 @@ struct Reply<'a> {
     keep_alive: bool,
 }
 
-/// Writes a whole response (closing the sending side unless the connection is kept);
-/// returns whether it went out.
-fn respond(stream: &mut TcpStream, reply: &Reply<'_>) -> bool {
+/// A whole response, encoded.
+fn encode(reply: &Reply<'_>) -> Vec<u8> {
     let status = reply.status;
     let reason = match status {
         200 => "OK",
@@ -507,11 +810,7 @@ fn respond(stream: &mut TcpStream, reply: &Reply<'_>) -> bool {
     if !reply.head_only {
         out.extend_from_slice(reply.body);
     }
-    let sent = stream.write_all(&out).is_ok();
-    if !reply.keep_alive {
-        let _ = stream.shutdown(std::net::Shutdown::Write);
-    }
-    sent
+    out
 }
 
 /// A response that closes the connection.

@@ -1,38 +1,96 @@
 //! RESP2: an incremental request parser with limits, and reply encoding.
+//!
+//! The parser is resumable: a command that arrives in pieces is parsed once, not again from
+//! its start whenever bytes arrive (a client dribbling a huge command costs its bytes, not
+//! their square). A bulk over the size limit does not close the connection: its bytes are
+//! read past without being kept, and the command is answered with an error.
 
 /// Parser limits; exceeding one is a protocol error for that client only.
 #[derive(Clone, Copy, Debug)]
 pub struct ParseLimits {
     /// Most arguments in one command.
     pub max_args: usize,
-    /// Longest bulk string.
+    /// Longest bulk string a command may carry (longer ones are skipped and refused).
     pub max_bulk_bytes: usize,
     /// Longest inline command line.
     pub max_inline_bytes: usize,
+    /// Whether the client has authenticated: before, Redis' tighter limits apply (at most
+    /// [`UNAUTH_MAX_ARGS`] arguments of [`UNAUTH_MAX_BULK`] bytes), as protocol errors.
+    pub authenticated: bool,
 }
+
+/// Most arguments of a command before AUTH (as Redis).
+pub const UNAUTH_MAX_ARGS: usize = 10;
+/// Longest bulk before AUTH (as Redis).
+pub const UNAUTH_MAX_BULK: usize = 16 << 10;
+/// Longest bulk the protocol accepts at all (Redis' `proto-max-bulk-len`): longer is a
+/// protocol error; between the limit and this, the bulk is skipped and refused.
+pub const PROTO_MAX_BULK: u64 = 512 << 20;
+/// Longest `*<count>` or `$<len>` line.
+const LENGTH_LINE_MAX: usize = 32;
 
 /// A request that breaks the protocol. The connection answers with `-ERR Protocol error:`
 /// and closes, as Redis does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProtocolError(pub String);
 
-/// One parsed command: its arguments as byte ranges of the input buffer.
+/// Why a complete command is refused without running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// One of its arguments is longer than [`ParseLimits::max_bulk_bytes`].
+    TooLarge {
+        /// The longest one seen.
+        bytes: u64,
+    },
+}
+
+/// What [`parse`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// A command: its arguments are in the frame, and the next one starts at this offset.
+    Command(usize),
+    /// A command that must not run (its bytes are consumed): the next one starts here.
+    Rejected(usize, Rejection),
+    /// The command is not complete; bytes before this offset are no longer needed (the
+    /// caller may drop them and pass the new start next time).
+    Incomplete(usize),
+}
+
+/// The state of the command being parsed, across calls: every position is relative to the
+/// command's start (the `start` of the call), so the caller may move its buffer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+enum Partial {
+    /// At the start of a command.
+    #[default]
+    Idle,
+    /// An inline command whose line end was not found in the first `scanned` bytes.
+    Inline { scanned: usize },
+    /// A multibulk command of `count` arguments, the next header at `at`.
+    Multibulk { count: usize, at: usize },
+    /// Reading past a refused command: `args_left` arguments still to come, `bulk_left`
+    /// bytes of the current bulk (with its CRLF), then the next header at `at`.
+    Discard {
+        args_left: usize,
+        bulk_left: u64,
+        at: usize,
+        rejection: Rejection,
+    },
+}
+
+/// One parsed command: its arguments as byte ranges of the input buffer; also the state of
+/// a command still arriving.
 #[derive(Debug, Default)]
 pub struct Frame {
     /// `(start, end)` of each argument in the buffer the frame was parsed from.
     pub args: Vec<(usize, usize)>,
+    /// Arguments of the incomplete command, relative to its start.
+    partial_args: Vec<(usize, usize)>,
+    partial: Partial,
 }
 
-fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
+fn find_lf(buf: &[u8], from: usize) -> Option<usize> {
     let slice = buf.get(from..)?;
-    let pos = slice.iter().position(|&b| b == b'\n')?;
-    let end = from + pos;
-    if end > from && buf[end - 1] == b'\r' {
-        Some(end - 1)
-    } else {
-        // A bare \n terminates inline commands; for multibulk Redis requires \r\n.
-        Some(end)
-    }
+    slice.iter().position(|&b| b == b'\n').map(|p| from + p)
 }
 
 fn parse_len(bytes: &[u8]) -> Option<i64> {
@@ -50,110 +108,236 @@ fn parse_len(bytes: &[u8]) -> Option<i64> {
     Some(if neg { -v } else { v })
 }
 
-/// Parses one command starting at `start` of `buf`.
-///
-/// Returns `Ok(None)` when the frame is incomplete, or the frame and the offset just past it.
+/// A `<marker><number>\r\n` line at `at` of `buf`: the number and the offset after the
+/// line, `Ok(None)` if the line is not complete yet.
+fn length_line(buf: &[u8], at: usize, what: &str) -> Result<Option<(i64, usize)>, ProtocolError> {
+    let window = &buf[at..buf.len().min(at + LENGTH_LINE_MAX)];
+    let Some(lf) = window.iter().position(|&b| b == b'\n') else {
+        if window.len() == LENGTH_LINE_MAX {
+            return Err(ProtocolError(format!("invalid {what}")));
+        }
+        return Ok(None);
+    };
+    if lf < 2 || window[lf - 1] != b'\r' {
+        return Err(ProtocolError(format!("invalid {what}")));
+    }
+    let n =
+        parse_len(&window[1..lf - 1]).ok_or_else(|| ProtocolError(format!("invalid {what}")))?;
+    Ok(Some((n, at + lf + 1)))
+}
+
+/// Parses the command starting at `start` of `buf` (resuming where the last call on the
+/// same frame stopped, if that command was incomplete).
 pub fn parse(
     buf: &[u8],
     start: usize,
     limits: &ParseLimits,
     frame: &mut Frame,
-) -> Result<Option<usize>, ProtocolError> {
+) -> Result<Parsed, ProtocolError> {
     frame.args.clear();
-    let Some(&first) = buf.get(start) else {
-        return Ok(None);
-    };
-    if first != b'*' {
-        return parse_inline(buf, start, limits, frame);
+    let result = parse_from(buf, start, limits, frame);
+    if result.is_err() {
+        frame.partial = Partial::Idle;
+        frame.partial_args.clear();
     }
-    let Some(line_end) = find_crlf(buf, start) else {
-        if buf.len() - start > limits.max_inline_bytes {
-            return Err(ProtocolError("too big multibulk count".into()));
-        }
-        return Ok(None);
-    };
-    let count = parse_len(&buf[start + 1..line_end])
-        .filter(|&n| n <= limits.max_args as i64)
-        .ok_or_else(|| ProtocolError("invalid multibulk length".into()))?;
-    let mut at = skip_newline(buf, line_end);
-    if count <= 0 {
-        return Ok(Some(at));
-    }
-    for _ in 0..count {
-        let Some(&marker) = buf.get(at) else {
-            return Ok(None);
-        };
-        if marker != b'$' {
-            return Err(ProtocolError(format!(
-                "expected '$', got '{}'",
-                char::from(marker).escape_default()
-            )));
-        }
-        let Some(len_end) = find_crlf(buf, at) else {
-            if buf.len() - at > 32 {
-                return Err(ProtocolError("invalid bulk length".into()));
-            }
-            return Ok(None);
-        };
-        let len = parse_len(&buf[at + 1..len_end])
-            .filter(|&n| n >= 0 && n as u64 <= limits.max_bulk_bytes as u64)
-            .ok_or_else(|| ProtocolError("invalid bulk length".into()))? as usize;
-        let data = skip_newline(buf, len_end);
-        let end = data + len;
-        if buf.len() < end + 2 {
-            return Ok(None);
-        }
-        if &buf[end..end + 2] != b"\r\n" {
-            return Err(ProtocolError(
-                "bulk string is not terminated by CRLF".into(),
-            ));
-        }
-        frame.args.push((data, end));
-        at = end + 2;
-    }
-    Ok(Some(at))
+    result
 }
 
-fn skip_newline(buf: &[u8], line_end: usize) -> usize {
-    if buf.get(line_end) == Some(&b'\r') {
-        line_end + 2
-    } else {
-        line_end + 1
-    }
-}
-
-fn parse_inline(
+fn parse_from(
     buf: &[u8],
     start: usize,
     limits: &ParseLimits,
     frame: &mut Frame,
-) -> Result<Option<usize>, ProtocolError> {
-    let Some(line_end) = find_crlf(buf, start) else {
-        if buf.len() - start > limits.max_inline_bytes {
-            return Err(ProtocolError("too big inline request".into()));
-        }
-        return Ok(None);
-    };
-    if line_end - start > limits.max_inline_bytes {
-        return Err(ProtocolError("too big inline request".into()));
-    }
-    let mut i = start;
-    while i < line_end {
-        while i < line_end && buf[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        let begin = i;
-        while i < line_end && !buf[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        if i > begin {
-            if frame.args.len() == limits.max_args {
-                return Err(ProtocolError("invalid multibulk length".into()));
+) -> Result<Parsed, ProtocolError> {
+    let rel = &buf[start.min(buf.len())..];
+    loop {
+        match frame.partial.clone() {
+            Partial::Idle => {
+                let Some(&first) = rel.first() else {
+                    return Ok(Parsed::Incomplete(start));
+                };
+                frame.partial = if first == b'*' {
+                    let Some((count, after)) = length_line(rel, 0, "multibulk length")? else {
+                        return Ok(Parsed::Incomplete(start));
+                    };
+                    if !limits.authenticated && count > UNAUTH_MAX_ARGS as i64 {
+                        return Err(ProtocolError("unauthenticated multibulk length".into()));
+                    }
+                    if count > limits.max_args as i64 {
+                        return Err(ProtocolError("invalid multibulk length".into()));
+                    }
+                    if count <= 0 {
+                        return Ok(Parsed::Command(start + after));
+                    }
+                    frame.partial_args.clear();
+                    Partial::Multibulk {
+                        count: count as usize,
+                        at: after,
+                    }
+                } else {
+                    Partial::Inline { scanned: 0 }
+                };
             }
-            frame.args.push((begin, i));
+            Partial::Inline { scanned } => {
+                let Some(lf) = find_lf(rel, scanned) else {
+                    if rel.len() > limits.max_inline_bytes {
+                        return Err(ProtocolError("too big inline request".into()));
+                    }
+                    frame.partial = Partial::Inline { scanned: rel.len() };
+                    return Ok(Parsed::Incomplete(start));
+                };
+                if lf > limits.max_inline_bytes {
+                    return Err(ProtocolError("too big inline request".into()));
+                }
+                let line_end = if lf > 0 && rel[lf - 1] == b'\r' {
+                    lf - 1
+                } else {
+                    lf
+                };
+                let mut i = 0;
+                while i < line_end {
+                    while i < line_end && rel[i].is_ascii_whitespace() {
+                        i += 1;
+                    }
+                    let begin = i;
+                    while i < line_end && !rel[i].is_ascii_whitespace() {
+                        i += 1;
+                    }
+                    if i > begin {
+                        if frame.args.len() == limits.max_args {
+                            return Err(ProtocolError("invalid multibulk length".into()));
+                        }
+                        frame.args.push((start + begin, start + i));
+                    }
+                }
+                frame.partial = Partial::Idle;
+                return Ok(Parsed::Command(start + lf + 1));
+            }
+            Partial::Multibulk { count, mut at } => {
+                while frame.partial_args.len() < count {
+                    let Some(&marker) = rel.get(at) else {
+                        frame.partial = Partial::Multibulk { count, at };
+                        return Ok(Parsed::Incomplete(start));
+                    };
+                    if marker != b'$' {
+                        return Err(ProtocolError(format!(
+                            "expected '$', got '{}'",
+                            char::from(marker).escape_default()
+                        )));
+                    }
+                    let Some((len, data)) = length_line(rel, at, "bulk length")? else {
+                        frame.partial = Partial::Multibulk { count, at };
+                        return Ok(Parsed::Incomplete(start));
+                    };
+                    if len < 0 || len as u64 > PROTO_MAX_BULK {
+                        return Err(ProtocolError("invalid bulk length".into()));
+                    }
+                    if !limits.authenticated && len as usize > UNAUTH_MAX_BULK {
+                        return Err(ProtocolError("unauthenticated bulk length".into()));
+                    }
+                    if len as u64 > limits.max_bulk_bytes as u64 {
+                        // Refused: read past it (and the rest of the command) unkept.
+                        let args_left = count - frame.partial_args.len() - 1;
+                        frame.partial_args.clear();
+                        frame.partial = Partial::Discard {
+                            args_left,
+                            bulk_left: len as u64 + 2,
+                            at: data,
+                            rejection: Rejection::TooLarge { bytes: len as u64 },
+                        };
+                        break;
+                    }
+                    let end = data + len as usize;
+                    if rel.len() < end + 2 {
+                        frame.partial = Partial::Multibulk { count, at };
+                        return Ok(Parsed::Incomplete(start));
+                    }
+                    if &rel[end..end + 2] != b"\r\n" {
+                        return Err(ProtocolError(
+                            "bulk string is not terminated by CRLF".into(),
+                        ));
+                    }
+                    frame.partial_args.push((data, end));
+                    at = end + 2;
+                }
+                if matches!(frame.partial, Partial::Discard { .. }) {
+                    continue;
+                }
+                frame.partial = Partial::Idle;
+                frame.args.extend(
+                    frame
+                        .partial_args
+                        .drain(..)
+                        .map(|(s, e)| (start + s, start + e)),
+                );
+                return Ok(Parsed::Command(start + at));
+            }
+            Partial::Discard {
+                mut args_left,
+                mut bulk_left,
+                mut at,
+                rejection,
+            } => {
+                let mut rejection = rejection;
+                loop {
+                    if bulk_left > 0 {
+                        let have = (rel.len() - at.min(rel.len())) as u64;
+                        let take = have.min(bulk_left);
+                        bulk_left -= take;
+                        at += take as usize;
+                        if bulk_left > 0 {
+                            // Everything so far is read past: the caller may drop it.
+                            frame.partial = Partial::Discard {
+                                args_left,
+                                bulk_left,
+                                at: 0,
+                                rejection,
+                            };
+                            return Ok(Parsed::Incomplete(start + at));
+                        }
+                    }
+                    if args_left == 0 {
+                        frame.partial = Partial::Idle;
+                        return Ok(Parsed::Rejected(start + at, rejection));
+                    }
+                    let Some(&marker) = rel.get(at) else {
+                        frame.partial = Partial::Discard {
+                            args_left,
+                            bulk_left,
+                            at: 0,
+                            rejection,
+                        };
+                        return Ok(Parsed::Incomplete(start + at));
+                    };
+                    if marker != b'$' {
+                        return Err(ProtocolError(format!(
+                            "expected '$', got '{}'",
+                            char::from(marker).escape_default()
+                        )));
+                    }
+                    let Some((len, data)) = length_line(rel, at, "bulk length")? else {
+                        frame.partial = Partial::Discard {
+                            args_left,
+                            bulk_left,
+                            at: 0,
+                            rejection,
+                        };
+                        return Ok(Parsed::Incomplete(start + at));
+                    };
+                    if len < 0 || len as u64 > PROTO_MAX_BULK {
+                        return Err(ProtocolError("invalid bulk length".into()));
+                    }
+                    let Rejection::TooLarge { bytes } = rejection;
+                    rejection = Rejection::TooLarge {
+                        bytes: bytes.max(len as u64),
+                    };
+                    args_left -= 1;
+                    bulk_left = len as u64 + 2;
+                    at = data;
+                }
+            }
         }
     }
-    Ok(Some(skip_newline(buf, line_end)))
 }
 
 /// Reply encoding into a growing output buffer.
@@ -213,29 +397,57 @@ mod tests {
         max_args: 8,
         max_bulk_bytes: 16,
         max_inline_bytes: 32,
+        authenticated: true,
     };
 
-    /// Parses every frame of `input`; `Err` carries the protocol error text.
-    fn check(input: &[u8], expected: Result<Vec<Vec<&str>>, &str>) {
-        let mut frames = Vec::new();
-        let mut at = 0;
+    /// What a stream of commands parses to: each command's arguments, or `!<n>` for a
+    /// command refused for an argument of `n` bytes.
+    type Parses = Vec<Vec<String>>;
+
+    /// Parses every command of `input`, fed `step` bytes at a time (the parser resumes, and
+    /// the caller drops what it may); `Err` carries the protocol error text.
+    fn parse_all(input: &[u8], step: usize, limits: &ParseLimits) -> Result<Parses, String> {
+        let mut commands = Vec::new();
         let mut frame = Frame::default();
-        let got = loop {
-            match parse(input, at, &LIMITS, &mut frame) {
-                Ok(Some(next)) => {
-                    frames.push(
+        // The bytes the caller holds, and how many of the input arrived.
+        let (mut buf, mut fed, mut at) = (Vec::new(), 0, 0);
+        loop {
+            match parse(&buf, at, limits, &mut frame) {
+                Ok(Parsed::Command(next)) => {
+                    commands.push(
                         frame
                             .args
                             .iter()
-                            .map(|&(s, e)| String::from_utf8_lossy(&input[s..e]).into_owned())
-                            .collect::<Vec<_>>(),
+                            .map(|&(s, e)| String::from_utf8_lossy(&buf[s..e]).into_owned())
+                            .collect(),
                     );
                     at = next;
                 }
-                Ok(None) => break Ok(frames),
-                Err(ProtocolError(e)) => break Err(e),
+                Ok(Parsed::Rejected(next, Rejection::TooLarge { bytes })) => {
+                    commands.push(vec![format!("!{bytes}")]);
+                    at = next;
+                }
+                Ok(Parsed::Incomplete(keep)) => {
+                    // Drop what is no longer needed, as the server does.
+                    buf.drain(..keep);
+                    at = 0;
+                    if fed == input.len() {
+                        return Ok(commands);
+                    }
+                    let more = step.min(input.len() - fed);
+                    buf.extend_from_slice(&input[fed..fed + more]);
+                    fed += more;
+                }
+                Err(ProtocolError(e)) => return Err(e),
             }
-        };
+        }
+    }
+
+    fn check(input: &[u8], expected: Result<Vec<Vec<&str>>, &str>) {
+        check_with(input, &LIMITS, expected);
+    }
+
+    fn check_with(input: &[u8], limits: &ParseLimits, expected: Result<Vec<Vec<&str>>, &str>) {
         let expected = expected
             .map(|fs| {
                 fs.into_iter()
@@ -243,7 +455,15 @@ mod tests {
                     .collect::<Vec<_>>()
             })
             .map_err(String::from);
-        assert_eq!(got, expected, "input {:?}", String::from_utf8_lossy(input));
+        // Whole, and in every piece size: the same result.
+        for step in [input.len().max(1), 1, 2, 3, 7] {
+            assert_eq!(
+                parse_all(input, step, limits),
+                expected,
+                "input {:?} in steps of {step}",
+                String::from_utf8_lossy(input)
+            );
+        }
     }
 
     #[test]
@@ -276,13 +496,78 @@ mod tests {
         check(b"*x\r\n", Err("invalid multibulk length"));
         check(b"*9\r\n", Err("invalid multibulk length"));
         check(b"*1\r\n+PING\r\n", Err("expected '$', got '+'"));
-        check(b"*1\r\n$17\r\n", Err("invalid bulk length"));
         check(b"*1\r\n$-1\r\n", Err("invalid bulk length"));
+        check(b"*1\r\n$999999999999\r\n", Err("invalid bulk length"));
+        check(
+            b"*1\r\n$123456789012345678901234567890123",
+            Err("invalid bulk length"),
+        );
         check(
             b"*1\r\n$2\r\nabcd\r\n",
             Err("bulk string is not terminated by CRLF"),
         );
         check(&[b'a'; 40], Err("too big inline request"));
+    }
+
+    #[test]
+    fn an_over_limit_bulk_is_read_past_and_the_command_refused() {
+        let big = "x".repeat(40);
+        let input = format!(
+            "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$40\r\n{big}\r\n*1\r\n$4\r\nPING\r\n\
+             *3\r\n$3\r\nSET\r\n$20\r\n{}\r\n$25\r\n{}\r\n*1\r\n$4\r\nPING\r\n",
+            "k".repeat(20),
+            "v".repeat(25)
+        );
+        check(
+            input.as_bytes(),
+            Ok(vec![vec!["!40"], vec!["PING"], vec!["!25"], vec!["PING"]]),
+        );
+        // Refused, and nothing of it kept: the caller could drop every byte read past.
+        let mut frame = Frame::default();
+        let head = b"*2\r\n$3\r\nSET\r\n$1000\r\nxxxxxxxxxx";
+        assert_eq!(
+            parse(head, 0, &LIMITS, &mut frame),
+            Ok(Parsed::Incomplete(head.len()))
+        );
+    }
+
+    #[test]
+    fn before_auth_redis_limits_apply() {
+        let limits = ParseLimits {
+            authenticated: false,
+            max_bulk_bytes: 1 << 20,
+            max_args: 1 << 20,
+            ..LIMITS
+        };
+        check_with(b"*11\r\n", &limits, Err("unauthenticated multibulk length"));
+        check_with(
+            b"*2\r\n$4\r\nAUTH\r\n$16385\r\n",
+            &limits,
+            Err("unauthenticated bulk length"),
+        );
+        check_with(
+            b"*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n",
+            &limits,
+            Ok(vec![vec!["AUTH", "secret"]]),
+        );
+    }
+
+    #[test]
+    fn a_dribbled_command_is_parsed_in_linear_time() {
+        // 100,000 arguments, fed 7 bytes at a time: re-parsing from the start at every
+        // arrival would take about 10^10 steps; resuming takes the bytes once.
+        let limits = ParseLimits {
+            max_args: 1 << 20,
+            ..LIMITS
+        };
+        let mut input = b"*100001\r\n$4\r\nMGET\r\n".to_vec();
+        for i in 0..100_000 {
+            let key = format!("k{}", i % 10);
+            input.extend_from_slice(format!("${}\r\n{key}\r\n", key.len()).as_bytes());
+        }
+        let parsed = parse_all(&input, 7, &limits).unwrap();
+        assert_eq!(parsed.len(), 1);
+        assert_eq!(parsed[0].len(), 100_001);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use slog::{debug, error, info, warn, Logger};
 use crate::http::Heartbeat;
 use crate::journal::{Acknowledge, Durability};
 use crate::metrics::{CommandStats, Metrics};
-use crate::resp::{reply, Frame, ParseLimits};
+use crate::resp::{reply, Frame};
 use crate::sequencer::SeqMsg;
 use crate::session::{Batch, Session};
 use crate::shard::Shard;
@@ -117,7 +117,7 @@ const OUTPUT_HIGH_WATER: usize = 1 << 20;
 /// Unrun input past which a connection with writes in flight is not read further.
 const PAUSE_BYTES: usize = 64 << 10;
 /// Batches one connection may run before the loop turns to the others.
-const BATCHES_PER_TURN: usize = 8;
+const BATCHES_PER_TURN: usize = 2;
 
 impl Server {
     /// A server over `shards` feeding `sequencer`, with its event loops running.
@@ -201,7 +201,7 @@ impl Server {
             if self.stopping.load(Ordering::Acquire) {
                 break;
             }
-            let mut stream = match stream {
+            let stream = match stream {
                 Ok(s) => s,
                 Err(e) => {
                     warn!(self.log, "accept failed"; "component" => "server", "error" => %e);
@@ -210,24 +210,18 @@ impl Server {
                     continue;
                 }
             };
-            if self.active.load(Ordering::Acquire) >= self.config.max_clients {
-                self.metrics.connections_rejected.inc();
-                let _ = stream.write_all(b"-ERR max number of clients reached\r\n");
-                continue;
-            }
+            // The connection limit is applied by the loop that takes the connection.
             if stream.set_nonblocking(true).is_err() {
                 continue;
             }
             let _ = stream.set_nodelay(true);
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            self.active.fetch_add(1, Ordering::AcqRel);
             let Ok(loops) = self.loops.lock() else {
                 return;
             };
             let target = &loops[turn % loops.len()];
             turn = turn.wrapping_add(1);
             if target.inbox.send((id, stream)).is_err() {
-                self.active.fetch_sub(1, Ordering::AcqRel);
                 continue;
             }
             target.waker.wake();
@@ -328,7 +322,6 @@ struct EventLoop {
 impl EventLoop {
     fn run(mut self) {
         let mut events = vec![EpollEvent::empty(); 256];
-        let limits = self.limits();
         loop {
             if self.server.draining.load(Ordering::Acquire) {
                 let idle: Vec<u64> = self
@@ -347,7 +340,6 @@ impl EventLoop {
                     // Connections handed over after the drain began are closed unread.
                     while let Ok((_, stream)) = self.incoming.try_recv() {
                         drop(stream);
-                        self.server.active.fetch_sub(1, Ordering::AcqRel);
                     }
                     return;
                 }
@@ -367,52 +359,86 @@ impl EventLoop {
                     0
                 }
             };
-            for event in &events[..n] {
-                let token = event.data();
-                if token == WAKE_TOKEN {
-                    self.waker.reset();
-                    self.admit();
-                    while let Ok(id) = self.done_rx.try_recv() {
-                        self.drive(id, &limits);
-                    }
-                    for id in std::mem::take(&mut self.unsynced) {
-                        self.drive(id, &limits);
-                    }
-                    continue;
+            let woken = self.on_events(&events[..n]);
+            if woken {
+                self.waker.reset();
+                // After the events: closes they reported are counted before admitting.
+                self.admit(&mut events);
+                while let Ok(id) = self.done_rx.try_recv() {
+                    self.drive(id);
                 }
-                let flags = event.events();
-                if flags.intersects(EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR) {
-                    // Both directions are gone: nothing can be read or sent.
-                    self.close(token);
-                    continue;
+                for id in std::mem::take(&mut self.unsynced) {
+                    self.drive(id);
                 }
-                if flags.contains(EpollFlags::EPOLLIN) {
-                    self.read(token);
-                }
-                // Writable or readable: either may let the connection go on.
-                self.drive(token, &limits);
             }
             for _ in 0..self.runnable.len() {
                 if let Some(id) = self.runnable.pop_front() {
                     self.read(id);
-                    self.drive(id, &limits);
+                    self.drive(id);
                 }
             }
         }
     }
 
-    fn limits(&self) -> ParseLimits {
-        let c = &self.server.config;
-        ParseLimits {
-            max_args: 1 << 20,
-            max_bulk_bytes: c.max_value_bytes.max(c.max_key_bytes),
-            max_inline_bytes: 64 << 10,
+    /// Handles the connections' events; returns whether the waker's was among them.
+    fn on_events(&mut self, events: &[EpollEvent]) -> bool {
+        let mut woken = false;
+        for event in events {
+            let token = event.data();
+            if token == WAKE_TOKEN {
+                woken = true;
+                continue;
+            }
+            let flags = event.events();
+            if flags.intersects(EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR) {
+                // Both directions are gone: nothing can be read or sent.
+                self.close(token);
+                continue;
+            }
+            if flags.contains(EpollFlags::EPOLLIN) {
+                self.read(token);
+            }
+            // Writable or readable: either may let the connection go on.
+            self.drive(token);
         }
+        woken
     }
 
-    /// Registers the connections the accept thread handed over.
-    fn admit(&mut self) {
-        while let Ok((id, stream)) = self.incoming.try_recv() {
+    /// Takes a connection slot (`--max-clients`) for a new connection, if one is free;
+    /// at the limit, first handles what epoll reports (closes among it) and looks again, so
+    /// connections already closed by their clients are not counted against a new one.
+    fn take_slot(&mut self, events: &mut [EpollEvent]) -> bool {
+        let max = self.server.config.max_clients;
+        let try_take = |active: &AtomicU32| {
+            active
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < max).then_some(n + 1)
+                })
+                .is_ok()
+        };
+        if try_take(&self.server.active) {
+            return true;
+        }
+        for _ in 0..2 {
+            if let Ok(n) = self.epoll.wait(events, EpollTimeout::ZERO) {
+                // A wake among them comes again: the eventfd is level-triggered.
+                self.on_events(&events[..n]);
+            }
+            if try_take(&self.server.active) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Registers the connections the accept thread handed over, as slots allow.
+    fn admit(&mut self, events: &mut [EpollEvent]) {
+        while let Ok((id, mut stream)) = self.incoming.try_recv() {
+            if !self.take_slot(events) {
+                self.server.metrics.connections_rejected.inc();
+                let _ = stream.write_all(b"-ERR max number of clients reached\r\n");
+                continue;
+            }
             // Edge-triggered, registered once: no epoll_ctl per request. Every notification
             // is followed by reading and writing until the socket would block.
             let interest = EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT | EpollFlags::EPOLLET;
@@ -511,7 +537,7 @@ impl EventLoop {
     }
 
     /// Runs what connection `id` can run now and sends its replies.
-    fn drive(&mut self, id: u64, limits: &ParseLimits) {
+    fn drive(&mut self, id: u64) {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
@@ -546,9 +572,15 @@ impl EventLoop {
                 break;
             }
             batches += 1;
-            let batch =
-                c.session
-                    .batch(&c.input, &mut c.start, limits, &mut c.frame, &mut c.output);
+            // Replies stop piling up past the high-water mark, even within a batch.
+            let out_limit = c.output.len() + OUTPUT_HIGH_WATER.saturating_sub(c.unsent());
+            let batch = c.session.batch(
+                &c.input,
+                &mut c.start,
+                &mut c.frame,
+                &mut c.output,
+                out_limit,
+            );
             c.awaiting = c.session.submit();
             match batch {
                 Batch::Full | Batch::Flush => {}

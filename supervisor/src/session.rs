@@ -16,7 +16,7 @@ use slog::{debug, info, warn};
 
 use crate::journal::Acknowledge;
 use crate::metrics::CommandStats;
-use crate::resp::{self, reply, Frame, ParseLimits, ProtocolError};
+use crate::resp::{self, reply, Frame, ParseLimits, Parsed, ProtocolError, Rejection};
 use crate::sequencer::{OwnedOp, SeqMsg, WriteOp};
 use crate::server::Server;
 use crate::shard::ShardState;
@@ -55,6 +55,8 @@ pub enum Batch {
 enum Step {
     /// Ran (or queued its writes).
     Done,
+    /// Wrote part of its reply: it runs on (from where it stopped) once that is sent.
+    Partial,
     /// Ran; the connection closes after replying.
     Close,
     /// Not run: pending writes must be acknowledged first.
@@ -101,6 +103,8 @@ pub struct Session {
     stats: Arc<CommandStats>,
     /// A write's outcome is unknown: nothing more is sent, the connection closes.
     closing: bool,
+    /// Where the MGET being answered in parts goes on (index of its next key).
+    resume: Option<usize>,
 }
 
 /// Arguments of a command that are passed without an allocation.
@@ -154,10 +158,11 @@ impl Session {
             immediate: Vec::new(),
             stats,
             closing: false,
+            resume: None,
         }
     }
 
-    /// The parser limits of this server.
+    /// The parser limits of this session (tighter before AUTH).
     #[must_use]
     pub fn limits(&self) -> ParseLimits {
         let c = &self.server.config;
@@ -165,19 +170,21 @@ impl Session {
             max_args: 1 << 20,
             max_bulk_bytes: c.max_value_bytes.max(c.max_key_bytes),
             max_inline_bytes: 64 << 10,
+            authenticated: self.authed,
         }
     }
 
     /// Parses and runs up to `max_pipeline` commands from `buf[*start..]`, appending the
-    /// replies that are ready to `out`; the replies of queued writes are owed until
-    /// [`Session::collect`].
+    /// replies that are ready to `out`, until `out` holds `out_limit` bytes; the replies of
+    /// queued writes are owed until [`Session::collect`]. A reply too long for the room left
+    /// is written in parts, one per call ([`Batch::Full`] until the last).
     pub fn batch(
         &mut self,
         buf: &[u8],
         start: &mut usize,
-        limits: &ParseLimits,
         frame: &mut Frame,
         out: &mut Vec<u8>,
+        out_limit: usize,
     ) -> Batch {
         // Every command of a batch was read before the batch runs, and the replies ready
         // now are sent after it: two clock reads for all of them.
@@ -185,8 +192,9 @@ impl Session {
         let mut commands = 0;
         let mut many: Vec<&[u8]> = Vec::new();
         let batch = loop {
-            match resp::parse(buf, *start, limits, frame) {
-                Ok(Some(next)) => {
+            let limits = self.limits();
+            match resp::parse(buf, *start, &limits, frame) {
+                Ok(Parsed::Command(next)) => {
                     if !frame.args.is_empty() {
                         // Most commands have a few arguments: those go on the stack.
                         let mut few: [&[u8]; FEW_ARGS] = [&[]; FEW_ARGS];
@@ -201,12 +209,16 @@ impl Session {
                             &many
                         };
                         let (before, owed) = (out.len(), self.owed.len());
-                        let step = self.command(args, out);
-                        if step != Step::Flush && self.server.config.command_metrics {
+                        let step = self.command(args, out, out_limit);
+                        if matches!(step, Step::Done | Step::Close)
+                            && self.server.config.command_metrics
+                        {
                             self.count_immediate(before, owed, out);
                         }
                         match step {
                             Step::Flush => break Batch::Flush,
+                            // The rest of its reply when the client has taken this part.
+                            Step::Partial => break Batch::Full,
                             Step::Close => {
                                 *start = next;
                                 break Batch::Close;
@@ -216,11 +228,36 @@ impl Session {
                         commands += 1;
                     }
                     *start = next;
-                    if commands >= self.server.config.max_pipeline {
+                    if commands >= self.server.config.max_pipeline || out.len() >= out_limit {
                         break Batch::Full;
                     }
                 }
-                Ok(None) => break Batch::NeedMore,
+                Ok(Parsed::Rejected(next, Rejection::TooLarge { bytes })) => {
+                    *start = next;
+                    self.command = OTHER;
+                    let (before, owed) = (out.len(), self.owed.len());
+                    let max = self
+                        .server
+                        .config
+                        .max_value_bytes
+                        .max(self.server.config.max_key_bytes);
+                    self.error(
+                        out,
+                        &format!(
+                            "ERR argument of {bytes} bytes exceeds the maximum of {max} bytes \
+                             (max-value-bytes, max-key-bytes); the command was not run"
+                        ),
+                    );
+                    if self.server.config.command_metrics {
+                        self.count_immediate(before, owed, out);
+                    }
+                    commands += 1;
+                }
+                Ok(Parsed::Incomplete(keep)) => {
+                    // Bytes read past (a refused bulk) need not be kept.
+                    *start = keep;
+                    break Batch::NeedMore;
+                }
                 Err(ProtocolError(e)) => {
                     self.error(out, &format!("ERR Protocol error: {e}"));
                     debug!(self.server.log, "protocol error"; "component" => "server",
@@ -267,7 +304,7 @@ impl Session {
     }
 
     /// Runs one command.
-    fn command(&mut self, args: &[&[u8]], out: &mut Vec<u8>) -> Step {
+    fn command(&mut self, args: &[&[u8]], out: &mut Vec<u8>, out_limit: usize) -> Step {
         let name = args[0];
         if !self.authed && !eq(name, "auth") && !eq(name, "hello") && !eq(name, "quit") {
             self.error(out, "NOAUTH Authentication required.");
@@ -317,6 +354,12 @@ impl Session {
                     condition: SetCondition::Always,
                 });
                 self.queue(WriteKind::AllOk, ops);
+            }
+            "mget" if args.len() >= 2 => {
+                if !self.owed.is_empty() {
+                    return Step::Flush;
+                }
+                return self.mget(&args[1..], out, out_limit);
             }
             _ => {
                 // Reads (and everything else) see this connection's earlier writes.
@@ -587,6 +630,43 @@ impl Session {
         }
     }
 
+    /// MGET: the values are looked up and written in order; once `out` holds `out_limit`
+    /// bytes the reply stops, and goes on from there at the next call (the client takes a
+    /// long reply in parts, and the supervisor holds one part at a time).
+    fn mget(&mut self, keys: &[&[u8]], out: &mut Vec<u8>, out_limit: usize) -> Step {
+        let from = match self.resume.take() {
+            Some(i) => i,
+            None => {
+                // Every shard involved answers, or the error replaces the whole reply.
+                for key in keys {
+                    if let Err(e) = self.generation_for(key) {
+                        reply::error(out, &e);
+                        return Step::Done;
+                    }
+                }
+                reply::array(out, keys.len());
+                0
+            }
+        };
+        for (i, key) in keys.iter().enumerate().skip(from) {
+            if i > from && out.len() >= out_limit {
+                self.resume = Some(i);
+                return Step::Partial;
+            }
+            match self.lookup(key) {
+                Ok(true) => reply::bulk(out, &self.value),
+                Ok(false) => reply::nil(out),
+                Err(e) => {
+                    // Part of the reply may be out: it cannot turn into an error now.
+                    warn!(self.server.log, "MGET cannot finish its reply; closing the connection";
+                          "component" => "server", "conn" => self.id, "error" => e);
+                    return Step::Close;
+                }
+            }
+        }
+        Step::Done
+    }
+
     /// Runs a command that writes nothing; returns true when the connection should close.
     fn non_write(&mut self, lower: &str, name: &[u8], args: &[&[u8]], out: &mut Vec<u8>) -> bool {
         let arity = |out: &mut Vec<u8>| {
@@ -601,21 +681,6 @@ impl Session {
                 Ok(false) => reply::nil(out),
                 Err(e) => reply::error(out, &e),
             },
-            "mget" if args.len() >= 2 => {
-                let mut body = Vec::new();
-                for key in &args[1..] {
-                    match self.lookup(key) {
-                        Ok(true) => reply::bulk(&mut body, &self.value),
-                        Ok(false) => reply::nil(&mut body),
-                        Err(e) => {
-                            reply::error(out, &e);
-                            return false;
-                        }
-                    }
-                }
-                reply::array(out, args.len() - 1);
-                out.extend_from_slice(&body);
-            }
             "exists" if args.len() >= 2 => {
                 let mut n = 0;
                 for key in &args[1..] {

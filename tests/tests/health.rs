@@ -385,19 +385,53 @@ fn http_bad_input_gets_a_clear_status_and_slow_clients_hold_nobody_up() {
     endless.set_read_timeout(Some(Duration::from_secs(10))).ok();
     let _ = std::io::Read::read_to_string(&mut endless, &mut refused);
     assert!(refused.starts_with("HTTP/1.1 431"), "{refused:?}");
-    // Clients that connect and send nothing: up to the limit each holds only its own
-    // connection; past it the next ones are turned away at once; the probe still answers
-    // once they go.
-    let idle: Vec<std::net::TcpStream> = (0..32)
-        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+    // Slow and idle clients past the connection limit: 40 sending a header a byte at a
+    // time, 300 sending nothing. Liveness and readiness are answered all along (a new
+    // connection takes the place of the one that has waited longest), quickly.
+    let connect = || std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let idle: Vec<std::net::TcpStream> = (0..300).map(|_| connect()).collect();
+    let mut slow: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| {
+            let mut s = connect();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nX-Slow: ").unwrap();
+            s
+        })
         .collect();
-    std::thread::sleep(Duration::from_millis(200));
-    let t = Instant::now();
-    let (line, _) = http_raw(port, b"GET /health/live HTTP/1.0\r\n\r\n");
-    assert!(line.starts_with("HTTP/1.1 503"), "{line}");
-    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
-    drop(idle);
-    corral.wait_until("the probe answers again", Duration::from_secs(10), || {
-        http_get(port, "/health/live").0 == 200
+    let mut worst = Duration::ZERO;
+    for _ in 0..20 {
+        for s in &mut slow {
+            let _ = s.write_all(b"a");
+        }
+        for path in ["/health/live", "/health/ready"] {
+            let t = Instant::now();
+            let (status, _, body) = http_get(port, path);
+            worst = worst.max(t.elapsed());
+            assert_eq!(status, 200, "{path}: {body}");
+        }
+    }
+    eprintln!("probes under 340 slow or idle HTTP clients: slowest {worst:?}");
+    drop((idle, slow));
+    // A request whose head never completes is answered 408 once its deadline passes (the
+    // deadline is for the whole head, not for each read).
+    let mut slowloris = connect();
+    slowloris
+        .write_all(b"GET /health/live HTTP/1.1\r\n")
+        .unwrap();
+    slowloris.set_nonblocking(true).unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    corral.wait_until("408 for the slow request", Duration::from_secs(15), || {
+        let _ = slowloris.write_all(b"X: 1\r\n");
+        let mut buf = [0u8; 256];
+        if let Ok(n) = std::io::Read::read(&mut slowloris, &mut buf) {
+            answer.extend_from_slice(&buf[..n]);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        answer.starts_with(b"HTTP/1.1 408")
     });
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
 }
