@@ -523,3 +523,48 @@ fn slot(key: &[u8]) -> u32 {
     }
     u32::from(crc) % 16_384
 }
+
+/// Resident memory of process `pid` in bytes (`VmRSS` from `/proc`), 0 if it is gone.
+#[must_use]
+pub fn rss_bytes(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// CPU time (user and system) process `pid` used so far, in seconds.
+#[must_use]
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    // utime and stime are fields 14 and 15 (1-based, counting pid and comm).
+    let ticks = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    (ticks(14) + ticks(15)) / hz
+}
+
+/// How long a PING takes on `con`, waiting at most `timeout` (then it fails the test).
+#[must_use]
+pub fn ping_latency(con: &mut redis::Connection) -> Duration {
+    let t = Instant::now();
+    let pong: String = redis::cmd("PING").query(con).expect("PING answered");
+    assert_eq!(pong, "PONG");
+    t.elapsed()
+}
