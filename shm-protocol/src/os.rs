@@ -1,33 +1,36 @@
-//! The operating-system edge of the protocol: POSIX shared-memory segments mapped with
-//! `mmap(MAP_SHARED)`, process-shared futexes, and the system-wide monotonic clock. This
-//! module and [`crate::wake`] are the only parts of the crate that make system calls.
+//! The operating-system edge of the protocol: shared-memory segments on `memfd_create`,
+//! mapped with `mmap(MAP_SHARED)` and handed to the worker as an inherited file descriptor,
+//! process-shared futexes, and the system-wide monotonic clock. This module and
+//! [`crate::wake`] are the only parts of the crate that make system calls.
 //!
-//! Why not the `shared_memory` crate: it unlinks a segment only in `Drop` (so a killed owner
-//! leaks it, and nothing can sweep it by name afterwards) and always maps read-write with
-//! names it picks. Corral needs names derived from the data dir so a restarted supervisor can
-//! sweep what a killed one left, mode 0600, and `O_EXCL` creation; `shm_open`/`mmap` via nix
-//! give exactly that in a few lines.
+//! Why memfd rather than a name in `/dev/shm` (`shm_open`, or the `shared_memory` crate):
+//! a segment with no name cannot be pre-created by another local user (a predictable name
+//! in a world-listable directory can be squatted), is freed by the kernel when the last
+//! process holding it dies (a `kill -9` of everyone leaves nothing behind to sweep), and is
+//! not bounded by the size of a container's `/dev/shm` mount (64 MiB by default in Docker,
+//! past which page faults become SIGBUS). Its size is sealed once set, so no process can
+//! shrink it under another's mapping. The memory a shard is promised is reserved with
+//! `fallocate` when the segment is created, so running out is a clear start-up error, never
+//! a SIGBUS; a shard keeps its segment across worker generations ([`Segment::reset`]), so a
+//! restart allocates nothing.
 
-use std::ffi::CString;
 use std::io;
 use std::num::NonZeroUsize;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use nix::fcntl::OFlag;
-use nix::sys::mman::{mmap, munmap, shm_open, shm_unlink, MapFlags, ProtFlags};
-use nix::sys::stat::{fstat, Mode};
+use nix::fcntl::{fcntl, FallocateFlags, FcntlArg, SealFlag};
+use nix::sys::memfd::{memfd_create, MFdFlags};
+use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
+use nix::sys::stat::fstat;
 
 use crate::layout::{
     Geometry, GeometryError, Offsets, SegmentHead, LAYOUT_HASH, LAYOUT_VERSION, MAGIC,
 };
 use crate::ring::{RingMemory, RingView};
 use crate::table::{TableMemory, TableView, SLOT_WORDS};
-
-/// Where POSIX shared memory objects appear as files on Linux.
-pub const SHM_DIR: &str = "/dev/shm";
 
 /// Why a segment could not be opened.
 #[derive(Debug)]
@@ -36,14 +39,14 @@ pub enum SegmentError {
     Io {
         /// What was being done.
         action: &'static str,
-        /// The segment name.
+        /// The segment.
         name: String,
         /// The error.
         source: io::Error,
     },
     /// The segment's header does not match this build.
     Incompatible {
-        /// The segment name.
+        /// The segment.
         name: String,
         /// What differs.
         reason: String,
@@ -79,6 +82,7 @@ impl std::error::Error for SegmentError {
 #[derive(Debug)]
 pub struct Segment {
     name: String,
+    fd: OwnedFd,
     ptr: NonNull<u8>,
     len: usize,
     geometry: Geometry,
@@ -91,12 +95,8 @@ unsafe impl Send for Segment {}
 // SAFETY: as above: every access is an atomic operation through a shared reference.
 unsafe impl Sync for Segment {}
 
-fn c_name(name: &str) -> Result<CString, SegmentError> {
-    CString::new(format!("/{name}")).map_err(|_| SegmentError::Incompatible {
-        name: name.to_owned(),
-        reason: "name contains a NUL byte".into(),
-    })
-}
+/// What [`Segment::create`] reports when the memory cannot be had.
+pub const RESERVE: &str = "reserve the memory of";
 
 fn io_err(action: &'static str, name: &str, source: impl Into<io::Error>) -> SegmentError {
     SegmentError::Io {
@@ -106,9 +106,23 @@ fn io_err(action: &'static str, name: &str, source: impl Into<io::Error>) -> Seg
     }
 }
 
+/// Reserves (allocates and charges) the bytes `[from, to)` of the segment file `fd`.
+fn reserve(fd: &OwnedFd, from: u64, to: u64) -> io::Result<()> {
+    if to <= from {
+        return Ok(());
+    }
+    let (offset, len) = (
+        i64::try_from(from).map_err(|_| io::Error::other("offset overflows"))?,
+        i64::try_from(to - from).map_err(|_| io::Error::other("length overflows"))?,
+    );
+    nix::fcntl::fallocate(fd, FallocateFlags::empty(), offset, len).map_err(io::Error::from)
+}
+
 impl Segment {
-    /// Creates segment `name` (which must not exist) with mode 0600, sized for `geometry`,
-    /// and writes its header. The memory starts zeroed: empty rings, empty table.
+    /// Creates a segment for `geometry` (named `name` in `/proc/<pid>/fd` and maps, for
+    /// people looking; no other process can open it by that name), reserves all its memory,
+    /// seals its size, and writes its header. The memory starts zeroed: empty rings, empty
+    /// table.
     pub fn create(
         name: &str,
         worker_id: u32,
@@ -127,32 +141,60 @@ impl Segment {
                 name: name.to_owned(),
                 reason: "segment size overflows".into(),
             })?;
-        let cname = c_name(name)?;
-        let fd = shm_open(
-            cname.as_c_str(),
-            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_CLOEXEC,
-            Mode::S_IRUSR | Mode::S_IWUSR,
-        )
-        .map_err(|e| io_err("create", name, e))?;
+        let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)
+            .map_err(|e| io_err("create", name, e))?;
         let size = i64::try_from(offsets.total).unwrap_or(i64::MAX);
-        let mapped = nix::unistd::ftruncate(&fd, size)
-            .map_err(|e| io_err("size", name, e))
-            .and_then(|()| map(name, &fd, offsets.total));
-        let ptr = match mapped {
-            Ok(ptr) => ptr,
-            Err(e) => {
-                let _ = shm_unlink(cname.as_c_str());
-                return Err(e);
-            }
-        };
+        nix::unistd::ftruncate(&fd, size).map_err(|e| io_err("size", name, e))?;
+        reserve(&fd, 0, offsets.total as u64).map_err(|e| io_err(RESERVE, name, e))?;
+        fcntl(
+            &fd,
+            FcntlArg::F_ADD_SEALS(
+                SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SEAL,
+            ),
+        )
+        .map_err(|e| io_err("seal", name, e))?;
+        let ptr = map(name, &fd, offsets.total)?;
         let segment = Self {
             name: name.to_owned(),
+            fd,
             ptr,
             len: offsets.total,
             geometry,
             offsets,
         };
-        let h = &segment.head().header;
+        segment.write_header(worker_id, generation);
+        Ok(segment)
+    }
+
+    /// Makes the segment new for the next worker generation: the head, both rings and the
+    /// slot table are zeroed and the header written for `generation`; the heap is left as it
+    /// is (a table reads only heap words that its slots point at, which the new writer writes
+    /// first). `&mut` proves that no one else holds the segment: no worker maps it any more
+    /// and no reader of the previous generation is still reading (get it with
+    /// `Arc::get_mut`).
+    pub fn reset(&mut self, worker_id: u32, generation: u64) {
+        let zero = |words: &[AtomicU64]| {
+            for w in words {
+                w.store(0, Ordering::Relaxed);
+            }
+        };
+        let head_words = std::mem::size_of::<SegmentHead>() as u64 / 8;
+        zero(self.words(0, head_words));
+        zero(self.words(self.offsets.request_ring, self.geometry.request_ring_words));
+        zero(self.words(
+            self.offsets.completion_ring,
+            self.geometry.completion_ring_words,
+        ));
+        zero(self.words(
+            self.offsets.slots,
+            self.geometry.table_slots * SLOT_WORDS as u64,
+        ));
+        self.write_header(worker_id, generation);
+    }
+
+    fn write_header(&self, worker_id: u32, generation: u64) {
+        let (geometry, offsets) = (self.geometry, self.offsets);
+        let h = &self.head().header;
         h.layout_hash.store(LAYOUT_HASH, Ordering::Relaxed);
         h.generation.store(generation, Ordering::Relaxed);
         h.total_bytes.store(offsets.total as u64, Ordering::Relaxed);
@@ -173,23 +215,39 @@ impl Segment {
         // Magic last: a reader that sees it sees a complete header (the worker is spawned
         // after this returns, and exec orders everything before it anyway).
         h.magic.store(MAGIC, Ordering::Release);
-        Ok(segment)
     }
 
-    /// Opens and validates an existing segment.
-    pub fn open(name: &str) -> Result<Self, SegmentError> {
-        let cname = c_name(name)?;
-        let fd = shm_open(
-            cname.as_c_str(),
-            OFlag::O_RDWR | OFlag::O_CLOEXEC,
-            Mode::empty(),
+    /// The segment whose descriptor this process inherited as `fd` (a worker, from the
+    /// supervisor that spawned it), validated.
+    pub fn inherited(fd: RawFd) -> Result<Self, SegmentError> {
+        let name = format!("fd {fd}");
+        // The descriptor must be open and a sealed memfd before this process takes it over.
+        let seals = fcntl(
+            // SAFETY: only borrowed for this call; whether `fd` is open is what is asked.
+            unsafe { BorrowedFd::borrow_raw(fd) },
+            FcntlArg::F_GET_SEALS,
         )
-        .map_err(|e| io_err("open", name, e))?;
-        let stat = fstat(&fd).map_err(|e| io_err("stat", name, e))?;
+        .map_err(|e| io_err("open", &name, e))?;
+        if seals & libc::F_SEAL_SHRINK == 0 {
+            return Err(SegmentError::Incompatible {
+                name,
+                reason: "not a sealed shared-memory segment".into(),
+            });
+        }
+        // SAFETY: the descriptor is open (checked above) and was handed to this process for
+        // exactly this: the supervisor created it for this worker, cleared its close-on-exec
+        // flag in this process only, and passed its number; nothing else here knows it, so the
+        // `OwnedFd` is its only owner.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Self::open_fd(name, fd)
+    }
+
+    fn open_fd(name: String, fd: OwnedFd) -> Result<Self, SegmentError> {
+        let stat = fstat(&fd).map_err(|e| io_err("stat", &name, e))?;
         let len = usize::try_from(stat.st_size).unwrap_or(0);
         let head_len = std::mem::size_of::<SegmentHead>();
         let incompatible = |reason: String| SegmentError::Incompatible {
-            name: name.to_owned(),
+            name: name.clone(),
             reason,
         };
         if len < head_len {
@@ -197,9 +255,10 @@ impl Segment {
                 "{len} bytes is smaller than its header"
             )));
         }
-        let ptr = map(name, &fd, len)?;
+        let ptr = map(&name, &fd, len)?;
         let mut segment = Self {
-            name: name.to_owned(),
+            name: name.clone(),
+            fd,
             ptr,
             len,
             geometry: Geometry {
@@ -262,28 +321,13 @@ impl Segment {
         Ok(segment)
     }
 
-    /// Removes the name of segment `name`; existing mappings stay valid until dropped.
-    pub fn unlink(name: &str) -> Result<(), SegmentError> {
-        let cname = c_name(name)?;
-        shm_unlink(cname.as_c_str()).map_err(|e| io_err("unlink", name, e))
+    /// The segment's descriptor, to hand to the worker ([`keep_on_exec`]).
+    #[must_use]
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 
-    /// Names of existing segments whose name starts with `prefix`.
-    pub fn list(prefix: &str) -> io::Result<Vec<String>> {
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(SHM_DIR)? {
-            let entry = entry?;
-            if let Some(name) = entry.file_name().to_str() {
-                if name.starts_with(prefix) {
-                    names.push(name.to_owned());
-                }
-            }
-        }
-        names.sort();
-        Ok(names)
-    }
-
-    /// The segment's name (without the leading slash).
+    /// The segment's name (for logs).
     #[must_use]
     pub fn name(&self) -> &str {
         &self.name
@@ -364,6 +408,29 @@ impl Segment {
             heap: self.words(self.offsets.heap, self.geometry.heap_half_words * 2),
             moves: &self.head().table.moves,
         }
+    }
+}
+
+/// Makes `fd` survive the exec of `command`'s child (at the same number), without leaking
+/// it to any other child: its close-on-exec flag is cleared in the child only, between
+/// fork and exec.
+pub fn keep_on_exec(command: &mut std::process::Command, fd: BorrowedFd<'_>) {
+    use std::os::unix::process::CommandExt;
+    let raw = fd.as_raw_fd();
+    let clear_cloexec = move || {
+        // SAFETY: `fcntl(F_SETFD)` takes a descriptor number and an integer, touches no
+        // memory of ours, and is async-signal-safe.
+        if unsafe { libc::fcntl(raw, libc::F_SETFD, 0) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
+    // calls are allowed: it makes one `fcntl` system call on a descriptor number (no
+    // allocation, no locks). Should `raw` be closed by the time `command` spawns, the call
+    // fails with EBADF and so does the spawn; nothing else can go wrong.
+    unsafe {
+        command.pre_exec(clear_cloexec);
     }
 }
 
@@ -506,19 +573,19 @@ mod tests {
         .unwrap()
     }
 
-    fn unique(tag: &str) -> String {
-        format!("corral-unit.{}.{tag}", std::process::id())
+    /// A second mapping of `a`, as a worker holds it.
+    fn second_mapping(a: &Segment) -> Result<Segment, SegmentError> {
+        Segment::open_fd("second".into(), a.fd().try_clone_to_owned().unwrap())
     }
 
     #[test]
     #[cfg_attr(
         miri,
-        ignore = "shm_open, mmap and futex are system calls miri does not run"
+        ignore = "memfd, mmap and futex are system calls miri does not run"
     )]
-    fn create_open_share_and_unlink() {
-        let name = unique("share");
-        let a = Segment::create(&name, 3, 7, small()).unwrap();
-        let b = Segment::open(&name).unwrap();
+    fn create_and_share_through_a_second_mapping() {
+        let a = Segment::create("corral-unit-share", 3, 7, small()).unwrap();
+        let b = second_mapping(&a).unwrap();
         assert_eq!(b.geometry(), a.geometry());
         assert_eq!(b.head().header.worker_id.load(Ordering::Relaxed), 3);
         assert_eq!(b.head().header.generation.load(Ordering::Relaxed), 7);
@@ -535,47 +602,64 @@ mod tests {
             side: RingSide::Request,
         });
         assert_eq!(c.pop(|r| (r.tag, r.word(0))).unwrap(), Some((9, 42)));
-        assert!(Segment::list("corral-unit.").unwrap().contains(&name));
-        assert!(matches!(
-            Segment::create(&name, 3, 7, small()),
-            Err(SegmentError::Io { .. })
-        ));
-        Segment::unlink(&name).unwrap();
-        assert!(matches!(Segment::open(&name), Err(SegmentError::Io { .. })));
+        // Reset for the next generation: empty rings and table, a new header.
+        let _ = (c, p);
+        drop(b);
+        let mut a = a;
+        let view = a.table();
+        view.slots[5].store(77, Ordering::Relaxed);
+        a.reset(3, 8);
+        assert_eq!(a.table().slots[5].load(Ordering::Relaxed), 0);
+        assert_eq!(a.head().header.generation.load(Ordering::Relaxed), 8);
+        assert_eq!(a.head().supervisor.request_tail.load(Ordering::Relaxed), 0);
+        let b = second_mapping(&a).unwrap();
+        assert_eq!(b.head().header.generation.load(Ordering::Relaxed), 8);
     }
 
     #[test]
     #[cfg_attr(
         miri,
-        ignore = "shm_open, mmap and futex are system calls miri does not run"
+        ignore = "memfd, mmap and futex are system calls miri does not run"
     )]
-    fn mode_is_owner_only() {
-        use std::os::unix::fs::PermissionsExt;
-        let name = unique("mode");
-        let _seg = Segment::create(&name, 0, 1, small()).unwrap();
-        let mode = std::fs::metadata(format!("{SHM_DIR}/{name}"))
-            .unwrap()
-            .permissions()
-            .mode();
-        Segment::unlink(&name).unwrap();
-        assert_eq!(mode & 0o777, 0o600);
+    fn segments_have_no_name_to_squat_and_a_sealed_size() {
+        let seg = Segment::create("corral-unit-sealed", 0, 1, small()).unwrap();
+        // Nothing in /dev/shm (or anywhere in the file system) names it.
+        let named = std::fs::read_dir("/dev/shm")
+            .map(|d| {
+                d.filter_map(Result::ok).any(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .contains("corral-unit-sealed")
+                })
+            })
+            .unwrap_or(false);
+        assert!(!named);
+        // Not inherited by children unless asked for, and its size cannot change.
+        let flags = fcntl(seg.fd(), FcntlArg::F_GETFD).unwrap();
+        assert_ne!(flags & libc::FD_CLOEXEC, 0);
+        assert!(nix::unistd::ftruncate(seg.fd(), 4096).is_err());
+        assert!(nix::unistd::ftruncate(seg.fd(), seg.len() as i64 * 2).is_err());
     }
 
     #[test]
     #[cfg_attr(
         miri,
-        ignore = "shm_open, mmap and futex are system calls miri does not run"
+        ignore = "memfd, mmap and futex are system calls miri does not run"
     )]
-    fn a_foreign_or_truncated_object_is_refused() {
-        let name = unique("foreign");
-        let seg = Segment::create(&name, 0, 1, small()).unwrap();
+    fn a_foreign_or_damaged_segment_is_refused() {
+        let seg = Segment::create("corral-unit-foreign", 0, 1, small()).unwrap();
         seg.head().header.layout_hash.store(1, Ordering::Relaxed);
-        let err = Segment::open(&name).unwrap_err().to_string();
+        let err = second_mapping(&seg).unwrap_err().to_string();
         seg.head().header.magic.store(0, Ordering::Relaxed);
-        let err2 = Segment::open(&name).unwrap_err().to_string();
-        Segment::unlink(&name).unwrap();
+        let err2 = second_mapping(&seg).unwrap_err().to_string();
         assert!(err.contains("layout hash"), "{err}");
         assert!(err2.contains("bad magic"), "{err2}");
+        // A descriptor that is not a sealed memfd is no segment.
+        let file = std::fs::File::open("/dev/null").unwrap();
+        let raw = file.as_raw_fd();
+        let err3 = Segment::inherited(raw).unwrap_err().to_string();
+        assert!(err3.contains("fd"), "{err3}");
+        drop(file);
     }
 
     #[test]

@@ -101,9 +101,9 @@ impl ShardLimitArgs {
 /// Arguments of the hidden worker subcommand.
 #[derive(Debug, Args)]
 pub struct WorkerCli {
-    /// Shared-memory segment to attach.
+    /// The inherited descriptor of the shared-memory segment to attach.
     #[arg(long)]
-    pub segment: String,
+    pub segment_fd: i32,
     /// Shard index.
     #[arg(long)]
     pub worker_id: u32,

@@ -220,6 +220,17 @@ pub enum LifecycleRecord {
         /// When.
         unix_ms: u64,
     },
+    /// A worker could not be started (counted as a crash).
+    SpawnFailed {
+        /// Shard.
+        worker: u32,
+        /// The generation it would have been.
+        generation: u64,
+        /// Why.
+        reason: String,
+        /// When.
+        unix_ms: u64,
+    },
 }
 
 /// Appends the payload of a lifecycle record to `buf`.

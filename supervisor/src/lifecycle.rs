@@ -15,9 +15,10 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag};
 use nix::unistd::Pid;
 use shm_protocol::layout::{Geometry, CONTROL_STOP};
-use shm_protocol::os::{monotonic_ns, Segment};
+use shm_protocol::os::{keep_on_exec, monotonic_ns, Segment, SegmentError};
 use shm_protocol::wake;
 use slog::{error, info, warn, Logger};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 
 use crate::codec::{unix_ms, LifecycleRecord};
@@ -141,6 +142,15 @@ impl History {
                     }
                 })
             }
+            LifecycleRecord::SpawnFailed {
+                worker, unix_ms, ..
+            } => (*worker, &|h: &mut WorkerHistory| {
+                h.restarts += 1;
+                h.crashes_unix_ms.push_back(*unix_ms);
+                if h.crashes_unix_ms.len() > CRASHES_KEPT {
+                    h.crashes_unix_ms.pop_front();
+                }
+            }),
             LifecycleRecord::ShardParked { worker, .. } => {
                 (*worker, &|h: &mut WorkerHistory| h.parked = true)
             }
@@ -169,8 +179,13 @@ pub struct Lifecycle {
     pub shards: Arc<Vec<Shard>>,
     /// Segment geometry of every shard.
     pub geometry: Geometry,
-    /// Prefix of segment names (`corral.<instance>.<supervisor pid>.`).
-    pub segment_prefix: String,
+    /// Each shard's segment, created (its memory reserved) at start-up; kept across worker
+    /// generations.
+    pub segments: Vec<Arc<Segment>>,
+    /// The supervisor's own executable, which workers are started from.
+    pub exe: Executable,
+    /// The segments' names (filled in by [`Lifecycle::run`]).
+    pub segment_names: Vec<String>,
     /// Restart policy.
     pub policy: Policy,
     /// Log level handed to workers.
@@ -200,13 +215,46 @@ pub struct Lifecycle {
 impl std::fmt::Debug for Lifecycle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lifecycle")
-            .field("segment_prefix", &self.segment_prefix)
+            .field("exe", &self.exe.path)
             .finish_non_exhaustive()
     }
 }
 
+/// The supervisor's own executable, opened at start-up: workers are started from that open
+/// file (`/proc/self/fd/<n>`), so they run the same version, and a binary replaced or removed
+/// in place (an upgrade by `mv`) does not stop restarts.
+#[derive(Debug)]
+pub struct Executable {
+    file: std::fs::File,
+    /// Where it was found at start-up (for logs, and the workers' `argv[0]`).
+    pub path: PathBuf,
+}
+
+impl Executable {
+    /// The running executable.
+    pub fn open() -> std::io::Result<Self> {
+        Ok(Self {
+            file: std::fs::File::open("/proc/self/exe")?,
+            path: std::env::current_exe()?,
+        })
+    }
+
+    fn command(&self) -> Command {
+        use std::os::fd::AsRawFd;
+        let mut command = Command::new(format!("/proc/self/fd/{}", self.file.as_raw_fd()));
+        command.arg0(&self.path);
+        command
+    }
+}
+
+/// How long a restart waits for the last readers of a dead generation to let go of its
+/// segment before it uses a new one (readers hold it for microseconds).
+const RESET_WAIT: Duration = Duration::from_millis(200);
+
 struct Slot {
     child: Option<Child>,
+    /// The shard's segment while no generation holds it (between a death and a spawn).
+    segment: Option<Arc<Segment>>,
     /// The completion reader of the current generation; it returns the orphans.
     completions: Option<JoinHandle<Vec<InFlight>>>,
     generation: Option<Arc<Generation>>,
@@ -241,12 +289,15 @@ fn jitter() -> f64 {
 
 impl Lifecycle {
     /// Runs until a [`Event::Stop`] has been carried out.
-    pub fn run(self) -> Ending {
-        let mut slots: Vec<Slot> = self
-            .shards
-            .iter()
-            .map(|_| Slot {
+    pub fn run(mut self) -> Ending {
+        // Each slot holds its shard's segment alone (a reset needs it unshared).
+        let segments = std::mem::take(&mut self.segments);
+        self.segment_names = segments.iter().map(|s| s.name().to_owned()).collect();
+        let mut slots: Vec<Slot> = segments
+            .into_iter()
+            .map(|segment| Slot {
                 child: None,
+                segment: Some(segment),
                 completions: None,
                 generation: None,
                 next_generation: 1,
@@ -324,34 +375,58 @@ impl Lifecycle {
         }
     }
 
+    /// The shard's segment made new for generation `number`: reset once no one holds the
+    /// dead generation's any more, or (if someone still does after [`RESET_WAIT`]) a new
+    /// one.
+    fn segment_for(
+        &self,
+        id: u32,
+        number: u64,
+        slot: &mut Slot,
+    ) -> Result<Arc<Segment>, SegmentError> {
+        // Let go of the dead generation here; the sequencer, its completion reader and any
+        // replay let go of theirs when they learn of its death.
+        slot.generation = None;
+        self.shards[id as usize].set_current(None);
+        if let Some(mut segment) = slot.segment.take() {
+            let deadline = Instant::now() + RESET_WAIT;
+            loop {
+                if let Some(s) = Arc::get_mut(&mut segment) {
+                    s.reset(id, number);
+                    return Ok(segment);
+                }
+                if Instant::now() >= deadline {
+                    warn!(self.log, "the dead generation's segment is still in use; creating a new one";
+                          "component" => "lifecycle", "worker" => id, "generation" => number,
+                          "holders" => Arc::strong_count(&segment) - 1);
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        }
+        let name = self.segment_names[id as usize].clone();
+        Segment::create(&name, id, number, self.geometry).map(Arc::new)
+    }
+
     fn spawn(&self, id: u32, slot: &mut Slot) {
         let shard = &self.shards[id as usize];
         let number = slot.next_generation;
         slot.next_generation += 1;
-        let name = format!("{}{id}.{number}", self.segment_prefix);
-        let segment = match Segment::create(&name, id, number, self.geometry) {
-            Ok(s) => Arc::new(s),
+        let segment = match self.segment_for(id, number, slot) {
+            Ok(s) => s,
             Err(e) => {
-                error!(self.log, "cannot create worker segment"; "component" => "lifecycle",
+                error!(self.log, "cannot create the worker's shared memory"; "component" => "lifecycle",
                        "worker" => id, "generation" => number, "error" => %e);
-                self.schedule_restart(id, slot, "segment creation failed");
+                self.spawn_failed(id, number, slot, &format!("shared memory: {e}"));
                 return;
             }
         };
-        let exe = match std::env::current_exe() {
-            Ok(exe) => exe,
-            Err(e) => {
-                error!(self.log, "cannot find own executable"; "component" => "lifecycle", "error" => %e);
-                let _ = Segment::unlink(&name);
-                self.schedule_restart(id, slot, "executable not found");
-                return;
-            }
-        };
-        let mut command = Command::new(exe);
+        let segment_name = segment.name().to_owned();
+        let mut command = self.exe.command();
         command
             .arg("worker")
-            .arg("--segment")
-            .arg(&name)
+            .arg("--segment-fd")
+            .arg(segment.fd().as_raw_fd().to_string())
             .arg("--worker-id")
             .arg(id.to_string())
             .arg("--generation")
@@ -369,13 +444,16 @@ impl Lifecycle {
             // Its own process group: a signal to the supervisor's group spares the workers,
             // which the supervisor stops in order.
             .process_group(0);
+        // The segment is the worker's only inherited descriptor beyond stdio.
+        keep_on_exec(&mut command, segment.fd());
         let child = match command.spawn() {
             Ok(c) => c,
             Err(e) => {
                 error!(self.log, "cannot spawn worker"; "component" => "lifecycle",
-                       "worker" => id, "generation" => number, "error" => %e);
-                let _ = Segment::unlink(&name);
-                self.schedule_restart(id, slot, "spawn failed");
+                       "worker" => id, "generation" => number, "error" => %e,
+                       "exe" => %self.exe.path.display(), "version" => env!("CARGO_PKG_VERSION"));
+                slot.segment = Some(segment);
+                self.spawn_failed(id, number, slot, &format!("spawn: {e}"));
                 return;
             }
         };
@@ -429,7 +507,7 @@ impl Lifecycle {
             unix_ms: unix_ms(),
         });
         info!(self.log, "worker spawned"; "component" => "lifecycle", "worker" => id,
-              "generation" => number, "pid" => pid, "segment" => &name);
+              "generation" => number, "pid" => pid, "segment" => &segment_name);
     }
 
     /// Puts a lifecycle event into the event log (through the sequencer, its writer).
@@ -538,7 +616,7 @@ impl Lifecycle {
         let (code, signal) = status.as_ref().map_or((None, None), describe);
         shard.set_last_exit(code, signal);
         let uptime = slot.spawned_at.elapsed();
-        let _ = Segment::unlink(generation.segment.name());
+        slot.segment = Some(Arc::clone(&generation.segment));
         self.record(LifecycleRecord::WorkerExited {
             worker: id,
             generation: number,
@@ -568,6 +646,27 @@ impl Lifecycle {
         if uptime >= self.policy.stable_period {
             slot.consecutive = 0;
         }
+        self.crashed(id, slot, "worker exited");
+    }
+
+    /// A worker that could not be started counts as a crash.
+    fn spawn_failed(&self, id: u32, number: u64, slot: &mut Slot, reason: &str) {
+        let shard = &self.shards[id as usize];
+        shard.count_restart(RestartReason::SpawnFailed);
+        shard.set_failure(reason);
+        self.record(LifecycleRecord::SpawnFailed {
+            worker: id,
+            generation: number,
+            reason: reason.to_owned(),
+            unix_ms: unix_ms(),
+        });
+        self.crashed(id, slot, reason);
+    }
+
+    /// Counts a crash of worker `id` in its window and decides what follows: parking, if it
+    /// crashed too often (or was a probe), or a restart after the backoff.
+    fn crashed(&self, id: u32, slot: &mut Slot, reason: &str) {
+        let shard = &self.shards[id as usize];
         let now = Instant::now();
         slot.crashes.push_back(now);
         while slot
@@ -589,12 +688,12 @@ impl Lifecycle {
             });
             error!(self.log, "shard parked"; "component" => "lifecycle", "worker" => id,
                    "crashes" => slot.crashes.len(), "window_s" => self.policy.window.as_secs_f64(),
-                   "probe_in_s" => self.policy.park_retry.as_secs_f64());
+                   "probe_in_s" => self.policy.park_retry.as_secs_f64(), "reason" => reason);
             return;
         }
         shard.set_state(ShardState::Restarting);
         let _ = self.sequencer.send(SeqMsg::ShardChanged(id));
-        self.schedule_restart(id, slot, "worker exited");
+        self.schedule_restart(id, slot, reason);
     }
 
     fn schedule_restart(&self, id: u32, slot: &mut Slot, reason: &str) {

@@ -20,7 +20,7 @@ use corral::cli::{self, Commands, EventsArgs, RunArgs, StatusArgs, VerifyArgs, W
 use corral::codec::{unix_ms, LifecycleRecord};
 use corral::http::{Heartbeat, Http, Probes};
 use corral::journal::{Durability, Journal, OpenOptions};
-use corral::lifecycle::{Ending, Event, History, Lifecycle, Policy};
+use corral::lifecycle::{Ending, Event, Executable, History, Lifecycle, Policy};
 use corral::metrics::Metrics;
 use corral::sequencer::{CheckpointPolicy, ReplayContext, SeqMsg, Sequencer};
 use corral::server::{Server, ServerConfig};
@@ -115,7 +115,7 @@ fn worker(args: &WorkerCli) -> Result<ExitCode, Fatal> {
     let logging = log::init(args.log_level, "worker", args.log_format);
     let result = corral_worker::runtime::run(
         &corral_worker::runtime::WorkerArgs {
-            segment: args.segment.clone(),
+            segment_fd: args.segment_fd,
             worker_id: args.worker_id,
             generation: args.generation,
             checkpoint_dir: args.checkpoint_dir.clone(),
@@ -325,18 +325,30 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
     let force = Arc::new(AtomicBool::new(false));
     let stop_signals = handle_signals(Arc::clone(&force), log.clone())?;
 
-    // Segments of a killed earlier supervisor on this data dir: nobody else can own them,
-    // since we hold the data dir lock.
-    let prefix = format!("corral.{}.", data_dir.instance());
-    let stale = Segment::list(&prefix).unwrap_or_default();
-    for name in &stale {
-        if let Err(e) = Segment::unlink(name) {
-            warn!(log, "cannot remove stale segment"; "component" => "supervisor", "segment" => name, "error" => %e);
-        }
-    }
+    let exe = Executable::open()
+        .map_err(|e| Fatal::runtime(format!("cannot open the supervisor's own executable: {e}")))?;
     info!(log, "supervisor starting"; "component" => "supervisor", "version" => env!("CARGO_PKG_VERSION"),
           "workers" => workers, "listen" => %listen_addr, "data_dir" => %args.data_dir.display(),
-          "stale_segments_removed" => stale.len());
+          "exe" => %exe.path.display());
+    // Every shard's shared memory, reserved now: running out is a start-up error, never a
+    // fault later.
+    let segment_bytes = geometry.offsets().map_or(0, |o| o.total as u64);
+    let segments = (0..workers)
+        .map(|w| {
+            let name = format!("corral.{}.w{w}", data_dir.instance());
+            Segment::create(&name, w, 0, geometry)
+                .map(Arc::new)
+                .map_err(|e| {
+                    Fatal::runtime(format!(
+                        "cannot reserve {} MiB of shared memory for shard {w} ({e}); lower \
+                     --shard-memory or --max-keys-per-shard, or give the supervisor more memory",
+                        segment_bytes >> 20
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>, Fatal>>()?;
+    info!(log, "shared memory reserved"; "component" => "supervisor",
+          "bytes_per_shard" => segment_bytes, "shards" => workers);
 
     let (seq_tx, seq_rx) = crossbeam_channel::bounded::<SeqMsg>(4096);
     let shards: Arc<Vec<Shard>> = Arc::new((0..workers).map(Shard::new).collect());
@@ -407,7 +419,9 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
         let lc = Lifecycle {
             shards: Arc::clone(&shards),
             geometry,
-            segment_prefix: format!("{prefix}{}.", std::process::id()),
+            segments,
+            exe,
+            segment_names: Vec::new(),
             policy: Policy {
                 backoff_initial: args.restart_backoff_initial,
                 backoff_max: args.restart_backoff_max,
@@ -509,9 +523,6 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
     let ending = lifecycle
         .join()
         .map_err(|_| Fatal::runtime("lifecycle thread panicked"))?;
-    for name in Segment::list(&prefix).unwrap_or_default() {
-        let _ = Segment::unlink(&name);
-    }
     let forced = ending == Ending::Forced || stuck > 0;
     http.stop();
     info!(log, "shutdown complete"; "component" => "supervisor", "forced" => forced,

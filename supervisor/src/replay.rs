@@ -137,6 +137,16 @@ fn run(job: ReplayJob) {
     let (shard, number) = (run.generation.shard, run.generation.number);
     let log = run.context.log.clone();
     let result = run.replay();
+    if matches!(result, Err(ReplayError::WorkerGone)) {
+        // Those not reached yet are still to be replayed, into the next generation.
+        let rest: Vec<InFlight> = run.orphans.by_ref().collect();
+        if !rest.is_empty() {
+            let _ = run.context.sequencer.send(SeqMsg::Orphans {
+                shard,
+                orphans: rest,
+            });
+        }
+    }
     // Orphans without a record in range cannot be re-applied here (a record before the
     // checkpoint was applied already, its outcome lost with the worker).
     for o in run.orphans.by_ref() {

@@ -447,7 +447,10 @@ impl Sequencer {
             }
             SeqMsg::Orphans { shard, orphans } => {
                 if let Some(lane) = self.lanes.get_mut(shard as usize) {
+                    // From a dead generation's completion reader and from an abandoned
+                    // replay, in any order: the next replay takes them in sequence order.
                     lane.orphans.extend(orphans);
+                    lane.orphans.sort_by_key(|o| o.seq);
                     self.reload(shard);
                 }
                 false

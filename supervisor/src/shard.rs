@@ -152,11 +152,19 @@ pub enum RestartReason {
     Watchdog = 2,
     /// Counted by an earlier supervisor run (from the event log).
     EarlierRun = 3,
+    /// The worker could not be started (its shared memory, or the spawn, failed).
+    SpawnFailed = 4,
 }
 
 impl RestartReason {
     /// Every reason, in label order.
-    pub const ALL: [Self; 4] = [Self::Signal, Self::Exit, Self::Watchdog, Self::EarlierRun];
+    pub const ALL: [Self; 5] = [
+        Self::Signal,
+        Self::Exit,
+        Self::Watchdog,
+        Self::EarlierRun,
+        Self::SpawnFailed,
+    ];
 
     /// The metric label value.
     #[must_use]
@@ -166,6 +174,7 @@ impl RestartReason {
             Self::Exit => "exit",
             Self::Watchdog => "watchdog",
             Self::EarlierRun => "earlier_run",
+            Self::SpawnFailed => "spawn_failed",
         }
     }
 }
@@ -340,6 +349,13 @@ impl Shard {
         };
         if let Ok(mut g) = self.last_exit.lock() {
             *g = Some(text);
+        }
+    }
+
+    /// Records why the last worker could not be started (shown as its last exit).
+    pub fn set_failure(&self, reason: &str) {
+        if let Ok(mut g) = self.last_exit.lock() {
+            *g = Some(format!("not started: {reason}"));
         }
     }
 

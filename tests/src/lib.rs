@@ -129,12 +129,25 @@ impl Corral {
     /// Starts on an existing data dir inside `root` (for restart tests).
     #[must_use]
     pub fn start_in(root: TempDir, data_dir: &Path, workers: u32, extra: &[&str]) -> Self {
+        Self::start_with(Command::new(corral_bin()), root, data_dir, workers, extra)
+    }
+
+    /// Starts `command` (the `corral` binary, or a wrapper that ends by running it with the
+    /// arguments it is given, keeping its pid) with `run` and the usual arguments.
+    #[must_use]
+    pub fn start_with(
+        mut command: Command,
+        root: TempDir,
+        data_dir: &Path,
+        workers: u32,
+        extra: &[&str],
+    ) -> Self {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let log_path = root.path().join(format!("stderr-{n}.log"));
         let log = fs::File::create(&log_path).expect("log file");
         // Port 0: the supervisor binds what the kernel hands out and logs the addresses, so
         // no other process can take a port between our choosing it and its binding it.
-        let child = Command::new(corral_bin())
+        let child = command
             .arg("run")
             .arg("--workers")
             .arg(workers.to_string())
@@ -355,15 +368,44 @@ pub fn instance_of(data_dir: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Shared-memory segments of an instance still present.
+/// The processes that hold a shared-memory segment of `instance` (memfds named
+/// `corral.<instance>.w<k>`), from `/proc/*/fd`.
 #[must_use]
-pub fn segments_of(instance: &str) -> Vec<String> {
-    let prefix = format!("corral.{instance}.");
+pub fn segment_holders(instance: &str) -> Vec<u32> {
+    // A memfd reads as `/memfd:<name> (deleted)`.
+    let wanted = format!("/memfd:corral.{instance}.");
+    let mut holders = Vec::new();
+    for proc_entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = proc_entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let holds = fs::read_dir(proc_entry.path().join("fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| {
+                fs::read_link(fd.path())
+                    .is_ok_and(|target| target.to_string_lossy().starts_with(&wanted))
+            });
+        if holds {
+            holders.push(pid);
+        }
+    }
+    holders
+}
+
+/// Names in `/dev/shm` that mention `instance` (there should be none: segments are memfds).
+#[must_use]
+pub fn named_segments(instance: &str) -> Vec<String> {
     fs::read_dir("/dev/shm")
         .map(|d| {
             d.filter_map(Result::ok)
                 .filter_map(|e| e.file_name().to_str().map(str::to_owned))
-                .filter(|n| n.starts_with(&prefix))
+                .filter(|n| n.contains(instance))
                 .collect()
         })
         .unwrap_or_default()
@@ -383,19 +425,10 @@ pub fn alive(pid: u32) -> bool {
 
 impl Drop for Corral {
     fn drop(&mut self) {
-        if let Some(pid) = self.crashed {
-            // Only the crashed supervisor's segments (a restart on the same data dir has
-            // swept them already, or the test ended before one).
-            let instance = self.instance();
-            let prefix = format!("{instance}.{pid}.");
-            for name in segments_of(&instance) {
-                if name.starts_with(&format!("corral.{prefix}")) {
-                    let _ = fs::remove_file(format!("/dev/shm/{name}"));
-                }
-            }
+        if self.crashed.is_some() {
+            // The workers die with their supervisor; their shared memory with them.
             return;
         }
-        let instance = self.instance();
         let workers: Vec<u32> = self
             .try_shards()
             .map(|s| s.iter().map(|i| i.pid).collect())
@@ -407,11 +440,6 @@ impl Drop for Corral {
         for pid in workers {
             if alive(pid) {
                 let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-            }
-        }
-        if !instance.is_empty() {
-            for name in segments_of(&instance) {
-                let _ = fs::remove_file(format!("/dev/shm/{name}"));
             }
         }
     }

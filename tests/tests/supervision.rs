@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use corral_tests::{alive, key_on_shard, segments_of, Corral};
+use corral_tests::{alive, key_on_shard, named_segments, segment_holders, Corral};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -127,7 +127,18 @@ fn sigterm_drains_and_leaves_nothing_behind() {
     let mut corral = Corral::start(2, &[]);
     let instance = corral.instance();
     let pids: Vec<u32> = corral.shards().iter().map(|s| s.pid).collect();
-    assert_eq!(segments_of(&instance).len(), 2);
+    // The segments are held by the supervisor and its workers, and named nowhere.
+    let mut holders = segment_holders(&instance);
+    holders.sort_unstable();
+    let mut expected = pids.clone();
+    expected.push(corral.pid());
+    expected.sort_unstable();
+    assert_eq!(holders, expected);
+    assert!(
+        named_segments(&instance).is_empty(),
+        "{:?}",
+        named_segments(&instance)
+    );
     // Writers in flight while the signal arrives: every acknowledged write is applied.
     let port = corral.port;
     let writer = std::thread::spawn(move || {
@@ -159,7 +170,10 @@ fn sigterm_drains_and_leaves_nothing_behind() {
     for pid in pids {
         assert!(!alive(pid), "worker {pid} survived");
     }
-    assert!(segments_of(&instance).is_empty(), "segments left behind");
+    assert!(
+        segment_holders(&instance).is_empty(),
+        "segments left behind"
+    );
     let log = corral.log();
     for phase in [
         "shutdown: stop accepting",
@@ -177,28 +191,25 @@ fn sigterm_drains_and_leaves_nothing_behind() {
 }
 
 #[test]
-fn restarted_supervisor_sweeps_the_segments_of_a_killed_one() {
+fn a_killed_supervisor_leaves_no_shared_memory_behind() {
     let mut first = Corral::start(2, &[]);
     let instance = first.instance();
     let data_dir = first.data_dir.clone();
     let workers: Vec<u32> = first.shards().iter().map(|s| s.pid).collect();
     let root = first.crash();
-    // Workers die with their supervisor (PR_SET_PDEATHSIG).
-    let t = Instant::now();
-    while workers.iter().any(|&p| alive(p)) {
-        assert!(t.elapsed() < Duration::from_secs(5), "orphaned workers");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let stale = segments_of(&instance);
-    assert_eq!(stale.len(), 2, "a killed supervisor leaves its segments");
+    // Workers die with their supervisor (PR_SET_PDEATHSIG), and with the last holder the
+    // kernel frees the segments: nothing to sweep.
+    first.wait_until("the workers gone", Duration::from_secs(5), || {
+        workers.iter().all(|&p| !alive(p))
+    });
+    assert!(segment_holders(&instance).is_empty());
+    assert!(
+        named_segments(&instance).is_empty(),
+        "{:?}",
+        named_segments(&instance)
+    );
     let second = Corral::start_in(root, &data_dir, 2, &[]);
     assert_eq!(second.instance(), instance);
-    let now = segments_of(&instance);
-    assert!(
-        stale.iter().all(|s| !now.contains(s)),
-        "stale {stale:?} still in {now:?}"
-    );
-    assert!(second.log().contains("\"stale_segments_removed\":2"));
     let mut c = second.client();
     set(&mut c, "k", "v").unwrap();
 }

@@ -60,8 +60,8 @@ impl std::error::Error for WorkerError {}
 /// Identifies the segment a worker must attach to.
 #[derive(Clone, Debug)]
 pub struct WorkerArgs {
-    /// Segment name.
-    pub segment: String,
+    /// The inherited descriptor of the segment.
+    pub segment_fd: i32,
     /// Shard index.
     pub worker_id: u32,
     /// Generation.
@@ -72,7 +72,7 @@ pub struct WorkerArgs {
 
 /// Runs a worker until the supervisor asks it to stop (returns `Ok`) or something breaks.
 pub fn run(args: &WorkerArgs, log: &Logger) -> Result<(), WorkerError> {
-    let segment = Arc::new(Segment::open(&args.segment).map_err(WorkerError::Segment)?);
+    let segment = Arc::new(Segment::inherited(args.segment_fd).map_err(WorkerError::Segment)?);
     let header = &segment.head().header;
     let (id, generation) = (
         header.worker_id.load(Ordering::Relaxed),
@@ -81,7 +81,9 @@ pub fn run(args: &WorkerArgs, log: &Logger) -> Result<(), WorkerError> {
     if id != args.worker_id || generation != args.generation {
         return Err(WorkerError::WrongSegment(format!(
             "segment {} is worker {id} generation {generation}, expected worker {} generation {}",
-            args.segment, args.worker_id, args.generation
+            segment.name(),
+            args.worker_id,
+            args.generation
         )));
     }
     let status = &segment.head().status;
@@ -129,7 +131,7 @@ pub fn run(args: &WorkerArgs, log: &Logger) -> Result<(), WorkerError> {
     // The supervisor's completion reader learns of readiness through its doorbell.
     wake::ring(&segment.head().worker_completion.completion_doorbell);
     info!(log, "worker ready"; "component" => "worker", "worker" => id, "generation" => generation,
-          "pid" => std::process::id(), "segment" => &args.segment);
+          "pid" => std::process::id());
 
     let result = loop_state.run(&mut machine);
     // Whatever checkpoint is being written is finished before the worker exits.
