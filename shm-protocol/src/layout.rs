@@ -274,7 +274,8 @@ pub const LAYOUT_HASH: u64 = {
 /// User-facing limits of one shard; [`Geometry::from_limits`] turns them into a layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ShardLimits {
-    /// Bytes of the request ring (rounded up to a power of two).
+    /// Bytes of the request ring (rounded up to a power of two); 0 sizes it for the largest
+    /// request (at least [`AUTO_RING_MIN_BYTES`]).
     pub ring_bytes: u64,
     /// Most keys per shard.
     pub max_keys: u64,
@@ -289,14 +290,19 @@ pub struct ShardLimits {
 impl Default for ShardLimits {
     fn default() -> Self {
         Self {
-            ring_bytes: 8 << 20,
+            ring_bytes: 0,
             max_keys: 1 << 20,
             max_key_bytes: 16 << 10,
-            max_value_bytes: 1 << 20,
+            max_value_bytes: 8 << 20,
             data_bytes: 128 << 20,
         }
     }
 }
+
+/// The smallest request ring sized automatically ([`ShardLimits::ring_bytes`] 0).
+pub const AUTO_RING_MIN_BYTES: u64 = 8 << 20;
+/// The largest completion ring (2 MiB): room for 65,536 completions in flight.
+pub const COMPLETION_RING_MAX_WORDS: u64 = 1 << 18;
 
 /// Words of a request's fixed part: seq, op word, lengths word.
 pub const REQUEST_FIXED_WORDS: u64 = 3;
@@ -366,8 +372,14 @@ impl Geometry {
         }
         let entry_words = u64::from(limits.max_key_bytes).div_ceil(WORD)
             + u64::from(limits.max_value_bytes).div_ceil(WORD);
-        let request_ring_words = limits
-            .ring_bytes
+        // 0: the smallest ring of at least `AUTO_RING_MIN_BYTES` that holds the largest
+        // request (with the padding a wrap may need: twice it).
+        let ring_bytes = if limits.ring_bytes == 0 {
+            ((REQUEST_FIXED_WORDS + entry_words + 1) * 2 * WORD).max(AUTO_RING_MIN_BYTES)
+        } else {
+            limits.ring_bytes
+        };
+        let request_ring_words = ring_bytes
             .div_ceil(WORD)
             .max(64)
             .checked_next_power_of_two()
@@ -395,8 +407,9 @@ impl Geometry {
             .div_ceil(3)
             .next_power_of_two()
             .max(16);
-        // One completion per request; the smallest request is fixed words plus a header.
-        let completion_ring_words = (request_ring_words / 2).max(64);
+        // Completions are 4 words; a full ring only makes the worker wait for the
+        // supervisor's completion reader, which drains it continuously.
+        let completion_ring_words = (request_ring_words / 2).clamp(64, COMPLETION_RING_MAX_WORDS);
         Ok(Self {
             request_ring_words,
             completion_ring_words,
@@ -461,7 +474,9 @@ mod tests {
         assert_eq!(o.request_ring, 576 + size_of::<MetricsBlock>());
         assert_eq!(o.request_ring % CACHE_LINE_BYTES, 0);
         assert!(o.heap < o.total);
-        assert_eq!(g.request_ring_words, 1 << 20);
+        // 8 MiB values: a 32 MiB request ring, a 2 MiB completion ring.
+        assert_eq!(g.request_ring_words, 1 << 22);
+        assert_eq!(g.completion_ring_words, 1 << 18);
         assert_eq!(g.table_slots, 1 << 21);
     }
 
@@ -469,10 +484,24 @@ mod tests {
     fn a_ring_too_small_for_the_largest_value_is_refused() {
         let limits = ShardLimits {
             ring_bytes: 1 << 20,
+            max_value_bytes: 1 << 20,
             ..ShardLimits::default()
         };
         let err = Geometry::from_limits(&limits).unwrap_err();
         assert!(err.0.contains("at least 4194304 bytes"), "{err}");
+        // Sized automatically, it holds the largest request, and never less than 8 MiB.
+        let auto = |max_value_bytes| {
+            Geometry::from_limits(&ShardLimits {
+                ring_bytes: 0,
+                max_value_bytes,
+                ..ShardLimits::default()
+            })
+            .unwrap()
+            .request_ring_words
+                * 8
+        };
+        assert_eq!(auto(1 << 10), 8 << 20);
+        assert_eq!(auto(64 << 20), 256 << 20);
     }
 
     #[test]

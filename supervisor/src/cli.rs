@@ -72,7 +72,7 @@ pub struct ShardLimitArgs {
     #[arg(long, env = "CORRAL_MAX_KEY_BYTES", default_value = "16KiB", value_parser = parse_bytes)]
     pub max_key_bytes: u64,
     /// Longest value.
-    #[arg(long, env = "CORRAL_MAX_VALUE_BYTES", default_value = "1MiB", value_parser = parse_bytes)]
+    #[arg(long, env = "CORRAL_MAX_VALUE_BYTES", default_value = "8MiB", value_parser = parse_bytes)]
     pub max_value_bytes: u64,
     /// Most keys one shard holds.
     #[arg(long, env = "CORRAL_MAX_KEYS_PER_SHARD", default_value_t = 1 << 20)]
@@ -164,9 +164,10 @@ pub struct RunArgs {
     /// Shard capacity.
     #[command(flatten)]
     pub limits: ShardLimitArgs,
-    /// Request ring size per shard.
-    #[arg(long, env = "CORRAL_RING_BYTES", default_value = "8MiB", value_parser = parse_bytes)]
-    pub ring_bytes: u64,
+    /// Request ring size per shard (default: big enough for the largest request, at least
+    /// 8 MiB).
+    #[arg(long, env = "CORRAL_RING_BYTES", value_parser = parse_bytes)]
+    pub ring_bytes: Option<u64>,
     /// Writes held for a restarting shard before further ones get -TRYAGAIN.
     #[arg(long, env = "CORRAL_RESTART_QUEUE_MAX", default_value_t = 65_536)]
     pub restart_queue_max: u32,

@@ -1,7 +1,9 @@
 //! Start-up errors: one line on stderr and exit code 2. (Living in this package also makes
 //! `cargo test --workspace` build the `corral` binary that the black-box tests run.)
 
-use std::process::Command;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use corral_tests::TempDir;
 
@@ -9,15 +11,35 @@ fn corral_bin() -> &'static str {
     env!("CARGO_BIN_EXE_corral")
 }
 
+/// Runs corral to its exit, which must come within a deadline: a case that starts a server
+/// instead of refusing is a failure, not a hang.
 fn run(args: &[&str]) -> (i32, String) {
-    let out = Command::new(corral_bin())
+    let mut child = Command::new(corral_bin())
         .args(args)
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run corral");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for corral") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("corral {args:?} did not exit within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("piped stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    (status.code().unwrap_or(-1), stderr)
 }
 
 #[test]
@@ -72,6 +94,8 @@ fn usage_and_environment_errors_exit_2_with_a_reason() {
                 free,
                 "--max-value-bytes",
                 "64MiB",
+                "--ring-bytes",
+                "8MiB",
             ],
             "cannot hold one request",
         ),
