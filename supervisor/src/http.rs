@@ -747,6 +747,11 @@ fn route(path: &str, probes: &Probes) -> (u16, &'static str, String) {
         "/metrics" => {
             let m = &probes.metrics;
             m.connections.set(i64::from(probes.server.connections()));
+            m.ready.set(i64::from(not_ready(probes).is_empty()));
+            m.wal_failing
+                .set(i64::from(probes.durability.failure().is_some()));
+            m.wal_restart_required
+                .set(i64::from(probes.durability.stop_reason().is_some()));
             if let Ok(fs) = nix::sys::statvfs::statvfs(&probes.data_dir) {
                 let block = fs.fragment_size() as i64;
                 m.data_dir_free_bytes

@@ -31,6 +31,12 @@ pub struct Metrics {
     pub data_dir_free_bytes: IntGauge,
     /// Size of the data dir's file system (set at scrape time).
     pub data_dir_size_bytes: IntGauge,
+    /// 1 while /health/ready would answer 200 (set at scrape time).
+    pub ready: IntGauge,
+    /// 1 while the event log refuses writes (set at scrape time).
+    pub wal_failing: IntGauge,
+    /// 1 once the event log has stopped taking writes until a restart (set at scrape time).
+    pub wal_restart_required: IntGauge,
     /// Event log figures.
     pub wal: WalMetrics,
     /// Time to write a checkpoint (as the worker reports it).
@@ -420,6 +426,18 @@ impl Metrics {
                 "corral_data_dir_size_bytes",
                 "Size of the data dir's file system.",
             ),
+            ready: gauge(
+                "corral_ready",
+                "1 while the supervisor is ready (every shard serving, the event log taking writes, not draining).",
+            ),
+            wal_failing: gauge(
+                "corral_wal_failing",
+                "1 while the event log refuses writes.",
+            ),
+            wal_restart_required: gauge(
+                "corral_wal_restart_required",
+                "1 once the event log has stopped taking writes until the supervisor restarts.",
+            ),
             connections_rejected: counter(
                 "corral_connections_rejected_total",
                 "Connections refused at --max-clients.",
@@ -557,6 +575,18 @@ const WORKER_FAMILIES: &[(&str, &str, MetricType, Option<&str>)] = &[
     (
         "corral_worker_keys_capacity",
         "Most keys the shard holds.",
+        MetricType::GAUGE,
+        None,
+    ),
+    (
+        "corral_worker_data_bytes",
+        "Bytes of key and value data the shard holds.",
+        MetricType::GAUGE,
+        None,
+    ),
+    (
+        "corral_worker_data_capacity_bytes",
+        "Most bytes of key and value data the shard holds (--shard-memory); beyond it writes get -OOM.",
         MetricType::GAUGE,
         None,
     ),
@@ -752,6 +782,18 @@ impl Collector for WorkerCollector {
                 id,
                 None,
                 load(&|h| h.header.max_keys.load(Ordering::Relaxed)) as f64,
+            );
+            put(
+                "corral_worker_data_bytes",
+                id,
+                None,
+                load(&|h| h.status.live_bytes.load(Ordering::Acquire)) as f64,
+            );
+            put(
+                "corral_worker_data_capacity_bytes",
+                id,
+                None,
+                load(&|h| h.header.heap_half_words.load(Ordering::Relaxed) * 8) as f64,
             );
             put("corral_worker_applied_seq", id, None, applied_seq as f64);
             put(

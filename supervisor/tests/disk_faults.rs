@@ -9,6 +9,27 @@ use std::time::{Duration, Instant};
 
 use corral_tests::{http_get, Corral, TempDir};
 
+/// The unlabelled gauges of a scrape that say whether the log takes writes and whether the
+/// supervisor is ready: (`corral_wal_failing`, `corral_wal_restart_required`, `corral_ready`).
+fn log_gauges(corral: &Corral) -> (String, String, String) {
+    let (status, _, body) = http_get(corral.http_port, "/metrics");
+    assert_eq!(status, 200);
+    let gauge = |name: &str| {
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ').map(str::to_owned))
+            .unwrap_or_else(|| panic!("no {name} in the scrape"))
+    };
+    (
+        gauge("corral_wal_failing"),
+        gauge("corral_wal_restart_required"),
+        gauge("corral_ready"),
+    )
+}
+
+fn gauges(failing: &str, restart: &str, ready: &str) -> (String, String, String) {
+    (failing.into(), restart.into(), ready.into())
+}
+
 /// SETs `key` until an error reply arrives (closed connections, outcome unknown, are
 /// reconnected); returns the error, failing after `timeout`.
 fn set_until_refused(corral: &Corral, timeout: Duration) -> String {
@@ -57,6 +78,8 @@ fn moved_away(flags: &[&str], damage: impl FnOnce(&std::path::Path)) {
     );
     let (status, _, health) = http_get(corral.http_port, "/health");
     assert_eq!(status, 503, "{health}");
+    // The alerts' state gauges: failing, until a restart, not ready (with no traffic).
+    assert_eq!(log_gauges(&corral), gauges("1", "1", "0"));
     // A clean stop still says the run was not clean.
     let status = corral.stop(Duration::from_secs(20));
     assert_eq!(status.code(), Some(1));
@@ -142,6 +165,7 @@ fn an_immutable_segment_refuses_writes_until_it_is_writable_again() {
     );
     let v: String = redis::cmd("GET").arg("before").query(&mut con).unwrap();
     assert_eq!(v, "1");
+    assert_eq!(log_gauges(&corral), gauges("1", "0", "0"));
 
     drop(immutable);
     let _: () = redis::cmd("SET")
@@ -152,6 +176,7 @@ fn an_immutable_segment_refuses_writes_until_it_is_writable_again() {
     let (status, _, body) = http_get(corral.http_port, "/health/ready");
     assert_eq!(status, 200, "{body}");
     assert!(corral.log().contains("event log writable again"));
+    assert_eq!(log_gauges(&corral), gauges("0", "0", "1"));
 
     // After a restart: the acknowledged writes are there, the refused ones never were.
     let data_dir = corral.data_dir.clone();

@@ -66,6 +66,11 @@ fn metrics_families_move_with_load_and_survive_a_worker_kill() {
         "corral_checkpoint_duration_seconds",
         "corral_wal_oldest_seq",
         "corral_worker_restart_backoff_seconds",
+        "corral_worker_data_bytes",
+        "corral_worker_data_capacity_bytes",
+        "corral_ready",
+        "corral_wal_failing",
+        "corral_wal_restart_required",
     ] {
         assert!(before.docs.contains_key(family), "no HELP for {family}");
     }
@@ -114,6 +119,18 @@ fn metrics_families_move_with_load_and_survive_a_worker_kill() {
     );
     assert_eq!(value(&loaded, "corral_worker_up", Some(1)), 1.0);
     assert_eq!(value(&loaded, "corral_worker_keys", Some(1)), 1.0);
+    // One key of a few bytes on each shard (in whole heap words).
+    for shard in [0, 1] {
+        let data = value(&loaded, "corral_worker_data_bytes", Some(shard));
+        assert!((8.0..256.0).contains(&data), "shard {shard}: {data}");
+    }
+    assert_eq!(
+        value(&loaded, "corral_worker_data_capacity_bytes", Some(1)),
+        f64::from(128u32 << 20)
+    );
+    assert_eq!(value(&loaded, "corral_ready", None), 1.0);
+    assert_eq!(value(&loaded, "corral_wal_failing", None), 0.0);
+    assert_eq!(value(&loaded, "corral_wal_restart_required", None), 0.0);
 
     // kill -9: the new generation starts from zero in shared memory, yet the shard's
     // counters carry on from where they were.

@@ -14,6 +14,8 @@ pub trait StateMachine {
     fn digest(&self) -> u64;
     /// Number of keys held.
     fn keys(&self) -> u64;
+    /// Bytes of key and value data held (what `--shard-memory` bounds).
+    fn live_bytes(&self) -> u64;
 }
 
 /// Redis string semantics over a shared-memory table.
@@ -106,6 +108,10 @@ impl<M: TableMemory> StateMachine for KvMachine<M> {
 
     fn keys(&self) -> u64 {
         self.table.keys()
+    }
+
+    fn live_bytes(&self) -> u64 {
+        self.table.live_bytes()
     }
 }
 

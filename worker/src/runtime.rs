@@ -262,12 +262,15 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Publishes the state's digest and key count, the last applied sequence number (when not
+/// Publishes the state's digest, key count and data bytes, the last applied sequence number (when not
 /// 0), and a heartbeat taken at `now_ns`.
 fn publish<M: StateMachine>(segment: &Segment, machine: &M, applied_seq: u64, now_ns: u64) {
     let status = &segment.head().status;
     status.digest.store(machine.digest(), Ordering::Relaxed);
     status.keys.store(machine.keys(), Ordering::Relaxed);
+    status
+        .live_bytes
+        .store(machine.live_bytes(), Ordering::Relaxed);
     if applied_seq != 0 {
         status.applied_seq.store(applied_seq, Ordering::Release);
     }
@@ -298,9 +301,6 @@ impl ApplyLoop {
             let applied = self.apply_batch(machine)?;
             if applied > 0 {
                 let status = &head.status;
-                status
-                    .live_bytes
-                    .store(machine.table().live_bytes(), Ordering::Relaxed);
                 status
                     .compactions
                     .store(machine.table().compactions(), Ordering::Relaxed);
