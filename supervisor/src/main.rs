@@ -96,8 +96,14 @@ fn tie_to_supervisor(supervisor_pid: u32) -> Result<(), Fatal> {
     Ok(())
 }
 
+/// The process name (`comm`) workers take: exec through `/proc/self/fd/N` would otherwise
+/// name them `N` in `ps`, `top` and `pgrep`.
+const WORKER_COMM: &std::ffi::CStr = c"corral-worker";
+
 fn worker(args: &WorkerCli) -> Result<ExitCode, Fatal> {
     tie_to_supervisor(args.supervisor_pid)?;
+    nix::sys::prctl::set_name(WORKER_COMM)
+        .map_err(|e| Fatal::runtime(format!("cannot set the process name: {e}")))?;
     // A worker stops when its supervisor tells it to (or dies with it): a service manager's
     // SIGTERM to the whole group, or a stray HUP or USR1, is the supervisor's to act on.
     // Catching them (into a flag nobody reads) keeps them from killing the worker.
@@ -332,20 +338,32 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
     // Every shard's shared memory, reserved now: running out is a start-up error, never a
     // fault later.
     let segment_bytes = geometry.offsets().map_or(0, |o| o.total as u64);
-    let segments = (0..workers)
-        .map(|w| {
-            let name = format!("corral.{}.w{w}", data_dir.instance());
-            Segment::create(&name, w, 0, geometry)
-                .map(Arc::new)
-                .map_err(|e| {
+    // One thread per shard: the kernel's page work (about 150 ms per default shard) runs on
+    // every core.
+    let segments = std::thread::scope(|scope| {
+        let creating: Vec<_> = (0..workers)
+            .map(|w| {
+                let name = format!("corral.{}.w{w}", data_dir.instance());
+                scope.spawn(move || Segment::create(&name, w, 0, geometry))
+            })
+            .collect();
+        creating
+            .into_iter()
+            .zip(0u32..)
+            .map(|(creating, w)| {
+                let created = creating
+                    .join()
+                    .map_err(|_| Fatal::runtime("segment creation panicked"))?;
+                created.map(Arc::new).map_err(|e| {
                     Fatal::runtime(format!(
                         "cannot reserve {} MiB of shared memory for shard {w} ({e}); lower \
                      --shard-memory or --max-keys-per-shard, or give the supervisor more memory",
                         segment_bytes >> 20
                     ))
                 })
-        })
-        .collect::<Result<Vec<_>, Fatal>>()?;
+            })
+            .collect::<Result<Vec<_>, Fatal>>()
+    })?;
     info!(log, "shared memory reserved"; "component" => "supervisor",
           "bytes_per_shard" => segment_bytes, "shards" => workers);
 

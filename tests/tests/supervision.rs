@@ -28,6 +28,11 @@ fn killed_worker_is_restarted_and_other_shards_keep_serving() {
         set(&mut c, k, "before").unwrap();
     }
     let before = corral.shards();
+    // Workers are named for ps, top and pgrep (not after the descriptor they ran from).
+    for shard in &before {
+        let comm = std::fs::read_to_string(format!("/proc/{}/comm", shard.pid)).unwrap();
+        assert_eq!(comm.trim_end(), "corral-worker");
+    }
     sigkill(before[1].pid);
     // The other shards answer throughout.
     for _ in 0..50 {
