@@ -274,9 +274,9 @@ pub const LAYOUT_HASH: u64 = {
 /// User-facing limits of one shard; [`Geometry::from_limits`] turns them into a layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ShardLimits {
-    /// Bytes of the request ring (rounded up to a power of two); 0 sizes it for the largest
+    /// Bytes of the request ring (rounded up to a power of two); `None` sizes it for the largest
     /// request (at least [`AUTO_RING_MIN_BYTES`]).
-    pub ring_bytes: u64,
+    pub ring_bytes: Option<u64>,
     /// Most keys per shard.
     pub max_keys: u64,
     /// Longest key.
@@ -290,7 +290,7 @@ pub struct ShardLimits {
 impl Default for ShardLimits {
     fn default() -> Self {
         Self {
-            ring_bytes: 0,
+            ring_bytes: None,
             max_keys: 1 << 20,
             max_key_bytes: 16 << 10,
             max_value_bytes: 8 << 20,
@@ -299,7 +299,7 @@ impl Default for ShardLimits {
     }
 }
 
-/// The smallest request ring sized automatically ([`ShardLimits::ring_bytes`] 0).
+/// The smallest request ring sized automatically ([`ShardLimits::ring_bytes`] `None`).
 pub const AUTO_RING_MIN_BYTES: u64 = 8 << 20;
 /// The largest completion ring (2 MiB): room for 65,536 completions in flight.
 pub const COMPLETION_RING_MAX_WORDS: u64 = 1 << 18;
@@ -374,11 +374,9 @@ impl Geometry {
             + u64::from(limits.max_value_bytes).div_ceil(WORD);
         // 0: the smallest ring of at least `AUTO_RING_MIN_BYTES` that holds the largest
         // request (with the padding a wrap may need: twice it).
-        let ring_bytes = if limits.ring_bytes == 0 {
+        let ring_bytes = limits.ring_bytes.unwrap_or_else(|| {
             ((REQUEST_FIXED_WORDS + entry_words + 1) * 2 * WORD).max(AUTO_RING_MIN_BYTES)
-        } else {
-            limits.ring_bytes
-        };
+        });
         let request_ring_words = ring_bytes
             .div_ceil(WORD)
             .max(64)
@@ -483,7 +481,7 @@ mod tests {
     #[test]
     fn a_ring_too_small_for_the_largest_value_is_refused() {
         let limits = ShardLimits {
-            ring_bytes: 1 << 20,
+            ring_bytes: Some(1 << 20),
             max_value_bytes: 1 << 20,
             ..ShardLimits::default()
         };
@@ -492,7 +490,7 @@ mod tests {
         // Sized automatically, it holds the largest request, and never less than 8 MiB.
         let auto = |max_value_bytes| {
             Geometry::from_limits(&ShardLimits {
-                ring_bytes: 0,
+                ring_bytes: None,
                 max_value_bytes,
                 ..ShardLimits::default()
             })

@@ -1,7 +1,7 @@
 //! The operating-system edge of the protocol: shared-memory segments on `memfd_create`,
 //! mapped with `mmap(MAP_SHARED)` and handed to the worker as an inherited file descriptor,
-//! process-shared futexes, and the system-wide monotonic clock. This module and
-//! [`crate::wake`] are the only parts of the crate that make system calls.
+//! process-shared futexes, and the system-wide monotonic clock. This module and the wakeup
+//! module built on its futexes are the only parts of the crate that make system calls.
 //!
 //! Why memfd rather than a name in `/dev/shm` (`shm_open`, or the `shared_memory` crate):
 //! a segment with no name cannot be pre-created by another local user (a predictable name
@@ -592,7 +592,7 @@ mod tests {
 
     fn small() -> Geometry {
         Geometry::from_limits(&ShardLimits {
-            ring_bytes: 4096,
+            ring_bytes: Some(4096),
             max_keys: 64,
             max_key_bytes: 64,
             max_value_bytes: 256,

@@ -83,8 +83,9 @@ pub struct ShardLimitArgs {
 }
 
 impl ShardLimitArgs {
-    /// The segment geometry of these limits with a request ring of `ring_bytes`.
-    pub fn geometry(&self, ring_bytes: u64) -> Result<Geometry, String> {
+    /// The segment geometry of these limits with a request ring of `ring_bytes` (`None`:
+    /// sized for the largest request).
+    pub fn geometry(&self, ring_bytes: Option<u64>) -> Result<Geometry, String> {
         let to_u32 =
             |v: u64, flag: &str| u32::try_from(v).map_err(|_| format!("--{flag} {v} is too large"));
         Geometry::from_limits(&ShardLimits {

@@ -288,7 +288,7 @@ fn status(args: &StatusArgs) -> Result<ExitCode, Fatal> {
 /// `corral verify`: checks a data dir offline and prints what it holds.
 fn verify(args: &VerifyArgs) -> Result<ExitCode, Fatal> {
     // No ring is built; the automatic size holds the largest request.
-    let geometry = args.limits.geometry(0).map_err(Fatal::usage)?;
+    let geometry = args.limits.geometry(None).map_err(Fatal::usage)?;
     let manifest = datadir::read(&args.data_dir).map_err(Fatal::usage)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -313,7 +313,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
     };
     let geometry = args
         .limits
-        .geometry(args.ring_bytes.unwrap_or(0))
+        .geometry(args.ring_bytes)
         .map_err(Fatal::usage)?;
     let data_dir = datadir::DataDir::open(&args.data_dir, workers).map_err(Fatal::usage)?;
     let listener = TcpListener::bind(&args.listen)
