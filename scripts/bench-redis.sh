@@ -6,6 +6,9 @@
 #                               [fsync: always|everysec|no, default always]
 # Both sides log every write with the same durability: Corral --fsync P, redis-server
 # --appendonly yes --appendfsync P.
+# BASELINE=path/to/an/older/corral adds that build to the same run (started the same way,
+# measured in turn with the others) and a column with this build's ratio to it: the
+# before/after figure for a change, free of the drift between two runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 requests=${1:-200000}
@@ -19,6 +22,7 @@ cargo build --release -q -p corral
 work=$(mktemp -d)
 cleanup() {
   [ -n "${corral_pid:-}" ] && kill -TERM "$corral_pid" 2>/dev/null && wait "$corral_pid" 2>/dev/null || true
+  [ -n "${baseline_pid:-}" ] && kill -TERM "$baseline_pid" 2>/dev/null && wait "$baseline_pid" 2>/dev/null || true
   [ -n "${redis_pid:-}" ] && kill -TERM "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null || true
   rm -rf "$work"
 }
@@ -30,11 +34,19 @@ hport=$(free_port)
 target/release/corral run --workers "$workers" --fsync "$fsync" --data-dir "$work/corral" --listen "127.0.0.1:$cport" --http "127.0.0.1:$hport" \
   --log-level warn 2>"$work/corral.log" &
 corral_pid=$!
+baseline=${BASELINE:-}
+if [ -n "$baseline" ]; then
+  bport=$(free_port)
+  bhport=$(free_port)
+  "$baseline" run --workers "$workers" --fsync "$fsync" --data-dir "$work/baseline" --listen "127.0.0.1:$bport" \
+    --http "127.0.0.1:$bhport" --log-level warn 2>"$work/baseline.log" &
+  baseline_pid=$!
+fi
 rport=$(free_port)
 redis-server --port "$rport" --save '' --appendonly yes --appendfsync "$fsync" --dir "$work" \
   --daemonize no >"$work/redis.log" 2>&1 &
 redis_pid=$!
-for port in "$cport" "$rport"; do
+for port in "$cport" "$rport" ${bport:-}; do
   for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 done
 
@@ -52,7 +64,12 @@ commit_counters() {
     END { printf "%d %d %d %.9f\n", g, r, s, t }'
 }
 echo "redis-benchmark -n $requests -c 50; Corral with $workers workers; fsync $fsync; $(nproc) CPUs"
-printf '%-6s %-4s %14s %14s %8s\n' test P corral_rps redis_rps ratio
+if [ -n "$baseline" ]; then
+  echo "baseline: $baseline"
+  printf '%-6s %-4s %14s %14s %8s %14s %8s\n' test P corral_rps redis_rps ratio baseline_rps vs_base
+else
+  printf '%-6s %-4s %14s %14s %8s\n' test P corral_rps redis_rps ratio
+fi
 commits=""
 for p in 1 16; do
   before=$(commit_counters)
@@ -64,9 +81,16 @@ for p in 1 16; do
       p, g, g ? r / g : 0, s, s ? r / s : 0, s ? t / s * 1000 : 0 }')$'\n'
 
   redis_out=$(run "$rport" "$p")
+  baseline_out=""
+  [ -n "$baseline" ] && baseline_out=$(run "$bport" "$p")
   while read -r test rps; do
     r=$(echo "$redis_out" | awk -v t="$test" '$1==t {print $2}')
-    awk -v t="$test" -v p="$p" -v a="$rps" -v b="$r" 'BEGIN { printf "%-6s %-4s %14.0f %14.0f %8.2f\n", t, p, a, b, a / b }'
+    line=$(awk -v t="$test" -v p="$p" -v a="$rps" -v b="$r" 'BEGIN { printf "%-6s %-4s %14.0f %14.0f %8.2f", t, p, a, b, a / b }')
+    if [ -n "$baseline" ]; then
+      o=$(echo "$baseline_out" | awk -v t="$test" '$1==t {print $2}')
+      line+=$(awk -v a="$rps" -v o="$o" 'BEGIN { printf " %14.0f %8.2f", o, a / o }')
+    fi
+    echo "$line"
   done <<<"$corral_out"
 done
 echo "Corral group commit (write + lifecycle records; syncs only under always and everysec):"
