@@ -121,8 +121,8 @@ pub struct WorkerCli {
     #[arg(long, default_value = "info", value_parser = parse_level_arg)]
     pub log_level: slog::Level,
     /// Log format.
-    #[arg(long, default_value = "json", value_parser = crate::log::parse_format)]
-    pub log_format: crate::log::Format,
+    #[arg(long, default_value = "json", value_parser = crate::telemetry::log::parse_format)]
+    pub log_format: crate::telemetry::log::Format,
 }
 
 /// `corral run` settings. Every flag is also `CORRAL_<FLAG>` in the environment and
@@ -222,8 +222,8 @@ pub struct RunArgs {
     #[arg(long, env = "CORRAL_LOG_LEVEL", default_value = "info", value_parser = parse_level_arg)]
     pub log_level: slog::Level,
     /// Log format: json (one object per line) or text.
-    #[arg(long, env = "CORRAL_LOG_FORMAT", default_value = "json", value_parser = crate::log::parse_format)]
-    pub log_format: crate::log::Format,
+    #[arg(long, env = "CORRAL_LOG_FORMAT", default_value = "json", value_parser = crate::telemetry::log::parse_format)]
+    pub log_format: crate::telemetry::log::Format,
     /// Per-command metrics (counts, latency, bytes): on or off (to measure their cost).
     #[arg(long, env = "CORRAL_COMMAND_METRICS", default_value = "on", value_parser = parse_switch, action = clap::ArgAction::Set)]
     pub command_metrics: bool,
@@ -257,7 +257,7 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 }
 
 fn parse_level_arg(s: &str) -> Result<slog::Level, String> {
-    crate::log::parse_level(s)
+    crate::telemetry::log::parse_level(s)
 }
 
 /// Parses `500ms`, `5s`, `2m`, `1h`, or a bare number of seconds.

@@ -1,28 +1,22 @@
-//! The supervisor behind the `corral` binary: command line, data dir, RESP front door,
-//! sequencer, event log and worker lifecycle. `main.rs` wires them together.
+//! The supervisor behind the `corral` binary, in layers; each imports only the ones above it
+//! in this list (ARCHITECTURE.md draws them, and `tests/layers.rs` checks it):
+//!
+//! - [`base`]: a write, its ticket, a shard's shared state (no threads, no I/O);
+//! - [`telemetry`]: metric handles, heartbeats, logging;
+//! - [`wal`]: the event log, its codec, the journal thread, the data dir, `verify`;
+//! - [`pipeline`]: the sequencer, the completion readers, replay;
+//! - [`supervision`]: the worker lifecycle;
+//! - [`front`]: RESP, sessions, the event loops;
+//! - [`observe`]: the HTTP endpoints;
+//! - [`cli`]: the command line (the binary in `main.rs` wires everything together).
 
 #![forbid(unsafe_code)]
 
+pub mod base;
 pub mod cli;
-pub mod codec;
-pub mod datadir;
-pub mod http;
-pub mod journal;
-pub mod lifecycle;
-pub mod log;
-pub mod metrics;
-pub mod replay;
-pub mod resp;
-pub mod sequencer;
-pub mod server;
-pub mod session;
-pub mod shard;
-pub mod slot;
-pub mod ticket;
-pub mod verify;
+pub mod front;
+pub mod observe;
+pub mod pipeline;
+pub mod supervision;
+pub mod telemetry;
 pub mod wal;
-
-/// A duration in nanoseconds, saturating (584 years fit).
-pub(crate) fn nanos(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}

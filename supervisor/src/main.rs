@@ -16,16 +16,21 @@ use slog::{error, info, warn};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use corral::base::shard::Shard;
 use corral::cli::{self, Commands, EventsArgs, RunArgs, StatusArgs, VerifyArgs, WorkerCli};
-use corral::codec::{unix_ms, LifecycleRecord};
-use corral::http::{Heartbeat, Http, Probes};
-use corral::journal::{Durability, Journal, OpenOptions};
-use corral::lifecycle::{Ending, Event, Executable, History, Lifecycle, Policy};
-use corral::metrics::Metrics;
-use corral::sequencer::{CheckpointPolicy, ReplayContext, SeqMsg, Sequencer};
-use corral::server::{Server, ServerConfig};
-use corral::shard::Shard;
-use corral::{datadir, log, server};
+use corral::front::server::{self, Server};
+use corral::front::shared::ServerConfig;
+use corral::observe::http::{Http, Probes};
+use corral::pipeline::msg::{LifecycleEvent, SeqMsg};
+use corral::pipeline::replay::ReplayContext;
+use corral::pipeline::sequencer::{CheckpointPolicy, Sequencer};
+use corral::supervision::lifecycle::{Ending, Executable, History, Lifecycle, Policy};
+use corral::telemetry::heartbeat::Heartbeat;
+use corral::telemetry::log;
+use corral::telemetry::metrics::Metrics;
+use corral::wal::codec::{unix_ms, LifecycleRecord};
+use corral::wal::datadir;
+use corral::wal::journal::{Durability, Journal, OpenOptions};
 
 /// Exit code of a usage or configuration error.
 const EXIT_USAGE: u8 = 2;
@@ -165,7 +170,7 @@ fn events(args: &EventsArgs) -> Result<ExitCode, Fatal> {
         if r.kind != corral::wal::Kind::Lifecycle {
             return Ok(());
         }
-        match corral::codec::decode_lifecycle(r.version, r.payload) {
+        match corral::wal::codec::decode_lifecycle(r.version, r.payload) {
             Ok(record) => {
                 let mut line = serde_json::json!({ "seq": r.seq });
                 if let (Some(obj), Ok(serde_json::Value::Object(fields))) =
@@ -292,7 +297,7 @@ fn verify(args: &VerifyArgs) -> Result<ExitCode, Fatal> {
     let manifest = datadir::read(&args.data_dir).map_err(Fatal::usage)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let report = corral::verify::verify(&args.data_dir, &manifest, &geometry, &mut out)
+    let report = corral::wal::verify::verify(&args.data_dir, &manifest, &geometry, &mut out)
         .map_err(|e| Fatal::runtime(e.to_string()))?;
     drop(out);
     if report.damaged > 0 {
@@ -400,7 +405,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
         Fatal::runtime(format!("cannot open the event log: {e}"))
     })?;
 
-    let (events_tx, events_rx) = crossbeam_channel::unbounded::<Event>();
+    let (events_tx, events_rx) = crossbeam_channel::unbounded::<LifecycleEvent>();
 
     let sequencer_beat = Heartbeat::new("sequencer");
     let lifecycle_beat = Heartbeat::new("lifecycle");
@@ -530,7 +535,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
         let _ = sequencer.join();
     }
     info!(log, "shutdown: stopping workers"; "component" => "supervisor");
-    let _ = events_tx.send(Event::Stop {
+    let _ = events_tx.send(LifecycleEvent::Stop {
         deadline: if force.load(Ordering::Acquire) {
             Instant::now()
         } else {

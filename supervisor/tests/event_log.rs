@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use corral::codec::{decode_lifecycle, decode_write, LifecycleRecord};
-use corral::sequencer::OwnedOp;
+use corral::base::ops::OwnedOp;
+use corral::wal::codec::{decode_lifecycle, decode_write, LifecycleRecord};
 use corral::wal::{self, Kind};
 use corral_tests::{key_on_shard, Corral, TempDir};
 use corral_worker::command::SetCondition;

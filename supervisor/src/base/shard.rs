@@ -8,7 +8,7 @@ use shm_protocol::metrics::APPLY_BUCKET_COUNT;
 use shm_protocol::os::Segment;
 use shm_protocol::wake;
 
-use crate::sequencer::InFlight;
+use crate::base::ops::InFlight;
 
 /// A shard's state as the supervisor sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -362,7 +362,7 @@ impl Shard {
     /// Notes the delay a restart (or the probe of a parked shard) was scheduled with.
     pub fn set_backoff(&self, delay: std::time::Duration) {
         self.backoff_ns
-            .store(crate::nanos(delay), Ordering::Relaxed);
+            .store(crate::base::nanos(delay), Ordering::Relaxed);
     }
 
     /// Notes when a worker just spawned will have run for the stable period.

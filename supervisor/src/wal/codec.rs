@@ -9,7 +9,7 @@ use bincode::error::EncodeError;
 use bincode::{BorrowDecode, Decode, Encode};
 use corral_worker::command::{Op, SetCondition};
 
-use crate::sequencer::OwnedOp;
+use crate::base::ops::OwnedOp;
 use crate::wal::RECORD_VERSION;
 
 fn config() -> impl bincode::config::Config {

@@ -17,7 +17,7 @@ use prometheus::{
 use shm_protocol::metrics::{bump, APPLY_BUCKETS_NS};
 use shm_protocol::os::monotonic_ns;
 
-use crate::shard::{process_usage, Shard, ShardState, WorkerCounts};
+use crate::base::shard::{process_usage, Shard, ShardState, WorkerCounts};
 
 /// The supervisor's metrics.
 #[derive(Debug)]

@@ -8,157 +8,30 @@
 //! completion ring.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use corral_worker::command::{Op, Outcome, SetCondition};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use shm_protocol::layout::WorkerState;
-use shm_protocol::os::{RingSide, Segment, SegmentRing};
-use shm_protocol::ring::{Consumer, Producer};
+use shm_protocol::os::{RingSide, SegmentRing};
+use shm_protocol::ring::Producer;
 use shm_protocol::wake;
-use slog::{error, Logger};
+use slog::error;
 use std::sync::atomic::Ordering;
 
-use crate::codec::LifecycleRecord;
-use crate::http::Heartbeat;
-use crate::journal::Journal;
-use crate::lifecycle::Event;
-use crate::metrics::Metrics;
-use crate::replay::{self, ReplayJob};
-use crate::shard::{Generation, Shard, ShardState};
-use crate::ticket::{Failure, Pending};
-
-/// An owned write.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum OwnedOp {
-    /// SET.
-    Set {
-        /// Key.
-        key: Vec<u8>,
-        /// Value.
-        value: Vec<u8>,
-        /// NX / XX.
-        condition: SetCondition,
-    },
-    /// DEL of one key.
-    Del {
-        /// Key.
-        key: Vec<u8>,
-    },
-    /// INCRBY.
-    IncrBy {
-        /// Key.
-        key: Vec<u8>,
-        /// Increment.
-        delta: i64,
-    },
-}
-
-impl OwnedOp {
-    /// Borrowed form for encoding.
-    #[must_use]
-    pub fn as_op(&self) -> Op<'_> {
-        match self {
-            Self::Set {
-                key,
-                value,
-                condition,
-            } => Op::Set {
-                key,
-                value,
-                condition: *condition,
-            },
-            Self::Del { key } => Op::Del { key },
-            Self::IncrBy { key, delta } => Op::IncrBy { key, delta: *delta },
-        }
-    }
-}
-
-impl From<Op<'_>> for OwnedOp {
-    fn from(op: Op<'_>) -> Self {
-        match op {
-            Op::Set {
-                key,
-                value,
-                condition,
-            } => Self::Set {
-                key: key.to_vec(),
-                value: value.to_vec(),
-                condition,
-            },
-            Op::Del { key } => Self::Del { key: key.to_vec() },
-            Op::IncrBy { key, delta } => Self::IncrBy {
-                key: key.to_vec(),
-                delta,
-            },
-        }
-    }
-}
-
-/// A write routed to a shard.
-#[derive(Debug)]
-pub struct WriteOp {
-    /// Target shard.
-    pub shard: u32,
-    /// The write.
-    pub op: OwnedOp,
-    /// Where its outcome goes.
-    pub pending: Pending,
-}
-
-/// Messages to the sequencer.
-#[derive(Debug)]
-pub enum SeqMsg {
-    /// Writes of one connection's batch, in order.
-    Submit(Vec<WriteOp>),
-    /// A lifecycle event for the event log.
-    Lifecycle(LifecycleRecord),
-    /// A shard changed state or generation.
-    ShardChanged(u32),
-    /// Writes a dead generation took but never completed (from its completion reader).
-    Orphans {
-        /// Shard.
-        shard: u32,
-        /// The writes, in sequence order.
-        orphans: Vec<InFlight>,
-    },
-    /// A replay finished: the ring's producer comes back for new writes.
-    Replayed(Replayed),
-    /// Flush what can be flushed, fail the rest, and exit.
-    Stop,
-}
-
-/// A write pushed into a ring, awaiting its completion. Its entry is queued to the
-/// generation's completion reader before its record becomes visible in the ring, so a
-/// completion without a queued entry is a replayed record nobody waits for.
-#[derive(Debug)]
-pub struct InFlight {
-    /// Sequence number.
-    pub seq: u64,
-    /// Where the outcome goes.
-    pub pending: Pending,
-}
+use crate::base::ops::{InFlight, OwnedOp};
+use crate::base::shard::{Generation, Shard, ShardState};
+use crate::base::ticket::{Failure, Pending};
+use crate::pipeline::msg::{RequestProducer, SeqMsg, WriteOp};
+use crate::pipeline::replay::{self, ReplayContext, ReplayJob};
+use crate::telemetry::heartbeat::Heartbeat;
+use crate::telemetry::metrics::Metrics;
+use crate::wal::codec::LifecycleRecord;
+use crate::wal::journal::Journal;
 
 struct Queued {
     seq: u64,
     op: OwnedOp,
     pending: Pending,
-}
-
-/// The producer side of a request ring.
-pub type RequestProducer = Producer<SegmentRing<Arc<Segment>>>;
-
-/// What a finished replay hands back to the sequencer.
-#[derive(Debug)]
-pub struct Replayed {
-    /// The generation replayed into.
-    pub generation: Arc<Generation>,
-    /// Its ring's producer.
-    pub producer: RequestProducer,
-    /// Its completion reader's entries.
-    pub inflight: Sender<InFlight>,
 }
 
 struct Active {
@@ -256,21 +129,6 @@ pub struct Sequencer {
     metrics: Arc<Metrics>,
 }
 
-/// What the sequencer gives each replay it starts.
-#[derive(Clone, Debug)]
-pub struct ReplayContext {
-    /// The event log directory.
-    pub wal_dir: PathBuf,
-    /// The sequencer's own channel (for [`SeqMsg::Replayed`]).
-    pub sequencer: Sender<SeqMsg>,
-    /// The lifecycle thread's events (for [`Event::Recovered`]).
-    pub events: Sender<Event>,
-    /// The shards (a replay notes how far it pushed).
-    pub shards: Arc<Vec<Shard>>,
-    /// Logger.
-    pub log: Logger,
-}
-
 impl std::fmt::Debug for Sequencer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sequencer")
@@ -322,7 +180,7 @@ impl Sequencer {
 
     /// Commits the staged records as one group: on success the writes join their shards'
     /// outboxes (applied ⊆ logged; acknowledged only once durable, see
-    /// [`crate::journal::Durability`]); on failure they fail, unlogged and unapplied.
+    /// [`crate::wal::journal::Durability`]); on failure they fail, unlogged and unapplied.
     fn commit(&mut self) {
         let result = self.journal.commit();
         for (shard, q) in self.staged.drain(..) {
@@ -682,107 +540,5 @@ impl Sequencer {
             }
         }
         full
-    }
-}
-
-/// Yields of a completion reader before it sleeps: none. Its spins catch a worker mid-batch;
-/// past them, yielding on a machine with few cores mostly takes CPU from the event loops and
-/// workers (side by side: -P 16 +5-17%, -P 1 +3-8% without them).
-const COMPLETION_WAIT_YIELDS: u32 = 0;
-
-/// The completion reader of one generation: matches completions to in-flight writes in
-/// order, reports the worker's readiness, and when the worker dies returns the writes it
-/// never completed (the orphans), in order, once nothing can send it more.
-pub fn read_completions(
-    generation: &Arc<Generation>,
-    inflight: &Receiver<InFlight>,
-    events: &Sender<Event>,
-    log: &Logger,
-) -> Vec<InFlight> {
-    let segment = Arc::clone(&generation.segment);
-    let head = segment.head();
-    let mut consumer = Consumer::new(SegmentRing {
-        segment: Arc::clone(&segment),
-        side: RingSide::Completion,
-    });
-    let mut waiting: Option<InFlight> = None;
-    let mut ready_reported = false;
-    loop {
-        // Seen before draining: whatever the worker completed before it died is drained.
-        let dead = generation.is_dead();
-        loop {
-            let popped = consumer.pop(|r| Outcome::decode(&r));
-            let (seq, outcome) = match popped {
-                Ok(Some(c)) => c,
-                Ok(None) => break,
-                Err(e) => {
-                    error!(log, "completion ring damaged; killing worker"; "component" => "sequencer",
-                           "worker" => generation.shard, "generation" => generation.number, "error" => %e);
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(generation.pid as i32),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                    break;
-                }
-            };
-            deliver(generation, &mut waiting, inflight, seq, outcome, log);
-        }
-        if !ready_reported && head.status.state.load(Ordering::Acquire) == WorkerState::Ready as u32
-        {
-            ready_reported = true;
-            let _ = events.send(Event::Ready {
-                shard: generation.shard,
-                generation: generation.number,
-            });
-        }
-        if dead {
-            let mut orphans: Vec<InFlight> = waiting.into_iter().collect();
-            // Ends when the sequencer (or a replay) has let go of this generation.
-            orphans.extend(inflight.iter());
-            return orphans;
-        }
-        wake::wait_until(
-            COMPLETION_WAIT_YIELDS,
-            &head.supervisor_completion.supervisor_sleeping,
-            &head.worker_completion.completion_doorbell,
-            Duration::from_millis(100),
-            || {
-                consumer.has_pending()
-                    || generation.is_dead()
-                    || (!ready_reported
-                        && head.status.state.load(Ordering::Acquire) == WorkerState::Ready as u32)
-            },
-        );
-    }
-}
-
-/// Hands the completion of `seq` to the write waiting for it, if any: entries precede
-/// their records, so an entry with a larger sequence number (or none) means a replayed
-/// record that nobody waits for.
-fn deliver(
-    generation: &Generation,
-    waiting: &mut Option<InFlight>,
-    inflight: &Receiver<InFlight>,
-    seq: u64,
-    outcome: Outcome,
-    log: &Logger,
-) {
-    loop {
-        let Some(front) = waiting.take().or_else(|| inflight.try_recv().ok()) else {
-            return;
-        };
-        if front.seq == seq {
-            front.pending.complete(Ok(outcome));
-            return;
-        }
-        if front.seq > seq {
-            *waiting = Some(front);
-            return;
-        }
-        error!(log, "completion skipped a write"; "component" => "sequencer",
-               "worker" => generation.shard, "seq" => seq, "expected_seq" => front.seq);
-        front
-            .pending
-            .complete(Err(Failure::WorkerDied(generation.shard)));
     }
 }

@@ -12,8 +12,8 @@ use corral_worker::machine::{KvMachine, StateMachine};
 use shm_protocol::layout::Geometry;
 use shm_protocol::table::{HeapTable, TableLimits, TableWriter};
 
-use crate::codec;
-use crate::datadir::Manifest;
+use crate::wal::codec;
+use crate::wal::datadir::Manifest;
 use crate::wal::{self, Kind, WalError};
 
 /// What [`verify`] found.

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -28,37 +28,11 @@ use serde_json::json;
 use shm_protocol::os::monotonic_ns;
 use slog::{debug, Logger};
 
-use crate::journal::Durability;
-use crate::metrics::Metrics;
-use crate::server::Server;
-use crate::shard::{Shard, ShardState, WorkerCounts};
-
-/// A loop's sign of life: it beats once per turn (every loop turns at least every 250 ms).
-#[derive(Debug)]
-pub struct Heartbeat {
-    name: &'static str,
-    ns: AtomicU64,
-}
-
-impl Heartbeat {
-    /// A heartbeat of the loop `name`, beating now.
-    #[must_use]
-    pub fn new(name: &'static str) -> Arc<Self> {
-        Arc::new(Self {
-            name,
-            ns: AtomicU64::new(monotonic_ns()),
-        })
-    }
-
-    /// Records a turn of the loop.
-    pub fn beat(&self) {
-        self.ns.store(monotonic_ns(), Ordering::Relaxed);
-    }
-
-    fn age(&self) -> Duration {
-        Duration::from_nanos(monotonic_ns().saturating_sub(self.ns.load(Ordering::Relaxed)))
-    }
-}
+use crate::base::shard::{Shard, ShardState, WorkerCounts};
+use crate::front::server::Server;
+use crate::telemetry::heartbeat::Heartbeat;
+use crate::telemetry::metrics::Metrics;
+use crate::wal::journal::Durability;
 
 /// A loop that has not turned for this long makes the supervisor not live.
 const LOOP_STALL: Duration = Duration::from_secs(5);
@@ -835,7 +809,13 @@ fn live(probes: &Probes) -> (bool, String) {
         .heartbeats
         .iter()
         .filter(|h| h.age() > LOOP_STALL)
-        .map(|h| format!("{} loop stalled for {:.1} s", h.name, h.age().as_secs_f64()))
+        .map(|h| {
+            format!(
+                "{} loop stalled for {:.1} s",
+                h.name(),
+                h.age().as_secs_f64()
+            )
+        })
         .collect();
     if stalled.is_empty() {
         (true, "live\n".into())

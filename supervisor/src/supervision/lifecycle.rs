@@ -21,47 +21,15 @@ use slog::{error, info, warn, Logger};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 
-use crate::codec::{unix_ms, LifecycleRecord};
-use crate::http::Heartbeat;
-use crate::metrics::Metrics;
-use crate::sequencer::{read_completions, InFlight, SeqMsg};
-use crate::shard::{Generation, RestartReason, Shard, ShardState};
-use crate::ticket::Failure;
-
-/// Events the lifecycle thread reacts to.
-#[derive(Debug)]
-pub enum Event {
-    /// A worker process exited (not yet reaped).
-    Exited {
-        /// Shard.
-        shard: u32,
-        /// Generation.
-        generation: u64,
-    },
-    /// A worker published `Ready`.
-    Ready {
-        /// Shard.
-        shard: u32,
-        /// Generation.
-        generation: u64,
-    },
-    /// A worker's replay finished: the shard serves again.
-    Recovered {
-        /// Shard.
-        shard: u32,
-        /// Generation.
-        generation: u64,
-        /// Writes replayed from the event log.
-        records: u64,
-        /// How long the replay took.
-        duration: Duration,
-    },
-    /// Begin stopping the workers; finish by `deadline`.
-    Stop {
-        /// When remaining workers are killed.
-        deadline: Instant,
-    },
-}
+use crate::base::ops::InFlight;
+use crate::base::shard::{Generation, RestartReason, Shard, ShardState};
+use crate::base::ticket::Failure;
+use crate::pipeline::completions::read_completions;
+use crate::pipeline::msg::LifecycleEvent;
+use crate::pipeline::msg::SeqMsg;
+use crate::telemetry::heartbeat::Heartbeat;
+use crate::telemetry::metrics::Metrics;
+use crate::wal::codec::{unix_ms, LifecycleRecord};
 
 /// Restart policy.
 #[derive(Clone, Debug)]
@@ -191,13 +159,13 @@ pub struct Lifecycle {
     /// Log level handed to workers.
     pub worker_log_level: String,
     /// Log format handed to workers.
-    pub worker_log_format: crate::log::Format,
+    pub worker_log_format: crate::telemetry::log::Format,
     /// `<data-dir>/checkpoints`: worker `k` keeps its checkpoints in `<this>/<k>`.
     pub checkpoint_root: PathBuf,
     /// Events in.
-    pub events_rx: Receiver<Event>,
+    pub events_rx: Receiver<LifecycleEvent>,
     /// Events out (cloned into waiter and completion threads).
-    pub events_tx: Sender<Event>,
+    pub events_tx: Sender<LifecycleEvent>,
     /// The sequencer.
     pub sequencer: Sender<SeqMsg>,
     /// Set by a second signal: kill now.
@@ -288,7 +256,7 @@ fn jitter() -> f64 {
 }
 
 impl Lifecycle {
-    /// Runs until a [`Event::Stop`] has been carried out.
+    /// Runs until a [`LifecycleEvent::Stop`] has been carried out.
     pub fn run(mut self) -> Ending {
         // Each slot holds its shard's segment alone (a reset needs it unshared).
         let segments = std::mem::take(&mut self.segments);
@@ -323,13 +291,13 @@ impl Lifecycle {
                 .map_or(tick, |t| t.saturating_duration_since(now))
                 .min(tick);
             match self.events_rx.recv_timeout(wait) {
-                Ok(Event::Exited { shard, generation }) => {
+                Ok(LifecycleEvent::Exited { shard, generation }) => {
                     self.on_exit(shard, generation, &mut slots[shard as usize], false);
                 }
-                Ok(Event::Ready { shard, generation }) => {
+                Ok(LifecycleEvent::Ready { shard, generation }) => {
                     self.on_ready(shard, generation, &mut slots[shard as usize]);
                 }
-                Ok(Event::Recovered {
+                Ok(LifecycleEvent::Recovered {
                     shard,
                     generation,
                     records,
@@ -338,7 +306,7 @@ impl Lifecycle {
                     let slot = &mut slots[shard as usize];
                     self.on_recovered(shard, generation, records, duration, slot);
                 }
-                Ok(Event::Stop { deadline }) => return self.stop(&mut slots, deadline),
+                Ok(LifecycleEvent::Stop { deadline }) => return self.stop(&mut slots, deadline),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     return self.stop(&mut slots, Instant::now());
@@ -471,7 +439,7 @@ impl Lifecycle {
                     while let Err(nix::errno::Errno::EINTR) =
                         waitid(Id::Pid(Pid::from_raw(pid as i32)), flags)
                     {}
-                    let _ = events.send(Event::Exited {
+                    let _ = events.send(LifecycleEvent::Exited {
                         shard: id,
                         generation: number,
                     });
@@ -499,7 +467,9 @@ impl Lifecycle {
         slot.spawned_at = Instant::now();
         slot.watchdog_fired = false;
         shard.set_current(Some(generation));
-        shard.set_stable_at(monotonic_ns().saturating_add(crate::nanos(self.policy.stable_period)));
+        shard.set_stable_at(
+            monotonic_ns().saturating_add(crate::base::nanos(self.policy.stable_period)),
+        );
         self.record(LifecycleRecord::WorkerSpawned {
             worker: id,
             generation: number,
@@ -778,7 +748,7 @@ impl Lifecycle {
                     .min(Duration::from_millis(100))
             };
             match self.events_rx.recv_timeout(wait) {
-                Ok(Event::Exited { shard, generation }) => {
+                Ok(LifecycleEvent::Exited { shard, generation }) => {
                     self.on_exit(shard, generation, &mut slots[shard as usize], true);
                 }
                 Ok(_) | Err(RecvTimeoutError::Timeout) => {

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use slog::{error, info, warn, Logger};
 
-use crate::codec::{self, LifecycleRecord};
-use crate::metrics::WalMetrics;
-use crate::sequencer::OwnedOp;
-use crate::ticket::Failure;
+use crate::base::ops::OwnedOp;
+use crate::base::ticket::Failure;
+use crate::telemetry::metrics::WalMetrics;
+use crate::wal::codec::{self, LifecycleRecord};
 use crate::wal::{self, FsyncPolicy, Kind, WalError, Writer, WriterOptions};
 
 /// How far the event log is durable, for acknowledging writes: under `--fsync always` a
@@ -346,13 +346,13 @@ impl Syncer {
             metrics.sync_seconds.observe(took.as_secs_f64());
             durability
                 .last_sync_ns
-                .store(crate::nanos(took), Ordering::Relaxed);
+                .store(crate::base::nanos(took), Ordering::Relaxed);
             state = shared.lock();
             match (result, placed) {
                 (Ok(()), Ok(())) => {
                     state.syncs += 1;
                     state.synced_records += target.saturating_sub(state.synced);
-                    state.sync_ns += crate::nanos(took);
+                    state.sync_ns += crate::base::nanos(took);
                     state.synced = state.synced.max(target);
                     durability.advance(target);
                 }
@@ -420,7 +420,7 @@ impl GroupStats {
             .checked_ilog2()
             .map_or(0, |b| b as usize + 1);
         self.buckets[bucket.min(GROUP_BUCKETS - 1)] += 1;
-        self.commit_ns += crate::nanos(took);
+        self.commit_ns += crate::base::nanos(took);
     }
 
     /// The group size below which `q` of the groups fall (bucket upper bound).

@@ -25,51 +25,23 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use slog::{debug, error, info, warn, Logger};
 
-use crate::http::Heartbeat;
-use crate::journal::{Acknowledge, Durability};
-use crate::metrics::{CommandStats, Metrics};
-use crate::resp::{reply, Frame};
-use crate::sequencer::SeqMsg;
-use crate::session::{Batch, Session};
-use crate::shard::Shard;
-use crate::ticket::Ticket;
+use crate::base::shard::Shard;
+use crate::base::ticket::Ticket;
+use crate::front::resp::{reply, Frame};
+use crate::front::session::{Batch, Session};
+use crate::front::shared::{ServerConfig, Shared};
+use crate::pipeline::msg::SeqMsg;
+use crate::telemetry::heartbeat::Heartbeat;
+use crate::telemetry::metrics::{CommandStats, Metrics};
+use crate::wal::journal::{Acknowledge, Durability};
 
-/// Front-door settings.
-#[derive(Clone, Debug)]
-pub struct ServerConfig {
-    /// Password clients must AUTH with.
-    pub requirepass: Option<String>,
-    /// Most concurrent connections.
-    pub max_clients: u32,
-    /// Most commands per batch.
-    pub max_pipeline: usize,
-    /// Largest query buffer.
-    pub max_request_bytes: usize,
-    /// Longest key.
-    pub max_key_bytes: usize,
-    /// Longest value.
-    pub max_value_bytes: usize,
-    /// Event loops.
-    pub io_threads: usize,
-    /// Fraction of write commands logged.
-    pub log_sample_rate: f64,
-    /// Whether commands are counted and timed.
-    pub command_metrics: bool,
-}
-
-/// State shared by the accept thread, the event loops and the sessions.
+/// The server: its shared state, the accept thread's and the event loops' handles.
 pub struct Server {
-    pub(crate) shards: Arc<Vec<Shard>>,
-    pub(crate) sequencer: Sender<SeqMsg>,
-    pub(crate) config: ServerConfig,
-    pub(crate) log: Logger,
-    pub(crate) started: Instant,
-    pub(crate) durability: Arc<Durability>,
+    pub(crate) shared: Arc<Shared>,
     pub(crate) metrics: Arc<Metrics>,
     stopping: AtomicBool,
     draining: AtomicBool,
     next_id: AtomicU64,
-    active: AtomicU32,
     loops: Mutex<Vec<LoopHandle>>,
     heartbeats: Vec<Arc<Heartbeat>>,
 }
@@ -105,7 +77,7 @@ impl Waker {
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
-            .field("active", &self.active.load(Ordering::Relaxed))
+            .field("active", &self.shared.connections())
             .finish_non_exhaustive()
     }
 }
@@ -133,17 +105,19 @@ impl Server {
         let heartbeats: Vec<Arc<Heartbeat>> =
             (0..io_threads).map(|_| Heartbeat::new("io")).collect();
         let server = Arc::new(Self {
-            shards,
-            sequencer,
-            config,
-            log,
-            started: Instant::now(),
-            durability: Arc::clone(&durability),
+            shared: Arc::new(Shared {
+                shards,
+                sequencer,
+                config,
+                log,
+                started: Instant::now(),
+                durability: Arc::clone(&durability),
+                active: AtomicU32::new(0),
+            }),
             metrics,
             stopping: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
-            active: AtomicU32::new(0),
             loops: Mutex::new(Vec::new()),
             heartbeats: heartbeats.clone(),
         });
@@ -204,7 +178,7 @@ impl Server {
             let stream = match stream {
                 Ok(s) => s,
                 Err(e) => {
-                    warn!(self.log, "accept failed"; "component" => "server", "error" => %e);
+                    warn!(self.shared.log, "accept failed"; "component" => "server", "error" => %e);
                     // EMFILE and friends: back off instead of spinning.
                     std::thread::sleep(Duration::from_millis(10));
                     continue;
@@ -254,7 +228,7 @@ impl Server {
                 let _ = thread.join();
             }
         }
-        self.active.load(Ordering::Acquire) as usize
+        self.shared.connections() as usize
     }
 
     /// The event loops' signs of life.
@@ -269,7 +243,7 @@ impl Server {
 
     /// Connections open now.
     pub fn connections(&self) -> u32 {
-        self.active.load(Ordering::Acquire)
+        self.shared.connections()
     }
 }
 
@@ -354,7 +328,7 @@ impl EventLoop {
                 Ok(n) => n,
                 Err(nix::errno::Errno::EINTR) => 0,
                 Err(e) => {
-                    error!(self.server.log, "epoll_wait failed"; "component" => "server", "error" => %e);
+                    error!(self.server.shared.log, "epoll_wait failed"; "component" => "server", "error" => %e);
                     std::thread::sleep(Duration::from_millis(10));
                     0
                 }
@@ -408,7 +382,7 @@ impl EventLoop {
     /// at the limit, first handles what epoll reports (closes among it) and looks again, so
     /// connections already closed by their clients are not counted against a new one.
     fn take_slot(&mut self, events: &mut [EpollEvent]) -> bool {
-        let max = self.server.config.max_clients;
+        let max = self.server.shared.config.max_clients;
         let try_take = |active: &AtomicU32| {
             active
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -416,7 +390,7 @@ impl EventLoop {
                 })
                 .is_ok()
         };
-        if try_take(&self.server.active) {
+        if try_take(&self.server.shared.active) {
             return true;
         }
         for _ in 0..2 {
@@ -424,7 +398,7 @@ impl EventLoop {
                 // A wake among them comes again: the eventfd is level-triggered.
                 self.on_events(&events[..n]);
             }
-            if try_take(&self.server.active) {
+            if try_take(&self.server.shared.active) {
                 return true;
             }
         }
@@ -446,12 +420,12 @@ impl EventLoop {
                 .epoll
                 .add(stream.as_fd(), EpollEvent::new(interest, id))
             {
-                warn!(self.server.log, "cannot watch connection"; "component" => "server",
+                warn!(self.server.shared.log, "cannot watch connection"; "component" => "server",
                       "conn" => id, "error" => %e);
-                self.server.active.fetch_sub(1, Ordering::AcqRel);
+                self.server.shared.active.fetch_sub(1, Ordering::AcqRel);
                 continue;
             }
-            debug!(self.server.log, "client connected"; "component" => "server", "conn" => id,
+            debug!(self.server.shared.log, "client connected"; "component" => "server", "conn" => id,
                    "peer" => stream.peer_addr().map(|a| a.to_string()).unwrap_or_default());
             let ticket = {
                 let (done, waker) = (self.done_tx.clone(), Arc::clone(&self.waker));
@@ -465,7 +439,7 @@ impl EventLoop {
                 Conn {
                     stream,
                     session: Session::new(
-                        Arc::clone(&self.server),
+                        Arc::clone(&self.server.shared),
                         id,
                         ticket,
                         Arc::clone(&self.stats),
@@ -485,7 +459,7 @@ impl EventLoop {
 
     /// Reads what the socket holds (unless the connection is not to be read now).
     fn read(&mut self, id: u64) {
-        let max = self.server.config.max_request_bytes;
+        let max = self.server.shared.config.max_request_bytes;
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
@@ -504,7 +478,7 @@ impl EventLoop {
                     break;
                 }
                 Ok(n) => {
-                    if self.server.config.command_metrics {
+                    if self.server.shared.config.command_metrics {
                         self.stats.received(n as u64);
                     }
                     c.input.extend_from_slice(&self.chunk[..n]);
@@ -614,7 +588,7 @@ impl EventLoop {
                 }
                 Ok(n) => {
                     c.sent += n;
-                    if self.server.config.command_metrics {
+                    if self.server.shared.config.command_metrics {
                         self.stats.sent(n as u64);
                     }
                 }
@@ -655,15 +629,15 @@ impl EventLoop {
     fn close(&mut self, id: u64) {
         if let Some(c) = self.conns.remove(&id) {
             let _ = self.epoll.delete(c.stream.as_fd());
-            self.server.active.fetch_sub(1, Ordering::AcqRel);
-            debug!(self.server.log, "client disconnected"; "component" => "server", "conn" => id);
+            self.server.shared.active.fetch_sub(1, Ordering::AcqRel);
+            debug!(self.server.shared.log, "client disconnected"; "component" => "server", "conn" => id);
         }
     }
 }
 
 /// Logs a summary line when the server stops.
 pub fn log_stopped(server: &Server) {
-    info!(server.log, "front door closed"; "component" => "server",
+    info!(server.shared.log, "front door closed"; "component" => "server",
           "connections_served" => server.next_id.load(Ordering::Relaxed) - 1);
 }
 

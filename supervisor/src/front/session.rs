@@ -14,14 +14,15 @@ use corral_worker::command::{Outcome, SetCondition, WriteError};
 use shm_protocol::table::Lookup;
 use slog::{debug, info, warn};
 
-use crate::journal::Acknowledge;
-use crate::metrics::CommandStats;
-use crate::resp::{self, reply, Frame, ParseLimits, Parsed, ProtocolError, Rejection};
-use crate::sequencer::{OwnedOp, SeqMsg, WriteOp};
-use crate::server::Server;
-use crate::shard::ShardState;
-use crate::slot::shard_of;
-use crate::ticket::{Failure, Ticket, WriteResult};
+use crate::base::ops::OwnedOp;
+use crate::base::shard::ShardState;
+use crate::base::slot::shard_of;
+use crate::base::ticket::{Failure, Ticket, WriteResult};
+use crate::front::resp::{self, reply, Frame, ParseLimits, Parsed, ProtocolError, Rejection};
+use crate::front::shared::Shared;
+use crate::pipeline::msg::{SeqMsg, WriteOp};
+use crate::telemetry::metrics::CommandStats;
+use crate::wal::journal::Acknowledge;
 
 /// How a write command's op replies combine into its reply.
 #[derive(Clone, Copy, Debug)]
@@ -79,7 +80,7 @@ enum Owed {
 
 /// One client's session: authentication, name, and the writes of its current batch.
 pub struct Session {
-    server: Arc<Server>,
+    shared: Arc<Shared>,
     id: u64,
     authed: bool,
     name: Option<Vec<u8>>,
@@ -137,14 +138,14 @@ impl Session {
     /// A session of connection `id`; `ticket` gathers the outcomes of its writes.
     #[must_use]
     pub fn new(
-        server: Arc<Server>,
+        shared: Arc<Shared>,
         id: u64,
         ticket: Arc<Ticket>,
         stats: Arc<CommandStats>,
     ) -> Self {
         Self {
-            authed: server.config.requirepass.is_none(),
-            server,
+            authed: shared.config.requirepass.is_none(),
+            shared,
             id,
             name: None,
             ops: Vec::new(),
@@ -165,7 +166,7 @@ impl Session {
     /// The parser limits of this session (tighter before AUTH).
     #[must_use]
     pub fn limits(&self) -> ParseLimits {
-        let c = &self.server.config;
+        let c = &self.shared.config;
         ParseLimits {
             max_args: 1 << 20,
             max_bulk_bytes: c.max_value_bytes.max(c.max_key_bytes),
@@ -211,7 +212,7 @@ impl Session {
                         let (before, owed) = (out.len(), self.owed.len());
                         let step = self.command(args, out, out_limit);
                         if matches!(step, Step::Done | Step::Close)
-                            && self.server.config.command_metrics
+                            && self.shared.config.command_metrics
                         {
                             self.count_immediate(before, owed, out);
                         }
@@ -228,7 +229,7 @@ impl Session {
                         commands += 1;
                     }
                     *start = next;
-                    if commands >= self.server.config.max_pipeline || out.len() >= out_limit {
+                    if commands >= self.shared.config.max_pipeline || out.len() >= out_limit {
                         break Batch::Full;
                     }
                 }
@@ -237,10 +238,10 @@ impl Session {
                     self.command = OTHER;
                     let (before, owed) = (out.len(), self.owed.len());
                     let max = self
-                        .server
+                        .shared
                         .config
                         .max_value_bytes
-                        .max(self.server.config.max_key_bytes);
+                        .max(self.shared.config.max_key_bytes);
                     self.error(
                         out,
                         &format!(
@@ -248,7 +249,7 @@ impl Session {
                              (max-value-bytes, max-key-bytes); the command was not run"
                         ),
                     );
-                    if self.server.config.command_metrics {
+                    if self.shared.config.command_metrics {
                         self.count_immediate(before, owed, out);
                     }
                     commands += 1;
@@ -260,14 +261,14 @@ impl Session {
                 }
                 Err(ProtocolError(e)) => {
                     self.error(out, &format!("ERR Protocol error: {e}"));
-                    debug!(self.server.log, "protocol error"; "component" => "server",
+                    debug!(self.shared.log, "protocol error"; "component" => "server",
                            "conn" => self.id, "error" => e);
                     break Batch::Close;
                 }
             }
         };
         if !self.immediate.is_empty() {
-            let took = crate::nanos(self.read_at.elapsed());
+            let took = crate::base::nanos(self.read_at.elapsed());
             for (command, ok) in self.immediate.drain(..) {
                 self.stats.record(command, ok, took);
             }
@@ -377,7 +378,7 @@ impl Session {
     }
 
     fn size_error(&self, key: &[u8], value: Option<&[u8]>) -> Option<String> {
-        let c = &self.server.config;
+        let c = &self.shared.config;
         if key.len() > c.max_key_bytes {
             return Some(format!(
                 "ERR key exceeds the maximum of {} bytes (max-key-bytes)",
@@ -449,7 +450,7 @@ impl Session {
     }
 
     fn queue(&mut self, kind: WriteKind, ops: impl ExactSizeIterator<Item = OwnedOp>) {
-        let shards = self.server.shards.len() as u32;
+        let shards = self.shared.shards.len() as u32;
         self.owed.push(Owed::Write {
             kind,
             ops: ops.len() as u32,
@@ -482,7 +483,7 @@ impl Session {
             .collect();
         // A send fails only when the sequencer is gone; the returned batch's claims drop
         // and fail their writes, so the ticket still completes.
-        drop(self.server.sequencer.send(SeqMsg::Submit(batch)));
+        drop(self.shared.sequencer.send(SeqMsg::Submit(batch)));
         true
     }
 
@@ -496,7 +497,7 @@ impl Session {
     /// be durable under the fsync policy.
     #[must_use]
     pub fn acknowledge(&self) -> Acknowledge {
-        self.server.durability.acknowledge(self.ticket.last_seq())
+        self.shared.durability.acknowledge(self.ticket.last_seq())
     }
 
     /// Appends the owed replies, in command order, once [`Session::outcomes_in`] and
@@ -534,27 +535,27 @@ impl Session {
                     });
                     if let Some(failure) = unknown {
                         // An error would say "not applied"; nobody can say that here.
-                        warn!(self.server.log, "write outcome unknown: closing the connection without a reply";
+                        warn!(self.shared.log, "write outcome unknown: closing the connection without a reply";
                               "component" => "server", "conn" => self.id,
-                              "command" => crate::metrics::COMMAND_NAMES[command.min(OTHER)],
+                              "command" => crate::telemetry::metrics::COMMAND_NAMES[command.min(OTHER)],
                               "reason" => ?failure);
-                        if self.server.config.command_metrics {
+                        if self.shared.config.command_metrics {
                             self.stats.record(
                                 command,
                                 false,
-                                crate::nanos(now.saturating_duration_since(read_at)),
+                                crate::base::nanos(now.saturating_duration_since(read_at)),
                             );
                         }
                         self.closing = true;
                         continue;
                     }
                     let before = out.len();
-                    let durability = &self.server.durability;
+                    let durability = &self.shared.durability;
                     write_reply(kind, results, || durability.failure(), out);
                     let ok = out.get(before) != Some(&b'-');
                     let took = now.saturating_duration_since(read_at);
-                    if self.server.config.command_metrics {
-                        self.stats.record(command, ok, crate::nanos(took));
+                    if self.shared.config.command_metrics {
+                        self.stats.record(command, ok, crate::base::nanos(took));
                     }
                     self.maybe_log_write(command, at - ops as usize, ok, took);
                 }
@@ -582,7 +583,7 @@ impl Session {
         ok: bool,
         took: std::time::Duration,
     ) {
-        let rate = self.server.config.log_sample_rate;
+        let rate = self.shared.config.log_sample_rate;
         if rate <= 0.0 {
             return;
         }
@@ -592,15 +593,18 @@ impl Session {
         if (self.sample >> 11) as f64 / (1u64 << 53) as f64 >= rate {
             return;
         }
-        info!(self.server.log, "write"; "component" => "server", "conn" => self.id,
-              "command" => crate::metrics::COMMAND_NAMES[command.min(OTHER)],
+        info!(self.shared.log, "write"; "component" => "server", "conn" => self.id,
+              "command" => crate::telemetry::metrics::COMMAND_NAMES[command.min(OTHER)],
               "seq" => self.ticket.seq_of(first_op), "ok" => ok,
               "latency_us" => took.as_micros() as u64);
     }
 
-    fn generation_for(&self, key: &[u8]) -> Result<(u32, Arc<crate::shard::Generation>), String> {
-        let id = shard_of(key, self.server.shards.len() as u32);
-        let shard = &self.server.shards[id as usize];
+    fn generation_for(
+        &self,
+        key: &[u8],
+    ) -> Result<(u32, Arc<crate::base::shard::Generation>), String> {
+        let id = shard_of(key, self.shared.shards.len() as u32);
+        let shard = &self.shared.shards[id as usize];
         match shard.state() {
             ShardState::Ready => {}
             ShardState::Parked => return Err(parked(id)),
@@ -658,7 +662,7 @@ impl Session {
                 Ok(false) => reply::nil(out),
                 Err(e) => {
                     // Part of the reply may be out: it cannot turn into an error now.
-                    warn!(self.server.log, "MGET cannot finish its reply; closing the connection";
+                    warn!(self.shared.log, "MGET cannot finish its reply; closing the connection";
                           "component" => "server", "conn" => self.id, "error" => e);
                     return Step::Close;
                 }
@@ -790,7 +794,7 @@ impl Session {
     }
 
     fn auth(&mut self, args: &[&[u8]], out: &mut Vec<u8>) {
-        let Some(pass) = self.server.config.requirepass.as_deref() else {
+        let Some(pass) = self.shared.config.requirepass.as_deref() else {
             reply::error(
                 out,
                 "ERR AUTH <password> called without any password configured for the default \
@@ -869,7 +873,7 @@ impl Session {
     }
 
     fn dbsize(&self) -> u64 {
-        self.server
+        self.shared
             .shards
             .iter()
             .filter_map(|s| s.current())
@@ -879,7 +883,7 @@ impl Session {
     }
 
     fn info(&self) -> String {
-        let s = &self.server;
+        let s = &self.shared;
         let mut text = format!(
             "# Server\r\nredis_version:{REDIS_COMPAT_VERSION}\r\ncorral_version:{}\r\n\
              redis_mode:standalone\r\nprocess_id:{}\r\nuptime_in_seconds:{}\r\n\r\n\
@@ -928,7 +932,7 @@ const COMMANDS: &[&str] = &[
     "client",
 ];
 
-/// The metrics index of a command ([`crate::metrics::COMMAND_NAMES`]).
+/// The metrics index of a command ([`crate::telemetry::metrics::COMMAND_NAMES`]).
 const OTHER: usize = COMMANDS.len();
 
 fn command_index(lower: &str) -> usize {
@@ -1024,7 +1028,7 @@ mod tests {
 
     #[test]
     fn command_labels_follow_the_command_list() {
-        let names = crate::metrics::COMMAND_NAMES;
+        let names = crate::telemetry::metrics::COMMAND_NAMES;
         assert_eq!(&names[..COMMANDS.len()], COMMANDS);
         assert_eq!(names[OTHER], "other");
         assert_eq!(command_index("incrby"), 8);

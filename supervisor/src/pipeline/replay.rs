@@ -8,6 +8,7 @@
 //! Writes that the dead generation took but never completed (its orphans) are re-attached
 //! to their replayed records and acknowledged with the outcome of the replay.
 
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,19 +18,34 @@ use crossbeam_channel::Sender;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use shm_protocol::wake;
-use slog::{error, info};
+use slog::{error, info, Logger};
 
-use crate::codec::{self, DecodeError};
-use crate::lifecycle::Event;
-use crate::sequencer::{InFlight, ReplayContext, Replayed, RequestProducer, SeqMsg};
-use crate::shard::Generation;
-use crate::ticket::Failure;
+use crate::base::ops::InFlight;
+use crate::base::shard::{Generation, Shard};
+use crate::base::ticket::Failure;
+use crate::pipeline::msg::{LifecycleEvent, Replayed, RequestProducer, SeqMsg};
+use crate::wal::codec::{self, DecodeError};
 use crate::wal::{self, Kind, WalError};
 
 /// How often a long replay reports its progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// Records pushed between wake-ups of the worker.
 const NOTIFY_EVERY: u64 = 64;
+
+/// What the sequencer gives each replay it starts.
+#[derive(Clone, Debug)]
+pub struct ReplayContext {
+    /// The event log directory.
+    pub wal_dir: PathBuf,
+    /// The sequencer's own channel (for [`SeqMsg::Replayed`]).
+    pub sequencer: Sender<SeqMsg>,
+    /// The lifecycle thread's events (for [`LifecycleEvent::Recovered`]).
+    pub events: Sender<LifecycleEvent>,
+    /// The shards (a replay notes how far it pushed).
+    pub shards: Arc<Vec<Shard>>,
+    /// Logger.
+    pub log: Logger,
+}
 
 /// One replay, as the sequencer starts it.
 #[derive(Debug)]
@@ -163,7 +179,7 @@ fn run(job: ReplayJob) {
                 producer: run.producer,
                 inflight: run.inflight,
             }));
-            let _ = run.context.events.send(Event::Recovered {
+            let _ = run.context.events.send(LifecycleEvent::Recovered {
                 shard,
                 generation: number,
                 records: run.records,

@@ -1,0 +1,3 @@
+//! The HTTP server: metrics, liveness, readiness and detailed health.
+
+pub mod http;

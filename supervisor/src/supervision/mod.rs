@@ -1,0 +1,4 @@
+//! Supervision: spawning, watching and restarting the workers, and parking a shard that
+//! crash-loops.
+
+pub mod lifecycle;
