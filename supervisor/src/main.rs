@@ -374,7 +374,11 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
 
     let (seq_tx, seq_rx) = crossbeam_channel::bounded::<SeqMsg>(4096);
     let shards: Arc<Vec<Shard>> = Arc::new((0..workers).map(Shard::new).collect());
-    let metrics = Metrics::new(Arc::clone(&shards), Arc::clone(&logging.dropped));
+    let metrics = Metrics::new(
+        Arc::clone(&shards),
+        Arc::clone(&logging.dropped),
+        corral::front::session::TABLE.labels(),
+    );
     let mut history = History::default();
     let durability = Durability::new(args.fsync);
     let checkpoints = (0..workers)

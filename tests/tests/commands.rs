@@ -110,6 +110,31 @@ fn command_set_follows_redis() {
         (&["CLIENT", "SETNAME", "tester"], ok()),
         (&["CLIENT", "GETNAME"], bulk("tester")),
         (&["AUTH", "pw"], Err("without any password configured")),
+        (&["AUTH", "a", "b", "c"], Err("syntax error")),
+        (
+            &["PING", "a", "b"],
+            Err("wrong number of arguments for 'ping' command"),
+        ),
+        (&["DEL"], Err("wrong number of arguments for 'del' command")),
+        (
+            &["COMMAND", "GETKEYS", "MSET", "a", "1", "b", "2"],
+            Ok(Value::Array(vec![
+                Value::BulkString(b"a".to_vec()),
+                Value::BulkString(b"b".to_vec()),
+            ])),
+        ),
+        (
+            &["COMMAND", "GETKEYS", "PING", "x"],
+            Err("The command has no key arguments"),
+        ),
+        (
+            &["COMMAND", "GETKEYS", "GET", "a", "b"],
+            Err("Invalid number of arguments specified for command"),
+        ),
+        (
+            &["COMMAND", "GETKEYS", "NOSUCH", "x"],
+            Err("Invalid command specified"),
+        ),
     ];
     for (args, expected) in cases {
         check(&mut c, args, expected.clone());

@@ -7,7 +7,7 @@
 //! reads its own writes, and replies always go out in command order.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use corral_worker::command::{Outcome, SetCondition, WriteError};
@@ -18,6 +18,7 @@ use crate::base::ops::OwnedOp;
 use crate::base::shard::ShardState;
 use crate::base::slot::shard_of;
 use crate::base::ticket::{Failure, Ticket, WriteResult};
+use crate::front::command::{Arity, Keys, Kind, Spec, Table};
 use crate::front::resp::{self, reply, Frame, ParseLimits, Parsed, ProtocolError, Rejection};
 use crate::front::shared::Shared;
 use crate::pipeline::msg::{SeqMsg, WriteOp};
@@ -53,7 +54,7 @@ pub enum Batch {
 
 /// What a command did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Step {
+pub enum Step {
     /// Ran (or queued its writes).
     Done,
     /// Wrote part of its reply: it runs on (from where it stopped) once that is sent.
@@ -91,7 +92,7 @@ pub struct Session {
     ticket: Arc<Ticket>,
     results: Vec<Option<WriteResult>>,
     value: Vec<u8>,
-    /// Index (in `COMMAND_NAMES`) of the command being run.
+    /// Index (in [`TABLE`], the metric index) of the command being run.
     command: usize,
     /// State of the sampling of write logs (xorshift).
     sample: u64,
@@ -153,7 +154,7 @@ impl Session {
             ticket,
             results: Vec::new(),
             value: Vec::new(),
-            command: OTHER,
+            command: TABLE.other(),
             sample: id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
             read_at: Instant::now(),
             immediate: Vec::new(),
@@ -235,7 +236,7 @@ impl Session {
                 }
                 Ok(Parsed::Rejected(next, Rejection::TooLarge { bytes })) => {
                     *start = next;
-                    self.command = OTHER;
+                    self.command = TABLE.other();
                     let (before, owed) = (out.len(), self.owed.len());
                     let max = self
                         .shared
@@ -304,77 +305,117 @@ impl Session {
         self.reply_in_order(&encoded, out);
     }
 
-    /// Runs one command.
+    /// Runs one command: looked up in [`TABLE`], checked for authentication and arity, a
+    /// read after the connection's pending writes, then its handler.
     fn command(&mut self, args: &[&[u8]], out: &mut Vec<u8>, out_limit: usize) -> Step {
-        let name = args[0];
-        if !self.authed && !eq(name, "auth") && !eq(name, "hello") && !eq(name, "quit") {
+        let found = TABLE.find(args[0]);
+        if !self.authed && !found.is_some_and(|(_, spec)| spec.before_auth) {
             self.error(out, "NOAUTH Authentication required.");
             return Step::Done;
         }
-        // Command names are short: lower-case them on the stack.
-        let mut lowered = [0u8; 16];
-        let lower = match lowered.get_mut(..name.len()) {
-            Some(buf) => {
-                buf.copy_from_slice(name);
-                buf.make_ascii_lowercase();
-                std::str::from_utf8(buf).unwrap_or("")
-            }
-            None => "",
+        let Some((index, spec)) = found else {
+            self.command = TABLE.other();
+            self.unknown(args, out);
+            return Step::Done;
         };
-        self.command = command_index(lower);
-        match lower {
-            "set" => self.set(args, out),
-            "del" | "unlink" if args.len() >= 2 => {
-                let ops = args[1..].iter().map(|k| OwnedOp::Del { key: k.to_vec() });
-                self.queue(WriteKind::Sum, ops);
-            }
-            "incr" | "decr" if args.len() == 2 => {
-                let delta = if lower == "incr" { 1 } else { -1 };
-                self.incr(args[1], delta, out);
-            }
-            "incrby" | "decrby" if args.len() == 3 => {
-                match corral_worker::machine::parse_i64(args[2]) {
-                    Some(d) if lower == "incrby" => self.incr(args[1], d, out),
-                    Some(d) if d != i64::MIN => self.incr(args[1], -d, out),
-                    Some(_) => self.error(out, "ERR decrement would overflow"),
-                    None => self.error(out, "ERR value is not an integer or out of range"),
-                }
-            }
-            "mset" if args.len() >= 3 && args.len() % 2 == 1 => {
-                let pairs = args[1..].chunks_exact(2);
-                if let Some(e) = pairs
-                    .clone()
-                    .find_map(|pair| self.size_error(pair[0], Some(pair[1])))
-                {
-                    self.error(out, &e);
-                    return Step::Done;
-                }
-                let ops = pairs.map(|pair| OwnedOp::Set {
-                    key: pair[0].to_vec(),
-                    value: pair[1].to_vec(),
-                    condition: SetCondition::Always,
-                });
-                self.queue(WriteKind::AllOk, ops);
-            }
-            "mget" if args.len() >= 2 => {
-                if !self.owed.is_empty() {
-                    return Step::Flush;
-                }
-                return self.mget(&args[1..], out, out_limit);
-            }
-            _ => {
-                // Reads (and everything else) see this connection's earlier writes.
-                if !self.owed.is_empty() {
-                    return Step::Flush;
-                }
-                return if self.non_write(lower, name, args, out) {
-                    Step::Close
-                } else {
-                    Step::Done
-                };
+        self.command = index;
+        if !spec.arity.allows(args.len()) {
+            return self.arity_error(out);
+        }
+        // Reads (and everything else that answers at once) see this connection's earlier
+        // writes.
+        if spec.kind == Kind::Read && !self.owed.is_empty() {
+            return Step::Flush;
+        }
+        (spec.run)(self, args, out, out_limit)
+    }
+
+    /// Redis' reply to a command run with the wrong number of arguments.
+    fn arity_error(&mut self, out: &mut Vec<u8>) -> Step {
+        let name = TABLE.label(self.command);
+        self.error(
+            out,
+            &format!("ERR wrong number of arguments for '{name}' command"),
+        );
+        Step::Done
+    }
+
+    fn unknown(&mut self, args: &[&[u8]], out: &mut Vec<u8>) {
+        let name = args[0];
+        let mut msg = format!(
+            "ERR unknown command '{}', with args beginning with: ",
+            String::from_utf8_lossy(&name[..name.len().min(128)])
+        );
+        for a in args[1..].iter().take(16) {
+            msg.push_str(&format!(
+                "'{}' ",
+                String::from_utf8_lossy(&a[..a.len().min(128)])
+            ));
+        }
+        self.error(out, &msg);
+    }
+
+    fn del(&mut self, args: &[&[u8]], _: &mut Vec<u8>, _: usize) -> Step {
+        let ops = args[1..].iter().map(|k| OwnedOp::Del { key: k.to_vec() });
+        self.queue(WriteKind::Sum, ops);
+        Step::Done
+    }
+
+    fn incr(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+        self.incr_by(args[1], 1, out)
+    }
+
+    fn decr(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+        self.incr_by(args[1], -1, out)
+    }
+
+    fn incrby(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+        match corral_worker::machine::parse_i64(args[2]) {
+            Some(d) => self.incr_by(args[1], d, out),
+            None => {
+                self.error(out, "ERR value is not an integer or out of range");
+                Step::Done
             }
         }
+    }
+
+    fn decrby(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+        match corral_worker::machine::parse_i64(args[2]) {
+            Some(d) if d != i64::MIN => self.incr_by(args[1], -d, out),
+            Some(_) => {
+                self.error(out, "ERR decrement would overflow");
+                Step::Done
+            }
+            None => {
+                self.error(out, "ERR value is not an integer or out of range");
+                Step::Done
+            }
+        }
+    }
+
+    fn mset(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+        if args.len() % 2 == 0 {
+            return self.arity_error(out);
+        }
+        let pairs = args[1..].chunks_exact(2);
+        if let Some(e) = pairs
+            .clone()
+            .find_map(|pair| self.size_error(pair[0], Some(pair[1])))
+        {
+            self.error(out, &e);
+            return Step::Done;
+        }
+        let ops = pairs.map(|pair| OwnedOp::Set {
+            key: pair[0].to_vec(),
+            value: pair[1].to_vec(),
+            condition: SetCondition::Always,
+        });
+        self.queue(WriteKind::AllOk, ops);
         Step::Done
+    }
+
+    fn mget_command(&mut self, args: &[&[u8]], out: &mut Vec<u8>, out_limit: usize) -> Step {
+        self.mget(&args[1..], out, out_limit)
     }
 
     fn size_error(&self, key: &[u8], value: Option<&[u8]>) -> Option<String> {
@@ -394,11 +435,7 @@ impl Session {
         None
     }
 
-    fn set(&mut self, args: &[&[u8]], out: &mut Vec<u8>) {
-        if args.len() < 3 {
-            self.error(out, "ERR wrong number of arguments for 'set' command");
-            return;
-        }
+    fn set(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
         let mut condition = SetCondition::Always;
         for opt in &args[3..] {
             let o = String::from_utf8_lossy(opt).to_ascii_uppercase();
@@ -412,18 +449,18 @@ impl Session {
                             "ERR SET option '{o}' is not supported: Corral keys do not expire"
                         ),
                     );
-                    return;
+                    return Step::Done;
                 }
                 _ => {
                     self.error(out, "ERR syntax error");
-                    return;
+                    return Step::Done;
                 }
             };
             condition = next;
         }
         if let Some(e) = self.size_error(args[1], Some(args[2])) {
             self.error(out, &e);
-            return;
+            return Step::Done;
         }
         self.queue(
             WriteKind::Set,
@@ -433,12 +470,13 @@ impl Session {
                 condition,
             }),
         );
+        Step::Done
     }
 
-    fn incr(&mut self, key: &[u8], delta: i64, out: &mut Vec<u8>) {
+    fn incr_by(&mut self, key: &[u8], delta: i64, out: &mut Vec<u8>) -> Step {
         if let Some(e) = self.size_error(key, None) {
             self.error(out, &e);
-            return;
+            return Step::Done;
         }
         self.queue(
             WriteKind::Int,
@@ -447,6 +485,7 @@ impl Session {
                 delta,
             }),
         );
+        Step::Done
     }
 
     fn queue(&mut self, kind: WriteKind, ops: impl ExactSizeIterator<Item = OwnedOp>) {
@@ -537,7 +576,7 @@ impl Session {
                         // An error would say "not applied"; nobody can say that here.
                         warn!(self.shared.log, "write outcome unknown: closing the connection without a reply";
                               "component" => "server", "conn" => self.id,
-                              "command" => crate::telemetry::metrics::COMMAND_NAMES[command.min(OTHER)],
+                              "command" => TABLE.label(command),
                               "reason" => ?failure);
                         if self.shared.config.command_metrics {
                             self.stats.record(
@@ -594,7 +633,7 @@ impl Session {
             return;
         }
         info!(self.shared.log, "write"; "component" => "server", "conn" => self.id,
-              "command" => crate::telemetry::metrics::COMMAND_NAMES[command.min(OTHER)],
+              "command" => TABLE.label(command),
               "seq" => self.ticket.seq_of(first_op), "ok" => ok,
               "latency_us" => took.as_micros() as u64);
     }
@@ -671,126 +710,160 @@ impl Session {
         Step::Done
     }
 
-    /// Runs a command that writes nothing; returns true when the connection should close.
-    fn non_write(&mut self, lower: &str, name: &[u8], args: &[&[u8]], out: &mut Vec<u8>) -> bool {
-        let arity = |out: &mut Vec<u8>| {
-            reply::error(
-                out,
-                &format!("ERR wrong number of arguments for '{lower}' command"),
-            );
-        };
-        match lower {
-            "get" if args.len() == 2 => match self.lookup(args[1]) {
-                Ok(true) => reply::bulk(out, &self.value),
-                Ok(false) => reply::nil(out),
-                Err(e) => reply::error(out, &e),
-            },
-            "exists" if args.len() >= 2 => {
-                let mut n = 0;
-                for key in &args[1..] {
-                    match self.lookup(key) {
-                        Ok(found) => n += i64::from(found),
-                        Err(e) => {
-                            reply::error(out, &e);
-                            return false;
-                        }
-                    }
+    fn get(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+        match self.lookup(args[1]) {
+            Ok(true) => reply::bulk(out, &self.value),
+            Ok(false) => reply::nil(out),
+            Err(e) => reply::error(out, &e),
+        }
+        Step::Done
+    }
+
+    fn exists(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+        let mut n = 0;
+        for key in &args[1..] {
+            match self.lookup(key) {
+                Ok(found) => n += i64::from(found),
+                Err(e) => {
+                    reply::error(out, &e);
+                    return Step::Done;
                 }
-                reply::int(out, n);
-            }
-            "dbsize" if args.len() == 1 => reply::int(out, self.dbsize() as i64),
-            "ping" if args.len() <= 2 => match args.get(1) {
-                Some(msg) => reply::bulk(out, msg),
-                None => reply::simple(out, "PONG"),
-            },
-            "echo" if args.len() == 2 => reply::bulk(out, args[1]),
-            "select" if args.len() == 2 => {
-                if args[1] == b"0" {
-                    reply::simple(out, "OK");
-                } else {
-                    reply::error(out, "ERR DB index is out of range");
-                }
-            }
-            "quit" => {
-                reply::simple(out, "OK");
-                return true;
-            }
-            "auth" if (2..=3).contains(&args.len()) => self.auth(args, out),
-            "hello" => self.hello(args, out),
-            "info" => {
-                let text = self.info();
-                reply::bulk(out, text.as_bytes());
-            }
-            "command" => match args.get(1) {
-                Some(sub) if eq(sub, "count") => reply::int(out, COMMANDS.len() as i64),
-                _ => reply::array(out, 0),
-            },
-            "config" if args.len() >= 2 => {
-                if eq(args[1], "get") && args.len() == 3 {
-                    let param = String::from_utf8_lossy(args[2]).to_ascii_lowercase();
-                    match param.as_str() {
-                        "save" => {
-                            reply::array(out, 2);
-                            reply::bulk(out, b"save");
-                            reply::bulk(out, b"");
-                        }
-                        "appendonly" => {
-                            reply::array(out, 2);
-                            reply::bulk(out, b"appendonly");
-                            reply::bulk(out, b"no");
-                        }
-                        "databases" => {
-                            reply::array(out, 2);
-                            reply::bulk(out, b"databases");
-                            reply::bulk(out, b"1");
-                        }
-                        _ => reply::array(out, 0),
-                    }
-                } else {
-                    reply::error(
-                        out,
-                        "ERR CONFIG subcommands other than GET are not supported",
-                    );
-                }
-            }
-            "client" if args.len() >= 2 => {
-                let sub = String::from_utf8_lossy(args[1]).to_ascii_lowercase();
-                match (sub.as_str(), args.len()) {
-                    ("setname", 3) => {
-                        self.name = Some(args[2].to_vec());
-                        reply::simple(out, "OK");
-                    }
-                    ("getname", 2) => match &self.name {
-                        Some(n) => reply::bulk(out, n),
-                        None => reply::nil(out),
-                    },
-                    ("id", 2) => reply::int(out, self.id as i64),
-                    ("setinfo", 4) => reply::simple(out, "OK"),
-                    _ => reply::error(
-                        out,
-                        &format!(
-                            "ERR unknown subcommand or wrong number of arguments for '{}'",
-                            sub
-                        ),
-                    ),
-                }
-            }
-            _ if COMMANDS.contains(&lower) => arity(out),
-            _ => {
-                let mut msg = format!(
-                    "ERR unknown command '{}', with args beginning with: ",
-                    String::from_utf8_lossy(&name[..name.len().min(128)])
-                );
-                for a in args[1..].iter().take(16) {
-                    msg.push_str(&format!(
-                        "'{}' ",
-                        String::from_utf8_lossy(&a[..a.len().min(128)])
-                    ));
-                }
-                reply::error(out, &msg);
             }
         }
-        false
+        reply::int(out, n);
+        Step::Done
+    }
+
+    fn dbsize_command(&mut self, _: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+        reply::int(out, self.dbsize() as i64);
+        Step::Done
+    }
+
+    fn ping(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+        match args {
+            [_] => reply::simple(out, "PONG"),
+            [_, msg] => reply::bulk(out, msg),
+            _ => return self.arity_error(out),
+        }
+        Step::Done
+    }
+
+    fn echo(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+        reply::bulk(out, args[1]);
+        Step::Done
+    }
+
+    fn select(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+        if args[1] == b"0" {
+            reply::simple(out, "OK");
+        } else {
+            reply::error(out, "ERR DB index is out of range");
+        }
+        Step::Done
+    }
+
+    fn quit(&mut self, _: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+        reply::simple(out, "OK");
+        Step::Close
+    }
+
+    fn auth_command(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+        if args.len() > 3 {
+            self.error(out, "ERR syntax error");
+            return Step::Done;
+        }
+        self.auth(args, out);
+        Step::Done
+    }
+
+    fn hello_command(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+        self.hello(args, out);
+        Step::Done
+    }
+
+    fn info_command(&mut self, _: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+        let text = self.info();
+        reply::bulk(out, text.as_bytes());
+        Step::Done
+    }
+
+    /// `COMMAND COUNT` and `COMMAND GETKEYS` from the table; the command list itself
+    /// (`COMMAND`, `COMMAND INFO`, `COMMAND DOCS`) is an empty array.
+    fn command_command(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+        match args.get(1) {
+            Some(sub) if eq(sub, "count") => reply::int(out, TABLE.specs().len() as i64),
+            Some(sub) if eq(sub, "getkeys") && args.len() < 4 => reply::error(
+                out,
+                "ERR wrong number of arguments for 'command|getkeys' command",
+            ),
+            Some(sub) if eq(sub, "getkeys") => {
+                let target = &args[2..];
+                match TABLE.find(target[0]) {
+                    Some((_, spec)) if spec.arity.allows(target.len()) => {
+                        let keys: Vec<usize> = spec.keys.positions(target.len()).collect();
+                        if keys.is_empty() {
+                            reply::error(out, "ERR The command has no key arguments");
+                        } else {
+                            reply::array(out, keys.len());
+                            for k in keys {
+                                reply::bulk(out, target[k]);
+                            }
+                        }
+                    }
+                    Some(_) => {
+                        reply::error(out, "ERR Invalid number of arguments specified for command")
+                    }
+                    None => reply::error(out, "ERR Invalid command specified"),
+                }
+            }
+            _ => reply::array(out, 0),
+        }
+        Step::Done
+    }
+
+    fn config(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+        if !(eq(args[1], "get") && args.len() == 3) {
+            reply::error(
+                out,
+                "ERR CONFIG subcommands other than GET are not supported",
+            );
+            return Step::Done;
+        }
+        let param = String::from_utf8_lossy(args[2]).to_ascii_lowercase();
+        let value: &[u8] = match param.as_str() {
+            "save" => b"",
+            "appendonly" => b"no",
+            "databases" => b"1",
+            _ => {
+                reply::array(out, 0);
+                return Step::Done;
+            }
+        };
+        reply::array(out, 2);
+        reply::bulk(out, param.as_bytes());
+        reply::bulk(out, value);
+        Step::Done
+    }
+
+    fn client(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+        let sub = String::from_utf8_lossy(args[1]).to_ascii_lowercase();
+        match (sub.as_str(), args.len()) {
+            ("setname", 3) => {
+                self.name = Some(args[2].to_vec());
+                reply::simple(out, "OK");
+            }
+            ("getname", 2) => match &self.name {
+                Some(n) => reply::bulk(out, n),
+                None => reply::nil(out),
+            },
+            ("id", 2) => reply::int(out, self.id as i64),
+            ("setinfo", 4) => reply::simple(out, "OK"),
+            _ => reply::error(
+                out,
+                &format!("ERR unknown subcommand or wrong number of arguments for '{sub}'"),
+            ),
+        }
+        Step::Done
     }
 
     fn auth(&mut self, args: &[&[u8]], out: &mut Vec<u8>) {
@@ -925,19 +998,64 @@ impl Session {
 /// The Redis version Corral reports to clients that check it.
 const REDIS_COMPAT_VERSION: &str = "7.0.0";
 
-/// Commands Corral knows (for arity errors and `COMMAND COUNT`).
-const COMMANDS: &[&str] = &[
-    "ping", "echo", "set", "get", "del", "unlink", "exists", "incr", "incrby", "decr", "decrby",
-    "mget", "mset", "dbsize", "info", "auth", "select", "quit", "command", "config", "hello",
-    "client",
+/// A command's handler: runs it with its arguments (the name first), appending its reply
+/// to `out` or queueing its writes; `out_limit` bounds a reply written in parts.
+pub type Handler = fn(&mut Session, &[&[u8]], &mut Vec<u8>, usize) -> Step;
+
+const fn spec(
+    name: &'static str,
+    arity: i32,
+    kind: Kind,
+    keys: Keys,
+    run: Handler,
+) -> Spec<Handler> {
+    Spec {
+        name,
+        arity: Arity(arity),
+        kind,
+        before_auth: false,
+        keys,
+        run,
+    }
+}
+
+/// Allowed before AUTH.
+const fn unauthenticated(mut s: Spec<Handler>) -> Spec<Handler> {
+    s.before_auth = true;
+    s
+}
+
+use Kind::{Read, Write};
+
+/// Every command Corral runs: one line each (name, arity as Redis gives it, kind, key
+/// positions, handler). The order is the metric label order.
+static SPECS: [Spec<Handler>; 22] = [
+    spec("ping", -1, Read, Keys::NONE, Session::ping),
+    spec("echo", 2, Read, Keys::NONE, Session::echo),
+    spec("set", -3, Write, Keys::ONE, Session::set),
+    spec("get", 2, Read, Keys::ONE, Session::get),
+    spec("del", -2, Write, Keys::ALL, Session::del),
+    spec("unlink", -2, Write, Keys::ALL, Session::del),
+    spec("exists", -2, Read, Keys::ALL, Session::exists),
+    spec("incr", 2, Write, Keys::ONE, Session::incr),
+    spec("incrby", 3, Write, Keys::ONE, Session::incrby),
+    spec("decr", 2, Write, Keys::ONE, Session::decr),
+    spec("decrby", 3, Write, Keys::ONE, Session::decrby),
+    spec("mget", -2, Read, Keys::ALL, Session::mget_command),
+    spec("mset", -3, Write, Keys::PAIRS, Session::mset),
+    spec("dbsize", 1, Read, Keys::NONE, Session::dbsize_command),
+    spec("info", -1, Read, Keys::NONE, Session::info_command),
+    unauthenticated(spec("auth", -2, Read, Keys::NONE, Session::auth_command)),
+    spec("select", 2, Read, Keys::NONE, Session::select),
+    unauthenticated(spec("quit", -1, Read, Keys::NONE, Session::quit)),
+    spec("command", -1, Read, Keys::NONE, Session::command_command),
+    spec("config", -2, Read, Keys::NONE, Session::config),
+    unauthenticated(spec("hello", -1, Read, Keys::NONE, Session::hello_command)),
+    spec("client", -2, Read, Keys::NONE, Session::client),
 ];
 
-/// The metrics index of a command ([`crate::telemetry::metrics::COMMAND_NAMES`]).
-const OTHER: usize = COMMANDS.len();
-
-fn command_index(lower: &str) -> usize {
-    COMMANDS.iter().position(|c| *c == lower).unwrap_or(OTHER)
-}
+/// The command table (checked once, when first used).
+pub static TABLE: LazyLock<Table<Handler>> = LazyLock::new(|| Table::new(&SPECS));
 
 fn parked(id: u32) -> String {
     format!("ERR shard {id} is parked after repeated crashes; it is probed periodically")
@@ -1027,12 +1145,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn command_labels_follow_the_command_list() {
-        let names = crate::telemetry::metrics::COMMAND_NAMES;
-        assert_eq!(&names[..COMMANDS.len()], COMMANDS);
-        assert_eq!(names[OTHER], "other");
-        assert_eq!(command_index("incrby"), 8);
-        assert_eq!(command_index("flushall"), OTHER);
+    fn the_table_is_well_formed() {
+        let table = &*TABLE;
+        assert_eq!(table.label(table.other()), "other");
+        assert_eq!(
+            table.find(b"INCRBY").map(|(i, _)| table.label(i)),
+            Some("incrby")
+        );
+        assert!(table.find(b"flushall").is_none());
+        for spec in table.specs() {
+            // A write routes its keys; one without keys would go nowhere.
+            if spec.kind == Kind::Write {
+                assert_ne!(spec.keys, Keys::NONE, "{}", spec.name);
+            }
+        }
     }
 
     #[test]

@@ -45,16 +45,9 @@ pub struct Metrics {
     pub recovery_seconds: HistogramVec,
     /// Every event loop's command statistics (summed at scrape time).
     command_stats: Arc<Mutex<Vec<Arc<CommandStats>>>>,
+    /// How many command labels there are.
+    commands: usize,
 }
-
-/// The command label values: the commands Corral knows, then `other`.
-pub const COMMAND_NAMES: &[&str] = &[
-    "ping", "echo", "set", "get", "del", "unlink", "exists", "incr", "incrby", "decr", "decrby",
-    "mget", "mset", "dbsize", "info", "auth", "select", "quit", "command", "config", "hello",
-    "client", "other",
-];
-
-const COMMANDS: usize = COMMAND_NAMES.len();
 
 /// Upper bounds (inclusive, nanoseconds) of the command latency buckets (5 µs times powers
 /// of four); one more bucket counts everything above.
@@ -78,30 +71,31 @@ pub const COMMAND_BUCKETS_NS: [u64; 10] = [
 /// per command even at a million a second. The scrape sums every loop's block.
 #[derive(Debug)]
 pub struct CommandStats {
-    /// `[ok, error]` per command (index into [`COMMAND_NAMES`]).
-    counts: [[AtomicU64; 2]; COMMANDS],
+    /// `[ok, error]` per command (by metric index: the command table's order, the last
+    /// one `other`).
+    counts: Box<[[AtomicU64; 2]]>,
     /// Non-cumulative latency bucket counts per command.
-    buckets: [[AtomicU64; COMMAND_BUCKETS_NS.len() + 1]; COMMANDS],
-    sum_ns: [AtomicU64; COMMANDS],
+    buckets: Box<[[AtomicU64; COMMAND_BUCKETS_NS.len() + 1]]>,
+    sum_ns: Box<[AtomicU64]>,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
 }
 
 impl CommandStats {
-    fn new() -> Self {
+    fn new(commands: usize) -> Self {
         Self {
-            counts: std::array::from_fn(|_| Default::default()),
-            buckets: std::array::from_fn(|_| Default::default()),
-            sum_ns: Default::default(),
+            counts: (0..commands).map(|_| Default::default()).collect(),
+            buckets: (0..commands).map(|_| Default::default()).collect(),
+            sum_ns: (0..commands).map(|_| AtomicU64::new(0)).collect(),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
         }
     }
 
-    /// Counts one command (by its index in [`COMMAND_NAMES`]) and its latency.
+    /// Counts one command (by its metric index) and its latency.
     #[inline]
     pub fn record(&self, command: usize, ok: bool, latency_ns: u64) {
-        let i = command.min(COMMANDS - 1);
+        let i = command.min(self.sum_ns.len() - 1);
         bump(&self.counts[i][usize::from(!ok)], 1);
         let bucket = COMMAND_BUCKETS_NS.partition_point(|&bound| bound < latency_ns);
         bump(&self.buckets[i][bucket], 1);
@@ -125,6 +119,8 @@ impl CommandStats {
 #[derive(Debug)]
 struct CommandCollector {
     loops: Arc<Mutex<Vec<Arc<CommandStats>>>>,
+    /// The `command` label values, by metric index.
+    labels: Vec<&'static str>,
     descs: Vec<Desc>,
 }
 
@@ -152,14 +148,18 @@ const COMMAND_FAMILIES: [(&str, &str, MetricType); 4] = [
 ];
 
 impl CommandCollector {
-    fn new(loops: Arc<Mutex<Vec<Arc<CommandStats>>>>) -> Self {
+    fn new(loops: Arc<Mutex<Vec<Arc<CommandStats>>>>, command_labels: Vec<&'static str>) -> Self {
         let labels: [&[&str]; 4] = [&["command", "status"], &["command"], &[], &[]];
         let descs = COMMAND_FAMILIES
             .iter()
             .zip(labels)
             .filter_map(|((name, help, _), labels)| desc(name, help, labels))
             .collect();
-        Self { loops, descs }
+        Self {
+            loops,
+            labels: command_labels,
+            descs,
+        }
     }
 }
 
@@ -169,9 +169,10 @@ impl Collector for CommandCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let mut counts = [[0u64; 2]; COMMANDS];
-        let mut buckets = [[0u64; COMMAND_BUCKETS_NS.len() + 1]; COMMANDS];
-        let mut sum_ns = [0u64; COMMANDS];
+        let commands = self.labels.len();
+        let mut counts = vec![[0u64; 2]; commands];
+        let mut buckets = vec![[0u64; COMMAND_BUCKETS_NS.len() + 1]; commands];
+        let mut sum_ns = vec![0u64; commands];
         let (mut bytes_in, mut bytes_out) = (0u64, 0u64);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         for stats in self
@@ -180,7 +181,7 @@ impl Collector for CommandCollector {
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
         {
-            for i in 0..COMMANDS {
+            for i in 0..commands {
                 for (total, c) in counts[i].iter_mut().zip(&stats.counts[i]) {
                     *total += load(c);
                 }
@@ -196,7 +197,7 @@ impl Collector for CommandCollector {
             .iter()
             .map(|(name, help, kind)| family(name, help, *kind))
             .collect();
-        for (i, name) in COMMAND_NAMES.iter().enumerate() {
+        for (i, name) in self.labels.iter().enumerate() {
             for (status, n) in ["ok", "error"].iter().zip(counts[i]) {
                 let labels = [("command", *name), ("status", *status)];
                 families[0]
@@ -311,12 +312,21 @@ pub struct WalMetrics {
 }
 
 impl Metrics {
-    /// The metrics of a supervisor over `shards`.
+    /// The metrics of a supervisor over `shards`, counting commands under
+    /// `command_labels` (by metric index: the command table's names, then `other`).
     ///
     /// # Panics
     /// Never in practice: every family is registered once with a fixed, valid name.
     #[must_use]
-    pub fn new(shards: Arc<Vec<Shard>>, log_dropped: Arc<AtomicU64>) -> Arc<Self> {
+    pub fn new(
+        shards: Arc<Vec<Shard>>,
+        log_dropped: Arc<AtomicU64>,
+        command_labels: Vec<&'static str>,
+    ) -> Arc<Self> {
+        assert!(
+            !command_labels.is_empty(),
+            "commands are counted under at least `other`"
+        );
         let registry = Registry::new();
         let counter = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("valid counter");
@@ -383,7 +393,10 @@ impl Metrics {
         };
         let command_stats = Arc::new(Mutex::new(Vec::new()));
         registry
-            .register(Box::new(CommandCollector::new(Arc::clone(&command_stats))))
+            .register(Box::new(CommandCollector::new(
+                Arc::clone(&command_stats),
+                command_labels.clone(),
+            )))
             .expect("registered once");
         let recovery_seconds = HistogramVec::new(
             HistogramOpts::new(
@@ -417,6 +430,7 @@ impl Metrics {
             ),
             recovery_seconds,
             command_stats,
+            commands: command_labels.len(),
             connections: gauge("corral_connections", "Client connections open."),
             data_dir_free_bytes: gauge(
                 "corral_data_dir_free_bytes",
@@ -449,7 +463,7 @@ impl Metrics {
 
     /// A new event loop's command statistics, included in every scrape from now on.
     pub fn command_stats(&self) -> Arc<CommandStats> {
-        let stats = Arc::new(CommandStats::new());
+        let stats = Arc::new(CommandStats::new(self.commands));
         self.command_stats
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -1,0 +1,261 @@
+//! What a command is: one [`Spec`] per command, declared once in the command table
+//! (`TABLE` in the session module). Dispatch, arity errors, `COMMAND COUNT` and
+//! `COMMAND GETKEYS`, the metric labels and README's command table all come from it.
+//!
+//! Generic over the handler type, so this module knows nothing of sessions and the table
+//! can live with the handlers it names.
+
+/// How many arguments a command takes, counting its name, as Redis writes it: `n` exactly
+/// `n`, `-n` at least `n`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arity(pub i32);
+
+impl Arity {
+    /// Whether `args` arguments (with the name) are allowed.
+    #[must_use]
+    pub fn allows(self, args: usize) -> bool {
+        let n = self.0.unsigned_abs() as usize;
+        if self.0 >= 0 {
+            args == n
+        } else {
+            args >= n
+        }
+    }
+}
+
+/// Where a command's keys are among its arguments, as Redis' `COMMAND` reports them
+/// (`first`, `last`, `step`; the name is argument 0, a negative `last` counts from the end,
+/// `first == 0` means no keys).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keys {
+    /// Index of the first key.
+    pub first: usize,
+    /// Index of the last key (`-1`: the last argument).
+    pub last: isize,
+    /// Distance between keys.
+    pub step: usize,
+}
+
+impl Keys {
+    /// No keys.
+    pub const NONE: Self = Self {
+        first: 0,
+        last: 0,
+        step: 0,
+    };
+    /// The first argument is the key.
+    pub const ONE: Self = Self {
+        first: 1,
+        last: 1,
+        step: 1,
+    };
+    /// Every argument is a key.
+    pub const ALL: Self = Self {
+        first: 1,
+        last: -1,
+        step: 1,
+    };
+    /// Key, value, key, value, ...
+    pub const PAIRS: Self = Self {
+        first: 1,
+        last: -1,
+        step: 2,
+    };
+
+    /// The key positions in a command of `args` arguments (with the name).
+    pub fn positions(self, args: usize) -> impl Iterator<Item = usize> {
+        let last = if self.last < 0 {
+            args.checked_sub(self.last.unsigned_abs())
+        } else {
+            Some(self.last.unsigned_abs())
+        };
+        let range = match (self.first, last) {
+            (0, _) | (_, None) => 0..0,
+            (first, Some(last)) => first..(last + 1).min(args),
+        };
+        range.step_by(self.step.max(1))
+    }
+}
+
+/// What kind of command it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Changes the state: queued behind the connection's earlier writes, logged, applied.
+    Write,
+    /// Reads or answers at once: the connection's earlier writes are acknowledged first, so
+    /// it sees them.
+    Read,
+}
+
+/// One command.
+#[derive(Debug)]
+pub struct Spec<H: 'static> {
+    /// Lower-case name: what clients send (in any case) and the metric label.
+    pub name: &'static str,
+    /// Argument count, with the name.
+    pub arity: Arity,
+    /// Write or read.
+    pub kind: Kind,
+    /// Allowed before AUTH when a password is set.
+    pub before_auth: bool,
+    /// Key positions.
+    pub keys: Keys,
+    /// Runs it.
+    pub run: H,
+}
+
+/// The command table: every command Corral runs, in metric-label order.
+#[derive(Debug)]
+pub struct Table<H: 'static> {
+    specs: &'static [Spec<H>],
+}
+
+/// The metric label of commands that are not in the table.
+pub const OTHER_LABEL: &str = "other";
+
+impl<H> Table<H> {
+    /// A table of `specs`.
+    ///
+    /// # Panics
+    /// If two specs share a name, or a name is not lower case or longer than
+    /// [`NAME_MAX`]: the table is static, so this fails the first test that builds it.
+    #[must_use]
+    pub fn new(specs: &'static [Spec<H>]) -> Self {
+        for (i, s) in specs.iter().enumerate() {
+            assert!(
+                s.name.len() <= NAME_MAX && s.name.bytes().all(|b| b.is_ascii_lowercase()),
+                "command name {:?} must be lower case, at most {NAME_MAX} bytes",
+                s.name
+            );
+            assert!(
+                specs[..i].iter().all(|t| t.name != s.name),
+                "command {:?} is declared twice",
+                s.name
+            );
+        }
+        Self { specs }
+    }
+
+    /// The command named `name` (any case) and its index, the metric index.
+    #[must_use]
+    pub fn find(&self, name: &[u8]) -> Option<(usize, &'static Spec<H>)> {
+        if name.len() > NAME_MAX {
+            return None;
+        }
+        self.specs
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.name.as_bytes().eq_ignore_ascii_case(name))
+    }
+
+    /// Every command, in order.
+    #[must_use]
+    pub fn specs(&self) -> &'static [Spec<H>] {
+        self.specs
+    }
+
+    /// The metric index of commands not in the table.
+    #[must_use]
+    pub fn other(&self) -> usize {
+        self.specs.len()
+    }
+
+    /// The metric label of index `i`: the command's name, or [`OTHER_LABEL`].
+    #[must_use]
+    pub fn label(&self, i: usize) -> &'static str {
+        self.specs.get(i).map_or(OTHER_LABEL, |s| s.name)
+    }
+
+    /// Every metric label: the commands, then [`OTHER_LABEL`].
+    #[must_use]
+    pub fn labels(&self) -> Vec<&'static str> {
+        (0..=self.specs.len()).map(|i| self.label(i)).collect()
+    }
+}
+
+/// The longest command name.
+pub const NAME_MAX: usize = 16;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arity_as_redis_writes_it() {
+        for (arity, args, allowed) in [
+            (2, 2, true),
+            (2, 1, false),
+            (2, 3, false),
+            (-2, 1, false),
+            (-2, 2, true),
+            (-2, 9, true),
+            (-1, 1, true),
+        ] {
+            assert_eq!(Arity(arity).allows(args), allowed, "{arity} {args}");
+        }
+    }
+
+    #[test]
+    fn key_positions() {
+        let keys = |k: Keys, n: usize| k.positions(n).collect::<Vec<_>>();
+        assert_eq!(keys(Keys::NONE, 3), Vec::<usize>::new());
+        assert_eq!(keys(Keys::ONE, 3), vec![1]);
+        assert_eq!(keys(Keys::ALL, 4), vec![1, 2, 3]);
+        assert_eq!(keys(Keys::PAIRS, 5), vec![1, 3]);
+        assert_eq!(keys(Keys::ONE, 1), Vec::<usize>::new());
+        assert_eq!(keys(Keys::ALL, 1), Vec::<usize>::new());
+    }
+
+    static SPECS: [Spec<u8>; 2] = [
+        Spec {
+            name: "get",
+            arity: Arity(2),
+            kind: Kind::Read,
+            before_auth: false,
+            keys: Keys::ONE,
+            run: 0,
+        },
+        Spec {
+            name: "set",
+            arity: Arity(-3),
+            kind: Kind::Write,
+            before_auth: false,
+            keys: Keys::ONE,
+            run: 1,
+        },
+    ];
+
+    #[test]
+    fn lookup_ignores_case_and_labels_the_rest_other() {
+        let table = Table::new(&SPECS);
+        assert_eq!(table.find(b"SeT").map(|(i, s)| (i, s.run)), Some((1, 1)));
+        assert!(table.find(b"flushall").is_none());
+        assert!(table.find(&[b'g'; 100]).is_none());
+        assert_eq!(table.labels(), vec!["get", "set", "other"]);
+        assert_eq!(table.label(table.other()), "other");
+    }
+
+    #[test]
+    #[should_panic(expected = "declared twice")]
+    fn a_name_declared_twice_is_refused() {
+        static TWICE: [Spec<u8>; 2] = [
+            Spec {
+                name: "get",
+                arity: Arity(2),
+                kind: Kind::Read,
+                before_auth: false,
+                keys: Keys::ONE,
+                run: 0,
+            },
+            Spec {
+                name: "get",
+                arity: Arity(2),
+                kind: Kind::Read,
+                before_auth: false,
+                keys: Keys::ONE,
+                run: 1,
+            },
+        ];
+        let _ = Table::new(&TWICE);
+    }
+}
