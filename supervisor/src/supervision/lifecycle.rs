@@ -2,7 +2,6 @@
 //! armed), learns of each death from a blocking `waitid`, restarts with backoff, parks
 //! crash-looping shards, and kills workers whose heartbeat stalls.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,119 +26,10 @@ use crate::base::ticket::Failure;
 use crate::pipeline::completions::read_completions;
 use crate::pipeline::msg::LifecycleEvent;
 use crate::pipeline::msg::SeqMsg;
+use crate::supervision::policy::{Crash, Decision, History, Policy, RestartState};
 use crate::telemetry::heartbeat::Heartbeat;
 use crate::telemetry::metrics::Metrics;
 use crate::wal::codec::{unix_ms, LifecycleRecord};
-
-/// Restart policy.
-#[derive(Clone, Debug)]
-pub struct Policy {
-    /// Delay of the second consecutive restart.
-    pub backoff_initial: Duration,
-    /// Longest delay.
-    pub backoff_max: Duration,
-    /// Uptime that resets the backoff.
-    pub stable_period: Duration,
-    /// Crashes within `window` that park the shard.
-    pub intensity: u32,
-    /// Window of `intensity`.
-    pub window: Duration,
-    /// Interval of probe restarts of a parked shard.
-    pub park_retry: Duration,
-    /// Heartbeat age that gets a worker killed.
-    pub watchdog_timeout: Duration,
-}
-
-impl Policy {
-    /// The delay before restart number `consecutive` (1-based) in a row: 0 for the first,
-    /// then `initial * 2^(n-2)` capped at `max`, with ±25% jitter from `jitter` in [0, 1).
-    #[must_use]
-    pub fn backoff(&self, consecutive: u32, jitter: f64) -> Duration {
-        if consecutive <= 1 {
-            return Duration::ZERO;
-        }
-        let doublings = (consecutive - 2).min(30);
-        let base = self
-            .backoff_initial
-            .saturating_mul(1u32 << doublings)
-            .min(self.backoff_max);
-        base.mul_f64(0.75 + 0.5 * jitter.clamp(0.0, 1.0))
-            .min(self.backoff_max)
-    }
-}
-
-/// What the event log says about each worker's past: rebuilt at start-up, so restart
-/// counts, crash windows and parked shards survive a supervisor restart.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct History {
-    workers: Vec<WorkerHistory>,
-}
-
-/// One worker's past, from the event log.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct WorkerHistory {
-    /// Crashes (exits other than a clean stop) so far.
-    pub restarts: u64,
-    /// When the most recent crashes happened (ms since the Unix epoch), oldest first.
-    pub crashes_unix_ms: VecDeque<u64>,
-    /// Whether the shard was parked (and not recovered since) when the log ends.
-    pub parked: bool,
-}
-
-/// Crash times kept per worker (more than any sensible restart intensity).
-const CRASHES_KEPT: usize = 64;
-
-impl History {
-    /// Folds one lifecycle record in, oldest first.
-    pub fn observe(&mut self, record: &LifecycleRecord) {
-        let (worker, f): (u32, &dyn Fn(&mut WorkerHistory)) = match record {
-            LifecycleRecord::WorkerExited {
-                worker,
-                code,
-                unix_ms,
-                ..
-            } => {
-                if *code == Some(0) {
-                    return;
-                }
-                (*worker, &|h: &mut WorkerHistory| {
-                    h.restarts += 1;
-                    h.crashes_unix_ms.push_back(*unix_ms);
-                    if h.crashes_unix_ms.len() > CRASHES_KEPT {
-                        h.crashes_unix_ms.pop_front();
-                    }
-                })
-            }
-            LifecycleRecord::SpawnFailed {
-                worker, unix_ms, ..
-            } => (*worker, &|h: &mut WorkerHistory| {
-                h.restarts += 1;
-                h.crashes_unix_ms.push_back(*unix_ms);
-                if h.crashes_unix_ms.len() > CRASHES_KEPT {
-                    h.crashes_unix_ms.pop_front();
-                }
-            }),
-            LifecycleRecord::ShardParked { worker, .. } => {
-                (*worker, &|h: &mut WorkerHistory| h.parked = true)
-            }
-            LifecycleRecord::ShardRecovered { worker, .. } => {
-                (*worker, &|h: &mut WorkerHistory| h.parked = false)
-            }
-            _ => return,
-        };
-        let i = worker as usize;
-        if i >= self.workers.len() {
-            self.workers.resize(i + 1, WorkerHistory::default());
-        }
-        f(&mut self.workers[i]);
-    }
-
-    /// Worker `id`'s past (empty if the log never mentions it).
-    #[must_use]
-    pub fn worker(&self, id: u32) -> WorkerHistory {
-        self.workers.get(id as usize).cloned().unwrap_or_default()
-    }
-}
 
 /// Everything the lifecycle thread needs.
 pub struct Lifecycle {
@@ -219,7 +109,9 @@ impl Executable {
 /// segment before it uses a new one (readers hold it for microseconds).
 const RESET_WAIT: Duration = Duration::from_millis(200);
 
-struct Slot {
+/// One shard as the lifecycle thread keeps it: its worker process, its segment between
+/// generations, and its restart record.
+struct Supervised {
     child: Option<Child>,
     /// The shard's segment while no generation holds it (between a death and a spawn).
     segment: Option<Arc<Segment>>,
@@ -228,10 +120,8 @@ struct Slot {
     generation: Option<Arc<Generation>>,
     next_generation: u64,
     spawned_at: Instant,
-    crashes: VecDeque<Instant>,
-    consecutive: u32,
+    restarts: RestartState,
     restart_at: Option<Instant>,
-    probing: bool,
     watchdog_fired: bool,
 }
 
@@ -258,44 +148,42 @@ fn jitter() -> f64 {
 impl Lifecycle {
     /// Runs until a [`LifecycleEvent::Stop`] has been carried out.
     pub fn run(mut self) -> Ending {
-        // Each slot holds its shard's segment alone (a reset needs it unshared).
+        // Each shard's entry holds its segment alone (a reset needs it unshared).
         let segments = std::mem::take(&mut self.segments);
         self.segment_names = segments.iter().map(|s| s.name().to_owned()).collect();
-        let mut slots: Vec<Slot> = segments
+        let mut supervised: Vec<Supervised> = segments
             .into_iter()
-            .map(|segment| Slot {
+            .map(|segment| Supervised {
                 child: None,
                 segment: Some(segment),
                 completions: None,
                 generation: None,
                 next_generation: 1,
                 spawned_at: Instant::now(),
-                crashes: VecDeque::new(),
-                consecutive: 0,
+                restarts: RestartState::default(),
                 restart_at: None,
-                probing: false,
                 watchdog_fired: false,
             })
             .collect();
-        for (id, slot) in slots.iter_mut().enumerate() {
-            self.resume_history(id as u32, slot);
-            self.spawn(id as u32, slot);
+        for (id, sv) in supervised.iter_mut().enumerate() {
+            self.resume_history(id as u32, sv);
+            self.spawn(id as u32, sv);
         }
         let tick = (self.policy.watchdog_timeout / 4)
             .clamp(Duration::from_millis(10), Duration::from_millis(250));
         loop {
             self.heartbeat.beat();
             let now = Instant::now();
-            let next_restart = slots.iter().filter_map(|s| s.restart_at).min();
+            let next_restart = supervised.iter().filter_map(|s| s.restart_at).min();
             let wait = next_restart
                 .map_or(tick, |t| t.saturating_duration_since(now))
                 .min(tick);
             match self.events_rx.recv_timeout(wait) {
                 Ok(LifecycleEvent::Exited { shard, generation }) => {
-                    self.on_exit(shard, generation, &mut slots[shard as usize], false);
+                    self.on_exit(shard, generation, &mut supervised[shard as usize], false);
                 }
                 Ok(LifecycleEvent::Ready { shard, generation }) => {
-                    self.on_ready(shard, generation, &mut slots[shard as usize]);
+                    self.on_ready(shard, generation, &mut supervised[shard as usize]);
                 }
                 Ok(LifecycleEvent::Recovered {
                     shard,
@@ -303,43 +191,38 @@ impl Lifecycle {
                     records,
                     duration,
                 }) => {
-                    let slot = &mut slots[shard as usize];
-                    self.on_recovered(shard, generation, records, duration, slot);
+                    let sv = &mut supervised[shard as usize];
+                    self.on_recovered(shard, generation, records, duration, sv);
                 }
-                Ok(LifecycleEvent::Stop { deadline }) => return self.stop(&mut slots, deadline),
+                Ok(LifecycleEvent::Stop { deadline }) => {
+                    return self.stop(&mut supervised, deadline)
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
-                    return self.stop(&mut slots, Instant::now());
+                    return self.stop(&mut supervised, Instant::now());
                 }
             }
             let now = Instant::now();
-            for (id, slot) in slots.iter_mut().enumerate() {
-                if slot.restart_at.is_some_and(|t| t <= now) {
-                    slot.restart_at = None;
-                    self.spawn(id as u32, slot);
+            for (id, sv) in supervised.iter_mut().enumerate() {
+                if sv.restart_at.is_some_and(|t| t <= now) {
+                    sv.restart_at = None;
+                    self.spawn(id as u32, sv);
                 }
-                self.watchdog(slot);
+                self.watchdog(sv);
             }
         }
     }
 
     /// Carries restart counts, recent crashes and a parked state over from the event log:
     /// a shard parked when the last supervisor stopped starts as a probe.
-    fn resume_history(&self, id: u32, slot: &mut Slot) {
+    fn resume_history(&self, id: u32, sv: &mut Supervised) {
         let past = self.history.worker(id);
         self.shards[id as usize].resume_restarts(past.restarts);
-        let (now, now_ms) = (Instant::now(), unix_ms());
-        for at in past.crashes_unix_ms {
-            let ago = Duration::from_millis(now_ms.saturating_sub(at));
-            if ago <= self.policy.window {
-                slot.crashes.push_back(now.checked_sub(ago).unwrap_or(now));
-            }
-        }
-        slot.probing = past.parked;
+        sv.restarts = RestartState::resumed(&past, &self.policy, Instant::now(), unix_ms());
         if past.restarts > 0 || past.parked {
             info!(self.log, "worker history resumed from the event log"; "component" => "lifecycle",
                   "worker" => id, "restarts" => past.restarts,
-                  "recent_crashes" => slot.crashes.len(), "parked" => past.parked);
+                  "recent_crashes" => sv.restarts.recent_crashes(), "parked" => past.parked);
         }
     }
 
@@ -350,13 +233,13 @@ impl Lifecycle {
         &self,
         id: u32,
         number: u64,
-        slot: &mut Slot,
+        sv: &mut Supervised,
     ) -> Result<Arc<Segment>, SegmentError> {
         // Let go of the dead generation here; the sequencer, its completion reader and any
         // replay let go of theirs when they learn of its death.
-        slot.generation = None;
+        sv.generation = None;
         self.shards[id as usize].set_current(None);
-        if let Some(mut segment) = slot.segment.take() {
+        if let Some(mut segment) = sv.segment.take() {
             let deadline = Instant::now() + RESET_WAIT;
             loop {
                 if let Some(s) = Arc::get_mut(&mut segment) {
@@ -376,16 +259,16 @@ impl Lifecycle {
         Segment::create(&name, id, number, self.geometry).map(Arc::new)
     }
 
-    fn spawn(&self, id: u32, slot: &mut Slot) {
+    fn spawn(&self, id: u32, sv: &mut Supervised) {
         let shard = &self.shards[id as usize];
-        let number = slot.next_generation;
-        slot.next_generation += 1;
-        let segment = match self.segment_for(id, number, slot) {
+        let number = sv.next_generation;
+        sv.next_generation += 1;
+        let segment = match self.segment_for(id, number, sv) {
             Ok(s) => s,
             Err(e) => {
                 error!(self.log, "cannot create the worker's shared memory"; "component" => "lifecycle",
                        "worker" => id, "generation" => number, "error" => %e);
-                self.spawn_failed(id, number, slot, &format!("shared memory: {e}"));
+                self.spawn_failed(id, number, sv, &format!("shared memory: {e}"));
                 return;
             }
         };
@@ -420,8 +303,8 @@ impl Lifecycle {
                 error!(self.log, "cannot spawn worker"; "component" => "lifecycle",
                        "worker" => id, "generation" => number, "error" => %e,
                        "exe" => %self.exe.path.display(), "version" => env!("CARGO_PKG_VERSION"));
-                slot.segment = Some(segment);
-                self.spawn_failed(id, number, slot, &format!("spawn: {e}"));
+                sv.segment = Some(segment);
+                self.spawn_failed(id, number, sv, &format!("spawn: {e}"));
                 return;
             }
         };
@@ -456,16 +339,16 @@ impl Lifecycle {
                 .name(format!("completions-w{id}"))
                 .spawn(move || read_completions(&generation, &inflight_rx, &events, &log));
             match spawned {
-                Ok(handle) => slot.completions = Some(handle),
+                Ok(handle) => sv.completions = Some(handle),
                 Err(e) => {
                     error!(self.log, "cannot start completion thread"; "component" => "lifecycle", "error" => %e);
                 }
             }
         }
-        slot.child = Some(child);
-        slot.generation = Some(Arc::clone(&generation));
-        slot.spawned_at = Instant::now();
-        slot.watchdog_fired = false;
+        sv.child = Some(child);
+        sv.generation = Some(Arc::clone(&generation));
+        sv.spawned_at = Instant::now();
+        sv.watchdog_fired = false;
         shard.set_current(Some(generation));
         shard.set_stable_at(
             monotonic_ns().saturating_add(crate::base::nanos(self.policy.stable_period)),
@@ -486,8 +369,8 @@ impl Lifecycle {
     }
 
     /// The worker is up (its checkpoint loaded): the sequencer replays the log into it.
-    fn on_ready(&self, id: u32, number: u64, slot: &mut Slot) {
-        let Some(generation) = slot.generation.as_ref().filter(|g| g.number == number) else {
+    fn on_ready(&self, id: u32, number: u64, sv: &mut Supervised) {
+        let Some(generation) = sv.generation.as_ref().filter(|g| g.number == number) else {
             return;
         };
         if generation.is_dead() {
@@ -508,12 +391,19 @@ impl Lifecycle {
         info!(self.log, "worker up; replaying the event log"; "component" => "lifecycle",
               "worker" => id, "generation" => number, "pid" => generation.pid,
               "checkpoint_seq" => applied,
-              "startup_ms" => slot.spawned_at.elapsed().as_secs_f64() * 1000.0);
+              "startup_ms" => sv.spawned_at.elapsed().as_secs_f64() * 1000.0);
     }
 
     /// The replay is applied: the shard serves reads and writes again.
-    fn on_recovered(&self, id: u32, number: u64, records: u64, took: Duration, slot: &mut Slot) {
-        let Some(generation) = slot.generation.as_ref().filter(|g| g.number == number) else {
+    fn on_recovered(
+        &self,
+        id: u32,
+        number: u64,
+        records: u64,
+        took: Duration,
+        sv: &mut Supervised,
+    ) {
+        let Some(generation) = sv.generation.as_ref().filter(|g| g.number == number) else {
             return;
         };
         let shard = &self.shards[id as usize];
@@ -526,9 +416,9 @@ impl Lifecycle {
         self.metrics
             .recovery_seconds
             .with_label_values(&[mode])
-            .observe(slot.spawned_at.elapsed().as_secs_f64());
+            .observe(sv.spawned_at.elapsed().as_secs_f64());
         // A probe that recovers ends the parked state; the crash window still counts.
-        let probe = std::mem::replace(&mut slot.probing, false);
+        let probe = sv.restarts.recovered();
         self.record(LifecycleRecord::ShardRecovered {
             worker: id,
             generation: number,
@@ -537,7 +427,7 @@ impl Lifecycle {
         });
         info!(self.log, "worker ready"; "component" => "lifecycle", "worker" => id,
               "generation" => number, "pid" => generation.pid,
-              "startup_ms" => slot.spawned_at.elapsed().as_secs_f64() * 1000.0,
+              "startup_ms" => sv.spawned_at.elapsed().as_secs_f64() * 1000.0,
               "replayed" => records, "replay_ms" => took.as_secs_f64() * 1000.0,
               "probe" => probe);
         if self.shards.iter().all(|s| s.state() == ShardState::Ready) {
@@ -548,11 +438,11 @@ impl Lifecycle {
     /// Waits for a dead generation's completion reader and passes on the writes its worker
     /// never completed: to the sequencer, which replays them into the next generation, or
     /// failed when stopping.
-    fn hand_back_orphans(&self, id: u32, slot: &mut Slot, stopping: bool) {
+    fn hand_back_orphans(&self, id: u32, sv: &mut Supervised, stopping: bool) {
         // The sequencer lets go of the dead generation on this message; then the reader
         // ends.
         let _ = self.sequencer.send(SeqMsg::ShardChanged(id));
-        let orphans = slot
+        let orphans = sv
             .completions
             .take()
             .and_then(|h| h.join().ok())
@@ -571,8 +461,8 @@ impl Lifecycle {
     }
 
     /// Handles a worker's exit. Returns the exit status.
-    fn on_exit(&self, id: u32, number: u64, slot: &mut Slot, stopping: bool) {
-        let Some(generation) = slot.generation.as_ref().filter(|g| g.number == number) else {
+    fn on_exit(&self, id: u32, number: u64, sv: &mut Supervised, stopping: bool) {
+        let Some(generation) = sv.generation.as_ref().filter(|g| g.number == number) else {
             return;
         };
         let generation = Arc::clone(generation);
@@ -581,12 +471,12 @@ impl Lifecycle {
         shard.retire(&generation);
         let stopping =
             stopping || matches!(shard.state(), ShardState::Stopping | ShardState::Stopped);
-        self.hand_back_orphans(id, slot, stopping);
-        let status = slot.child.take().and_then(|mut c| c.wait().ok());
+        self.hand_back_orphans(id, sv, stopping);
+        let status = sv.child.take().and_then(|mut c| c.wait().ok());
         let (code, signal) = status.as_ref().map_or((None, None), describe);
         shard.set_last_exit(code, signal);
-        let uptime = slot.spawned_at.elapsed();
-        slot.segment = Some(Arc::clone(&generation.segment));
+        let uptime = sv.spawned_at.elapsed();
+        sv.segment = Some(Arc::clone(&generation.segment));
         self.record(LifecycleRecord::WorkerExited {
             worker: id,
             generation: number,
@@ -606,21 +496,18 @@ impl Lifecycle {
         warn!(self.log, "worker exited"; "component" => "lifecycle", "worker" => id,
               "generation" => number, "pid" => generation.pid, "code" => code, "signal" => signal,
               "uptime_ms" => uptime.as_millis() as u64, "expected" => false);
-        shard.count_restart(if slot.watchdog_fired {
+        shard.count_restart(if sv.watchdog_fired {
             RestartReason::Watchdog
         } else if signal.is_some() {
             RestartReason::Signal
         } else {
             RestartReason::Exit
         });
-        if uptime >= self.policy.stable_period {
-            slot.consecutive = 0;
-        }
-        self.crashed(id, slot, "worker exited");
+        self.crashed(id, sv, Crash::Exited { uptime }, "worker exited");
     }
 
     /// A worker that could not be started counts as a crash.
-    fn spawn_failed(&self, id: u32, number: u64, slot: &mut Slot, reason: &str) {
+    fn spawn_failed(&self, id: u32, number: u64, sv: &mut Supervised, reason: &str) {
         let shard = &self.shards[id as usize];
         shard.count_restart(RestartReason::SpawnFailed);
         shard.set_failure(reason);
@@ -630,62 +517,50 @@ impl Lifecycle {
             reason: reason.to_owned(),
             unix_ms: unix_ms(),
         });
-        self.crashed(id, slot, reason);
+        self.crashed(id, sv, Crash::SpawnFailed, reason);
     }
 
-    /// Counts a crash of worker `id` in its window and decides what follows: parking, if it
-    /// crashed too often (or was a probe), or a restart after the backoff.
-    fn crashed(&self, id: u32, slot: &mut Slot, reason: &str) {
+    /// Carries out the policy's decision on a crash of worker `id`: parking (its writes
+    /// refused, a probe restart later) or a restart after the backoff.
+    fn crashed(&self, id: u32, sv: &mut Supervised, crash: Crash, reason: &str) {
         let shard = &self.shards[id as usize];
         let now = Instant::now();
-        slot.crashes.push_back(now);
-        while slot
-            .crashes
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > self.policy.window)
-        {
-            slot.crashes.pop_front();
+        match sv.restarts.crashed(&self.policy, crash, now, jitter()) {
+            Decision::Park { probe_in, crashes } => {
+                shard.park();
+                let _ = self.sequencer.send(SeqMsg::ShardChanged(id));
+                sv.restart_at = Some(now + probe_in);
+                shard.set_backoff(probe_in);
+                self.record(LifecycleRecord::ShardParked {
+                    worker: id,
+                    unix_ms: unix_ms(),
+                });
+                error!(self.log, "shard parked"; "component" => "lifecycle", "worker" => id,
+                       "crashes" => crashes, "window_s" => self.policy.window.as_secs_f64(),
+                       "probe_in_s" => probe_in.as_secs_f64(), "reason" => reason);
+            }
+            Decision::Restart { delay, consecutive } => {
+                shard.set_state(ShardState::Restarting);
+                let _ = self.sequencer.send(SeqMsg::ShardChanged(id));
+                sv.restart_at = Some(now + delay);
+                shard.set_backoff(delay);
+                self.record(LifecycleRecord::RestartScheduled {
+                    worker: id,
+                    backoff_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    unix_ms: unix_ms(),
+                });
+                info!(self.log, "restart scheduled"; "component" => "lifecycle", "worker" => id,
+                      "reason" => reason, "backoff_ms" => delay.as_secs_f64() * 1000.0,
+                      "consecutive" => consecutive);
+            }
         }
-        if slot.probing || slot.crashes.len() >= self.policy.intensity as usize {
-            shard.park();
-            let _ = self.sequencer.send(SeqMsg::ShardChanged(id));
-            slot.restart_at = Some(now + self.policy.park_retry);
-            shard.set_backoff(self.policy.park_retry);
-            slot.probing = true;
-            self.record(LifecycleRecord::ShardParked {
-                worker: id,
-                unix_ms: unix_ms(),
-            });
-            error!(self.log, "shard parked"; "component" => "lifecycle", "worker" => id,
-                   "crashes" => slot.crashes.len(), "window_s" => self.policy.window.as_secs_f64(),
-                   "probe_in_s" => self.policy.park_retry.as_secs_f64(), "reason" => reason);
-            return;
-        }
-        shard.set_state(ShardState::Restarting);
-        let _ = self.sequencer.send(SeqMsg::ShardChanged(id));
-        self.schedule_restart(id, slot, reason);
     }
 
-    fn schedule_restart(&self, id: u32, slot: &mut Slot, reason: &str) {
-        slot.consecutive += 1;
-        let delay = self.policy.backoff(slot.consecutive, jitter());
-        slot.restart_at = Some(Instant::now() + delay);
-        self.shards[id as usize].set_backoff(delay);
-        self.record(LifecycleRecord::RestartScheduled {
-            worker: id,
-            backoff_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-            unix_ms: unix_ms(),
-        });
-        info!(self.log, "restart scheduled"; "component" => "lifecycle", "worker" => id,
-              "reason" => reason, "backoff_ms" => delay.as_secs_f64() * 1000.0,
-              "consecutive" => slot.consecutive);
-    }
-
-    fn watchdog(&self, slot: &mut Slot) {
-        let Some(generation) = slot.generation.as_ref() else {
+    fn watchdog(&self, sv: &mut Supervised) {
+        let Some(generation) = sv.generation.as_ref() else {
             return;
         };
-        if generation.is_dead() || slot.watchdog_fired {
+        if generation.is_dead() || sv.watchdog_fired {
             return;
         }
         let beat = generation
@@ -695,12 +570,12 @@ impl Lifecycle {
             .heartbeat_ns
             .load(Ordering::Acquire);
         let age = if beat == 0 {
-            slot.spawned_at.elapsed()
+            sv.spawned_at.elapsed()
         } else {
             Duration::from_nanos(monotonic_ns().saturating_sub(beat))
         };
         if age > self.policy.watchdog_timeout {
-            slot.watchdog_fired = true;
+            sv.watchdog_fired = true;
             error!(self.log, "watchdog: heartbeat stalled, killing worker"; "component" => "lifecycle",
                    "worker" => generation.shard, "generation" => generation.number,
                    "pid" => generation.pid, "heartbeat_age_ms" => age.as_millis() as u64);
@@ -708,12 +583,12 @@ impl Lifecycle {
         }
     }
 
-    fn stop(&self, slots: &mut [Slot], deadline: Instant) -> Ending {
+    fn stop(&self, supervised: &mut [Supervised], deadline: Instant) -> Ending {
         info!(self.log, "stopping workers"; "component" => "lifecycle");
-        for (id, slot) in slots.iter_mut().enumerate() {
-            slot.restart_at = None;
+        for (id, sv) in supervised.iter_mut().enumerate() {
+            sv.restart_at = None;
             self.shards[id].set_state(ShardState::Stopping);
-            if let Some(g) = slot.generation.as_ref().filter(|g| !g.is_dead()) {
+            if let Some(g) = sv.generation.as_ref().filter(|g| !g.is_dead()) {
                 let head = g.segment.head();
                 head.supervisor
                     .control
@@ -724,7 +599,7 @@ impl Lifecycle {
         let mut ending = Ending::Clean;
         let mut killed = false;
         loop {
-            let alive = slots.iter().filter(|s| s.child.is_some()).count();
+            let alive = supervised.iter().filter(|s| s.child.is_some()).count();
             if alive == 0 {
                 return ending;
             }
@@ -734,8 +609,8 @@ impl Lifecycle {
                 ending = Ending::Forced;
                 warn!(self.log, "shutdown timeout: killing remaining workers"; "component" => "lifecycle",
                       "remaining" => alive);
-                for slot in slots.iter() {
-                    if let Some(child) = slot.child.as_ref() {
+                for sv in supervised.iter() {
+                    if let Some(child) = sv.child.as_ref() {
                         let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
                     }
                 }
@@ -749,13 +624,13 @@ impl Lifecycle {
             };
             match self.events_rx.recv_timeout(wait) {
                 Ok(LifecycleEvent::Exited { shard, generation }) => {
-                    self.on_exit(shard, generation, &mut slots[shard as usize], true);
+                    self.on_exit(shard, generation, &mut supervised[shard as usize], true);
                 }
                 Ok(_) | Err(RecvTimeoutError::Timeout) => {
                     if killed && wait == Duration::from_secs(5) {
                         // Children that never report after SIGKILL: reap directly.
-                        for slot in slots.iter_mut() {
-                            if let Some(mut c) = slot.child.take() {
+                        for sv in supervised.iter_mut() {
+                            if let Some(mut c) = sv.child.take() {
                                 let _ = c.wait();
                             }
                         }
@@ -764,30 +639,5 @@ impl Lifecycle {
                 Err(RecvTimeoutError::Disconnected) => return Ending::Forced,
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_is_immediate_then_doubles_to_the_cap() {
-        let p = Policy {
-            backoff_initial: Duration::from_millis(50),
-            backoff_max: Duration::from_secs(10),
-            stable_period: Duration::from_secs(30),
-            intensity: 5,
-            window: Duration::from_secs(30),
-            park_retry: Duration::from_secs(30),
-            watchdog_timeout: Duration::from_secs(5),
-        };
-        assert_eq!(p.backoff(1, 0.5), Duration::ZERO);
-        assert_eq!(p.backoff(2, 0.5), Duration::from_millis(50));
-        assert_eq!(p.backoff(3, 0.5), Duration::from_millis(100));
-        assert_eq!(p.backoff(5, 0.5), Duration::from_millis(400));
-        assert_eq!(p.backoff(40, 0.99), Duration::from_secs(10));
-        assert!(p.backoff(2, 0.0) >= Duration::from_micros(37_500));
-        assert!(p.backoff(2, 0.999) <= Duration::from_micros(62_500));
     }
 }

@@ -2,3 +2,4 @@
 //! crash-loops.
 
 pub mod lifecycle;
+pub mod policy;
