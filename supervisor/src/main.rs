@@ -21,9 +21,10 @@ use corral::cli::{self, Commands, EventsArgs, RunArgs, StatusArgs, VerifyArgs, W
 use corral::front::server::{self, Server};
 use corral::front::shared::ServerConfig;
 use corral::observe::http::{Http, Probes};
+use corral::pipeline::lane::CheckpointPolicy;
 use corral::pipeline::msg::{LifecycleEvent, SeqMsg};
 use corral::pipeline::replay::ReplayContext;
-use corral::pipeline::sequencer::{CheckpointPolicy, Sequencer};
+use corral::pipeline::sequencer::Sequencer;
 use corral::supervision::lifecycle::{Ending, Executable, Lifecycle};
 use corral::supervision::policy::{History, Policy};
 use corral::telemetry::heartbeat::Heartbeat;
@@ -61,6 +62,7 @@ impl Fatal {
 }
 
 fn main() -> ExitCode {
+    abort_on_panic();
     match try_main() {
         Ok(code) => code,
         Err(fatal) => {
@@ -68,6 +70,22 @@ fn main() -> ExitCode {
             ExitCode::from(fatal.code)
         }
     }
+}
+
+/// A panic is a broken invariant (input never panics): the process aborts, loudly, rather
+/// than run on with a thread missing. A supervisor's workers die with it (`PR_SET_PDEATHSIG`)
+/// and the next start recovers every acknowledged write from the event log; a worker's
+/// supervisor restarts it.
+fn abort_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        eprintln!(
+            "corral: bug: a thread panicked ({}); aborting",
+            std::thread::current().name().unwrap_or("unnamed")
+        );
+        std::process::abort();
+    }));
 }
 
 fn try_main() -> Result<ExitCode, Fatal> {

@@ -431,7 +431,10 @@ impl ApplyLoop {
         while self
             .completions
             .try_push(TAG_COMPLETION, COMPLETION_PAYLOAD_WORDS, |w| {
-                outcome.encode(seq, w);
+                assert!(
+                    outcome.encode(seq, w),
+                    "a completion is COMPLETION_PAYLOAD_WORDS"
+                );
             })
             .is_err()
         {

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use corral_worker::command::{Outcome, SetCondition, WriteError};
 use shm_protocol::table::Lookup;
-use slog::{debug, info, warn};
+use slog::{debug, error, info, warn};
 
 use crate::base::ops::OwnedOp;
 use crate::base::shard::ShardState;
@@ -565,7 +565,22 @@ impl Session {
                     command,
                     read_at,
                 } => {
-                    let results = self.results.get(at..at + ops as usize).unwrap_or(&[]);
+                    let Some(results) = self.results.get(at..at + ops as usize) else {
+                        // Each submitted write has a result slot: a missing one is a bug,
+                        // and its outcome is unknown.
+                        debug_assert!(
+                            false,
+                            "{} outcomes for {} owed",
+                            self.results.len(),
+                            at + ops as usize
+                        );
+                        error!(self.shared.log, "bug: write outcomes missing; closing the connection without a reply";
+                               "component" => "server", "conn" => self.id,
+                               "command" => TABLE.label(command),
+                               "outcomes" => self.results.len(), "owed" => at + ops as usize);
+                        self.closing = true;
+                        continue;
+                    };
                     at += ops as usize;
                     let unknown = results.iter().find_map(|r| match r {
                         Some(Err(f)) if f.outcome_unknown() => Some(*f),

@@ -715,7 +715,7 @@ fn route(path: &str, probes: &Probes) -> (u16, &'static str, String) {
         }
         "/health" => {
             let (status, body) = health(probes);
-            let code = if status == "fail" { 503 } else { 200 };
+            let code = if status == Status::Fail { 503 } else { 200 };
             (code, "application/health+json", body.to_string())
         }
         "/metrics" => {
@@ -842,11 +842,38 @@ fn not_ready(probes: &Probes) -> Vec<String> {
     reasons
 }
 
-/// The detailed health document and its overall status.
-fn health(probes: &Probes) -> (&'static str, serde_json::Value) {
+/// A check's status in the health document (`pass` < `warn` < `fail`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Status {
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Pass => "pass",
+            Self::Warn => "warn",
+            Self::Fail => "fail",
+        }
+    }
+
+    /// `Fail` if `failed`, else `Pass`.
+    fn fail_if(failed: bool) -> Self {
+        if failed {
+            Self::Fail
+        } else {
+            Self::Pass
+        }
+    }
+}
+
+/// The detailed health document and its overall status: one check per worker, the event
+/// log and the supervisor's loops; the worst decides (and any is `fail` while draining).
+fn health(probes: &Probes) -> (Status, serde_json::Value) {
     let mut checks = serde_json::Map::new();
-    let mut worst = 0u8; // 0 pass, 1 warn, 2 fail
-    let level = |s: u8| ["pass", "warn", "fail"][usize::from(s.min(2))];
+    let mut worst = Status::fail_if(probes.server.is_draining());
     let now = Instant::now();
     let counts: Vec<WorkerCounts> = probes.shards.iter().map(Shard::counts).collect();
     let (since, before) = probes
@@ -855,120 +882,128 @@ fn health(probes: &Probes) -> (&'static str, serde_json::Value) {
         .unwrap_or_else(PoisonError::into_inner)
         .advance(now, &counts);
     for (i, shard) in probes.shards.iter().enumerate() {
-        let state = shard.state();
-        let mut status = u8::from(state != ShardState::Ready) * 2;
         let rates = Rates::between(
             now.duration_since(since),
             before.get(i).unwrap_or(&counts[i]),
             &counts[i],
         );
-        let mut output = rates.warnings();
-        let mut check = json!({
-            "componentType": "worker",
-            "state": state.name(),
-            "restarts": shard.restarts.load(Ordering::Relaxed),
-            "last_exit": shard.last_exit(),
-            "window_s": rates.window.as_secs_f64(),
-            "applied_in_window": rates.applied,
-            "errors_in_window": rates.errors,
-            "apply_mean_us": rates.apply_mean.map(|m| m.as_secs_f64() * 1e6),
-        });
-        if let Some(g) = shard.current().filter(|g| !g.is_dead()) {
-            let head = g.segment.head();
-            let beat = head.status.heartbeat_ns.load(Ordering::Acquire);
-            let age = Duration::from_nanos(monotonic_ns().saturating_sub(beat));
-            let tail = head.supervisor.request_tail.load(Ordering::Acquire);
-            let consumed = head.worker_request.request_head.load(Ordering::Acquire);
-            let capacity = head
-                .header
-                .request_ring_words
-                .load(Ordering::Relaxed)
-                .max(1);
-            let depth = tail.saturating_sub(consumed);
-            if age > WORKER_SLOW {
-                output.push(format!("heartbeat {:.1} s old", age.as_secs_f64()));
-            }
-            if depth * 10 > capacity * 9 {
-                output.push(format!("queue {}% full", depth * 100 / capacity));
-            }
-            if let Some(obj) = check.as_object_mut() {
-                obj.insert("pid".into(), json!(g.pid));
-                obj.insert("generation".into(), json!(g.number));
-                obj.insert(
-                    "applied_seq".into(),
-                    json!(head.status.applied_seq.load(Ordering::Acquire)),
-                );
-                obj.insert("queue_depth_words".into(), json!(depth));
-                obj.insert("queue_capacity_words".into(), json!(capacity));
-                obj.insert("heartbeat_age_ms".into(), json!(age.as_millis() as u64));
-                obj.insert(
-                    "keys".into(),
-                    json!(head.status.keys.load(Ordering::Acquire)),
-                );
-            }
-        }
-        if state == ShardState::Ready && !output.is_empty() {
-            status = status.max(1);
-        }
-        if let Some(obj) = check.as_object_mut() {
-            obj.insert("status".into(), json!(level(status)));
-            obj.insert("output".into(), json!(output.join("; ")));
-        }
+        let (status, check) = worker_check(shard, &rates);
         worst = worst.max(status);
         checks.insert(format!("worker:{}", shard.id), json!([check]));
     }
-    let last_sync = probes.durability.last_sync();
-    let free_ratio = nix::sys::statvfs::statvfs(&probes.data_dir)
-        .ok()
-        .filter(|fs| fs.blocks() > 0)
-        .map(|fs| fs.blocks_available() as f64 / fs.blocks() as f64);
-    let mut log_status = u8::from(last_sync > SLOW_SYNC || free_ratio.is_some_and(|r| r < 0.1));
-    let mut output = Vec::new();
-    if let Some(failure) = probes.durability.failure() {
-        log_status = 2;
-        output.push(failure);
-    }
-    if last_sync > SLOW_SYNC {
-        output.push(format!("last sync took {} ms", last_sync.as_millis()));
-    }
-    if let Some(r) = free_ratio.filter(|r| *r < 0.1) {
-        output.push(format!("data dir {:.1}% free", r * 100.0));
-    }
-    worst = worst.max(log_status);
-    checks.insert(
-        "event_log".into(),
-        json!([{
-            "componentType": "datastore",
-            "status": level(log_status),
-            "synced_seq": probes.durability.synced(),
-            "last_sync_ms": last_sync.as_secs_f64() * 1000.0,
-            "disk_free_ratio": free_ratio,
-            "output": output.join("; "),
-        }]),
-    );
+    let (status, check) = event_log_check(probes);
+    worst = worst.max(status);
+    checks.insert("event_log".into(), json!([check]));
     let (is_live, live_text) = live(probes);
-    let loops = u8::from(!is_live) * 2;
+    let loops = Status::fail_if(!is_live);
     worst = worst.max(loops);
     checks.insert(
         "supervisor:loops".into(),
         json!([{
             "componentType": "system",
-            "status": level(loops),
+            "status": loops.as_str(),
             "output": live_text.trim(),
         }]),
     );
-    if probes.server.is_draining() {
-        worst = 2;
-    }
-    let status = level(worst);
     (
-        status,
+        worst,
         json!({
-            "status": status,
+            "status": worst.as_str(),
             "version": env!("CARGO_PKG_VERSION"),
             "checks": checks,
         }),
     )
+}
+
+/// One worker's check: `fail` unless its shard is ready, `warn` if ready with warnings
+/// (errors or slow applies in the window, a stale heartbeat, a nearly full queue).
+fn worker_check(shard: &Shard, rates: &Rates) -> (Status, serde_json::Value) {
+    let state = shard.state();
+    let mut output = rates.warnings();
+    let mut check = json!({
+        "componentType": "worker",
+        "state": state.name(),
+        "restarts": shard.restarts.load(Ordering::Relaxed),
+        "last_exit": shard.last_exit(),
+        "window_s": rates.window.as_secs_f64(),
+        "applied_in_window": rates.applied,
+        "errors_in_window": rates.errors,
+        "apply_mean_us": rates.apply_mean.map(|m| m.as_secs_f64() * 1e6),
+    });
+    let fields = check.as_object_mut().expect("built as an object above");
+    if let Some(g) = shard.current().filter(|g| !g.is_dead()) {
+        let head = g.segment.head();
+        let beat = head.status.heartbeat_ns.load(Ordering::Acquire);
+        let age = Duration::from_nanos(monotonic_ns().saturating_sub(beat));
+        let tail = head.supervisor.request_tail.load(Ordering::Acquire);
+        let consumed = head.worker_request.request_head.load(Ordering::Acquire);
+        let capacity = head
+            .header
+            .request_ring_words
+            .load(Ordering::Relaxed)
+            .max(1);
+        let depth = tail.saturating_sub(consumed);
+        if age > WORKER_SLOW {
+            output.push(format!("heartbeat {:.1} s old", age.as_secs_f64()));
+        }
+        if depth * 10 > capacity * 9 {
+            output.push(format!("queue {}% full", depth * 100 / capacity));
+        }
+        fields.insert("pid".into(), json!(g.pid));
+        fields.insert("generation".into(), json!(g.number));
+        fields.insert(
+            "applied_seq".into(),
+            json!(head.status.applied_seq.load(Ordering::Acquire)),
+        );
+        fields.insert("queue_depth_words".into(), json!(depth));
+        fields.insert("queue_capacity_words".into(), json!(capacity));
+        fields.insert("heartbeat_age_ms".into(), json!(age.as_millis() as u64));
+        fields.insert(
+            "keys".into(),
+            json!(head.status.keys.load(Ordering::Acquire)),
+        );
+    }
+    let status = match (state == ShardState::Ready, output.is_empty()) {
+        (false, _) => Status::Fail,
+        (true, false) => Status::Warn,
+        (true, true) => Status::Pass,
+    };
+    fields.insert("status".into(), json!(status.as_str()));
+    fields.insert("output".into(), json!(output.join("; ")));
+    (status, check)
+}
+
+/// The event log's check: `fail` while it refuses writes, `warn` on a slow last sync or a
+/// data dir with less than 10% free.
+fn event_log_check(probes: &Probes) -> (Status, serde_json::Value) {
+    let last_sync = probes.durability.last_sync();
+    let free_ratio = nix::sys::statvfs::statvfs(&probes.data_dir)
+        .ok()
+        .filter(|fs| fs.blocks() > 0)
+        .map(|fs| fs.blocks_available() as f64 / fs.blocks() as f64);
+    let mut status = Status::Pass;
+    let mut output = Vec::new();
+    if let Some(failure) = probes.durability.failure() {
+        status = Status::Fail;
+        output.push(failure);
+    }
+    if last_sync > SLOW_SYNC {
+        status = status.max(Status::Warn);
+        output.push(format!("last sync took {} ms", last_sync.as_millis()));
+    }
+    if let Some(r) = free_ratio.filter(|r| *r < 0.1) {
+        status = status.max(Status::Warn);
+        output.push(format!("data dir {:.1}% free", r * 100.0));
+    }
+    let check = json!({
+        "componentType": "datastore",
+        "status": status.as_str(),
+        "synced_seq": probes.durability.synced(),
+        "last_sync_ms": last_sync.as_secs_f64() * 1000.0,
+        "disk_free_ratio": free_ratio,
+        "output": output.join("; "),
+    });
+    (status, check)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! completion readers, and the replay of the event log into a new worker.
 
 pub mod completions;
+pub mod lane;
 pub mod msg;
 pub mod replay;
 pub mod sequencer;

@@ -268,9 +268,11 @@ impl Run {
                 tag &= !TAG_SILENT;
             }
         }
-        let _ = self.producer.try_push(tag, words as u32, |w| {
-            op.encode(seq, w);
-        });
+        self.producer
+            .try_push(tag, words as u32, |w| {
+                assert!(op.encode(seq, w), "record_shape sized the record");
+            })
+            .expect("the replay is the ring's only producer while it runs: has_room said it fits");
         self.records += 1;
         self.last_seq = seq;
         self.context.shards[self.generation.shard as usize].set_pushed_seq(seq);

@@ -7,109 +7,33 @@
 //! ring keeps exactly one producer; only a generation's completion reader pops its
 //! completion ring.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use shm_protocol::os::{RingSide, SegmentRing};
 use shm_protocol::ring::Producer;
 use shm_protocol::wake;
 use slog::error;
 use std::sync::atomic::Ordering;
 
-use crate::base::ops::{InFlight, OwnedOp};
-use crate::base::shard::{Generation, Shard, ShardState};
-use crate::base::ticket::{Failure, Pending};
-use crate::pipeline::msg::{RequestProducer, SeqMsg, WriteOp};
+use crate::base::ops::InFlight;
+use crate::base::shard::{Shard, ShardState};
+use crate::base::ticket::Failure;
+use crate::pipeline::lane::{
+    admit, on_park, Active, Admission, CheckpointPolicy, Lane, LaneCheckpoint, ParkStep, Queued,
+};
+use crate::pipeline::msg::{SeqMsg, WriteOp};
 use crate::pipeline::replay::{self, ReplayContext, ReplayJob};
 use crate::telemetry::heartbeat::Heartbeat;
 use crate::telemetry::metrics::Metrics;
 use crate::wal::codec::LifecycleRecord;
 use crate::wal::journal::Journal;
 
-struct Queued {
-    seq: u64,
-    op: OwnedOp,
-    pending: Pending,
-}
-
-struct Active {
-    generation: Arc<Generation>,
-    producer: RequestProducer,
-    inflight: Sender<InFlight>,
-}
-
-struct Lane {
-    active: Option<Active>,
-    /// Checkpoint bookkeeping of the active generation.
-    checkpoint: LaneCheckpoint,
-    /// Sequence number of the shard's oldest kept checkpoint, as its latest worker
-    /// reported it (`None` until one has).
-    kept_floor: Option<u64>,
-    outbox: VecDeque<Queued>,
-    /// Writes for the shard while it does not serve (starting, restarting, recovering), not
-    /// logged yet: they are logged once it serves again, or refused (never applied) if it
-    /// parks. Logging them only then is what lets a refusal mean "not applied".
-    held: VecDeque<WriteOp>,
-    /// The shard's park count ([`Shard::parks`]) when it parked with logged writes still
-    /// unapplied (in the outbox or orphans): those wait for the probe that follows; if the
-    /// shard parks again, their outcome is unknown.
-    holding_since_park: Option<u64>,
-    /// Every committed write of this shard up to this sequence number has left the outbox
-    /// (pushed to some generation's ring, or failed when the shard parked): a new
-    /// generation gets them from the log by replay, and the outbox holds the rest.
-    replay_through: u64,
-    /// Writes a dead generation never completed; replay re-attaches them to their records.
-    orphans: Vec<InFlight>,
-}
-
 /// How long the sequencer waits before retrying a full ring.
 const RING_FULL_RETRY: Duration = Duration::from_micros(100);
 /// Messages handled before flushing.
 const DRAIN_MAX: usize = 512;
-
-/// When shards are checkpointed.
-#[derive(Clone, Copy, Debug)]
-pub struct CheckpointPolicy {
-    /// At least this often, when a shard has new writes.
-    pub interval: Duration,
-    /// After this many writes to a shard.
-    pub writes: u64,
-    /// After this many log bytes of a shard's writes.
-    pub log_bytes: u64,
-    /// Checkpoint every shard while the log is larger than this.
-    pub wal_max_bytes: u64,
-}
-
-/// What a lane knows of its generation's checkpoints.
-#[derive(Debug)]
-struct LaneCheckpoint {
-    /// Requests written to the generation's segment.
-    requested: u64,
-    /// The last answer seen.
-    done_seen: u64,
-    /// Checkpoints the generation had written at that answer.
-    written_seen: u64,
-    /// Writes and log bytes pushed since the last request.
-    writes: u64,
-    bytes: u64,
-    /// When the last request was made (or the generation came up).
-    since: Instant,
-}
-
-impl LaneCheckpoint {
-    fn new() -> Self {
-        Self {
-            requested: 0,
-            done_seen: 0,
-            written_seen: 0,
-            writes: 0,
-            bytes: 0,
-            since: Instant::now(),
-        }
-    }
-}
 
 /// How often the sequencer looks at checkpoints and the log size when idle.
 const CHECKPOINT_TICK: Duration = Duration::from_millis(100);
@@ -151,19 +75,7 @@ impl Sequencer {
         metrics: Arc<Metrics>,
     ) -> Self {
         let logged_through = journal.next_seq() - 1;
-        let lanes = shards
-            .iter()
-            .map(|_| Lane {
-                active: None,
-                checkpoint: LaneCheckpoint::new(),
-                kept_floor: None,
-                outbox: VecDeque::new(),
-                held: VecDeque::new(),
-                holding_since_park: None,
-                replay_through: logged_through,
-                orphans: Vec::new(),
-            })
-            .collect();
+        let lanes = shards.iter().map(|_| Lane::new(logged_through)).collect();
         Self {
             shards,
             lanes,
@@ -277,20 +189,22 @@ impl Sequencer {
                         w.pending.complete(Err(Failure::Unavailable(w.shard)));
                         continue;
                     };
-                    let state = self.shards[w.shard as usize].state();
-                    if state == ShardState::Parked {
-                        w.pending.complete(Err(Failure::Parked(w.shard)));
-                    } else if self.journal.stopped() {
-                        w.pending.complete(Err(Failure::LogStopped));
-                    } else if lane.active.is_none() || !lane.held.is_empty() {
+                    let parked = self.shards[w.shard as usize].state() == ShardState::Parked;
+                    let waiting = lane.held.len() + lane.outbox.len();
+                    let serving = lane.active.is_some() && lane.held.is_empty();
+                    match admit(
+                        parked,
+                        self.journal.stopped(),
+                        serving,
+                        waiting,
+                        self.restart_queue_max,
+                    ) {
+                        Admission::Log => self.log_write(w),
                         // Not serving: held unlogged, in order, until it does.
-                        if lane.held.len() + lane.outbox.len() >= self.restart_queue_max {
-                            w.pending.complete(Err(Failure::Unavailable(w.shard)));
-                        } else {
-                            lane.held.push_back(w);
+                        Admission::Hold => lane.held.push_back(w),
+                        Admission::Refuse(refusal) => {
+                            w.pending.complete(Err(refusal.failure(w.shard)))
                         }
-                    } else {
-                        self.log_write(w);
                     }
                 }
                 false
@@ -388,9 +302,11 @@ impl Sequencer {
             }
             // Logged: they wait for the probe, which replays them with their outcome. If the
             // shard parks again, nobody can say when they apply.
-            let parks = shard.parks();
-            match lane.holding_since_park {
-                Some(first) if parks > first => {
+            let unapplied = !lane.outbox.is_empty() || !lane.orphans.is_empty();
+            match on_park(lane.holding_since_park, shard.parks(), unapplied) {
+                ParkStep::Keep => {}
+                ParkStep::HoldSince(parks) => lane.holding_since_park = Some(parks),
+                ParkStep::GiveUp => {
                     for q in lane.outbox.drain(..) {
                         lane.replay_through = q.seq;
                         q.pending.complete(Err(Failure::ParkedLogged(id)));
@@ -400,11 +316,6 @@ impl Sequencer {
                     }
                     lane.holding_since_park = None;
                 }
-                Some(_) => {}
-                None if !lane.outbox.is_empty() || !lane.orphans.is_empty() => {
-                    lane.holding_since_park = Some(parks);
-                }
-                None => {}
             }
         }
     }
@@ -447,17 +358,13 @@ impl Sequencer {
             }
             let new_writes =
                 head.status.applied_seq.load(Ordering::Acquire) > line.seq.load(Ordering::Relaxed);
-            let p = &self.checkpoints;
-            let wanted = all
-                || oversized
-                || c.writes >= p.writes
-                || c.bytes >= p.log_bytes
-                || now.duration_since(c.since) >= p.interval;
-            if c.requested == c.done_seen && new_writes && wanted {
+            if new_writes && c.due(&self.checkpoints, now, all || oversized) {
                 due.push(id);
             }
         }
         if finished {
+            // The records only document the checkpoints (recovery reads the files); a
+            // failed write is the journal's to report (it cuts the records back out).
             let _ = self.journal.commit();
             if let Some(floor) = self.lanes.iter().map(|l| l.kept_floor).min().flatten() {
                 self.journal.remove_through(floor);
@@ -478,18 +385,13 @@ impl Sequencer {
                 continue;
             };
             let control = &active.generation.segment.head().supervisor;
-            lane.checkpoint.requested += 1;
-            lane.checkpoint.writes = 0;
-            lane.checkpoint.bytes = 0;
-            lane.checkpoint.since = now;
+            let request = lane.checkpoint.request(now);
             control
                 .checkpoint_limit
                 .store(lane.replay_through, Ordering::Relaxed);
             // SYNC POINT: publishes the limit with the request (the worker loads the
             // request with acquire before the limit).
-            control
-                .checkpoint_request
-                .store(lane.checkpoint.requested, Ordering::Release);
+            control.checkpoint_request.store(request, Ordering::Release);
             wake::notify(
                 &active
                     .generation
@@ -519,16 +421,20 @@ impl Sequencer {
                 let Some(Queued { seq, op, pending }) = lane.outbox.pop_front() else {
                     break;
                 };
-                // The entry goes first: the completion may come back at once.
+                // The entry goes first: the completion may come back at once. (If the
+                // completion reader has ended, the worker is dead and the dropped claim
+                // fails its write.)
                 let _ = active.inflight.send(InFlight { seq, pending });
                 let op = op.as_op();
-                let _ = active.producer.try_push(tag, words as u32, |w| {
-                    op.encode(seq, w);
-                });
+                active
+                    .producer
+                    .try_push(tag, words as u32, |w| {
+                        assert!(op.encode(seq, w), "record_shape sized the record");
+                    })
+                    .expect("the sequencer is the ring's only producer: has_room said it fits");
                 lane.replay_through = seq;
                 shard.set_pushed_seq(seq);
-                lane.checkpoint.writes += 1;
-                lane.checkpoint.bytes += words * 8;
+                lane.checkpoint.pushed(words * 8);
                 pushed = true;
             }
             if pushed {
