@@ -15,6 +15,17 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+/// For a test that cannot run here (it needs root, a mount namespace, a tool): fails when
+/// `CORRAL_TEST_STRICT` is set (CI sets it when it runs as root), so such a test never
+/// passes unseen; otherwise prints why it is skipped.
+pub fn cannot_run(reason: &str) {
+    assert!(
+        std::env::var_os("CORRAL_TEST_STRICT").is_none(),
+        "cannot run: {reason} (CORRAL_TEST_STRICT is set)"
+    );
+    eprintln!("skipped: {reason}");
+}
+
 /// Path of the `corral` binary built by `cargo test --workspace`.
 #[must_use]
 pub fn corral_bin() -> PathBuf {

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use corral_tests::{shard_of, Corral, ShardInfo};
+use corral_tests::{http_get, shard_of, Corral, ShardInfo};
 use shm_protocol::hash::pair_digest;
 
 /// Deterministic op stream (xorshift64*).
@@ -121,6 +121,15 @@ fn verify(data_dir: &Path) -> (bool, String) {
     )
 }
 
+/// Checkpoints the supervisor has seen finish (from `/metrics`).
+fn checkpoints_finished(corral: &Corral) -> u64 {
+    let (_, _, body) = http_get(corral.http_port, "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix("corral_checkpoint_duration_seconds_count "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
 fn restart(corral: &mut Corral, extra: &[&str]) -> Corral {
     assert!(corral.stop(Duration::from_secs(30)).success());
     let data_dir = corral.data_dir.clone();
@@ -193,10 +202,17 @@ fn damaged_newest_checkpoint_falls_back_and_retention_keeps_what_it_needs() {
     let mut rng = Rng(0xdead_beef_0042);
     let mut corral = Corral::start(2, &flags);
     let data_dir = corral.data_dir.clone();
-    for _ in 0..8 {
+    let mut landed = checkpoints_finished(&corral);
+    for round in 1..=8 {
         write_random(&corral, &mut model, &mut rng, 1500);
-        // Let the requested checkpoints land before more writes arrive.
-        std::thread::sleep(Duration::from_millis(300));
+        if round % 2 == 0 {
+            // 3000 writes: some shard reached 1500 since its last request, or was asked
+            // for a checkpoint meanwhile. Let it land before more writes arrive.
+            corral.wait_until("a checkpoint lands", Duration::from_secs(20), || {
+                checkpoints_finished(&corral) > landed
+            });
+            landed = checkpoints_finished(&corral);
+        }
     }
     check(&corral, &model);
     assert!(

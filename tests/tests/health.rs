@@ -125,7 +125,15 @@ fn draining_is_not_ready_but_still_live() {
         let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
         redis::cmd("SET").arg(key).arg("v").query::<()>(&mut c)
     });
-    std::thread::sleep(Duration::from_millis(200));
+    corral.wait_until(
+        "the write waits in the stopped worker's ring",
+        Duration::from_secs(10),
+        || {
+            let (_, _, body) = http_get(corral.http_port, "/health");
+            let doc: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            doc["checks"]["worker:0"][0]["queue_depth_words"].as_u64() > Some(0)
+        },
+    );
     corral.signal(Signal::SIGTERM);
     corral.wait_until(
         "readiness reports the drain",

@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use corral_tests::{Corral, TempDir};
+use corral_tests::{http_get, Corral, TempDir};
 
 /// With rings that hold only a handful of requests, many connections pipelining writes at
 /// once are all acknowledged, in order, with Redis' results.
@@ -181,8 +181,15 @@ fn a_slow_reader_with_a_long_pipeline_gets_every_reply() {
         }
         writer.write_all(&batch).unwrap();
     });
-    // Let the replies pile up before reading anything.
-    std::thread::sleep(Duration::from_millis(300));
+    // Let the replies pile up before reading anything: the socket buffers fill (the
+    // server has sent a good part of a megabyte) and the rest waits in the server.
+    corral.wait_until("replies pile up", Duration::from_secs(20), || {
+        let (_, _, body) = http_get(corral.http_port, "/metrics");
+        body.lines()
+            .find_map(|l| l.strip_prefix("corral_client_bytes_sent_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .is_some_and(|sent| sent >= f64::from(256 << 10))
+    });
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();

@@ -35,7 +35,7 @@ fn a_small_dev_shm_does_not_bound_the_shards() {
         .status()
         .is_ok_and(|s| s.success());
     if !private_mount {
-        eprintln!("skipped: needs root and unshare for a private mount namespace");
+        corral_tests::cannot_run("needs root and unshare for a private mount namespace");
         return;
     }
     let mut command = Command::new("unshare");
@@ -152,7 +152,7 @@ fn a_worker_that_cannot_be_started_counts_as_a_crash_and_parks_the_shard() {
     let limit = nofile(supervisor);
     // No descriptor left for the supervisor: starting a worker fails (it needs some).
     if !prlimit_nofile(supervisor, lowest_free_fd(supervisor)) {
-        eprintln!("skipped: prlimit cannot set the supervisor's descriptor limit");
+        corral_tests::cannot_run("prlimit cannot set the supervisor's descriptor limit");
         return;
     }
     sigkill(worker);

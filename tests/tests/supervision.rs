@@ -1,6 +1,8 @@
 //! Supervision on the real binary: kill -9 of a worker, crash loops, a stopped worker,
 //! graceful shutdown, and sweeping what a killed supervisor left.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use corral_tests::{alive, key_on_shard, named_segments, segment_holders, Corral};
@@ -146,32 +148,36 @@ fn sigterm_drains_and_leaves_nothing_behind() {
     );
     // Writers in flight while the signal arrives: every acknowledged write is applied.
     let port = corral.port;
-    let writer = std::thread::spawn(move || {
-        let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
-        let mut c = client.get_connection().unwrap();
-        let mut acked = 0u64;
-        for i in 0..100_000 {
-            if redis::cmd("SET")
-                .arg(format!("w{i}"))
-                .arg(i)
-                .query::<()>(&mut c)
-                .is_err()
-            {
-                break;
+    let acked = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let acked = Arc::clone(&acked);
+        std::thread::spawn(move || {
+            let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+            let mut c = client.get_connection().unwrap();
+            for i in 0..1_000_000u64 {
+                if redis::cmd("SET")
+                    .arg(format!("w{i}"))
+                    .arg(i)
+                    .query::<()>(&mut c)
+                    .is_err()
+                {
+                    break;
+                }
+                acked.store(i + 1, Ordering::Release);
             }
-            acked += 1;
-        }
-        acked
+        })
+    };
+    corral.wait_until("writes flowing", Duration::from_secs(20), || {
+        acked.load(Ordering::Acquire) >= 500
     });
-    std::thread::sleep(Duration::from_millis(300));
     let status = corral.stop(Duration::from_secs(20));
-    let acked = writer.join().unwrap();
+    writer.join().unwrap();
+    let acked = acked.load(Ordering::Acquire);
     assert!(
         status.success(),
         "exit status {status:?}\n{}",
         corral.log_tail(20)
     );
-    assert!(acked > 0);
     for pid in pids {
         assert!(!alive(pid), "worker {pid} survived");
     }
@@ -193,6 +199,18 @@ fn sigterm_drains_and_leaves_nothing_behind() {
             "not a JSON line: {line}"
         );
     }
+    // Started again on the same data dir: each of the `acked` writes is there.
+    let data_dir = corral.data_dir.clone();
+    let mut again = Corral::start_in(corral.crash(), &data_dir, 2, &[]);
+    let mut c = again.client();
+    for chunk in (0..acked).collect::<Vec<_>>().chunks(1000) {
+        let keys: Vec<String> = chunk.iter().map(|i| format!("w{i}")).collect();
+        let values: Vec<Option<u64>> = redis::cmd("MGET").arg(&keys).query(&mut c).unwrap();
+        for (i, v) in chunk.iter().zip(values) {
+            assert_eq!(v, Some(*i), "acknowledged write w{i} (of {acked}) lost");
+        }
+    }
+    assert!(again.stop(Duration::from_secs(20)).success());
 }
 
 #[test]

@@ -260,17 +260,146 @@ struct Conn {
     sent: usize,
     /// Writes submitted, outcomes not yet in.
     awaiting: bool,
-    /// Close once the replies are out (QUIT, a protocol error, the peer closed, draining).
-    closing: bool,
-    /// Reading stopped while its writes are in flight (or its replies pile up unsent) and
-    /// enough input is buffered; the loop reads again once it catches up (the socket buffer
-    /// holds the rest).
-    paused: bool,
+    /// Whether the client is read.
+    state: ConnState,
+}
+
+/// A connection's reading side. `Open` ⇄ `Paused`; either → `Closing`, which is final.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ConnState {
+    /// Read as data arrives.
+    Open,
+    /// Not read while its writes are in flight (or its replies pile up unsent) and enough
+    /// input is buffered; read again once it catches up (the socket buffer holds the rest,
+    /// and no edge will announce it, so the catching up schedules the read).
+    Paused,
+    /// Never read again; closed once its owed replies are out (QUIT, a protocol error, the
+    /// peer closed, a write of unknown outcome, draining).
+    Closing,
+}
+
+/// Why a turn of [`Conn::run`] stopped running commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// Nothing more to run now: waiting for input, or for outcomes (a ticket's wake drives
+    /// the connection again).
+    Idle,
+    /// Outcomes are in but not durable yet (the loop retries at its next wake).
+    Unsynced,
+    /// Too many replies wait unsent.
+    OutputBound,
+    /// Its share of the turn is used up and commands remain.
+    TurnOver,
 }
 
 impl Conn {
     fn unsent(&self) -> usize {
         self.output.len() - self.sent
+    }
+
+    fn close_input(&mut self) {
+        self.state = ConnState::Closing;
+    }
+
+    /// Collects outcomes that are in and runs buffered commands, batch by batch, until
+    /// something stops it.
+    fn run(&mut self) -> Stop {
+        let mut batches = 0;
+        loop {
+            if self.awaiting {
+                if !self.session.outcomes_in() {
+                    return Stop::Idle;
+                }
+                if self.session.acknowledge() == Acknowledge::NotYet {
+                    return Stop::Unsynced;
+                }
+                self.session.collect(&mut self.output);
+                self.awaiting = false;
+                if self.session.must_close() {
+                    // A write's outcome is unknown: send what came before it, nothing more.
+                    self.close_input();
+                    self.start = self.input.len();
+                    return Stop::Idle;
+                }
+            }
+            if self.unsent() > OUTPUT_HIGH_WATER {
+                return Stop::OutputBound;
+            }
+            if batches == BATCHES_PER_TURN {
+                return if self.start < self.input.len() {
+                    Stop::TurnOver
+                } else {
+                    Stop::Idle
+                };
+            }
+            batches += 1;
+            // Replies stop piling up past the high-water mark, even within a batch.
+            let out_limit = self.output.len() + OUTPUT_HIGH_WATER.saturating_sub(self.unsent());
+            let batch = self.session.batch(
+                &self.input,
+                &mut self.start,
+                &mut self.frame,
+                &mut self.output,
+                out_limit,
+            );
+            self.awaiting = self.session.submit();
+            match batch {
+                Batch::Full | Batch::Flush => {}
+                Batch::NeedMore if !self.awaiting => return Stop::Idle,
+                Batch::NeedMore => {}
+                Batch::Close => {
+                    self.close_input();
+                    // Nothing after QUIT or a protocol error runs.
+                    self.start = self.input.len();
+                    if !self.awaiting {
+                        return Stop::Idle;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drops the input already run (all of it, or a large prefix).
+    fn compact_input(&mut self) {
+        if self.start > 0 && (self.start == self.input.len() || self.start > 64 << 10) {
+            self.input.drain(..self.start);
+            self.start = 0;
+        }
+    }
+
+    /// Sends what is ready until the socket would block; returns the bytes sent.
+    fn send(&mut self) -> u64 {
+        let mut total = 0u64;
+        while self.unsent() > 0 {
+            match self.stream.write(&self.output[self.sent..]) {
+                Ok(0) => {
+                    self.lost_peer();
+                    break;
+                }
+                Ok(n) => {
+                    self.sent += n;
+                    total += n as u64;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.lost_peer();
+                    break;
+                }
+            }
+        }
+        if self.unsent() == 0 {
+            self.output.clear();
+            self.sent = 0;
+        }
+        total
+    }
+
+    /// The peer is gone: nothing more can reach it.
+    fn lost_peer(&mut self) {
+        self.close_input();
+        self.output.clear();
+        self.sent = 0;
     }
 }
 
@@ -308,7 +437,7 @@ impl EventLoop {
                     self.close(id);
                 }
                 for c in self.conns.values_mut() {
-                    c.closing = true;
+                    c.close_input();
                 }
                 if self.conns.is_empty() {
                     // Connections handed over after the drain began are closed unread.
@@ -450,8 +579,7 @@ impl EventLoop {
                     output: Vec::with_capacity(16 << 10),
                     sent: 0,
                     awaiting: false,
-                    closing: false,
-                    paused: false,
+                    state: ConnState::Open,
                 },
             );
         }
@@ -463,18 +591,18 @@ impl EventLoop {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
-        if c.closing {
+        if c.state == ConnState::Closing {
             return;
         }
         loop {
             let stalled = c.awaiting || c.unsent() > OUTPUT_HIGH_WATER;
             if stalled && c.input.len() - c.start >= PAUSE_BYTES {
-                c.paused = true;
+                c.state = ConnState::Paused;
                 return;
             }
             match c.stream.read(&mut self.chunk) {
                 Ok(0) => {
-                    c.closing = true;
+                    c.close_input();
                     break;
                 }
                 Ok(n) => {
@@ -492,7 +620,7 @@ impl EventLoop {
                             "ERR Protocol error: request exceeds max-request-bytes",
                         );
                         c.session.reply_in_order(&e, &mut c.output);
-                        c.closing = true;
+                        c.close_input();
                         break;
                     }
                     if n < self.chunk.len() {
@@ -503,125 +631,50 @@ impl EventLoop {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => {
-                    c.closing = true;
+                    c.close_input();
                     break;
                 }
             }
         }
     }
 
-    /// Runs what connection `id` can run now and sends its replies.
+    /// Runs what connection `id` can run now, sends its replies, and closes it or
+    /// schedules its next turn.
     fn drive(&mut self, id: u64) {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
-        let mut batches = 0;
-        let mut more = false;
-        // Stopped running commands because too many replies wait unsent.
-        let mut output_bound = false;
-        loop {
-            if c.awaiting {
-                if !c.session.outcomes_in() {
-                    break;
-                }
-                if c.session.acknowledge() == Acknowledge::NotYet {
-                    self.unsynced.push(id);
-                    break;
-                }
-                c.session.collect(&mut c.output);
-                c.awaiting = false;
-                if c.session.must_close() {
-                    // A write's outcome is unknown: send what came before it, nothing more.
-                    c.closing = true;
-                    c.start = c.input.len();
-                    break;
-                }
-            }
-            if c.unsent() > OUTPUT_HIGH_WATER {
-                output_bound = true;
-                break;
-            }
-            if batches == BATCHES_PER_TURN {
-                more = c.start < c.input.len();
-                break;
-            }
-            batches += 1;
-            // Replies stop piling up past the high-water mark, even within a batch.
-            let out_limit = c.output.len() + OUTPUT_HIGH_WATER.saturating_sub(c.unsent());
-            let batch = c.session.batch(
-                &c.input,
-                &mut c.start,
-                &mut c.frame,
-                &mut c.output,
-                out_limit,
-            );
-            c.awaiting = c.session.submit();
-            match batch {
-                Batch::Full | Batch::Flush => {}
-                Batch::NeedMore => {
-                    if !c.awaiting {
-                        break;
-                    }
-                }
-                Batch::Close => {
-                    c.closing = true;
-                    // Nothing after QUIT or a protocol error runs.
-                    c.start = c.input.len();
-                    if !c.awaiting {
-                        break;
-                    }
-                }
-            }
+        let stop = c.run();
+        if stop == Stop::Unsynced {
+            self.unsynced.push(id);
         }
-        if c.start > 0 && (c.start == c.input.len() || c.start > 64 << 10) {
-            c.input.drain(..c.start);
-            c.start = 0;
+        c.compact_input();
+        let sent = c.send();
+        if sent > 0 && self.server.shared.config.command_metrics {
+            self.stats.sent(sent);
         }
-        // Send what is ready.
-        while c.unsent() > 0 {
-            match c.stream.write(&c.output[c.sent..]) {
-                Ok(0) => {
-                    c.closing = true;
-                    c.output.clear();
-                    c.sent = 0;
-                    break;
-                }
-                Ok(n) => {
-                    c.sent += n;
-                    if self.server.shared.config.command_metrics {
-                        self.stats.sent(n as u64);
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => {
-                    // The peer is gone: nothing more can reach it.
-                    c.closing = true;
-                    c.output.clear();
-                    c.sent = 0;
-                    break;
-                }
-            }
+        let caught_up = c.unsent() <= OUTPUT_HIGH_WATER;
+        if c.awaiting {
+            // The ticket's wake (or the unsynced retry) drives it again.
+            return;
         }
-        if c.unsent() == 0 {
-            c.output.clear();
-            c.sent = 0;
-        }
-        if c.closing && !c.awaiting && c.unsent() == 0 {
+        if c.state == ConnState::Closing && c.unsent() == 0 {
             self.close(id);
             return;
         }
-        if output_bound && c.unsent() <= OUTPUT_HIGH_WATER {
-            // The replies went out at once, so no writable edge will come to go on with the
-            // commands still buffered.
-            more = true;
-        }
-        if c.paused && !c.awaiting && c.unsent() <= OUTPUT_HIGH_WATER {
+        let more = match stop {
+            Stop::TurnOver => true,
+            // The replies went out at once, so no writable edge will come to go on with
+            // the commands still buffered.
+            Stop::OutputBound => caught_up,
+            Stop::Idle | Stop::Unsynced => false,
+        };
+        let resume = c.state == ConnState::Paused && caught_up;
+        if resume {
             // Caught up: read what waited in the socket (no edge will announce it).
-            c.paused = false;
-            more = true;
+            c.state = ConnState::Open;
         }
-        if more && !c.awaiting {
+        if more || resume {
             self.runnable.push_back(id);
         }
     }
