@@ -6,8 +6,9 @@ use std::net::TcpListener;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use shm_protocol::layout::Geometry;
 use shm_protocol::os::Segment;
 use slog::{error, info, warn};
 
@@ -329,24 +330,19 @@ fn verify(args: &VerifyArgs) -> Result<ExitCode, Fatal> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `corral run`: start-up (each step's failure is an exit 2 for bad settings, 1 otherwise),
+/// the threads, then the shutdown phases on the first TERM or INT.
 fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
-    let workers = match args.workers {
-        Some(n) => n,
-        None => std::thread::available_parallelism()
-            .map_or(1, |n| u32::try_from(n.get()).unwrap_or(1).clamp(1, 256)),
-    };
+    let workers = args.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| u32::try_from(n.get()).unwrap_or(1).clamp(1, 256))
+    });
     let geometry = args
         .limits
         .geometry(args.ring_bytes)
         .map_err(Fatal::usage)?;
     let data_dir = datadir::DataDir::open(&args.data_dir, workers).map_err(Fatal::usage)?;
-    let listener = TcpListener::bind(&args.listen)
-        .map_err(|e| Fatal::usage(format!("cannot listen on {}: {e}", args.listen)))?;
-    let listen_addr = listener
-        .local_addr()
-        .map_err(|e| Fatal::usage(format!("cannot listen on {}: {e}", args.listen)))?;
-    let http_listener = TcpListener::bind(&args.http)
-        .map_err(|e| Fatal::usage(format!("cannot listen on {} (--http): {e}", args.http)))?;
+    let listeners = Listeners::bind(args)?;
 
     let logging = log::init(args.log_level, "supervisor", args.log_format);
     let log = logging.logger.clone();
@@ -357,17 +353,170 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
     let exe = Executable::open()
         .map_err(|e| Fatal::runtime(format!("cannot open the supervisor's own executable: {e}")))?;
     info!(log, "supervisor starting"; "component" => "supervisor", "version" => env!("CARGO_PKG_VERSION"),
-          "workers" => workers, "listen" => %listen_addr, "data_dir" => %args.data_dir.display(),
+          "workers" => workers, "listen" => %listeners.resp_addr, "data_dir" => %args.data_dir.display(),
           "exe" => %exe.path.display());
-    // Every shard's shared memory, reserved now: running out is a start-up error, never a
-    // fault later.
+    let segments = reserve_segments(workers, geometry, data_dir.instance(), &log)?;
+
+    let (seq_tx, seq_rx) = crossbeam_channel::bounded::<SeqMsg>(4096);
+    let (events_tx, events_rx) = crossbeam_channel::unbounded::<LifecycleEvent>();
+    let shards: Arc<Vec<Shard>> = Arc::new((0..workers).map(Shard::new).collect());
+    let metrics = Metrics::new(
+        Arc::clone(&shards),
+        Arc::clone(&logging.dropped),
+        corral::front::session::TABLE.labels(),
+    );
+    let durability = Durability::new(args.fsync);
+    let mut history = History::default();
+    let journal = open_journal(args, &data_dir, &durability, &metrics, &mut history, &log)?;
+
+    let sequencer_beat = Heartbeat::new("sequencer");
+    let lifecycle_beat = Heartbeat::new("lifecycle");
+    let sequencer = {
+        let seq = Sequencer::new(
+            Arc::clone(&shards),
+            journal,
+            args.restart_queue_max as usize,
+            ReplayContext {
+                wal_dir: args.data_dir.join("wal"),
+                sequencer: seq_tx.clone(),
+                events: events_tx.clone(),
+                shards: Arc::clone(&shards),
+                log: log.clone(),
+            },
+            checkpoint_policy(args),
+            Arc::clone(&sequencer_beat),
+            Arc::clone(&metrics),
+        );
+        spawn_thread("sequencer", move || seq.run(&seq_rx))?
+    };
+    let _ = seq_tx.send(SeqMsg::Lifecycle(LifecycleRecord::SupervisorStarted {
+        pid: std::process::id(),
+        workers,
+        unix_ms: unix_ms(),
+    }));
+    let lifecycle = {
+        let lc = Lifecycle {
+            shards: Arc::clone(&shards),
+            geometry,
+            segments,
+            exe,
+            segment_names: Vec::new(),
+            policy: restart_policy(args),
+            worker_log_level: args.log_level.as_str().to_ascii_lowercase(),
+            worker_log_format: args.log_format,
+            checkpoint_root: args.data_dir.join("checkpoints"),
+            events_rx,
+            events_tx: events_tx.clone(),
+            sequencer: seq_tx.clone(),
+            force: Arc::clone(&force),
+            history,
+            heartbeat: Arc::clone(&lifecycle_beat),
+            metrics: Arc::clone(&metrics),
+            log: log.clone(),
+        };
+        spawn_thread("lifecycle", move || lc.run())?
+    };
+    let server = Server::start(
+        Arc::clone(&shards),
+        seq_tx.clone(),
+        Arc::clone(&durability),
+        Arc::clone(&metrics),
+        server_config(args, &geometry),
+        log.clone(),
+    )
+    .map_err(|e| Fatal::runtime(format!("cannot start the event loops: {e}")))?;
+    let acceptor = {
+        let server = Arc::clone(&server);
+        let listener = listeners.resp;
+        spawn_thread("accept", move || server.accept_loop(&listener))?
+    };
+    info!(log, "accepting connections"; "component" => "server", "listen" => %listeners.resp_addr);
+    let http = {
+        let mut heartbeats = vec![sequencer_beat, lifecycle_beat];
+        heartbeats.extend(server.heartbeats().iter().cloned());
+        let probes = Arc::new(Probes {
+            shards: Arc::clone(&shards),
+            durability: Arc::clone(&durability),
+            server: Arc::clone(&server),
+            heartbeats,
+            metrics: Arc::clone(&metrics),
+            data_dir: args.data_dir.clone(),
+            window: Default::default(),
+        });
+        Http::start(listeners.http, probes, &log).map_err(Fatal::runtime)?
+    };
+    info!(log, "serving health endpoints"; "component" => "http", "http" => %http.addr);
+
+    let stop_signal = stop_signals.recv().unwrap_or(signal_hook::consts::SIGTERM);
+    info!(log, "shutdown requested"; "component" => "supervisor",
+          "signal" => signal_name(stop_signal));
+    let (forced, took) = Running {
+        server,
+        listen_addr: listeners.resp_addr,
+        acceptor,
+        sequencer,
+        seq_tx,
+        lifecycle,
+        events_tx,
+        force,
+        log: log.clone(),
+    }
+    .shut_down(args.shutdown_timeout)?;
+    http.stop();
+    info!(log, "shutdown complete"; "component" => "supervisor", "forced" => forced,
+          "duration_ms" => took.as_millis() as u64,
+          "log_lines_dropped" => logging.dropped.load(Ordering::Relaxed));
+    logging.shutdown();
+    drop(data_dir);
+    if forced {
+        eprintln!("corral: shutdown timed out; remaining workers were killed");
+        Ok(ExitCode::from(EXIT_FAILURE))
+    } else if let Some(reason) = durability.stop_reason() {
+        // Stopped cleanly, but writes were refused since: not a clean run.
+        eprintln!("corral: the event log stopped taking writes during the run: {reason}");
+        Ok(ExitCode::from(EXIT_FAILURE))
+    } else {
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// The two listening sockets, bound before anything starts (a port in use is exit 2).
+struct Listeners {
+    resp: TcpListener,
+    resp_addr: std::net::SocketAddr,
+    http: TcpListener,
+}
+
+impl Listeners {
+    fn bind(args: &RunArgs) -> Result<Self, Fatal> {
+        let cannot =
+            |e: std::io::Error| Fatal::usage(format!("cannot listen on {}: {e}", args.listen));
+        let resp = TcpListener::bind(&args.listen).map_err(cannot)?;
+        let resp_addr = resp.local_addr().map_err(cannot)?;
+        let http = TcpListener::bind(&args.http)
+            .map_err(|e| Fatal::usage(format!("cannot listen on {} (--http): {e}", args.http)))?;
+        Ok(Self {
+            resp,
+            resp_addr,
+            http,
+        })
+    }
+}
+
+/// Every shard's shared memory, reserved now: running out is a start-up error, never a
+/// fault later. One thread per shard: the kernel's page work (about 150 ms per default
+/// shard) runs on every core.
+fn reserve_segments(
+    workers: u32,
+    geometry: Geometry,
+    instance: &str,
+    log: &slog::Logger,
+) -> Result<Vec<Arc<Segment>>, Fatal> {
     let segment_bytes = geometry.offsets().map_or(0, |o| o.total as u64);
-    // One thread per shard: the kernel's page work (about 150 ms per default shard) runs on
-    // every core.
     let segments = std::thread::scope(|scope| {
         let creating: Vec<_> = (0..workers)
             .map(|w| {
-                let name = format!("corral.{}.w{w}", data_dir.instance());
+                let name = format!("corral.{instance}.w{w}");
                 scope.spawn(move || Segment::create(&name, w, 0, geometry))
             })
             .collect();
@@ -390,17 +539,19 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
     })?;
     info!(log, "shared memory reserved"; "component" => "supervisor",
           "bytes_per_shard" => segment_bytes, "shards" => workers);
+    Ok(segments)
+}
 
-    let (seq_tx, seq_rx) = crossbeam_channel::bounded::<SeqMsg>(4096);
-    let shards: Arc<Vec<Shard>> = Arc::new((0..workers).map(Shard::new).collect());
-    let metrics = Metrics::new(
-        Arc::clone(&shards),
-        Arc::clone(&logging.dropped),
-        corral::front::session::TABLE.labels(),
-    );
-    let mut history = History::default();
-    let durability = Durability::new(args.fsync);
-    let checkpoints = (0..workers)
+/// Opens (and scans) the event log, folding its lifecycle records into `history`.
+fn open_journal(
+    args: &RunArgs,
+    data_dir: &datadir::DataDir,
+    durability: &Arc<Durability>,
+    metrics: &Metrics,
+    history: &mut History,
+    log: &slog::Logger,
+) -> Result<Journal, Fatal> {
+    let checkpoints = (0..data_dir.workers())
         .map(|w| {
             let dir = args.data_dir.join("checkpoints").join(w.to_string());
             corral_worker::checkpoint::list(&dir)
@@ -408,7 +559,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
                 .map_err(|e| Fatal::runtime(format!("cannot list the checkpoints: {e}")))
         })
         .collect::<Result<Vec<u64>, Fatal>>()?;
-    let journal = Journal::open(
+    Journal::open(
         &OpenOptions {
             dir: args.data_dir.join("wal"),
             fsync: args.fsync,
@@ -420,170 +571,107 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
         data_dir.head_recorder(),
         log.clone(),
         |record| history.observe(&record),
-        Arc::clone(&durability),
+        Arc::clone(durability),
         metrics.wal.clone(),
     )
     .map_err(|e| {
         error!(log, "cannot open the event log"; "component" => "wal", "error" => %e);
         Fatal::runtime(format!("cannot open the event log: {e}"))
-    })?;
+    })
+}
 
-    let (events_tx, events_rx) = crossbeam_channel::unbounded::<LifecycleEvent>();
-
-    let sequencer_beat = Heartbeat::new("sequencer");
-    let lifecycle_beat = Heartbeat::new("lifecycle");
-    let sequencer = {
-        let seq = Sequencer::new(
-            Arc::clone(&shards),
-            journal,
-            args.restart_queue_max as usize,
-            ReplayContext {
-                wal_dir: args.data_dir.join("wal"),
-                sequencer: seq_tx.clone(),
-                events: events_tx.clone(),
-                shards: Arc::clone(&shards),
-                log: log.clone(),
-            },
-            CheckpointPolicy {
-                interval: args.checkpoint_interval,
-                writes: args.checkpoint_writes.max(1),
-                log_bytes: args.checkpoint_log_bytes.max(1),
-                wal_max_bytes: args.wal_max_bytes,
-            },
-            Arc::clone(&sequencer_beat),
-            Arc::clone(&metrics),
-        );
-        spawn_thread("sequencer", move || seq.run(&seq_rx))?
-    };
-    let _ = seq_tx.send(SeqMsg::Lifecycle(LifecycleRecord::SupervisorStarted {
-        pid: std::process::id(),
-        workers,
-        unix_ms: unix_ms(),
-    }));
-    let lifecycle = {
-        let lc = Lifecycle {
-            shards: Arc::clone(&shards),
-            geometry,
-            segments,
-            exe,
-            segment_names: Vec::new(),
-            policy: Policy {
-                backoff_initial: args.restart_backoff_initial,
-                backoff_max: args.restart_backoff_max,
-                stable_period: args.restart_stable_period,
-                intensity: args.restart_intensity,
-                window: args.restart_window,
-                park_retry: args.park_retry,
-                watchdog_timeout: args.watchdog_timeout,
-            },
-            worker_log_level: args.log_level.as_str().to_ascii_lowercase(),
-            worker_log_format: args.log_format,
-            checkpoint_root: args.data_dir.join("checkpoints"),
-            events_rx,
-            events_tx: events_tx.clone(),
-            sequencer: seq_tx.clone(),
-            force: Arc::clone(&force),
-            history,
-            heartbeat: Arc::clone(&lifecycle_beat),
-            metrics: Arc::clone(&metrics),
-            log: log.clone(),
-        };
-        spawn_thread("lifecycle", move || lc.run())?
-    };
-    let server = Server::start(
-        Arc::clone(&shards),
-        seq_tx.clone(),
-        Arc::clone(&durability),
-        Arc::clone(&metrics),
-        ServerConfig {
-            requirepass: args.requirepass.clone(),
-            max_clients: args.max_clients,
-            max_pipeline: args.max_pipeline.max(1) as usize,
-            max_request_bytes: usize::try_from(args.max_request_bytes).unwrap_or(usize::MAX),
-            max_key_bytes: geometry.max_key_bytes as usize,
-            max_value_bytes: geometry.max_value_bytes as usize,
-            io_threads: args.io_threads as usize,
-            log_sample_rate: args.log_sample_rate,
-            command_metrics: args.command_metrics,
-        },
-        log.clone(),
-    )
-    .map_err(|e| Fatal::runtime(format!("cannot start the event loops: {e}")))?;
-    let acceptor = {
-        let server = Arc::clone(&server);
-        spawn_thread("accept", move || server.accept_loop(&listener))?
-    };
-    info!(log, "accepting connections"; "component" => "server", "listen" => %listen_addr);
-    let http = {
-        let mut heartbeats = vec![sequencer_beat, lifecycle_beat];
-        heartbeats.extend(server.heartbeats().iter().cloned());
-        let probes = Arc::new(Probes {
-            shards: Arc::clone(&shards),
-            durability: Arc::clone(&durability),
-            server: Arc::clone(&server),
-            heartbeats,
-            metrics: Arc::clone(&metrics),
-            data_dir: args.data_dir.clone(),
-            window: Default::default(),
-        });
-        Http::start(http_listener, probes, &log).map_err(Fatal::runtime)?
-    };
-    info!(log, "serving health endpoints"; "component" => "http", "http" => %http.addr);
-
-    let stop_signal = stop_signals.recv().unwrap_or(signal_hook::consts::SIGTERM);
-    info!(log, "shutdown requested"; "component" => "supervisor",
-          "signal" => signal_name(stop_signal));
-
-    let started = Instant::now();
-    let deadline = started + args.shutdown_timeout;
-    info!(log, "shutdown: stop accepting"; "component" => "supervisor",
-          "timeout_s" => args.shutdown_timeout.as_secs_f64());
-    server.stop_accepting(listen_addr);
-    let _ = acceptor.join();
-    info!(log, "shutdown: draining connections"; "component" => "supervisor", "connections" => server.connections());
-    let wait_until = if force.load(Ordering::Acquire) {
-        Instant::now()
-    } else {
-        deadline
-    };
-    let stuck = server.close_connections(wait_until);
-    server::log_stopped(&server);
-    info!(log, "shutdown: draining rings"; "component" => "supervisor", "connections_left" => stuck);
-    let _ = seq_tx.send(SeqMsg::Lifecycle(LifecycleRecord::SupervisorStopped {
-        clean: stuck == 0,
-        unix_ms: unix_ms(),
-    }));
-    let _ = seq_tx.send(SeqMsg::Stop);
-    if stuck == 0 {
-        let _ = sequencer.join();
+fn restart_policy(args: &RunArgs) -> Policy {
+    Policy {
+        backoff_initial: args.restart_backoff_initial,
+        backoff_max: args.restart_backoff_max,
+        stable_period: args.restart_stable_period,
+        intensity: args.restart_intensity,
+        window: args.restart_window,
+        park_retry: args.park_retry,
+        watchdog_timeout: args.watchdog_timeout,
     }
-    info!(log, "shutdown: stopping workers"; "component" => "supervisor");
-    let _ = events_tx.send(LifecycleEvent::Stop {
-        deadline: if force.load(Ordering::Acquire) {
-            Instant::now()
-        } else {
-            deadline
-        },
-    });
-    let ending = lifecycle
-        .join()
-        .map_err(|_| Fatal::runtime("lifecycle thread panicked"))?;
-    let forced = ending == Ending::Forced || stuck > 0;
-    http.stop();
-    info!(log, "shutdown complete"; "component" => "supervisor", "forced" => forced,
-          "duration_ms" => started.elapsed().as_millis() as u64,
-          "log_lines_dropped" => logging.dropped.load(Ordering::Relaxed));
-    logging.shutdown();
-    drop(data_dir);
-    if forced {
-        eprintln!("corral: shutdown timed out; remaining workers were killed");
-        Ok(ExitCode::from(EXIT_FAILURE))
-    } else if let Some(reason) = durability.stop_reason() {
-        // Stopped cleanly, but writes were refused since: not a clean run.
-        eprintln!("corral: the event log stopped taking writes during the run: {reason}");
-        Ok(ExitCode::from(EXIT_FAILURE))
-    } else {
-        Ok(ExitCode::SUCCESS)
+}
+
+fn checkpoint_policy(args: &RunArgs) -> CheckpointPolicy {
+    CheckpointPolicy {
+        interval: args.checkpoint_interval,
+        writes: args.checkpoint_writes.max(1),
+        log_bytes: args.checkpoint_log_bytes.max(1),
+        wal_max_bytes: args.wal_max_bytes,
+    }
+}
+
+fn server_config(args: &RunArgs, geometry: &Geometry) -> ServerConfig {
+    ServerConfig {
+        requirepass: args.requirepass.clone(),
+        max_clients: args.max_clients,
+        max_pipeline: args.max_pipeline.max(1) as usize,
+        max_request_bytes: usize::try_from(args.max_request_bytes).unwrap_or(usize::MAX),
+        max_key_bytes: geometry.max_key_bytes as usize,
+        max_value_bytes: geometry.max_value_bytes as usize,
+        io_threads: args.io_threads as usize,
+        log_sample_rate: args.log_sample_rate,
+        command_metrics: args.command_metrics,
+    }
+}
+
+/// The running threads, as the shutdown stops them.
+struct Running {
+    server: Arc<Server>,
+    listen_addr: std::net::SocketAddr,
+    acceptor: std::thread::JoinHandle<()>,
+    sequencer: std::thread::JoinHandle<()>,
+    seq_tx: crossbeam_channel::Sender<SeqMsg>,
+    lifecycle: std::thread::JoinHandle<Ending>,
+    events_tx: crossbeam_channel::Sender<LifecycleEvent>,
+    force: Arc<AtomicBool>,
+    log: slog::Logger,
+}
+
+impl Running {
+    /// The shutdown phases, within `timeout` (a second signal skips the waiting): stop
+    /// accepting, drain the connections, drain the rings (the sequencer's last group and
+    /// checkpoints), stop the workers. Returns whether something had to be cut short, and
+    /// how long it took.
+    fn shut_down(self, timeout: Duration) -> Result<(bool, Duration), Fatal> {
+        let log = &self.log;
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let until = || {
+            if self.force.load(Ordering::Acquire) {
+                Instant::now()
+            } else {
+                deadline
+            }
+        };
+        info!(log, "shutdown: stop accepting"; "component" => "supervisor",
+              "timeout_s" => timeout.as_secs_f64());
+        self.server.stop_accepting(self.listen_addr);
+        let _ = self.acceptor.join();
+        info!(log, "shutdown: draining connections"; "component" => "supervisor",
+              "connections" => self.server.connections());
+        let stuck = self.server.close_connections(until());
+        server::log_stopped(&self.server);
+        info!(log, "shutdown: draining rings"; "component" => "supervisor", "connections_left" => stuck);
+        let _ = self
+            .seq_tx
+            .send(SeqMsg::Lifecycle(LifecycleRecord::SupervisorStopped {
+                clean: stuck == 0,
+                unix_ms: unix_ms(),
+            }));
+        let _ = self.seq_tx.send(SeqMsg::Stop);
+        if stuck == 0 {
+            let _ = self.sequencer.join();
+        }
+        info!(log, "shutdown: stopping workers"; "component" => "supervisor");
+        let _ = self
+            .events_tx
+            .send(LifecycleEvent::Stop { deadline: until() });
+        let ending = self
+            .lifecycle
+            .join()
+            .map_err(|_| Fatal::runtime("lifecycle thread panicked"))?;
+        Ok((ending == Ending::Forced || stuck > 0, started.elapsed()))
     }
 }
 

@@ -38,8 +38,9 @@ impl ShardState {
             2 => Self::Restarting,
             3 => Self::Parked,
             4 => Self::Stopping,
+            5 => Self::Stopped,
             6 => Self::Recovering,
-            _ => Self::Stopped,
+            other => unreachable!("only set_state stores a shard state, never {other}"),
         }
     }
 
@@ -399,5 +400,124 @@ impl Shard {
         if let Ok(mut g) = self.current.write() {
             *g = generation;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shm_protocol::layout::{Geometry, ShardLimits};
+    use std::time::Duration;
+
+    const STATES: [ShardState; 7] = [
+        ShardState::Starting,
+        ShardState::Ready,
+        ShardState::Restarting,
+        ShardState::Parked,
+        ShardState::Stopping,
+        ShardState::Stopped,
+        ShardState::Recovering,
+    ];
+
+    fn generation(shard: u32, number: u64, applied: u64) -> Arc<Generation> {
+        let geometry = Geometry::from_limits(&ShardLimits {
+            ring_bytes: Some(4096),
+            max_keys: 64,
+            max_key_bytes: 64,
+            max_value_bytes: 256,
+            data_bytes: 4096,
+        })
+        .unwrap();
+        let segment = Segment::create("corral-unit-shard", shard, number, geometry).unwrap();
+        let m = &segment.head().metrics;
+        m.applied.store(applied, Ordering::Relaxed);
+        m.errors.store(1, Ordering::Relaxed);
+        // No such process: no CPU time to add.
+        let (tx, _) = crossbeam_channel::unbounded();
+        Arc::new(Generation::new(
+            shard,
+            number,
+            Arc::new(segment),
+            u32::MAX,
+            tx,
+        ))
+    }
+
+    #[test]
+    fn every_state_round_trips_through_its_stored_number() {
+        let shard = Shard::new(0);
+        assert_eq!(shard.state(), ShardState::Starting);
+        for state in STATES {
+            shard.set_state(state);
+            assert_eq!(shard.state(), state);
+        }
+        let names: std::collections::HashSet<_> = STATES.iter().map(|s| s.name()).collect();
+        assert_eq!(names.len(), STATES.len(), "names are distinct");
+    }
+
+    #[test]
+    fn counts_stay_monotonic_when_a_generation_is_retired_and_replaced() {
+        let shard = Shard::new(0);
+        let first = generation(0, 1, 10);
+        shard.set_current(Some(Arc::clone(&first)));
+        assert_eq!((shard.counts().applied, shard.counts().errors), (10, 1));
+        first.mark_dead();
+        shard.retire(&first);
+        // Retired but still current: counted once, not twice.
+        assert_eq!(shard.counts().applied, 10);
+        shard.retire(&first);
+        assert_eq!(shard.counts().applied, 10, "retiring twice folds once");
+        let second = generation(0, 2, 3);
+        shard.set_current(Some(second));
+        assert_eq!((shard.counts().applied, shard.counts().errors), (13, 2));
+    }
+
+    #[test]
+    fn restarts_exits_and_backoff_as_operators_see_them() {
+        let shard = Shard::new(1);
+        shard.resume_restarts(4);
+        shard.count_restart(RestartReason::Signal);
+        shard.count_restart(RestartReason::Signal);
+        shard.count_restart(RestartReason::Watchdog);
+        assert_eq!(shard.restarts.load(Ordering::Relaxed), 7);
+        let by: std::collections::HashMap<&str, u64> = shard
+            .restarts_by_reason()
+            .map(|(r, n)| (r.name(), n))
+            .collect();
+        assert_eq!(
+            by.len(),
+            RestartReason::ALL.len(),
+            "every reason is reported"
+        );
+        assert_eq!(by[RestartReason::Signal.name()], 2);
+        assert_eq!(by[RestartReason::Watchdog.name()], 1);
+        assert_eq!(by[RestartReason::EarlierRun.name()], 4);
+        assert_eq!(by.values().sum::<u64>(), 7);
+
+        assert_eq!(shard.last_exit(), None);
+        assert_eq!(shard.last_exit_numbers(), (-1, -1));
+        shard.set_last_exit(None, Some(9));
+        assert_eq!(shard.last_exit().as_deref(), Some("signal 9"));
+        assert_eq!(shard.last_exit_numbers(), (-1, 9));
+        shard.set_last_exit(Some(3), None);
+        assert_eq!(shard.last_exit().as_deref(), Some("code 3"));
+        shard.set_failure("spawn: no such file");
+        assert_eq!(
+            shard.last_exit().as_deref(),
+            Some("not started: spawn: no such file")
+        );
+
+        // The backoff shows until the shard has been ready for the stable period.
+        shard.set_backoff(Duration::from_millis(400));
+        shard.set_stable_at(1_000);
+        shard.set_state(ShardState::Restarting);
+        assert_eq!(shard.backoff_ns(2_000), 400_000_000);
+        shard.set_state(ShardState::Ready);
+        assert_eq!(shard.backoff_ns(999), 400_000_000);
+        assert_eq!(shard.backoff_ns(1_000), 0);
+
+        assert_eq!(shard.parks(), 0);
+        shard.park();
+        assert_eq!((shard.parks(), shard.state()), (1, ShardState::Parked));
     }
 }

@@ -259,6 +259,9 @@ impl Lifecycle {
         Segment::create(&name, id, number, self.geometry).map(Arc::new)
     }
 
+    /// Starts generation `next_generation` of shard `id`: its segment made new, the worker
+    /// process, a thread that waits for its exit and one that reads its completions. A
+    /// failure at any step counts as a crash.
     fn spawn(&self, id: u32, sv: &mut Supervised) {
         let shard = &self.shards[id as usize];
         let number = sv.next_generation;
@@ -273,6 +276,44 @@ impl Lifecycle {
             }
         };
         let segment_name = segment.name().to_owned();
+        let child = match self.worker_command(id, number, &segment).spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                error!(self.log, "cannot spawn worker"; "component" => "lifecycle",
+                       "worker" => id, "generation" => number, "error" => %e,
+                       "exe" => %self.exe.path.display(), "version" => env!("CARGO_PKG_VERSION"));
+                sv.segment = Some(segment);
+                self.spawn_failed(id, number, sv, &format!("spawn: {e}"));
+                return;
+            }
+        };
+        let pid = child.id();
+        let (inflight_tx, inflight_rx) = crossbeam_channel::unbounded();
+        let generation = Arc::new(Generation::new(id, number, segment, pid, inflight_tx));
+        self.watch_exit(id, number, pid);
+        sv.completions = self.read_completions(&generation, inflight_rx);
+        sv.child = Some(child);
+        sv.generation = Some(Arc::clone(&generation));
+        sv.spawned_at = Instant::now();
+        sv.watchdog_fired = false;
+        shard.set_current(Some(generation));
+        shard.set_stable_at(
+            monotonic_ns().saturating_add(crate::base::nanos(self.policy.stable_period)),
+        );
+        self.record(LifecycleRecord::WorkerSpawned {
+            worker: id,
+            generation: number,
+            pid,
+            unix_ms: unix_ms(),
+        });
+        info!(self.log, "worker spawned"; "component" => "lifecycle", "worker" => id,
+              "generation" => number, "pid" => pid, "segment" => &segment_name);
+    }
+
+    /// `corral worker` for generation `number` of shard `id`, in its own process group (a
+    /// signal to the supervisor's group spares the workers, which the supervisor stops in
+    /// order), with the segment as its only inherited descriptor beyond stdio.
+    fn worker_command(&self, id: u32, number: u64, segment: &Segment) -> Command {
         let mut command = self.exe.command();
         command
             .arg("worker")
@@ -292,75 +333,50 @@ impl Lifecycle {
             .arg(self.checkpoint_root.join(id.to_string()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            // Its own process group: a signal to the supervisor's group spares the workers,
-            // which the supervisor stops in order.
             .process_group(0);
-        // The segment is the worker's only inherited descriptor beyond stdio.
         keep_on_exec(&mut command, segment.fd());
-        let child = match command.spawn() {
-            Ok(c) => c,
-            Err(e) => {
-                error!(self.log, "cannot spawn worker"; "component" => "lifecycle",
-                       "worker" => id, "generation" => number, "error" => %e,
-                       "exe" => %self.exe.path.display(), "version" => env!("CARGO_PKG_VERSION"));
-                sv.segment = Some(segment);
-                self.spawn_failed(id, number, sv, &format!("spawn: {e}"));
-                return;
-            }
-        };
-        let pid = child.id();
-        let (inflight_tx, inflight_rx) = crossbeam_channel::unbounded();
-        let generation = Arc::new(Generation::new(id, number, segment, pid, inflight_tx));
-        {
-            let events = self.events_tx.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("wait-w{id}"))
-                .spawn(move || {
-                    // WNOWAIT: leave the zombie for the lifecycle thread to reap, so the pid
-                    // cannot be reused while a kill() may still target it.
-                    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
-                    while let Err(nix::errno::Errno::EINTR) =
-                        waitid(Id::Pid(Pid::from_raw(pid as i32)), flags)
-                    {}
-                    let _ = events.send(LifecycleEvent::Exited {
-                        shard: id,
-                        generation: number,
-                    });
+        command
+    }
+
+    /// A thread that reports the exit of `pid` (generation `number` of shard `id`).
+    fn watch_exit(&self, id: u32, number: u64, pid: u32) {
+        let events = self.events_tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("wait-w{id}"))
+            .spawn(move || {
+                // WNOWAIT: leave the zombie for the lifecycle thread to reap, so the pid
+                // cannot be reused while a kill() may still target it.
+                let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+                while let Err(nix::errno::Errno::EINTR) =
+                    waitid(Id::Pid(Pid::from_raw(pid as i32)), flags)
+                {}
+                let _ = events.send(LifecycleEvent::Exited {
+                    shard: id,
+                    generation: number,
                 });
-            if let Err(e) = spawned {
-                error!(self.log, "cannot start waiter thread"; "component" => "lifecycle", "error" => %e);
-            }
+            });
+        if let Err(e) = spawned {
+            error!(self.log, "cannot start waiter thread"; "component" => "lifecycle", "error" => %e);
         }
-        {
-            let generation = Arc::clone(&generation);
-            let events = self.events_tx.clone();
-            let log = self.log.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("completions-w{id}"))
-                .spawn(move || read_completions(&generation, &inflight_rx, &events, &log));
-            match spawned {
-                Ok(handle) => sv.completions = Some(handle),
-                Err(e) => {
-                    error!(self.log, "cannot start completion thread"; "component" => "lifecycle", "error" => %e);
-                }
-            }
-        }
-        sv.child = Some(child);
-        sv.generation = Some(Arc::clone(&generation));
-        sv.spawned_at = Instant::now();
-        sv.watchdog_fired = false;
-        shard.set_current(Some(generation));
-        shard.set_stable_at(
-            monotonic_ns().saturating_add(crate::base::nanos(self.policy.stable_period)),
-        );
-        self.record(LifecycleRecord::WorkerSpawned {
-            worker: id,
-            generation: number,
-            pid,
-            unix_ms: unix_ms(),
-        });
-        info!(self.log, "worker spawned"; "component" => "lifecycle", "worker" => id,
-              "generation" => number, "pid" => pid, "segment" => &segment_name);
+    }
+
+    /// The generation's completion reader, on its own thread.
+    fn read_completions(
+        &self,
+        generation: &Arc<Generation>,
+        inflight: Receiver<InFlight>,
+    ) -> Option<JoinHandle<Vec<InFlight>>> {
+        let generation = Arc::clone(generation);
+        let events = self.events_tx.clone();
+        let log = self.log.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("completions-w{}", generation.shard))
+            .spawn(move || read_completions(&generation, &inflight, &events, &log));
+        spawned
+            .map_err(|e| {
+                error!(self.log, "cannot start completion thread"; "component" => "lifecycle", "error" => %e);
+            })
+            .ok()
     }
 
     /// Puts a lifecycle event into the event log (through the sequencer, its writer).

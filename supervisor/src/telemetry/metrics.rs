@@ -311,6 +311,76 @@ pub struct WalMetrics {
     pub oldest_seq: IntGauge,
 }
 
+/// Registers families in one registry; every name is fixed and registered once, so a
+/// failure is a bug in this module.
+struct Registrar(Registry);
+
+impl Registrar {
+    fn add<C: prometheus::core::Collector + Clone + 'static>(&self, c: C) -> C {
+        self.0
+            .register(Box::new(c.clone()))
+            .expect("each family is registered once");
+        c
+    }
+
+    fn counter(&self, name: &str, help: &str) -> IntCounter {
+        self.add(IntCounter::new(name, help).expect("valid counter"))
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> IntGauge {
+        self.add(IntGauge::new(name, help).expect("valid gauge"))
+    }
+
+    /// A histogram with `count` buckets from `start`, each `factor` times the previous.
+    fn histogram(
+        &self,
+        name: &str,
+        help: &str,
+        start: f64,
+        factor: f64,
+        count: usize,
+    ) -> Histogram {
+        let buckets = prometheus::exponential_buckets(start, factor, count).expect("valid buckets");
+        self.add(
+            Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+                .expect("valid histogram"),
+        )
+    }
+}
+
+impl WalMetrics {
+    fn new(r: &Registrar) -> Self {
+        Self {
+            records: r.counter("corral_wal_records_total", "Event log records written."),
+            bytes: r.counter("corral_wal_bytes_total", "Event log bytes written."),
+            errors: r.counter(
+                "corral_wal_errors_total",
+                "Event log writes or syncs that failed.",
+            ),
+            group_records: r.histogram(
+                "corral_wal_group_records",
+                "Records written per group commit.",
+                1.0,
+                2.0,
+                13,
+            ),
+            sync_seconds: r.histogram(
+                "corral_wal_sync_duration_seconds",
+                "fdatasync duration of the event log.",
+                25e-6,
+                2.0,
+                14,
+            ),
+            segments: r.gauge("corral_wal_segments", "Segments in the event log."),
+            disk_bytes: r.gauge("corral_wal_disk_bytes", "Bytes of the event log on disk."),
+            oldest_seq: r.gauge(
+                "corral_wal_oldest_seq",
+                "Sequence number of the oldest record the event log keeps.",
+            ),
+        }
+    }
+}
+
 impl Metrics {
     /// The metrics of a supervisor over `shards`, counting commands under
     /// `command_labels` (by metric index: the command table's names, then `other`).
@@ -327,29 +397,70 @@ impl Metrics {
             !command_labels.is_empty(),
             "commands are counted under at least `other`"
         );
-        let registry = Registry::new();
-        let counter = |name: &str, help: &str| {
-            let c = IntCounter::new(name, help).expect("valid counter");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("registered once");
-            c
-        };
-        let gauge = |name: &str, help: &str| {
-            let g = IntGauge::new(name, help).expect("valid gauge");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("registered once");
-            g
-        };
-        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
-            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
-                .expect("valid histogram");
-            registry
-                .register(Box::new(h.clone()))
-                .expect("registered once");
-            h
-        };
+        let r = Registrar(Registry::new());
+        let command_stats = Arc::new(Mutex::new(Vec::new()));
+        let commands = command_labels.len();
+        Self::register_collectors(&r, shards, log_dropped, &command_stats, command_labels);
+        Arc::new(Self {
+            checkpoint_seconds: r.histogram(
+                "corral_checkpoint_duration_seconds",
+                "Time to write a checkpoint.",
+                0.001,
+                4.0,
+                10,
+            ),
+            recovery_seconds: r.add(
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "corral_recovery_duration_seconds",
+                        "Time from a worker's start to its shard serving (checkpoint load and replay).",
+                    )
+                    .buckets(prometheus::exponential_buckets(0.001, 4.0, 10).expect("valid buckets")),
+                    &["mode"],
+                )
+                .expect("valid histogram"),
+            ),
+            command_stats,
+            commands,
+            connections: r.gauge("corral_connections", "Client connections open."),
+            data_dir_free_bytes: r.gauge(
+                "corral_data_dir_free_bytes",
+                "Bytes free (for unprivileged use) on the data dir's file system.",
+            ),
+            data_dir_size_bytes: r.gauge(
+                "corral_data_dir_size_bytes",
+                "Size of the data dir's file system.",
+            ),
+            ready: r.gauge(
+                "corral_ready",
+                "1 while the supervisor is ready (every shard serving, the event log taking writes, not draining).",
+            ),
+            wal_failing: r.gauge(
+                "corral_wal_failing",
+                "1 while the event log refuses writes.",
+            ),
+            wal_restart_required: r.gauge(
+                "corral_wal_restart_required",
+                "1 once the event log has stopped taking writes until the supervisor restarts.",
+            ),
+            connections_rejected: r.counter(
+                "corral_connections_rejected_total",
+                "Connections refused at --max-clients.",
+            ),
+            wal: WalMetrics::new(&r),
+            registry: r.0,
+        })
+    }
+
+    /// The families computed at scrape time: the build, the process, the workers' blocks,
+    /// the event loops' command statistics and the log's drop counter.
+    fn register_collectors(
+        r: &Registrar,
+        shards: Arc<Vec<Shard>>,
+        log_dropped: Arc<AtomicU64>,
+        command_stats: &Arc<Mutex<Vec<Arc<CommandStats>>>>,
+        command_labels: Vec<&'static str>,
+    ) {
         let build = IntGauge::with_opts(
             Opts::new(
                 "corral_build_info",
@@ -359,106 +470,28 @@ impl Metrics {
         )
         .expect("valid gauge");
         build.set(1);
-        registry.register(Box::new(build)).expect("registered once");
-        let process = prometheus::process_collector::ProcessCollector::for_self();
-        registry
-            .register(Box::new(process))
-            .expect("registered once");
-        registry
-            .register(Box::new(WorkerCollector::new(shards)))
-            .expect("registered once");
-        let wal = WalMetrics {
-            records: counter("corral_wal_records_total", "Event log records written."),
-            bytes: counter("corral_wal_bytes_total", "Event log bytes written."),
-            errors: counter(
-                "corral_wal_errors_total",
-                "Event log writes or syncs that failed.",
-            ),
-            group_records: histogram(
-                "corral_wal_group_records",
-                "Records written per group commit.",
-                prometheus::exponential_buckets(1.0, 2.0, 13).expect("valid buckets"),
-            ),
-            sync_seconds: histogram(
-                "corral_wal_sync_duration_seconds",
-                "fdatasync duration of the event log.",
-                prometheus::exponential_buckets(25e-6, 2.0, 14).expect("valid buckets"),
-            ),
-            segments: gauge("corral_wal_segments", "Segments in the event log."),
-            disk_bytes: gauge("corral_wal_disk_bytes", "Bytes of the event log on disk."),
-            oldest_seq: gauge(
-                "corral_wal_oldest_seq",
-                "Sequence number of the oldest record the event log keeps.",
-            ),
+        let register = |c: Box<dyn prometheus::core::Collector>| {
+            r.0.register(c).expect("each family is registered once");
         };
-        let command_stats = Arc::new(Mutex::new(Vec::new()));
-        registry
-            .register(Box::new(CommandCollector::new(
-                Arc::clone(&command_stats),
-                command_labels.clone(),
-            )))
-            .expect("registered once");
-        let recovery_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "corral_recovery_duration_seconds",
-                "Time from a worker's start to its shard serving (checkpoint load and replay).",
+        register(Box::new(build));
+        register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
+        register(Box::new(WorkerCollector::new(shards)));
+        register(Box::new(CommandCollector::new(
+            Arc::clone(command_stats),
+            command_labels,
+        )));
+        register(Box::new(CounterFn {
+            desc: Desc::new(
+                "corral_log_lines_dropped_total".into(),
+                "Log lines dropped because the log channel was full.".into(),
+                Vec::new(),
+                Default::default(),
             )
-            .buckets(prometheus::exponential_buckets(0.001, 4.0, 10).expect("valid buckets")),
-            &["mode"],
-        )
-        .expect("valid histogram");
-        registry
-            .register(Box::new(recovery_seconds.clone()))
-            .expect("registered once");
-        registry
-            .register(Box::new(CounterFn {
-                desc: Desc::new(
-                    "corral_log_lines_dropped_total".into(),
-                    "Log lines dropped because the log channel was full.".into(),
-                    Vec::new(),
-                    Default::default(),
-                )
-                .expect("valid desc"),
-                value: log_dropped,
-            }))
-            .expect("registered once");
-        Arc::new(Self {
-            checkpoint_seconds: histogram(
-                "corral_checkpoint_duration_seconds",
-                "Time to write a checkpoint.",
-                prometheus::exponential_buckets(0.001, 4.0, 10).expect("valid buckets"),
-            ),
-            recovery_seconds,
-            command_stats,
-            commands: command_labels.len(),
-            connections: gauge("corral_connections", "Client connections open."),
-            data_dir_free_bytes: gauge(
-                "corral_data_dir_free_bytes",
-                "Bytes free (for unprivileged use) on the data dir's file system.",
-            ),
-            data_dir_size_bytes: gauge(
-                "corral_data_dir_size_bytes",
-                "Size of the data dir's file system.",
-            ),
-            ready: gauge(
-                "corral_ready",
-                "1 while the supervisor is ready (every shard serving, the event log taking writes, not draining).",
-            ),
-            wal_failing: gauge(
-                "corral_wal_failing",
-                "1 while the event log refuses writes.",
-            ),
-            wal_restart_required: gauge(
-                "corral_wal_restart_required",
-                "1 once the event log has stopped taking writes until the supervisor restarts.",
-            ),
-            connections_rejected: counter(
-                "corral_connections_rejected_total",
-                "Connections refused at --max-clients.",
-            ),
-            wal,
-            registry,
-        })
+            .expect("valid desc"),
+            value: log_dropped,
+        }));
     }
 
     /// A new event loop's command statistics, included in every scrape from now on.
@@ -690,6 +723,122 @@ fn histogram(worker: u32, counts: &WorkerCounts) -> proto::Metric {
     )
 }
 
+/// One value of a worker family: its name, an extra label, the value.
+type Sample = (&'static str, Option<(&'static str, &'static str)>, f64);
+
+/// What the supervisor knows of a shard's process: up, ready, parked, its generation,
+/// restarts, exits, counts, CPU, memory, backoff.
+fn lifecycle_samples(shard: &Shard, counts: &WorkerCounts, out: &mut Vec<Sample>) {
+    let live = shard.current().filter(|g| !g.is_dead());
+    let flag = |b: bool| f64::from(u8::from(b));
+    let state = shard.state();
+    out.push(("corral_worker_up", None, flag(live.is_some())));
+    out.push((
+        "corral_worker_ready",
+        None,
+        flag(state == ShardState::Ready),
+    ));
+    out.push((
+        "corral_worker_parked",
+        None,
+        flag(state == ShardState::Parked),
+    ));
+    out.push((
+        "corral_worker_generation",
+        None,
+        live.as_ref().map_or(0.0, |g| g.number as f64),
+    ));
+    for (reason, n) in shard.restarts_by_reason() {
+        out.push((
+            "corral_worker_restarts_total",
+            Some(("reason", reason.name())),
+            n as f64,
+        ));
+    }
+    let (code, signal) = shard.last_exit_numbers();
+    out.push(("corral_worker_last_exit_code", None, code as f64));
+    out.push(("corral_worker_last_exit_signal", None, signal as f64));
+    out.push(("corral_worker_applied_total", None, counts.applied as f64));
+    out.push(("corral_worker_errors_total", None, counts.errors as f64));
+    out.push((
+        "corral_worker_cpu_seconds_total",
+        None,
+        counts.cpu_ns as f64 / 1e9,
+    ));
+    let rss = live
+        .as_ref()
+        .and_then(|g| process_usage(g.pid))
+        .map_or(0.0, |u| u.1);
+    out.push(("corral_worker_resident_memory_bytes", None, rss));
+    out.push((
+        "corral_worker_restart_backoff_seconds",
+        None,
+        shard.backoff_ns(monotonic_ns()) as f64 / 1e9,
+    ));
+}
+
+/// What the live generation's segment shows: queue, heartbeat, keys and bytes, applied
+/// and checkpointed sequence numbers (zeros while no generation is live).
+fn segment_samples(shard: &Shard, out: &mut Vec<Sample>) {
+    let live = shard.current().filter(|g| !g.is_dead());
+    let head = live.as_ref().map(|g| g.segment.head());
+    let load = |f: &dyn Fn(&shm_protocol::layout::SegmentHead) -> u64| head.map_or(0, f);
+    let tail = load(&|h| h.supervisor.request_tail.load(Ordering::Acquire));
+    let consumed = load(&|h| h.worker_request.request_head.load(Ordering::Acquire));
+    let beat = load(&|h| h.status.heartbeat_ns.load(Ordering::Acquire));
+    let applied_seq = load(&|h| h.status.applied_seq.load(Ordering::Acquire));
+    let heartbeat_age_s = if head.is_some() {
+        monotonic_ns().saturating_sub(beat) as f64 / 1e9
+    } else {
+        0.0
+    };
+    let values: [(&'static str, f64); 12] = [
+        (
+            "corral_worker_queue_depth_words",
+            tail.saturating_sub(consumed) as f64,
+        ),
+        (
+            "corral_worker_queue_capacity_words",
+            load(&|h| h.header.request_ring_words.load(Ordering::Relaxed)) as f64,
+        ),
+        ("corral_worker_heartbeat_age_seconds", heartbeat_age_s),
+        (
+            "corral_worker_keys",
+            load(&|h| h.status.keys.load(Ordering::Acquire)) as f64,
+        ),
+        (
+            "corral_worker_keys_capacity",
+            load(&|h| h.header.max_keys.load(Ordering::Relaxed)) as f64,
+        ),
+        (
+            "corral_worker_data_bytes",
+            load(&|h| h.status.live_bytes.load(Ordering::Acquire)) as f64,
+        ),
+        (
+            "corral_worker_data_capacity_bytes",
+            load(&|h| h.header.heap_half_words.load(Ordering::Relaxed) * 8) as f64,
+        ),
+        ("corral_worker_applied_seq", applied_seq as f64),
+        (
+            "corral_worker_replay_lag",
+            shard.pushed_seq().saturating_sub(applied_seq) as f64,
+        ),
+        (
+            "corral_worker_checkpoint_seq",
+            load(&|h| h.checkpoint.seq.load(Ordering::Acquire)) as f64,
+        ),
+        (
+            "corral_worker_checkpoint_bytes",
+            load(&|h| h.checkpoint.bytes.load(Ordering::Acquire)) as f64,
+        ),
+        (
+            "corral_worker_checkpoint_last_success_timestamp_seconds",
+            load(&|h| h.checkpoint.unix_ms.load(Ordering::Acquire)) as f64 / 1000.0,
+        ),
+    ];
+    out.extend(values.into_iter().map(|(name, v)| (name, None, v)));
+}
+
 impl Collector for WorkerCollector {
     fn desc(&self) -> Vec<&Desc> {
         self.descs.iter().collect()
@@ -701,158 +850,131 @@ impl Collector for WorkerCollector {
             .map(|(name, help, kind, _)| family(name, help, *kind))
             .collect();
         let index = |name: &str| WORKER_FAMILIES.iter().position(|f| f.0 == name);
-        let mut put = |name: &str, worker: u32, extra: Option<(&str, &str)>, value: f64| {
-            if let Some(i) = index(name) {
+        let mut histograms = Vec::new();
+        let mut samples = Vec::new();
+        for shard in self.shards.iter() {
+            let counts = shard.counts();
+            samples.clear();
+            lifecycle_samples(shard, &counts, &mut samples);
+            segment_samples(shard, &mut samples);
+            for (name, extra, value) in samples.drain(..) {
+                let Some(i) = index(name) else {
+                    debug_assert!(false, "{name} is not in WORKER_FAMILIES");
+                    continue;
+                };
                 let kind = WORKER_FAMILIES[i].2;
                 families[i]
                     .mut_metric()
-                    .push(scalar(worker, extra, kind, value));
+                    .push(scalar(shard.id, extra, kind, value));
             }
-        };
-        let mut histograms = Vec::new();
-        for shard in self.shards.iter() {
-            let id = shard.id;
-            let counts = shard.counts();
-            let live = shard.current().filter(|g| !g.is_dead());
-            put(
-                "corral_worker_up",
-                id,
-                None,
-                f64::from(u8::from(live.is_some())),
-            );
-            put(
-                "corral_worker_ready",
-                id,
-                None,
-                f64::from(u8::from(shard.state() == ShardState::Ready)),
-            );
-            put(
-                "corral_worker_parked",
-                id,
-                None,
-                f64::from(u8::from(shard.state() == ShardState::Parked)),
-            );
-            put(
-                "corral_worker_generation",
-                id,
-                None,
-                live.as_ref().map_or(0.0, |g| g.number as f64),
-            );
-            for (reason, n) in shard.restarts_by_reason() {
-                put(
-                    "corral_worker_restarts_total",
-                    id,
-                    Some(("reason", reason.name())),
-                    n as f64,
-                );
-            }
-            let (code, signal) = shard.last_exit_numbers();
-            put("corral_worker_last_exit_code", id, None, code as f64);
-            put("corral_worker_last_exit_signal", id, None, signal as f64);
-            put(
-                "corral_worker_applied_total",
-                id,
-                None,
-                counts.applied as f64,
-            );
-            put("corral_worker_errors_total", id, None, counts.errors as f64);
-            let g = live.as_ref();
-            let head = g.map(|g| g.segment.head());
-            let load = |f: &dyn Fn(&shm_protocol::layout::SegmentHead) -> u64| head.map_or(0, f);
-            let tail = load(&|h| h.supervisor.request_tail.load(Ordering::Acquire));
-            let consumed = load(&|h| h.worker_request.request_head.load(Ordering::Acquire));
-            let beat = load(&|h| h.status.heartbeat_ns.load(Ordering::Acquire));
-            let applied_seq = load(&|h| h.status.applied_seq.load(Ordering::Acquire));
-            put(
-                "corral_worker_queue_depth_words",
-                id,
-                None,
-                tail.saturating_sub(consumed) as f64,
-            );
-            put(
-                "corral_worker_queue_capacity_words",
-                id,
-                None,
-                load(&|h| h.header.request_ring_words.load(Ordering::Relaxed)) as f64,
-            );
-            put(
-                "corral_worker_heartbeat_age_seconds",
-                id,
-                None,
-                if head.is_some() {
-                    monotonic_ns().saturating_sub(beat) as f64 / 1e9
-                } else {
-                    0.0
-                },
-            );
-            put(
-                "corral_worker_keys",
-                id,
-                None,
-                load(&|h| h.status.keys.load(Ordering::Acquire)) as f64,
-            );
-            put(
-                "corral_worker_keys_capacity",
-                id,
-                None,
-                load(&|h| h.header.max_keys.load(Ordering::Relaxed)) as f64,
-            );
-            put(
-                "corral_worker_data_bytes",
-                id,
-                None,
-                load(&|h| h.status.live_bytes.load(Ordering::Acquire)) as f64,
-            );
-            put(
-                "corral_worker_data_capacity_bytes",
-                id,
-                None,
-                load(&|h| h.header.heap_half_words.load(Ordering::Relaxed) * 8) as f64,
-            );
-            put("corral_worker_applied_seq", id, None, applied_seq as f64);
-            put(
-                "corral_worker_replay_lag",
-                id,
-                None,
-                shard.pushed_seq().saturating_sub(applied_seq) as f64,
-            );
-            put(
-                "corral_worker_checkpoint_seq",
-                id,
-                None,
-                load(&|h| h.checkpoint.seq.load(Ordering::Acquire)) as f64,
-            );
-            put(
-                "corral_worker_checkpoint_bytes",
-                id,
-                None,
-                load(&|h| h.checkpoint.bytes.load(Ordering::Acquire)) as f64,
-            );
-            put(
-                "corral_worker_checkpoint_last_success_timestamp_seconds",
-                id,
-                None,
-                load(&|h| h.checkpoint.unix_ms.load(Ordering::Acquire)) as f64 / 1000.0,
-            );
-            let rss = g.and_then(|g| process_usage(g.pid)).map_or(0.0, |u| u.1);
-            put(
-                "corral_worker_cpu_seconds_total",
-                id,
-                None,
-                counts.cpu_ns as f64 / 1e9,
-            );
-            put("corral_worker_resident_memory_bytes", id, None, rss);
-            put(
-                "corral_worker_restart_backoff_seconds",
-                id,
-                None,
-                shard.backoff_ns(monotonic_ns()) as f64 / 1e9,
-            );
-            histograms.push(histogram(id, &counts));
+            histograms.push(histogram(shard.id, &counts));
         }
         if let Some(i) = index("corral_worker_apply_duration_seconds") {
             families[i].set_metric(histograms);
         }
         families
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metrics(shards: u32) -> Arc<Metrics> {
+        Metrics::new(
+            Arc::new((0..shards).map(Shard::new).collect()),
+            Arc::new(AtomicU64::new(7)),
+            vec!["get", "set", "other"],
+        )
+    }
+
+    /// The value of the sample of `family` whose labels include all of `labels`.
+    fn value(text: &str, family: &str, labels: &[&str]) -> Option<f64> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.split(['{', ' ']).next() == Some(family))
+            .find(|l| labels.iter().all(|want| l.contains(want)))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    fn every_worker_family_has_a_sample_per_shard_and_nothing_unlisted() {
+        let shards: Vec<Shard> = (0..2).map(Shard::new).collect();
+        for shard in &shards {
+            let mut samples = Vec::new();
+            lifecycle_samples(shard, &shard.counts(), &mut samples);
+            segment_samples(shard, &mut samples);
+            for (name, _, _) in &samples {
+                assert!(
+                    WORKER_FAMILIES.iter().any(|f| f.0 == *name),
+                    "{name} is sampled but not declared"
+                );
+            }
+            for (name, _, kind, _) in WORKER_FAMILIES {
+                if *kind != MetricType::HISTOGRAM {
+                    assert!(
+                        samples.iter().any(|s| s.0 == *name),
+                        "{name} is declared but never sampled"
+                    );
+                }
+            }
+        }
+        let text = metrics(2).render();
+        for w in ["worker=\"0\"", "worker=\"1\""] {
+            assert_eq!(value(&text, "corral_worker_up", &[w]), Some(0.0), "{text}");
+            assert_eq!(value(&text, "corral_worker_ready", &[w]), Some(0.0));
+        }
+        assert_eq!(
+            value(&text, "corral_log_lines_dropped_total", &[]),
+            Some(7.0)
+        );
+        assert!(text.contains("corral_build_info{version=\""));
+    }
+
+    #[test]
+    fn command_stats_of_every_loop_are_summed_under_their_labels() {
+        let m = metrics(1);
+        let (a, b) = (m.command_stats(), m.command_stats());
+        a.record(0, true, 50_000); // GET ok, 50 µs
+        b.record(0, false, 5_000_000); // GET error, 5 ms
+        b.record(1, true, 1_000);
+        b.record(99, true, 1_000); // past the table: counted as `other`
+        a.received(100);
+        b.received(20);
+        b.sent(3);
+        let text = m.render();
+        let count = |labels: &[&str]| value(&text, "corral_commands_total", labels);
+        assert_eq!(count(&["command=\"get\"", "status=\"ok\""]), Some(1.0));
+        assert_eq!(count(&["command=\"get\"", "status=\"error\""]), Some(1.0));
+        assert_eq!(count(&["command=\"set\"", "status=\"ok\""]), Some(1.0));
+        assert_eq!(count(&["command=\"other\"", "status=\"ok\""]), Some(1.0));
+        let hist = |suffix: &str, labels: &[&str]| {
+            value(
+                &text,
+                &format!("corral_command_duration_seconds_{suffix}"),
+                labels,
+            )
+        };
+        assert_eq!(hist("count", &["command=\"get\""]), Some(2.0));
+        assert!((hist("sum", &["command=\"get\""]).unwrap() - 0.00505).abs() < 1e-9);
+        // Cumulative buckets: 50 µs is within 80 µs, 5 ms only within 5.12 ms.
+        let bucket = |le: &str| hist("bucket", &["command=\"get\"", &format!("le=\"{le}\"")]);
+        assert_eq!(bucket("0.00002"), Some(0.0));
+        assert_eq!(bucket("0.00008"), Some(1.0));
+        assert_eq!(bucket("0.00128"), Some(1.0));
+        assert_eq!(bucket("0.00512"), Some(2.0));
+        assert_eq!(
+            hist("bucket", &["command=\"get\"", "le=\"+Inf\""]),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(&text, "corral_client_bytes_received_total", &[]),
+            Some(120.0)
+        );
+        assert_eq!(
+            value(&text, "corral_client_bytes_sent_total", &[]),
+            Some(3.0)
+        );
     }
 }

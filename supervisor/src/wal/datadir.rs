@@ -81,6 +81,12 @@ impl DataDir {
         })
     }
 
+    /// The number of shards the data dir holds.
+    #[must_use]
+    pub fn workers(&self) -> u32 {
+        self.manifest.workers
+    }
+
     /// A random id fixed at creation.
     #[must_use]
     pub fn instance(&self) -> &str {

@@ -494,47 +494,8 @@ fn read_segment<E: From<WalError>>(
     bytes: &mut Vec<u8>,
     mut each: impl FnMut(Record<'_>) -> Result<(), E>,
 ) -> Result<SegmentRead, E> {
-    let path = &segment.path;
-    let what = || format!("cannot read {}", path.display());
-    bytes.clear();
-    let file = File::open(path).map_err(io_err(what()))?;
-    let file_len = file.metadata().map_err(io_err(what()))?.len();
-    let mut chunks = Chunks {
-        file,
-        bytes,
-        eof: false,
-    };
-    let corrupt = |offset: u64, seq: u64, reason: String| {
-        E::from(WalError::Corrupt {
-            file: path.clone(),
-            offset,
-            seq,
-            reason,
-        })
-    };
-    chunks.fill(SEGMENT_HEADER).map_err(io_err(what()))?;
-    let header =
-        SegmentHeader::decode(chunks.bytes).map_err(|r| corrupt(0, segment.first_seq, r))?;
-    if header.first_seq != segment.first_seq {
-        return Err(corrupt(
-            16,
-            segment.first_seq,
-            format!(
-                "segment header says it starts at sequence {}, its name at {}",
-                header.first_seq, segment.first_seq
-            ),
-        ));
-    }
-    if file_len < header.capacity {
-        return Err(corrupt(
-            file_len,
-            segment.first_seq,
-            format!(
-                "segment is {file_len} bytes, it was created with {}: truncated",
-                header.capacity
-            ),
-        ));
-    }
+    let mut reader = SegmentReader::open(segment, bytes)?;
+    let header = reader.header()?;
     let mut seq = segment.first_seq;
     let mut at = SEGMENT_HEADER;
     let mut records = 0;
@@ -542,77 +503,20 @@ fn read_segment<E: From<WalError>>(
         if seq > until {
             break None;
         }
-        let have = chunks.fill(at + RECORD_HEADER).map_err(io_err(what()))?;
-        let head = &chunks.bytes[at..have.min(at + RECORD_HEADER)];
-        if head.len() < RECORD_HEADER || head.iter().all(|&b| b == 0) {
-            // The end of the records: zeros from here on.
-            chunks.fill(usize::MAX).map_err(io_err(what()))?;
-            if nonzero_end(&chunks.bytes[at..]) == 0 {
-                break None;
-            }
-            let reason = "unexpected bytes after the last record";
-            break Some(
-                torn_or_damage(chunks.bytes, at, seq, torn_allowed, reason)
-                    .map_err(|(offset, reason)| corrupt(offset, seq, reason))?,
-            );
-        }
-        let Some(h) = parse_header(head) else {
-            chunks.fill(usize::MAX).map_err(io_err(what()))?;
-            let reason = "record header checksum mismatch";
-            break Some(
-                torn_or_damage(chunks.bytes, at, seq, torn_allowed, reason)
-                    .map_err(|(offset, reason)| corrupt(offset, seq, reason))?,
-            );
-        };
-        // The header checks: what it says is what was written.
-        if h.seq != seq {
-            return Err(corrupt(
-                at as u64,
-                seq,
-                format!("sequence {} where {seq} was expected", h.seq),
-            ));
-        }
-        let total = RECORD_HEADER + padded(h.len);
-        let have = chunks.fill(at + total).map_err(io_err(what()))?;
-        if h.len == 0 || h.len > MAX_PAYLOAD || at + total > have {
-            return Err(corrupt(
-                at as u64,
-                seq,
-                format!("record length {} runs past the end of the segment", h.len),
-            ));
-        }
-        let payload = &chunks.bytes[at + RECORD_HEADER..at + RECORD_HEADER + h.len];
-        if crc32c::crc32c(payload) != h.payload_crc {
-            chunks.fill(usize::MAX).map_err(io_err(what()))?;
-            let reason = "payload checksum mismatch";
-            break Some(
-                torn_or_damage(chunks.bytes, at, seq, torn_allowed, reason)
-                    .map_err(|(offset, reason)| corrupt(offset, seq, reason))?,
-            );
-        }
-        let Some(kind) = Kind::from_u8(h.kind) else {
-            return Err(corrupt(
-                at as u64,
-                seq,
-                format!("unknown record kind {}", h.kind),
-            ));
-        };
-        let next = match kind {
-            Kind::Skip => match decode_skip(payload) {
-                Some((through, _)) if through >= seq => through + 1,
-                _ => return Err(corrupt(at as u64, seq, "malformed skip record".into())),
-            },
-            _ => seq + 1,
+        let (h, kind, next) = match reader.next(at, seq, torn_allowed)? {
+            Next::End => break None,
+            Next::Torn(torn) => break Some(torn),
+            Next::Record { header, kind, next } => (header, kind, next),
         };
         each(Record {
             seq,
             kind,
             version: h.version,
-            payload,
+            payload: &reader.chunks.bytes[at + RECORD_HEADER..at + RECORD_HEADER + h.len],
         })?;
         records += 1;
         seq = next;
-        at += total;
+        at += RECORD_HEADER + padded(h.len);
     };
     Ok(SegmentRead {
         next_seq: seq,
@@ -621,6 +525,159 @@ fn read_segment<E: From<WalError>>(
         header,
         records,
     })
+}
+
+/// One segment file as [`read_segment`] walks it.
+struct SegmentReader<'a, 'b> {
+    segment: &'a SegmentFile,
+    chunks: Chunks<'b>,
+    file_len: u64,
+}
+
+/// What follows in a segment.
+enum Next {
+    /// Zeros: the records end.
+    End,
+    /// A torn tail (allowed here).
+    Torn(TornTail),
+    /// A valid record: its header and kind, and the sequence number after it.
+    Record {
+        header: Header,
+        kind: Kind,
+        next: u64,
+    },
+}
+
+impl<'a, 'b> SegmentReader<'a, 'b> {
+    fn open(segment: &'a SegmentFile, bytes: &'b mut Vec<u8>) -> Result<Self, WalError> {
+        let what = || format!("cannot read {}", segment.path.display());
+        bytes.clear();
+        let file = File::open(&segment.path).map_err(io_err(what()))?;
+        let file_len = file.metadata().map_err(io_err(what()))?.len();
+        Ok(Self {
+            segment,
+            chunks: Chunks {
+                file,
+                bytes,
+                eof: false,
+            },
+            file_len,
+        })
+    }
+
+    fn io(&self) -> impl FnOnce(io::Error) -> WalError {
+        io_err(format!("cannot read {}", self.segment.path.display()))
+    }
+
+    fn corrupt(&self, offset: u64, seq: u64, reason: String) -> WalError {
+        WalError::Corrupt {
+            file: self.segment.path.clone(),
+            offset,
+            seq,
+            reason,
+        }
+    }
+
+    /// The segment header, checked against the file's name and length.
+    fn header(&mut self) -> Result<SegmentHeader, WalError> {
+        let first_seq = self.segment.first_seq;
+        self.chunks.fill(SEGMENT_HEADER).map_err(self.io())?;
+        let header =
+            SegmentHeader::decode(self.chunks.bytes).map_err(|r| self.corrupt(0, first_seq, r))?;
+        if header.first_seq != first_seq {
+            return Err(self.corrupt(
+                16,
+                first_seq,
+                format!(
+                    "segment header says it starts at sequence {}, its name at {first_seq}",
+                    header.first_seq
+                ),
+            ));
+        }
+        if self.file_len < header.capacity {
+            return Err(self.corrupt(
+                self.file_len,
+                first_seq,
+                format!(
+                    "segment is {} bytes, it was created with {}: truncated",
+                    self.file_len, header.capacity
+                ),
+            ));
+        }
+        Ok(header)
+    }
+
+    /// A record at `at` that fails its checks for `reason`: a torn tail, or damage.
+    fn bad(
+        &mut self,
+        at: usize,
+        seq: u64,
+        torn_allowed: bool,
+        reason: &str,
+    ) -> Result<Next, WalError> {
+        self.chunks.fill(usize::MAX).map_err(self.io())?;
+        torn_or_damage(self.chunks.bytes, at, seq, torn_allowed, reason)
+            .map(Next::Torn)
+            .map_err(|(offset, reason)| self.corrupt(offset, seq, reason))
+    }
+
+    /// What follows at byte `at`, where the record with sequence number `seq` is due.
+    fn next(&mut self, at: usize, seq: u64, torn_allowed: bool) -> Result<Next, WalError> {
+        let have = self.chunks.fill(at + RECORD_HEADER).map_err(self.io())?;
+        let head = &self.chunks.bytes[at..have.min(at + RECORD_HEADER)];
+        if head.len() < RECORD_HEADER || head.iter().all(|&b| b == 0) {
+            // The end of the records: zeros from here on.
+            self.chunks.fill(usize::MAX).map_err(self.io())?;
+            if nonzero_end(&self.chunks.bytes[at..]) == 0 {
+                return Ok(Next::End);
+            }
+            return self.bad(
+                at,
+                seq,
+                torn_allowed,
+                "unexpected bytes after the last record",
+            );
+        }
+        let Some(h) = parse_header(head) else {
+            return self.bad(at, seq, torn_allowed, "record header checksum mismatch");
+        };
+        // The header checks: what it says is what was written.
+        if h.seq != seq {
+            return Err(self.corrupt(
+                at as u64,
+                seq,
+                format!("sequence {} where {seq} was expected", h.seq),
+            ));
+        }
+        let total = RECORD_HEADER + padded(h.len);
+        let have = self.chunks.fill(at + total).map_err(self.io())?;
+        if h.len == 0 || h.len > MAX_PAYLOAD || at + total > have {
+            return Err(self.corrupt(
+                at as u64,
+                seq,
+                format!("record length {} runs past the end of the segment", h.len),
+            ));
+        }
+        let payload = &self.chunks.bytes[at + RECORD_HEADER..at + RECORD_HEADER + h.len];
+        if crc32c::crc32c(payload) != h.payload_crc {
+            return self.bad(at, seq, torn_allowed, "payload checksum mismatch");
+        }
+        let Some(kind) = Kind::from_u8(h.kind) else {
+            return Err(self.corrupt(at as u64, seq, format!("unknown record kind {}", h.kind)));
+        };
+        let next = match kind {
+            Kind::Skip => match decode_skip(payload) {
+                Some((through, _)) if through >= seq => through + 1,
+                _ => return Err(self.corrupt(at as u64, seq, "malformed skip record".into())),
+            },
+            _ => seq + 1,
+        };
+        Ok(Next::Record {
+            header: h,
+            kind,
+            next,
+        })
+    }
 }
 
 /// Decides what the record at `at` of a whole segment in `bytes`, expected to have sequence
