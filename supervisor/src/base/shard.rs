@@ -432,13 +432,13 @@ mod tests {
         let m = &segment.head().metrics;
         m.applied.store(applied, Ordering::Relaxed);
         m.errors.store(1, Ordering::Relaxed);
-        // No such process: no CPU time to add.
+        // No such process (above any pid_max): no CPU time to add.
         let (tx, _) = crossbeam_channel::unbounded();
         Arc::new(Generation::new(
             shard,
             number,
             Arc::new(segment),
-            u32::MAX,
+            i32::MAX as u32,
             tx,
         ))
     }

@@ -314,3 +314,161 @@ impl Run {
               "eta_s" => (left_s * 10.0).round() / 10.0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::base::ops::OwnedOp;
+    use crate::base::ticket::{Ticket, WriteResult};
+    use crate::wal::codec::LifecycleRecord;
+    use crate::wal::testing::{write_log, Encode, Group, TestDir};
+    use corral_worker::command::{DecodedRequest, SetCondition};
+    use shm_protocol::layout::{Geometry, ShardLimits};
+    use shm_protocol::os::{RingSide, Segment, SegmentRing};
+    use shm_protocol::ring::{Consumer, Producer};
+
+    /// No such process (above any pid_max): a kill on a failed replay reaches nobody.
+    const NO_PID: u32 = i32::MAX as u32;
+
+    fn set(key: &str) -> OwnedOp {
+        OwnedOp::Set {
+            key: key.as_bytes().to_vec(),
+            value: b"v".to_vec(),
+            condition: SetCondition::Always,
+        }
+    }
+
+    /// The log: sequence numbers 1..=12, odd ones writes of shard 0, even ones of shard 1,
+    /// except 8, a lifecycle record.
+    fn log(wal: &std::path::Path) {
+        let groups: Vec<Group> = (1..=12u64)
+            .map(|seq| {
+                let record: (Kind, Encode) = if seq == 8 {
+                    let event = LifecycleRecord::ShardParked {
+                        worker: 1,
+                        unix_ms: 1,
+                    };
+                    (
+                        Kind::Lifecycle,
+                        Box::new(move |b| codec::encode_lifecycle(&event, b)),
+                    )
+                } else {
+                    let (shard, op) = ((seq % 2 == 0) as u32, set(&format!("k{seq}")));
+                    (
+                        Kind::Write,
+                        Box::new(move |b| codec::encode_write(shard, &op, b)),
+                    )
+                };
+                vec![record]
+            })
+            .collect();
+        write_log(wal, Box::new(|_| Ok(())), &groups);
+    }
+
+    #[test]
+    fn replays_its_shards_writes_after_the_checkpoint_and_reattaches_orphans() {
+        let dir = TestDir::new("replay");
+        let wal_dir = dir.0.join("wal");
+        log(&wal_dir);
+        let geometry = Geometry::from_limits(&ShardLimits {
+            ring_bytes: Some(4096),
+            max_keys: 64,
+            max_key_bytes: 64,
+            max_value_bytes: 256,
+            data_bytes: 4096,
+        })
+        .unwrap();
+        let segment = Arc::new(Segment::create("corral-unit-replay", 1, 2, geometry).unwrap());
+        // The worker's checkpoint covers sequence 4.
+        let status = &segment.head().status;
+        status.applied_seq.store(4, Ordering::Release);
+        let (unused_tx, _) = crossbeam_channel::unbounded();
+        let generation = Arc::new(Generation::new(
+            1,
+            2,
+            Arc::clone(&segment),
+            NO_PID,
+            unused_tx,
+        ));
+        let ticket = Ticket::new(|| {});
+        // Orphans: 3 (before the checkpoint), 6 (a record to replay), 8 (no write of this
+        // shard), 12 (past `through`).
+        let orphans: Vec<InFlight> = [3, 6, 8, 12]
+            .into_iter()
+            .zip(ticket.arm(4))
+            .map(|(seq, pending)| InFlight { seq, pending })
+            .collect();
+        let (seq_tx, seq_rx) = crossbeam_channel::unbounded();
+        let (events_tx, events_rx) = crossbeam_channel::unbounded();
+        let (inflight_tx, inflight_rx) = crossbeam_channel::unbounded();
+        let shards = Arc::new(vec![Shard::new(0), Shard::new(1)]);
+        start(ReplayJob {
+            producer: Producer::new(SegmentRing {
+                segment: Arc::clone(&segment),
+                side: RingSide::Request,
+            }),
+            generation,
+            inflight: inflight_tx,
+            through: 11,
+            orphans,
+            context: ReplayContext {
+                wal_dir,
+                sequencer: seq_tx,
+                events: events_tx,
+                shards: Arc::clone(&shards),
+                log: Logger::root(slog::Discard, slog::o!()),
+            },
+        });
+
+        // The worker's side: apply what arrives (note the sequence and whether a completion
+        // is wanted), until the replay hands the ring back.
+        let mut ring = Consumer::new(SegmentRing {
+            segment: Arc::clone(&segment),
+            side: RingSide::Request,
+        });
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let replayed = loop {
+            assert!(Instant::now() < deadline, "replay never finished: {got:?}");
+            let mut request = DecodedRequest::default();
+            if let Some(decoded) = ring.pop(|r| request.decode_from(&r)).unwrap() {
+                decoded.unwrap();
+                got.push((request.seq, request.silent));
+                status.applied_seq.store(request.seq, Ordering::Release);
+            }
+            match seq_rx.try_recv() {
+                Ok(SeqMsg::Replayed(r)) => break r,
+                Ok(_) => panic!("unexpected message to the sequencer"),
+                Err(_) => std::thread::yield_now(),
+            }
+        };
+        assert_eq!(got, [(6, false), (10, true)], "shard 1's writes in 5..=11");
+        assert!(Arc::ptr_eq(&replayed.generation.segment, &segment));
+        assert_eq!(shards[1].pushed_seq(), 10);
+        assert_eq!(shards[0].pushed_seq(), 0);
+        match events_rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(LifecycleEvent::Recovered {
+                shard: 1,
+                generation: 2,
+                records: 2,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        // Orphan 6 waits for its completion; the others failed: their writes' worker died.
+        let attached = inflight_rx.try_recv().unwrap();
+        assert_eq!(attached.seq, 6);
+        assert!(inflight_rx.try_recv().is_err());
+        assert!(!ticket.is_complete());
+        drop(attached);
+        assert!(ticket.is_complete());
+        let mut results: Vec<Option<WriteResult>> = Vec::new();
+        ticket.take(&mut results);
+        let died = |r: &Option<WriteResult>| matches!(r, Some(Err(Failure::WorkerDied(1))));
+        assert!(
+            died(&results[0]) && died(&results[2]) && died(&results[3]),
+            "{results:?}"
+        );
+        assert!(!died(&results[1]), "{results:?}");
+    }
+}

@@ -6,6 +6,8 @@ pub mod codec;
 pub mod datadir;
 pub mod journal;
 mod segment;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod verify;
 
 pub use segment::*;

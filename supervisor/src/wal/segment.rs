@@ -1522,23 +1522,7 @@ mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
 
-    struct Dir(PathBuf);
-    impl Dir {
-        fn new(tag: &str) -> Self {
-            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let path =
-                std::env::temp_dir().join(format!("corral-wal-{tag}-{}-{n}", std::process::id()));
-            let _ = fs::remove_dir_all(&path);
-            fs::create_dir_all(&path).unwrap();
-            Self(path)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::wal::testing::TestDir as Dir;
 
     fn payload(seq: u64) -> Vec<u8> {
         (0..(seq * 13 % 50 + 1)).map(|i| (seq + i) as u8).collect()
