@@ -31,9 +31,9 @@ use corral::supervision::policy::{History, Policy};
 use corral::telemetry::heartbeat::Heartbeat;
 use corral::telemetry::log;
 use corral::telemetry::metrics::Metrics;
+use corral::wal::appender::{Appender, Durability, OpenOptions};
 use corral::wal::codec::{unix_ms, LifecycleRecord};
 use corral::wal::datadir;
-use corral::wal::journal::{Durability, Journal, OpenOptions};
 
 /// Exit code of a usage or configuration error.
 const EXIT_USAGE: u8 = 2;
@@ -367,14 +367,14 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
     );
     let durability = Durability::new(args.fsync);
     let mut history = History::default();
-    let journal = open_journal(args, &data_dir, &durability, &metrics, &mut history, &log)?;
+    let wal = open_wal(args, &data_dir, &durability, &metrics, &mut history, &log)?;
 
     let sequencer_beat = Heartbeat::new("sequencer");
     let lifecycle_beat = Heartbeat::new("lifecycle");
     let sequencer = {
         let seq = Sequencer::new(
             Arc::clone(&shards),
-            journal,
+            wal,
             args.restart_queue_max as usize,
             ReplayContext {
                 wal_dir: args.data_dir.join("wal"),
@@ -543,14 +543,14 @@ fn reserve_segments(
 }
 
 /// Opens (and scans) the event log, folding its lifecycle records into `history`.
-fn open_journal(
+fn open_wal(
     args: &RunArgs,
     data_dir: &datadir::DataDir,
     durability: &Arc<Durability>,
     metrics: &Metrics,
     history: &mut History,
     log: &slog::Logger,
-) -> Result<Journal, Fatal> {
+) -> Result<Appender, Fatal> {
     let checkpoints = (0..data_dir.workers())
         .map(|w| {
             let dir = args.data_dir.join("checkpoints").join(w.to_string());
@@ -559,7 +559,7 @@ fn open_journal(
                 .map_err(|e| Fatal::runtime(format!("cannot list the checkpoints: {e}")))
         })
         .collect::<Result<Vec<u64>, Fatal>>()?;
-    Journal::open(
+    Appender::open(
         &OpenOptions {
             dir: args.data_dir.join("wal"),
             fsync: args.fsync,

@@ -147,14 +147,14 @@ fn run_once(data_dir: &Path) -> (Option<i32>, String) {
 /// Offsets of the records of a segment file (each record's header gives its length).
 fn record_offsets(bytes: &[u8]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
-    let mut at = wal::SEGMENT_HEADER;
-    while at + wal::RECORD_HEADER <= bytes.len() {
+    let mut at = wal::SEGMENT_HEADER_BYTES;
+    while at + wal::RECORD_HEADER_BYTES <= bytes.len() {
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
         if len == 0 {
             break;
         }
         out.push((at, len));
-        at += wal::RECORD_HEADER + len.div_ceil(8) * 8;
+        at += wal::RECORD_HEADER_BYTES + len.div_ceil(8) * 8;
     }
     out
 }
@@ -197,7 +197,7 @@ fn torn_tail_is_cut_and_damage_stops_start_up_naming_file_and_offset() {
     let path = &segments.last().unwrap().path;
     let bytes = std::fs::read(path).unwrap();
     let (last_start, last_len) = *record_offsets(&bytes).last().unwrap();
-    let last_end = last_start + wal::RECORD_HEADER + last_len;
+    let last_end = last_start + wal::RECORD_HEADER_BYTES + last_len;
 
     // The last write reached the disk only up to some byte (zeros after, as in the
     // preallocated file), or garbled from some byte on: the log stays readable, the torn
@@ -242,13 +242,13 @@ fn torn_tail_is_cut_and_damage_stops_start_up_naming_file_and_offset() {
     // A flipped byte in the first record, which later records were written after: start-up
     // refuses, naming file and offset.
     let mut bytes = std::fs::read(path).unwrap();
-    bytes[wal::SEGMENT_HEADER + wal::RECORD_HEADER] ^= 0x10;
+    bytes[wal::SEGMENT_HEADER_BYTES + wal::RECORD_HEADER_BYTES] ^= 0x10;
     std::fs::write(path, &bytes).unwrap();
     let (code, stderr) = run_once(&data_dir);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains(&path.display().to_string())
-            && stderr.contains(&format!("offset {}", wal::SEGMENT_HEADER)),
+            && stderr.contains(&format!("offset {}", wal::SEGMENT_HEADER_BYTES)),
         "{stderr}"
     );
 }

@@ -66,14 +66,14 @@ fn served(corral: &Corral, prefix: &str, range: std::ops::Range<u32>) -> usize {
 /// Records of one segment: (offset, payload length).
 fn records(bytes: &[u8]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
-    let mut at = wal::SEGMENT_HEADER;
-    while at + wal::RECORD_HEADER <= bytes.len() {
+    let mut at = wal::SEGMENT_HEADER_BYTES;
+    while at + wal::RECORD_HEADER_BYTES <= bytes.len() {
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
         if len == 0 {
             break;
         }
         out.push((at, len));
-        at += wal::RECORD_HEADER + len.div_ceil(8) * 8;
+        at += wal::RECORD_HEADER_BYTES + len.div_ceil(8) * 8;
     }
     out
 }

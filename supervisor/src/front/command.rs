@@ -118,13 +118,13 @@ impl<H> Table<H> {
     ///
     /// # Panics
     /// If two specs share a name, or a name is not lower case or longer than
-    /// [`NAME_MAX`]: the table is static, so this fails the first test that builds it.
+    /// [`NAME_MAX_BYTES`]: the table is static, so this fails the first test that builds it.
     #[must_use]
     pub fn new(specs: &'static [Spec<H>]) -> Self {
         for (i, s) in specs.iter().enumerate() {
             assert!(
-                s.name.len() <= NAME_MAX && s.name.bytes().all(|b| b.is_ascii_lowercase()),
-                "command name {:?} must be lower case, at most {NAME_MAX} bytes",
+                s.name.len() <= NAME_MAX_BYTES && s.name.bytes().all(|b| b.is_ascii_lowercase()),
+                "command name {:?} must be lower case, at most {NAME_MAX_BYTES} bytes",
                 s.name
             );
             assert!(
@@ -139,7 +139,7 @@ impl<H> Table<H> {
     /// The command named `name` (any case) and its index, the metric index.
     #[must_use]
     pub fn find(&self, name: &[u8]) -> Option<(usize, &'static Spec<H>)> {
-        if name.len() > NAME_MAX {
+        if name.len() > NAME_MAX_BYTES {
             return None;
         }
         self.specs
@@ -174,7 +174,7 @@ impl<H> Table<H> {
 }
 
 /// The longest command name.
-pub const NAME_MAX: usize = 16;
+pub const NAME_MAX_BYTES: usize = 16;
 
 #[cfg(test)]
 mod tests {

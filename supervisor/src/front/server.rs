@@ -33,7 +33,7 @@ use crate::front::shared::{ServerConfig, Shared};
 use crate::pipeline::msg::SeqMsg;
 use crate::telemetry::heartbeat::Heartbeat;
 use crate::telemetry::metrics::{CommandStats, Metrics};
-use crate::wal::journal::{Acknowledge, Durability};
+use crate::wal::appender::{Acknowledge, Durability};
 
 /// The server: its shared state, the accept thread's and the event loops' handles.
 pub struct Server {
@@ -85,7 +85,7 @@ impl std::fmt::Debug for Server {
 /// The event token of a loop's waker; connections use their ids (from 1).
 const WAKE_TOKEN: u64 = 0;
 /// Unsent reply bytes past which a connection is not read until its client catches up.
-const OUTPUT_HIGH_WATER: usize = 1 << 20;
+const OUTPUT_HIGH_WATER_BYTES: usize = 1 << 20;
 /// Unrun input past which a connection with writes in flight is not read further.
 const PAUSE_BYTES: usize = 64 << 10;
 /// Batches one connection may run before the loop turns to the others.
@@ -322,7 +322,7 @@ impl Conn {
                     return Stop::Idle;
                 }
             }
-            if self.unsent() > OUTPUT_HIGH_WATER {
+            if self.unsent() > OUTPUT_HIGH_WATER_BYTES {
                 return Stop::OutputBound;
             }
             if batches == BATCHES_PER_TURN {
@@ -334,7 +334,8 @@ impl Conn {
             }
             batches += 1;
             // Replies stop piling up past the high-water mark, even within a batch.
-            let out_limit = self.output.len() + OUTPUT_HIGH_WATER.saturating_sub(self.unsent());
+            let out_limit =
+                self.output.len() + OUTPUT_HIGH_WATER_BYTES.saturating_sub(self.unsent());
             let batch = self.session.batch(
                 &self.input,
                 &mut self.start,
@@ -595,7 +596,7 @@ impl EventLoop {
             return;
         }
         loop {
-            let stalled = c.awaiting || c.unsent() > OUTPUT_HIGH_WATER;
+            let stalled = c.awaiting || c.unsent() > OUTPUT_HIGH_WATER_BYTES;
             if stalled && c.input.len() - c.start >= PAUSE_BYTES {
                 c.state = ConnState::Paused;
                 return;
@@ -653,7 +654,7 @@ impl EventLoop {
         if sent > 0 && self.server.shared.config.command_metrics {
             self.stats.sent(sent);
         }
-        let caught_up = c.unsent() <= OUTPUT_HIGH_WATER;
+        let caught_up = c.unsent() <= OUTPUT_HIGH_WATER_BYTES;
         if c.awaiting {
             // The ticket's wake (or the unsynced retry) drives it again.
             return;

@@ -23,7 +23,7 @@ use crate::front::resp::{self, reply, Frame, ParseLimits, Parsed, ProtocolError,
 use crate::front::shared::Shared;
 use crate::pipeline::msg::{SeqMsg, WriteOp};
 use crate::telemetry::metrics::CommandStats;
-use crate::wal::journal::Acknowledge;
+use crate::wal::appender::Acknowledge;
 
 /// How a write command's op replies combine into its reply.
 #[derive(Clone, Copy, Debug)]

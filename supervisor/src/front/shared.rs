@@ -11,7 +11,7 @@ use slog::Logger;
 
 use crate::base::shard::Shard;
 use crate::pipeline::msg::SeqMsg;
-use crate::wal::journal::Durability;
+use crate::wal::appender::Durability;
 
 /// Front-door settings.
 #[derive(Clone, Debug)]

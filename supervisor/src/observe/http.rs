@@ -32,7 +32,7 @@ use crate::base::shard::{Shard, ShardState, WorkerCounts};
 use crate::front::server::Server;
 use crate::telemetry::heartbeat::Heartbeat;
 use crate::telemetry::metrics::Metrics;
-use crate::wal::journal::Durability;
+use crate::wal::appender::Durability;
 
 /// A loop that has not turned for this long makes the supervisor not live.
 const LOOP_STALL: Duration = Duration::from_secs(5);
@@ -49,9 +49,9 @@ const ERRORS_MIN: u64 = 20;
 /// The recent window of the rates `/health` reports spans one to two of these.
 const RATE_WINDOW: Duration = Duration::from_secs(5);
 /// Largest request line plus headers accepted.
-const HEAD_MAX: usize = 8 << 10;
+const HEAD_MAX_BYTES: usize = 8 << 10;
 /// Largest request body accepted (the endpoints take none).
-const BODY_MAX: usize = 64 << 10;
+const BODY_MAX_BYTES: usize = 64 << 10;
 /// Requests served on one connection before it is closed.
 const REQUESTS_PER_CONNECTION_MAX: usize = 1000;
 /// How long, and how much, a refused request's remaining input is read and dropped.
@@ -484,7 +484,7 @@ impl HttpLoop {
             match c.phase {
                 Phase::Waiting => return,
                 Phase::Reading => {
-                    read_some(c, chunk, HEAD_MAX + BODY_MAX + 1);
+                    read_some(c, chunk, HEAD_MAX_BYTES + BODY_MAX_BYTES + 1);
                     match next_request(c) {
                         Ok(None) => {
                             if c.peer_closed {
@@ -590,18 +590,18 @@ fn read_some(c: &mut HttpConn, chunk: &mut [u8], cap: usize) {
 fn next_request(c: &mut HttpConn) -> Result<Option<(String, bool)>, Refusal> {
     let from = c.scanned.saturating_sub(3);
     let Some(at) = c.input[from..].windows(4).position(|w| w == b"\r\n\r\n") else {
-        if c.input.len() > HEAD_MAX {
+        if c.input.len() > HEAD_MAX_BYTES {
             return Err((431, "request head too large\n"));
         }
         c.scanned = c.input.len();
         return Ok(None);
     };
     let head_end = from + at;
-    if head_end > HEAD_MAX {
+    if head_end > HEAD_MAX_BYTES {
         return Err((431, "request head too large\n"));
     }
     let head = parse_head(&c.input[..head_end])?;
-    if head.content_length > BODY_MAX {
+    if head.content_length > BODY_MAX_BYTES {
         return Err((413, "request body too large\n"));
     }
     // The endpoints take no body: take in what was announced, and ignore it.

@@ -323,7 +323,6 @@ mod tests {
     use crate::wal::codec::LifecycleRecord;
     use crate::wal::testing::{write_log, Encode, Group, TestDir};
     use corral_worker::command::{DecodedRequest, SetCondition};
-    use shm_protocol::layout::{Geometry, ShardLimits};
     use shm_protocol::os::{RingSide, Segment, SegmentRing};
     use shm_protocol::ring::{Consumer, Producer};
 
@@ -370,14 +369,7 @@ mod tests {
         let dir = TestDir::new("replay");
         let wal_dir = dir.0.join("wal");
         log(&wal_dir);
-        let geometry = Geometry::from_limits(&ShardLimits {
-            ring_bytes: Some(4096),
-            max_keys: 64,
-            max_key_bytes: 64,
-            max_value_bytes: 256,
-            data_bytes: 4096,
-        })
-        .unwrap();
+        let geometry = crate::wal::testing::small_geometry();
         let segment = Arc::new(Segment::create("corral-unit-replay", 1, 2, geometry).unwrap());
         // The worker's checkpoint covers sequence 4.
         let status = &segment.head().status;

@@ -27,8 +27,8 @@ use crate::pipeline::msg::{SeqMsg, WriteOp};
 use crate::pipeline::replay::{self, ReplayContext, ReplayJob};
 use crate::telemetry::heartbeat::Heartbeat;
 use crate::telemetry::metrics::Metrics;
+use crate::wal::appender::Appender;
 use crate::wal::codec::LifecycleRecord;
-use crate::wal::journal::Journal;
 
 /// How long the sequencer waits before retrying a full ring.
 const RING_FULL_RETRY: Duration = Duration::from_micros(100);
@@ -42,8 +42,8 @@ const CHECKPOINT_TICK: Duration = Duration::from_millis(100);
 pub struct Sequencer {
     shards: Arc<Vec<Shard>>,
     lanes: Vec<Lane>,
-    journal: Journal,
-    /// Writes appended to the journal but not yet committed, with their shard.
+    wal: Appender,
+    /// Writes appended to the log but not yet committed, with their shard.
     staged: Vec<(u32, Queued)>,
     restart_queue_max: usize,
     replay: ReplayContext,
@@ -62,24 +62,24 @@ impl std::fmt::Debug for Sequencer {
 }
 
 impl Sequencer {
-    /// A sequencer for `shards` that logs to `journal`. Everything already in the log is
+    /// A sequencer for `shards` that logs to `wal`. Everything already in the log is
     /// replayed into each shard's first generation.
     #[must_use]
     pub fn new(
         shards: Arc<Vec<Shard>>,
-        journal: Journal,
+        wal: Appender,
         restart_queue_max: usize,
         replay: ReplayContext,
         checkpoints: CheckpointPolicy,
         heartbeat: Arc<Heartbeat>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let logged_through = journal.next_seq() - 1;
+        let logged_through = wal.next_seq() - 1;
         let lanes = shards.iter().map(|_| Lane::new(logged_through)).collect();
         Self {
             shards,
             lanes,
-            journal,
+            wal,
             staged: Vec::new(),
             restart_queue_max,
             replay,
@@ -92,9 +92,9 @@ impl Sequencer {
 
     /// Commits the staged records as one group: on success the writes join their shards'
     /// outboxes (applied ⊆ logged; acknowledged only once durable, see
-    /// [`crate::wal::journal::Durability`]); on failure they fail, unlogged and unapplied.
+    /// [`crate::wal::appender::Durability`]); on failure they fail, unlogged and unapplied.
     fn commit(&mut self) {
-        let result = self.journal.commit();
+        let result = self.wal.commit();
         for (shard, q) in self.staged.drain(..) {
             match result {
                 Ok(()) => {
@@ -108,7 +108,7 @@ impl Sequencer {
 
     /// Stages a write for the log (committed with the current group).
     fn log_write(&mut self, w: WriteOp) {
-        let seq = self.journal.append_write(w.shard, &w.op);
+        let seq = self.wal.append_write(w.shard, &w.op);
         self.staged.push((
             w.shard,
             Queued {
@@ -155,12 +155,12 @@ impl Sequencer {
             let now = Instant::now();
             if now >= self.next_checkpoint_check {
                 self.next_checkpoint_check = now + CHECKPOINT_TICK;
-                self.journal.check_place();
+                self.wal.check_place();
                 self.checkpoints(now, false);
             }
             if stopping && !waiting_for_space {
-                self.journal.sync();
-                self.journal.log_stats();
+                self.wal.sync();
+                self.wal.log_stats();
                 // Every shard with new writes checkpoints on its way out, so the next start
                 // replays little.
                 self.checkpoints(Instant::now(), true);
@@ -194,7 +194,7 @@ impl Sequencer {
                     let serving = lane.active.is_some() && lane.held.is_empty();
                     match admit(
                         parked,
-                        self.journal.stopped(),
+                        self.wal.stopped(),
                         serving,
                         waiting,
                         self.restart_queue_max,
@@ -210,7 +210,7 @@ impl Sequencer {
                 false
             }
             SeqMsg::Lifecycle(record) => {
-                self.journal.append_lifecycle(&record);
+                self.wal.append_lifecycle(&record);
                 false
             }
             SeqMsg::ShardChanged(id) => {
@@ -246,7 +246,7 @@ impl Sequencer {
                     // Serving again: what waited is logged now, after the outbox.
                     let held: Vec<WriteOp> = lane.held.drain(..).collect();
                     for w in held {
-                        if self.journal.stopped() {
+                        if self.wal.stopped() {
                             w.pending.complete(Err(Failure::LogStopped));
                         } else {
                             self.log_write(w);
@@ -326,7 +326,7 @@ impl Sequencer {
     fn checkpoints(&mut self, now: Instant, all: bool) {
         let mut finished = false;
         let mut due = Vec::new();
-        let log_bytes = self.journal.disk_usage().map_or(0, |u| u.bytes);
+        let log_bytes = self.wal.disk_usage().map_or(0, |u| u.bytes);
         let oversized = log_bytes > self.checkpoints.wal_max_bytes;
         for (id, lane) in self.lanes.iter_mut().enumerate() {
             let Some(active) = &lane.active else {
@@ -346,7 +346,7 @@ impl Sequencer {
                     self.metrics
                         .checkpoint_seconds
                         .observe(line.duration_ns.load(Ordering::Relaxed) as f64 / 1e9);
-                    self.journal
+                    self.wal
                         .append_lifecycle(&LifecycleRecord::CheckpointTaken {
                             worker: id as u32,
                             generation: active.generation.number,
@@ -364,17 +364,17 @@ impl Sequencer {
         }
         if finished {
             // The records only document the checkpoints (recovery reads the files); a
-            // failed write is the journal's to report (it cuts the records back out).
-            let _ = self.journal.commit();
+            // failed write is the appender's to report (it cuts the records back out).
+            let _ = self.wal.commit();
             if let Some(floor) = self.lanes.iter().map(|l| l.kept_floor).min().flatten() {
-                self.journal.remove_through(floor);
+                self.wal.remove_through(floor);
             }
         }
         if due.is_empty() {
             return;
         }
         // A checkpoint may only cover what the log holds durably.
-        if let Err(e) = self.journal.make_durable() {
+        if let Err(e) = self.wal.make_durable() {
             error!(self.replay.log, "cannot sync the event log; checkpoints postponed";
                    "component" => "sequencer", "error" => %e);
             return;

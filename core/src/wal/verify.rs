@@ -388,7 +388,7 @@ mod tests {
         // this is damage, not a torn tail.
         let path = &segments[0].path;
         let mut bytes = std::fs::read(path).unwrap();
-        bytes[wal::SEGMENT_HEADER + wal::RECORD_HEADER + 1] ^= 0xff;
+        bytes[wal::SEGMENT_HEADER_BYTES + wal::RECORD_HEADER_BYTES + 1] ^= 0xff;
         std::fs::write(path, bytes).unwrap();
         let data = dir.0.join("data");
         let manifest = crate::wal::datadir::read(&data).unwrap();

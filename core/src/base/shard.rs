@@ -406,7 +406,6 @@ impl Shard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shm_protocol::layout::{Geometry, ShardLimits};
     use std::time::Duration;
 
     const STATES: [ShardState; 7] = [
@@ -420,14 +419,7 @@ mod tests {
     ];
 
     fn generation(shard: u32, number: u64, applied: u64) -> Arc<Generation> {
-        let geometry = Geometry::from_limits(&ShardLimits {
-            ring_bytes: Some(4096),
-            max_keys: 64,
-            max_key_bytes: 64,
-            max_value_bytes: 256,
-            data_bytes: 4096,
-        })
-        .unwrap();
+        let geometry = crate::wal::testing::small_geometry();
         let segment = Segment::create("corral-unit-shard", shard, number, geometry).unwrap();
         let m = &segment.head().metrics;
         m.applied.store(applied, Ordering::Relaxed);

@@ -7,6 +7,6 @@ pub mod slot;
 pub mod ticket;
 
 /// A duration in nanoseconds, saturating (584 years fit).
-pub(crate) fn nanos(d: std::time::Duration) -> u64 {
+pub fn nanos(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

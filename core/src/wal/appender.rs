@@ -438,9 +438,9 @@ impl GroupStats {
     }
 }
 
-/// The event log as the sequencer uses it.
+/// The event log's append side, as the sequencer uses it.
 #[derive(Debug)]
-pub struct Journal {
+pub struct Appender {
     writer: Writer,
     place: Place,
     durability: Arc<Durability>,
@@ -482,7 +482,7 @@ pub struct OpenOptions {
 /// Most pieces of damage set aside in one start-up before giving up.
 const CUTS_MAX: usize = 64;
 
-impl Journal {
+impl Appender {
     /// Scans the log (creating the directory), checks it against the manifest's newest
     /// segment and the checkpoints, cuts a torn tail, and opens it for appending. Damage and
     /// missing parts stop here (the error names file, offset and sequence, or what is

@@ -26,7 +26,7 @@
 //! ```
 //!
 //! One [`Writer`] appends. Records are staged in memory and [`Writer::commit`] writes them
-//! with one `write` into one segment (group commit); the journal's sync thread makes them
+//! with one `write` into one segment (group commit); the appender's sync thread makes them
 //! durable with one `fdatasync` per group under `--fsync always`. A group that does not fit
 //! in the current segment first rolls to a new one (sized for it if it is larger than
 //! `--wal-segment-bytes`). The data dir's manifest records every roll (see
@@ -75,18 +75,18 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"CORRALWL";
 /// Segment file format version.
 pub const SEGMENT_VERSION: u32 = 2;
 /// Bytes before the first record of a segment.
-pub const SEGMENT_HEADER: usize = 64;
+pub const SEGMENT_HEADER_BYTES: usize = 64;
 /// Bytes of a record before its payload.
-pub const RECORD_HEADER: usize = 32;
+pub const RECORD_HEADER_BYTES: usize = 32;
 /// Current record payload format version.
 pub const RECORD_VERSION: u8 = 1;
 /// Largest payload accepted, far above any legal write (keys and values are bounded).
-pub const MAX_PAYLOAD: usize = 256 << 20;
+pub const MAX_PAYLOAD_BYTES: usize = 256 << 20;
 /// The smallest record on disk (every payload has at least one byte, padded to a word):
 /// a segment of capacity `c` holds fewer than `c / MIN_RECORD_BYTES` records.
-pub const MIN_RECORD_BYTES: u64 = RECORD_HEADER as u64 + 8;
+pub const MIN_RECORD_BYTES: u64 = RECORD_HEADER_BYTES as u64 + 8;
 
-const _: () = assert!(SEGMENT_HEADER % 8 == 0 && RECORD_HEADER % 8 == 0);
+const _: () = assert!(SEGMENT_HEADER_BYTES % 8 == 0 && RECORD_HEADER_BYTES % 8 == 0);
 
 /// What a record holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,7 +152,7 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 
 /// The checksum of a record header (its bytes but the checksum itself).
 fn header_crc(h: &[u8]) -> u32 {
-    crc32c::crc32c_append(crc32c::crc32c(&h[0..4]), &h[8..RECORD_HEADER])
+    crc32c::crc32c_append(crc32c::crc32c(&h[0..4]), &h[8..RECORD_HEADER_BYTES])
 }
 
 /// Appends one framed record to `buf`, its payload written in place by `payload`, which
@@ -166,15 +166,15 @@ pub fn encode_record(
     payload: impl FnOnce(&mut Vec<u8>),
 ) {
     let start = buf.len();
-    buf.resize(start + RECORD_HEADER, 0);
+    buf.resize(start + RECORD_HEADER_BYTES, 0);
     payload(buf);
-    let len = buf.len() - start - RECORD_HEADER;
+    let len = buf.len() - start - RECORD_HEADER_BYTES;
     assert!(
-        (1..=MAX_PAYLOAD).contains(&len),
+        (1..=MAX_PAYLOAD_BYTES).contains(&len),
         "record payload of {len} bytes"
     );
-    let crc = crc32c::crc32c(&buf[start + RECORD_HEADER..]);
-    let header = &mut buf[start..start + RECORD_HEADER];
+    let crc = crc32c::crc32c(&buf[start + RECORD_HEADER_BYTES..]);
+    let header = &mut buf[start..start + RECORD_HEADER_BYTES];
     header[0..4].copy_from_slice(&(len as u32).to_le_bytes());
     header[8..16].copy_from_slice(&seq.to_le_bytes());
     header[16..20].copy_from_slice(&crc.to_le_bytes());
@@ -183,7 +183,7 @@ pub fn encode_record(
     header[24..32].copy_from_slice(&durable_seq.to_le_bytes());
     let hcrc = header_crc(header);
     header[4..8].copy_from_slice(&hcrc.to_le_bytes());
-    buf.resize(start + RECORD_HEADER + padded(len), 0);
+    buf.resize(start + RECORD_HEADER_BYTES + padded(len), 0);
 }
 
 /// The payload of a skip record: the last sequence number given up, then the reason.
@@ -213,7 +213,7 @@ struct Header {
 }
 
 fn parse_header(h: &[u8]) -> Option<Header> {
-    if h.len() < RECORD_HEADER || header_crc(h) != u32_at(h, 4) || h[22] != 0 || h[23] != 0 {
+    if h.len() < RECORD_HEADER_BYTES || header_crc(h) != u32_at(h, 4) || h[22] != 0 || h[23] != 0 {
         return None;
     }
     Some(Header {
@@ -228,9 +228,9 @@ fn parse_header(h: &[u8]) -> Option<Header> {
 
 /// A whole, checked record at `at` of `bytes`: its header and total length on disk.
 fn whole_record(bytes: &[u8], at: usize) -> Option<(Header, usize)> {
-    let h = parse_header(bytes.get(at..at + RECORD_HEADER)?)?;
-    let total = RECORD_HEADER + padded(h.len);
-    let payload = bytes.get(at + RECORD_HEADER..at + RECORD_HEADER + h.len)?;
+    let h = parse_header(bytes.get(at..at + RECORD_HEADER_BYTES)?)?;
+    let total = RECORD_HEADER_BYTES + padded(h.len);
+    let payload = bytes.get(at + RECORD_HEADER_BYTES..at + RECORD_HEADER_BYTES + h.len)?;
     (h.len >= 1 && at + total <= bytes.len() && crc32c::crc32c(payload) == h.payload_crc)
         .then_some((h, total))
 }
@@ -244,8 +244,8 @@ struct SegmentHeader {
 }
 
 impl SegmentHeader {
-    fn encode(&self) -> [u8; SEGMENT_HEADER] {
-        let mut h = [0u8; SEGMENT_HEADER];
+    fn encode(&self) -> [u8; SEGMENT_HEADER_BYTES] {
+        let mut h = [0u8; SEGMENT_HEADER_BYTES];
         h[0..8].copy_from_slice(&SEGMENT_MAGIC);
         h[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
         h[16..24].copy_from_slice(&self.first_seq.to_le_bytes());
@@ -258,7 +258,7 @@ impl SegmentHeader {
 
     /// The header in `bytes`, or why it is not one.
     fn decode(bytes: &[u8]) -> Result<Self, String> {
-        if bytes.len() < SEGMENT_HEADER {
+        if bytes.len() < SEGMENT_HEADER_BYTES {
             return Err(format!(
                 "segment header is incomplete ({} bytes)",
                 bytes.len()
@@ -286,7 +286,7 @@ impl SegmentHeader {
 }
 
 fn segment_crc(h: &[u8]) -> u32 {
-    crc32c::crc32c_append(crc32c::crc32c(&h[0..12]), &h[16..SEGMENT_HEADER])
+    crc32c::crc32c_append(crc32c::crc32c(&h[0..12]), &h[16..SEGMENT_HEADER_BYTES])
 }
 
 /// The file name of the segment whose first record is `first_seq`.
@@ -497,7 +497,7 @@ fn read_segment<E: From<WalError>>(
     let mut reader = SegmentReader::open(segment, bytes)?;
     let header = reader.header()?;
     let mut seq = segment.first_seq;
-    let mut at = SEGMENT_HEADER;
+    let mut at = SEGMENT_HEADER_BYTES;
     let mut records = 0;
     let torn = loop {
         if seq > until {
@@ -512,11 +512,12 @@ fn read_segment<E: From<WalError>>(
             seq,
             kind,
             version: h.version,
-            payload: &reader.chunks.bytes[at + RECORD_HEADER..at + RECORD_HEADER + h.len],
+            payload: &reader.chunks.bytes
+                [at + RECORD_HEADER_BYTES..at + RECORD_HEADER_BYTES + h.len],
         })?;
         records += 1;
         seq = next;
-        at += RECORD_HEADER + padded(h.len);
+        at += RECORD_HEADER_BYTES + padded(h.len);
     };
     Ok(SegmentRead {
         next_seq: seq,
@@ -581,7 +582,7 @@ impl<'a, 'b> SegmentReader<'a, 'b> {
     /// The segment header, checked against the file's name and length.
     fn header(&mut self) -> Result<SegmentHeader, WalError> {
         let first_seq = self.segment.first_seq;
-        self.chunks.fill(SEGMENT_HEADER).map_err(self.io())?;
+        self.chunks.fill(SEGMENT_HEADER_BYTES).map_err(self.io())?;
         let header =
             SegmentHeader::decode(self.chunks.bytes).map_err(|r| self.corrupt(0, first_seq, r))?;
         if header.first_seq != first_seq {
@@ -623,9 +624,12 @@ impl<'a, 'b> SegmentReader<'a, 'b> {
 
     /// What follows at byte `at`, where the record with sequence number `seq` is due.
     fn next(&mut self, at: usize, seq: u64, torn_allowed: bool) -> Result<Next, WalError> {
-        let have = self.chunks.fill(at + RECORD_HEADER).map_err(self.io())?;
-        let head = &self.chunks.bytes[at..have.min(at + RECORD_HEADER)];
-        if head.len() < RECORD_HEADER || head.iter().all(|&b| b == 0) {
+        let have = self
+            .chunks
+            .fill(at + RECORD_HEADER_BYTES)
+            .map_err(self.io())?;
+        let head = &self.chunks.bytes[at..have.min(at + RECORD_HEADER_BYTES)];
+        if head.len() < RECORD_HEADER_BYTES || head.iter().all(|&b| b == 0) {
             // The end of the records: zeros from here on.
             self.chunks.fill(usize::MAX).map_err(self.io())?;
             if nonzero_end(&self.chunks.bytes[at..]) == 0 {
@@ -649,16 +653,17 @@ impl<'a, 'b> SegmentReader<'a, 'b> {
                 format!("sequence {} where {seq} was expected", h.seq),
             ));
         }
-        let total = RECORD_HEADER + padded(h.len);
+        let total = RECORD_HEADER_BYTES + padded(h.len);
         let have = self.chunks.fill(at + total).map_err(self.io())?;
-        if h.len == 0 || h.len > MAX_PAYLOAD || at + total > have {
+        if h.len == 0 || h.len > MAX_PAYLOAD_BYTES || at + total > have {
             return Err(self.corrupt(
                 at as u64,
                 seq,
                 format!("record length {} runs past the end of the segment", h.len),
             ));
         }
-        let payload = &self.chunks.bytes[at + RECORD_HEADER..at + RECORD_HEADER + h.len];
+        let payload =
+            &self.chunks.bytes[at + RECORD_HEADER_BYTES..at + RECORD_HEADER_BYTES + h.len];
         if crc32c::crc32c(payload) != h.payload_crc {
             return self.bad(at, seq, torn_allowed, "payload checksum mismatch");
         }
@@ -696,7 +701,7 @@ fn torn_or_damage(
     }
     let dirty_end = nonzero_end(bytes).max(at);
     let mut probe = at + 8;
-    while probe + RECORD_HEADER <= dirty_end {
+    while probe + RECORD_HEADER_BYTES <= dirty_end {
         if let Some((h, _)) = whole_record(bytes, probe) {
             if h.durable_seq >= seq || h.seq < seq {
                 return Err((
@@ -784,7 +789,7 @@ pub fn scan<E: From<WalError>>(
     // A newest segment whose header is not whole: a roll that a crash cut short, before
     // any record went in (whether that is so, [`check_head`] decides with the manifest).
     if let Some(newest) = segments.last() {
-        let mut head = [0u8; SEGMENT_HEADER];
+        let mut head = [0u8; SEGMENT_HEADER_BYTES];
         let whole = File::open(&newest.path)
             .and_then(|mut f| f.read_exact(&mut head))
             .is_ok();
@@ -948,7 +953,7 @@ pub fn check_head(summary: &ScanSummary, recorded: Option<Newest>) -> Result<Hea
 /// [`WalError::Gap`] can be cut.
 pub fn cut_damage(dir: &Path, error: &WalError) -> Result<Vec<PathBuf>, WalError> {
     let (file, cut_at) = match error {
-        WalError::Corrupt { file, offset, .. } if *offset >= SEGMENT_HEADER as u64 => {
+        WalError::Corrupt { file, offset, .. } if *offset >= SEGMENT_HEADER_BYTES as u64 => {
             (file.clone(), Some(*offset))
         }
         WalError::Corrupt { file, .. } | WalError::Gap { file, .. } => (file.clone(), None),
@@ -979,7 +984,7 @@ pub fn cut_damage(dir: &Path, error: &WalError) -> Result<Vec<PathBuf>, WalError
             .write(true)
             .open(&s.path)
             .map_err(io_err(&what))?;
-        let mut h = [0u8; SEGMENT_HEADER];
+        let mut h = [0u8; SEGMENT_HEADER_BYTES];
         f.read_exact_at(&mut h, 0).map_err(io_err(&what))?;
         let capacity = SegmentHeader::decode(&h).map_or(0, |h| h.capacity);
         let len = f.metadata().map_err(io_err(&what))?.len();
@@ -1314,10 +1319,10 @@ impl Writer {
     fn write_staged(&mut self, written: &mut u64) -> Result<(), WalError> {
         let len = self.staged.len() as u64;
         if self.current.end + len > self.current.capacity {
-            if self.current.end == SEGMENT_HEADER as u64 {
-                self.grow(SEGMENT_HEADER as u64 + len)?;
+            if self.current.end == SEGMENT_HEADER_BYTES as u64 {
+                self.grow(SEGMENT_HEADER_BYTES as u64 + len)?;
             } else {
-                self.roll(self.committed_seq, SEGMENT_HEADER as u64 + len)?;
+                self.roll(self.committed_seq, SEGMENT_HEADER_BYTES as u64 + len)?;
             }
         }
         if !self.current.recorded {
@@ -1356,7 +1361,7 @@ impl Writer {
         let what = format!("cannot grow {}", self.current.path.display());
         reserve(&self.current.file, needed).map_err(io_err(&what))?;
         let header = SegmentHeader::decode(&{
-            let mut h = [0u8; SEGMENT_HEADER];
+            let mut h = [0u8; SEGMENT_HEADER_BYTES];
             self.current
                 .file
                 .read_exact_at(&mut h, 0)
@@ -1477,7 +1482,7 @@ fn create_segment(
     capacity: u64,
     prev_first_seq: u64,
 ) -> Result<Current, WalError> {
-    let capacity = capacity.max(SEGMENT_HEADER as u64 + MIN_RECORD_BYTES);
+    let capacity = capacity.max(SEGMENT_HEADER_BYTES as u64 + MIN_RECORD_BYTES);
     let path = dir.join(segment_name(first_seq));
     let what = format!("cannot create event log segment {}", path.display());
     let mut file = OpenOptions::new()
@@ -1505,7 +1510,7 @@ fn create_segment(
         path,
         first_seq,
         capacity,
-        end: SEGMENT_HEADER as u64,
+        end: SEGMENT_HEADER_BYTES as u64,
         recorded: false,
     })
 }
@@ -1609,7 +1614,7 @@ mod tests {
     /// Offsets of the records of a segment file.
     fn record_offsets(bytes: &[u8]) -> Vec<usize> {
         let mut out = Vec::new();
-        let mut at = SEGMENT_HEADER;
+        let mut at = SEGMENT_HEADER_BYTES;
         while let Some((_, total)) = whole_record(bytes, at) {
             out.push(at);
             at += total;
@@ -1735,7 +1740,7 @@ mod tests {
         write_log(&dir.0, &head, 20, 1, 1 << 20, None);
         let (path, full, last, _) = newest(&dir.0);
         // Padding after the payload is not part of the record.
-        let end = last + RECORD_HEADER + payload(20).len();
+        let end = last + RECORD_HEADER_BYTES + payload(20).len();
         // The last write reached the disk only up to some byte (zeros after), or with
         // garbage in place of its bytes from some point on.
         for cut in last..end {
@@ -1825,7 +1830,7 @@ mod tests {
         expect_corrupt(&bytes, "length");
         // A flipped payload byte.
         let mut bytes = good.clone();
-        bytes[at + RECORD_HEADER] ^= 0x40;
+        bytes[at + RECORD_HEADER_BYTES] ^= 0x40;
         expect_corrupt(&bytes, "payload");
         // The record zeroed.
         let mut bytes = good.clone();
@@ -1862,7 +1867,7 @@ mod tests {
         let sealed = &summary.segments[1].path;
         let mut bytes = fs::read(sealed).unwrap();
         let offsets = record_offsets(&bytes);
-        bytes[*offsets.last().unwrap() + RECORD_HEADER] ^= 1;
+        bytes[*offsets.last().unwrap() + RECORD_HEADER_BYTES] ^= 1;
         fs::write(sealed, &bytes).unwrap();
         let err = read_all(&dir.0).unwrap_err().to_string();
         assert!(
@@ -1997,7 +2002,7 @@ mod tests {
         let victim = summary.segments[1].clone();
         let mut bytes = fs::read(&victim.path).unwrap();
         let offsets = record_offsets(&bytes);
-        bytes[offsets[2] + RECORD_HEADER] ^= 4;
+        bytes[offsets[2] + RECORD_HEADER_BYTES] ^= 4;
         fs::write(&victim.path, &bytes).unwrap();
         let err = read_all(&dir.0).unwrap_err();
         let aside = cut_damage(&dir.0, &err).unwrap();

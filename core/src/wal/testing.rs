@@ -3,18 +3,21 @@
 
 use std::path::{Path, PathBuf};
 
+use shm_protocol::layout::{Geometry, ShardLimits};
+
 use crate::wal::{check_head, scan, HeadRecorder, Kind, WalError, Writer, WriterOptions};
 
 /// Appends one record's payload.
-pub(crate) type Encode = Box<dyn Fn(&mut Vec<u8>)>;
+pub type Encode = Box<dyn Fn(&mut Vec<u8>)>;
 /// The records of one commit.
-pub(crate) type Group = Vec<(Kind, Encode)>;
+pub type Group = Vec<(Kind, Encode)>;
 
 /// A directory under the system's temp dir, removed on drop.
-pub(crate) struct TestDir(pub(crate) PathBuf);
+#[derive(Debug)]
+pub struct TestDir(pub PathBuf);
 
 impl TestDir {
-    pub(crate) fn new(tag: &str) -> Self {
+    pub fn new(tag: &str) -> Self {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = std::env::temp_dir().join(format!("corral-{tag}-{}-{n}", std::process::id()));
@@ -33,7 +36,7 @@ impl Drop for TestDir {
 /// Writes a new event log in `wal` (created here), one synced commit per group of
 /// `groups`; each record is its kind and a payload encoder. The records carry the log's
 /// durable sequence number as a real writer does.
-pub(crate) fn write_log(wal: &Path, record_head: HeadRecorder, groups: &[Group]) {
+pub fn write_log(wal: &Path, record_head: HeadRecorder, groups: &[Group]) {
     std::fs::create_dir_all(wal).expect("wal dir");
     let summary = scan(wal, .., |_| Ok::<(), WalError>(())).expect("empty log scans");
     check_head(&summary, None).expect("no head recorded yet");
@@ -49,4 +52,20 @@ pub(crate) fn write_log(wal: &Path, record_head: HeadRecorder, groups: &[Group])
         }
         w.commit().expect("commit");
     }
+}
+
+/// A shard geometry small enough for a unit test's segment (64 keys, 4 KiB rings).
+///
+/// # Panics
+/// Never: the limits are valid.
+#[must_use]
+pub fn small_geometry() -> Geometry {
+    Geometry::from_limits(&ShardLimits {
+        ring_bytes: Some(4096),
+        max_keys: 64,
+        max_key_bytes: 64,
+        max_value_bytes: 256,
+        data_bytes: 4096,
+    })
+    .expect("valid limits")
 }

@@ -16,7 +16,7 @@ fn config() -> impl bincode::config::Config {
     bincode::config::standard()
         .with_little_endian()
         .with_variable_int_encoding()
-        .with_limit::<{ crate::wal::MAX_PAYLOAD }>()
+        .with_limit::<{ crate::wal::MAX_PAYLOAD_BYTES }>()
 }
 
 /// A logged client write is `(shard, op)`; the op is a tag byte and its fields.
