@@ -372,17 +372,18 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
     let sequencer_beat = Heartbeat::new("sequencer");
     let lifecycle_beat = Heartbeat::new("lifecycle");
     let sequencer = {
+        let replay = ReplayContext {
+            wal_dir: args.data_dir.join("wal"),
+            sequencer: seq_tx.clone(),
+            events: events_tx.clone(),
+            shards: Arc::clone(&shards),
+            log: log.clone(),
+        };
         let seq = Sequencer::new(
             Arc::clone(&shards),
             wal,
             args.restart_queue_max as usize,
-            ReplayContext {
-                wal_dir: args.data_dir.join("wal"),
-                sequencer: seq_tx.clone(),
-                events: events_tx.clone(),
-                shards: Arc::clone(&shards),
-                log: log.clone(),
-            },
+            replay,
             checkpoint_policy(args),
             Arc::clone(&sequencer_beat),
             Arc::clone(&metrics),
@@ -431,26 +432,24 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
         spawn_thread("accept", move || server.accept_loop(&listener))?
     };
     info!(log, "accepting connections"; "component" => "server", "listen" => %listeners.resp_addr);
-    let http = {
-        let mut heartbeats = vec![sequencer_beat, lifecycle_beat];
-        heartbeats.extend(server.heartbeats().iter().cloned());
-        let probes = Arc::new(Probes {
-            shards: Arc::clone(&shards),
-            durability: Arc::clone(&durability),
-            server: Arc::clone(&server),
-            heartbeats,
-            metrics: Arc::clone(&metrics),
-            data_dir: args.data_dir.clone(),
-            window: Default::default(),
-        });
-        Http::start(listeners.http, probes, &log).map_err(Fatal::runtime)?
+    let mut heartbeats = vec![sequencer_beat, lifecycle_beat];
+    heartbeats.extend(server.heartbeats().iter().cloned());
+    let probes = Probes {
+        shards: Arc::clone(&shards),
+        durability: Arc::clone(&durability),
+        server: Arc::clone(&server),
+        heartbeats,
+        metrics: Arc::clone(&metrics),
+        data_dir: args.data_dir.clone(),
+        window: Default::default(),
     };
+    let http = Http::start(listeners.http, Arc::new(probes), &log).map_err(Fatal::runtime)?;
     info!(log, "serving health endpoints"; "component" => "http", "http" => %http.addr);
 
     let stop_signal = stop_signals.recv().unwrap_or(signal_hook::consts::SIGTERM);
     info!(log, "shutdown requested"; "component" => "supervisor",
           "signal" => signal_name(stop_signal));
-    let (forced, took) = Running {
+    let running = Running {
         server,
         listen_addr: listeners.resp_addr,
         acceptor,
@@ -460,23 +459,28 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
         events_tx,
         force,
         log: log.clone(),
-    }
-    .shut_down(args.shutdown_timeout)?;
+    };
+    let (forced, took) = running.shut_down(args.shutdown_timeout)?;
     http.stop();
     info!(log, "shutdown complete"; "component" => "supervisor", "forced" => forced,
           "duration_ms" => took.as_millis() as u64,
           "log_lines_dropped" => logging.dropped.load(Ordering::Relaxed));
     logging.shutdown();
     drop(data_dir);
+    Ok(exit_code(forced, &durability))
+}
+
+/// A run is clean only if nothing had to be killed and the event log took writes to the end.
+fn exit_code(forced: bool, durability: &Durability) -> ExitCode {
     if forced {
         eprintln!("corral: shutdown timed out; remaining workers were killed");
-        Ok(ExitCode::from(EXIT_FAILURE))
+        ExitCode::from(EXIT_FAILURE)
     } else if let Some(reason) = durability.stop_reason() {
         // Stopped cleanly, but writes were refused since: not a clean run.
         eprintln!("corral: the event log stopped taking writes during the run: {reason}");
-        Ok(ExitCode::from(EXIT_FAILURE))
+        ExitCode::from(EXIT_FAILURE)
     } else {
-        Ok(ExitCode::SUCCESS)
+        ExitCode::SUCCESS
     }
 }
 

@@ -438,6 +438,164 @@ impl GroupStats {
     }
 }
 
+fn create_dir(dir: &Path) -> Result<(), WalError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|error| WalError::Io {
+            what: format!("cannot create {}", dir.display()),
+            error,
+        })
+}
+
+/// Reads the whole log (collecting its lifecycle records) and checks its end against the
+/// manifest. Under `--accept-data-loss`, damage is cut away and the scan starts over (at
+/// most [`CUTS_MAX`] times), and a missing end is accepted; each loss goes into `losses`.
+fn scan_log(
+    options: &OpenOptions,
+    log: &Logger,
+    losses: &mut Vec<String>,
+) -> Result<(wal::ScanSummary, Vec<LifecycleRecord>), WalError> {
+    let dir = options.dir.as_path();
+    loop {
+        let mut history = Vec::new();
+        let scanned = wal::scan(dir, .., |r| {
+            if r.kind == Kind::Lifecycle {
+                let record = codec::decode_lifecycle(r.version, r.payload).map_err(|e| {
+                    WalError::Undecodable {
+                        seq: r.seq,
+                        reason: e.to_string(),
+                    }
+                })?;
+                history.push(record);
+            }
+            Ok(())
+        });
+        let checked = scanned.and_then(|summary| {
+            match wal::check_head(&summary, options.recorded) {
+                Ok(_) => Ok(summary),
+                Err(WalError::Incomplete { reason }) if options.accept_data_loss => {
+                    // The log goes on from what is there; the writer records its newest
+                    // segment anew.
+                    if !losses.contains(&reason) {
+                        error!(log, "event log incomplete; going on without the missing part (--accept-data-loss)";
+                               "component" => "wal", "missing" => &reason);
+                        losses.push(reason);
+                    }
+                    Ok(summary)
+                }
+                Err(e) => Err(e),
+            }
+        });
+        match checked {
+            Ok(summary) => return Ok((summary, history)),
+            Err(e @ (WalError::Corrupt { .. } | WalError::Gap { .. }))
+                if options.accept_data_loss && losses.len() < CUTS_MAX =>
+            {
+                let aside = wal::cut_damage(dir, &e)?;
+                error!(log, "event log damage cut away (--accept-data-loss)"; "component" => "wal",
+                       "damage" => %e, "set_aside" => ?aside);
+                losses.push(e.to_string());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The log must reach every checkpoint (a checkpoint covers only what was durable): a log
+/// that ends below one is refused, or under `--accept-data-loss` a loss. Returns the
+/// highest sequence number a checkpoint covers.
+fn reach_checkpoints(
+    options: &OpenOptions,
+    summary: &wal::ScanSummary,
+    log: &Logger,
+    losses: &mut Vec<String>,
+) -> Result<u64, WalError> {
+    let covered = options.checkpoints.iter().copied().max().unwrap_or(0);
+    if covered <= summary.last_seq() {
+        return Ok(covered);
+    }
+    let (shard, _) = options
+        .checkpoints
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, s)| **s)
+        .unwrap_or((0, &0));
+    let reason = format!(
+        "the event log ends at sequence {} but shard {shard}'s checkpoint covers \
+         sequence {covered}: records {}..={covered} are missing (newest segments lost?)",
+        summary.last_seq(),
+        summary.next_seq
+    );
+    if !options.accept_data_loss {
+        return Err(WalError::Incomplete { reason });
+    }
+    error!(log, "event log ends below a checkpoint; going on from the checkpoints (--accept-data-loss)";
+           "component" => "wal", "missing" => &reason);
+    losses.push(reason);
+    Ok(covered)
+}
+
+/// After an accepted loss, gives up (with a durable skip record) every sequence number a
+/// lost record or a checkpoint may hold, so none is given out again.
+fn skip_lost(
+    writer: &mut Writer,
+    options: &OpenOptions,
+    summary: &wal::ScanSummary,
+    covered: u64,
+    losses: &[String],
+    log: &Logger,
+) -> Result<(), WalError> {
+    let bound = options
+        .recorded
+        .map_or(0, |r| r.seq_bound())
+        .max(covered + 1)
+        .max(summary.next_seq);
+    if bound <= summary.next_seq {
+        return Ok(());
+    }
+    let reason = format!("data loss accepted: {}", losses.join("; "));
+    writer.append_skip(bound - 1, &reason, summary.last_seq());
+    writer.commit().map_err(|e| e.error)?;
+    writer.sync().map_err(|error| WalError::Io {
+        what: "cannot sync the event log".into(),
+        error,
+    })?;
+    error!(log, "sequence numbers given up after the accepted loss"; "component" => "wal",
+           "from_seq" => summary.next_seq, "through_seq" => bound - 1);
+    Ok(())
+}
+
+/// The sync thread, on the writer's current segment.
+fn start_syncer(
+    writer: &Writer,
+    fsync: FsyncPolicy,
+    place: &Place,
+    durability: &Arc<Durability>,
+    metrics: &WalMetrics,
+    log: &Logger,
+) -> Result<Syncer, WalError> {
+    let file = writer.sync_handle().map_err(|error| WalError::Io {
+        what: "cannot share the event log segment with the sync thread".into(),
+        error,
+    })?;
+    Syncer::start(
+        (file, writer.current_file().0.to_owned()),
+        writer.next_seq() - 1,
+        fsync,
+        place.clone(),
+        Arc::clone(durability),
+        metrics.clone(),
+        log.clone(),
+    )
+    .map_err(|error| WalError::Io {
+        what: "cannot start the event log sync thread".into(),
+        error,
+    })
+}
+
 /// The event log's append side, as the sequencer uses it.
 #[derive(Debug)]
 pub struct Appender {
@@ -501,88 +659,17 @@ impl Appender {
         durability: Arc<Durability>,
         metrics: WalMetrics,
     ) -> Result<Self, WalError> {
-        use std::os::unix::fs::DirBuilderExt;
         let dir = options.dir.as_path();
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|error| WalError::Io {
-                what: format!("cannot create {}", dir.display()),
-                error,
-            })?;
+        create_dir(dir)?;
         // What the operator's --accept-data-loss let go of.
         let mut losses: Vec<String> = Vec::new();
-        let (summary, history) = loop {
-            let mut history = Vec::new();
-            let scanned = wal::scan(dir, .., |r| {
-                if r.kind == Kind::Lifecycle {
-                    let record = codec::decode_lifecycle(r.version, r.payload).map_err(|e| {
-                        WalError::Undecodable {
-                            seq: r.seq,
-                            reason: e.to_string(),
-                        }
-                    })?;
-                    history.push(record);
-                }
-                Ok(())
-            });
-            let checked = scanned.and_then(|summary| {
-                match wal::check_head(&summary, options.recorded) {
-                    Ok(_) => Ok(summary),
-                    Err(WalError::Incomplete { reason }) if options.accept_data_loss => {
-                        // The log goes on from what is there; the writer records its newest
-                        // segment anew.
-                        if !losses.contains(&reason) {
-                            error!(log, "event log incomplete; going on without the missing part (--accept-data-loss)";
-                                   "component" => "wal", "missing" => &reason);
-                            losses.push(reason);
-                        }
-                        Ok(summary)
-                    }
-                    Err(e) => Err(e),
-                }
-            });
-            match checked {
-                Ok(summary) => break (summary, history),
-                Err(e @ (WalError::Corrupt { .. } | WalError::Gap { .. }))
-                    if options.accept_data_loss && losses.len() < CUTS_MAX =>
-                {
-                    let aside = wal::cut_damage(dir, &e)?;
-                    error!(log, "event log damage cut away (--accept-data-loss)"; "component" => "wal",
-                           "damage" => %e, "set_aside" => ?aside);
-                    losses.push(e.to_string());
-                }
-                Err(e) => return Err(e),
-            }
-        };
+        let (summary, history) = scan_log(options, &log, &mut losses)?;
         if let Some((file, torn)) = summary.torn() {
             warn!(log, "event log ended in a torn write; cut it off"; "component" => "wal",
                   "file" => %file.display(), "offset" => torn.offset, "bytes" => torn.dirty_end - torn.offset,
                   "reason" => &torn.reason, "next_seq" => summary.next_seq);
         }
-        // The log must reach every checkpoint: a checkpoint covers only what was durable.
-        let covered = options.checkpoints.iter().copied().max().unwrap_or(0);
-        if covered > summary.last_seq() {
-            let (shard, _) = options
-                .checkpoints
-                .iter()
-                .enumerate()
-                .max_by_key(|(_, s)| **s)
-                .unwrap_or((0, &0));
-            let reason = format!(
-                "the event log ends at sequence {} but shard {shard}'s checkpoint covers \
-                 sequence {covered}: records {}..={covered} are missing (newest segments lost?)",
-                summary.last_seq(),
-                summary.next_seq
-            );
-            if !options.accept_data_loss {
-                return Err(WalError::Incomplete { reason });
-            }
-            error!(log, "event log ends below a checkpoint; going on from the checkpoints (--accept-data-loss)";
-                   "component" => "wal", "missing" => &reason);
-            losses.push(reason);
-        }
+        let covered = reach_checkpoints(options, &summary, &log, &mut losses)?;
         let mut writer = Writer::open(
             dir,
             &summary,
@@ -593,56 +680,28 @@ impl Appender {
             record_head,
         )?;
         if !losses.is_empty() {
-            // Never give out a number again that a lost record or a checkpoint may hold.
-            let bound = options
-                .recorded
-                .map_or(0, |r| r.seq_bound())
-                .max(covered + 1)
-                .max(summary.next_seq);
-            if bound > summary.next_seq {
-                let reason = format!("data loss accepted: {}", losses.join("; "));
-                writer.append_skip(bound - 1, &reason, summary.last_seq());
-                writer.commit().map_err(|e| e.error)?;
-                writer.sync().map_err(|error| WalError::Io {
-                    what: "cannot sync the event log".into(),
-                    error,
-                })?;
-                error!(log, "sequence numbers given up after the accepted loss"; "component" => "wal",
-                       "from_seq" => summary.next_seq, "through_seq" => bound - 1);
-            }
+            skip_lost(&mut writer, options, &summary, covered, &losses, &log)?;
         }
         for record in history {
             lifecycle(record);
         }
         info!(log, "event log open"; "component" => "wal", "segments" => summary.segments.len().max(1),
               "next_seq" => writer.next_seq(), "fsync" => ?options.fsync);
-        let fsync = options.fsync;
         let place = Place::new(dir).map_err(|error| WalError::Io {
             what: format!("cannot stat {}", dir.display()),
             error,
         })?;
-        let syncer = if fsync == FsyncPolicy::No {
+        let syncer = if options.fsync == FsyncPolicy::No {
             None
         } else {
-            let file = writer.sync_handle().map_err(|error| WalError::Io {
-                what: "cannot share the event log segment with the sync thread".into(),
-                error,
-            })?;
-            Some(
-                Syncer::start(
-                    (file, writer.current_file().0.to_owned()),
-                    writer.next_seq() - 1,
-                    fsync,
-                    place.clone(),
-                    Arc::clone(&durability),
-                    metrics.clone(),
-                    log.clone(),
-                )
-                .map_err(|error| WalError::Io {
-                    what: "cannot start the event log sync thread".into(),
-                    error,
-                })?,
-            )
+            Some(start_syncer(
+                &writer,
+                options.fsync,
+                &place,
+                &durability,
+                &metrics,
+                &log,
+            )?)
         };
         durability.advance(writer.next_seq() - 1);
         Ok(Self {

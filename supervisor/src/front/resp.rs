@@ -143,6 +143,10 @@ pub fn parse(
     result
 }
 
+/// One step of the parser: the command's outcome, or `None` when the frame moved to
+/// another state to go on in.
+type Step = Result<Option<Parsed>, ProtocolError>;
+
 fn parse_from(
     buf: &[u8],
     start: usize,
@@ -151,192 +155,214 @@ fn parse_from(
 ) -> Result<Parsed, ProtocolError> {
     let rel = &buf[start.min(buf.len())..];
     loop {
-        match frame.partial.clone() {
-            Partial::Idle => {
-                let Some(&first) = rel.first() else {
-                    return Ok(Parsed::Incomplete(start));
-                };
-                frame.partial = if first == b'*' {
-                    let Some((count, after)) = length_line(rel, 0, "multibulk length")? else {
-                        return Ok(Parsed::Incomplete(start));
-                    };
-                    if !limits.authenticated && count > UNAUTH_MAX_ARGS as i64 {
-                        return Err(ProtocolError("unauthenticated multibulk length".into()));
-                    }
-                    if count > limits.max_args as i64 {
-                        return Err(ProtocolError("invalid multibulk length".into()));
-                    }
-                    if count <= 0 {
-                        return Ok(Parsed::Command(start + after));
-                    }
-                    frame.partial_args.clear();
-                    Partial::Multibulk {
-                        count: count as usize,
-                        at: after,
-                    }
-                } else {
-                    Partial::Inline { scanned: 0 }
-                };
-            }
-            Partial::Inline { scanned } => {
-                let Some(lf) = find_lf(rel, scanned) else {
-                    if rel.len() > limits.max_inline_bytes {
-                        return Err(ProtocolError("too big inline request".into()));
-                    }
-                    frame.partial = Partial::Inline { scanned: rel.len() };
-                    return Ok(Parsed::Incomplete(start));
-                };
-                if lf > limits.max_inline_bytes {
-                    return Err(ProtocolError("too big inline request".into()));
-                }
-                let line_end = if lf > 0 && rel[lf - 1] == b'\r' {
-                    lf - 1
-                } else {
-                    lf
-                };
-                let mut i = 0;
-                while i < line_end {
-                    while i < line_end && rel[i].is_ascii_whitespace() {
-                        i += 1;
-                    }
-                    let begin = i;
-                    while i < line_end && !rel[i].is_ascii_whitespace() {
-                        i += 1;
-                    }
-                    if i > begin {
-                        if frame.args.len() == limits.max_args {
-                            return Err(ProtocolError("invalid multibulk length".into()));
-                        }
-                        frame.args.push((start + begin, start + i));
-                    }
-                }
-                frame.partial = Partial::Idle;
-                return Ok(Parsed::Command(start + lf + 1));
-            }
-            Partial::Multibulk { count, mut at } => {
-                while frame.partial_args.len() < count {
-                    let Some(&marker) = rel.get(at) else {
-                        frame.partial = Partial::Multibulk { count, at };
-                        return Ok(Parsed::Incomplete(start));
-                    };
-                    if marker != b'$' {
-                        return Err(ProtocolError(format!(
-                            "expected '$', got '{}'",
-                            char::from(marker).escape_default()
-                        )));
-                    }
-                    let Some((len, data)) = length_line(rel, at, "bulk length")? else {
-                        frame.partial = Partial::Multibulk { count, at };
-                        return Ok(Parsed::Incomplete(start));
-                    };
-                    if len < 0 || len as u64 > PROTO_MAX_BULK {
-                        return Err(ProtocolError("invalid bulk length".into()));
-                    }
-                    if !limits.authenticated && len as usize > UNAUTH_MAX_BULK {
-                        return Err(ProtocolError("unauthenticated bulk length".into()));
-                    }
-                    if len as u64 > limits.max_bulk_bytes as u64 {
-                        // Refused: read past it (and the rest of the command) unkept.
-                        let args_left = count - frame.partial_args.len() - 1;
-                        frame.partial_args.clear();
-                        frame.partial = Partial::Discard {
-                            args_left,
-                            bulk_left: len as u64 + 2,
-                            at: data,
-                            rejection: Rejection::TooLarge { bytes: len as u64 },
-                        };
-                        break;
-                    }
-                    let end = data + len as usize;
-                    if rel.len() < end + 2 {
-                        frame.partial = Partial::Multibulk { count, at };
-                        return Ok(Parsed::Incomplete(start));
-                    }
-                    if &rel[end..end + 2] != b"\r\n" {
-                        return Err(ProtocolError(
-                            "bulk string is not terminated by CRLF".into(),
-                        ));
-                    }
-                    frame.partial_args.push((data, end));
-                    at = end + 2;
-                }
-                if matches!(frame.partial, Partial::Discard { .. }) {
-                    continue;
-                }
-                frame.partial = Partial::Idle;
-                frame.args.extend(
-                    frame
-                        .partial_args
-                        .drain(..)
-                        .map(|(s, e)| (start + s, start + e)),
-                );
-                return Ok(Parsed::Command(start + at));
-            }
+        let step = match frame.partial.clone() {
+            Partial::Idle => idle(rel, start, limits, frame),
+            Partial::Inline { scanned } => inline(rel, start, scanned, limits, frame),
+            Partial::Multibulk { count, at } => multibulk(rel, start, count, at, limits, frame),
             Partial::Discard {
-                mut args_left,
-                mut bulk_left,
-                mut at,
+                args_left,
+                bulk_left,
+                at,
                 rejection,
-            } => {
-                let mut rejection = rejection;
-                loop {
-                    if bulk_left > 0 {
-                        let have = (rel.len() - at.min(rel.len())) as u64;
-                        let take = have.min(bulk_left);
-                        bulk_left -= take;
-                        at += take as usize;
-                        if bulk_left > 0 {
-                            // Everything so far is read past: the caller may drop it.
-                            frame.partial = Partial::Discard {
-                                args_left,
-                                bulk_left,
-                                at: 0,
-                                rejection,
-                            };
-                            return Ok(Parsed::Incomplete(start + at));
-                        }
-                    }
-                    if args_left == 0 {
-                        frame.partial = Partial::Idle;
-                        return Ok(Parsed::Rejected(start + at, rejection));
-                    }
-                    let Some(&marker) = rel.get(at) else {
-                        frame.partial = Partial::Discard {
-                            args_left,
-                            bulk_left,
-                            at: 0,
-                            rejection,
-                        };
-                        return Ok(Parsed::Incomplete(start + at));
-                    };
-                    if marker != b'$' {
-                        return Err(ProtocolError(format!(
-                            "expected '$', got '{}'",
-                            char::from(marker).escape_default()
-                        )));
-                    }
-                    let Some((len, data)) = length_line(rel, at, "bulk length")? else {
-                        frame.partial = Partial::Discard {
-                            args_left,
-                            bulk_left,
-                            at: 0,
-                            rejection,
-                        };
-                        return Ok(Parsed::Incomplete(start + at));
-                    };
-                    if len < 0 || len as u64 > PROTO_MAX_BULK {
-                        return Err(ProtocolError("invalid bulk length".into()));
-                    }
-                    let Rejection::TooLarge { bytes } = rejection;
-                    rejection = Rejection::TooLarge {
-                        bytes: bytes.max(len as u64),
-                    };
-                    args_left -= 1;
-                    bulk_left = len as u64 + 2;
-                    at = data;
-                }
-            }
+            } => discard(rel, start, args_left, bulk_left, at, rejection, frame),
+        };
+        if let Some(parsed) = step? {
+            return Ok(parsed);
         }
+    }
+}
+
+/// A new command: a multibulk (`*<count>`) or an inline one.
+fn idle(rel: &[u8], start: usize, limits: &ParseLimits, frame: &mut Frame) -> Step {
+    let Some(&first) = rel.first() else {
+        return Ok(Some(Parsed::Incomplete(start)));
+    };
+    if first != b'*' {
+        frame.partial = Partial::Inline { scanned: 0 };
+        return Ok(None);
+    }
+    let Some((count, after)) = length_line(rel, 0, "multibulk length")? else {
+        return Ok(Some(Parsed::Incomplete(start)));
+    };
+    if !limits.authenticated && count > UNAUTH_MAX_ARGS as i64 {
+        return Err(ProtocolError("unauthenticated multibulk length".into()));
+    }
+    if count > limits.max_args as i64 {
+        return Err(ProtocolError("invalid multibulk length".into()));
+    }
+    if count <= 0 {
+        return Ok(Some(Parsed::Command(start + after)));
+    }
+    frame.partial_args.clear();
+    frame.partial = Partial::Multibulk {
+        count: count as usize,
+        at: after,
+    };
+    Ok(None)
+}
+
+/// An inline command: words up to the end of the line (`scanned` bytes were searched
+/// already).
+fn inline(
+    rel: &[u8],
+    start: usize,
+    scanned: usize,
+    limits: &ParseLimits,
+    frame: &mut Frame,
+) -> Step {
+    let Some(lf) = find_lf(rel, scanned) else {
+        if rel.len() > limits.max_inline_bytes {
+            return Err(ProtocolError("too big inline request".into()));
+        }
+        frame.partial = Partial::Inline { scanned: rel.len() };
+        return Ok(Some(Parsed::Incomplete(start)));
+    };
+    if lf > limits.max_inline_bytes {
+        return Err(ProtocolError("too big inline request".into()));
+    }
+    let line_end = if lf > 0 && rel[lf - 1] == b'\r' {
+        lf - 1
+    } else {
+        lf
+    };
+    let mut i = 0;
+    while i < line_end {
+        while i < line_end && rel[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let begin = i;
+        while i < line_end && !rel[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i > begin {
+            if frame.args.len() == limits.max_args {
+                return Err(ProtocolError("invalid multibulk length".into()));
+            }
+            frame.args.push((start + begin, start + i));
+        }
+    }
+    frame.partial = Partial::Idle;
+    Ok(Some(Parsed::Command(start + lf + 1)))
+}
+
+/// The `$<len>\r\n` header of a bulk string at `at`: its length and where its data
+/// starts, `None` while incomplete.
+fn bulk_header(rel: &[u8], at: usize) -> Result<Option<(u64, usize)>, ProtocolError> {
+    let Some(&marker) = rel.get(at) else {
+        return Ok(None);
+    };
+    if marker != b'$' {
+        return Err(ProtocolError(format!(
+            "expected '$', got '{}'",
+            char::from(marker).escape_default()
+        )));
+    }
+    let Some((len, data)) = length_line(rel, at, "bulk length")? else {
+        return Ok(None);
+    };
+    if len < 0 || len as u64 > PROTO_MAX_BULK {
+        return Err(ProtocolError("invalid bulk length".into()));
+    }
+    Ok(Some((len as u64, data)))
+}
+
+/// The bulk strings of a multibulk command of `count` arguments, from `at`; a bulk over
+/// the limit turns the rest of the command into a [`Partial::Discard`].
+fn multibulk(
+    rel: &[u8],
+    start: usize,
+    count: usize,
+    mut at: usize,
+    limits: &ParseLimits,
+    frame: &mut Frame,
+) -> Step {
+    while frame.partial_args.len() < count {
+        let Some((len, data)) = bulk_header(rel, at)? else {
+            frame.partial = Partial::Multibulk { count, at };
+            return Ok(Some(Parsed::Incomplete(start)));
+        };
+        if !limits.authenticated && len > UNAUTH_MAX_BULK as u64 {
+            return Err(ProtocolError("unauthenticated bulk length".into()));
+        }
+        if len > limits.max_bulk_bytes as u64 {
+            // Refused: read past it (and the rest of the command) unkept.
+            let args_left = count - frame.partial_args.len() - 1;
+            frame.partial_args.clear();
+            frame.partial = Partial::Discard {
+                args_left,
+                bulk_left: len + 2,
+                at: data,
+                rejection: Rejection::TooLarge { bytes: len },
+            };
+            return Ok(None);
+        }
+        let end = data + len as usize;
+        if rel.len() < end + 2 {
+            frame.partial = Partial::Multibulk { count, at };
+            return Ok(Some(Parsed::Incomplete(start)));
+        }
+        if &rel[end..end + 2] != b"\r\n" {
+            return Err(ProtocolError(
+                "bulk string is not terminated by CRLF".into(),
+            ));
+        }
+        frame.partial_args.push((data, end));
+        at = end + 2;
+    }
+    frame.partial = Partial::Idle;
+    frame.args.extend(
+        frame
+            .partial_args
+            .drain(..)
+            .map(|(s, e)| (start + s, start + e)),
+    );
+    Ok(Some(Parsed::Command(start + at)))
+}
+
+/// Reads past the rest of a refused command: `bulk_left` bytes of the current bulk, then
+/// `args_left` more bulks, as they arrive (what is read past may be dropped by the caller).
+fn discard(
+    rel: &[u8],
+    start: usize,
+    mut args_left: usize,
+    mut bulk_left: u64,
+    mut at: usize,
+    mut rejection: Rejection,
+    frame: &mut Frame,
+) -> Step {
+    loop {
+        if bulk_left > 0 {
+            let have = (rel.len() - at.min(rel.len())) as u64;
+            let take = have.min(bulk_left);
+            bulk_left -= take;
+            at += take as usize;
+        }
+        if bulk_left == 0 && args_left == 0 {
+            frame.partial = Partial::Idle;
+            return Ok(Some(Parsed::Rejected(start + at, rejection)));
+        }
+        let header = if bulk_left > 0 {
+            None
+        } else {
+            bulk_header(rel, at)?
+        };
+        let Some((len, data)) = header else {
+            // Everything so far is read past.
+            frame.partial = Partial::Discard {
+                args_left,
+                bulk_left,
+                at: 0,
+                rejection,
+            };
+            return Ok(Some(Parsed::Incomplete(start + at)));
+        };
+        let Rejection::TooLarge { bytes } = rejection;
+        rejection = Rejection::TooLarge {
+            bytes: bytes.max(len),
+        };
+        args_left -= 1;
+        bulk_left = len + 2;
+        at = data;
     }
 }
 

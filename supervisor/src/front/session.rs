@@ -198,26 +198,7 @@ impl Session {
             match resp::parse(buf, *start, &limits, frame) {
                 Ok(Parsed::Command(next)) => {
                     if !frame.args.is_empty() {
-                        // Most commands have a few arguments: those go on the stack.
-                        let mut few: [&[u8]; FEW_ARGS] = [&[]; FEW_ARGS];
-                        let args: &[&[u8]] = if frame.args.len() <= FEW_ARGS {
-                            for (slot, &(s, e)) in few.iter_mut().zip(&frame.args) {
-                                *slot = &buf[s..e];
-                            }
-                            &few[..frame.args.len()]
-                        } else {
-                            many.clear();
-                            many.extend(frame.args.iter().map(|&(s, e)| &buf[s..e]));
-                            &many
-                        };
-                        let (before, owed) = (out.len(), self.owed.len());
-                        let step = self.command(args, out, out_limit);
-                        if matches!(step, Step::Done | Step::Close)
-                            && self.shared.config.command_metrics
-                        {
-                            self.count_immediate(before, owed, out);
-                        }
-                        match step {
+                        match self.run_parsed(buf, &frame.args, &mut many, out, out_limit) {
                             Step::Flush => break Batch::Flush,
                             // The rest of its reply when the client has taken this part.
                             Step::Partial => break Batch::Full,
@@ -236,23 +217,7 @@ impl Session {
                 }
                 Ok(Parsed::Rejected(next, Rejection::TooLarge { bytes })) => {
                     *start = next;
-                    self.command = TABLE.other();
-                    let (before, owed) = (out.len(), self.owed.len());
-                    let max = self
-                        .shared
-                        .config
-                        .max_value_bytes
-                        .max(self.shared.config.max_key_bytes);
-                    self.error(
-                        out,
-                        &format!(
-                            "ERR argument of {bytes} bytes exceeds the maximum of {max} bytes \
-                             (max-value-bytes, max-key-bytes); the command was not run"
-                        ),
-                    );
-                    if self.shared.config.command_metrics {
-                        self.count_immediate(before, owed, out);
-                    }
+                    self.refuse_too_large(bytes, out);
                     commands += 1;
                 }
                 Ok(Parsed::Incomplete(keep)) => {
@@ -275,6 +240,57 @@ impl Session {
             }
         }
         batch
+    }
+
+    /// Runs one parsed command (its arguments at `ranges` of `buf`) and counts it if it
+    /// answered at once.
+    fn run_parsed<'b>(
+        &mut self,
+        buf: &'b [u8],
+        ranges: &[(usize, usize)],
+        many: &mut Vec<&'b [u8]>,
+        out: &mut Vec<u8>,
+        out_limit: usize,
+    ) -> Step {
+        // Most commands have a few arguments: those go on the stack.
+        let mut few: [&[u8]; FEW_ARGS] = [&[]; FEW_ARGS];
+        let args: &[&[u8]] = if ranges.len() <= FEW_ARGS {
+            for (slot, &(s, e)) in few.iter_mut().zip(ranges) {
+                *slot = &buf[s..e];
+            }
+            &few[..ranges.len()]
+        } else {
+            many.clear();
+            many.extend(ranges.iter().map(|&(s, e)| &buf[s..e]));
+            many
+        };
+        let (before, owed) = (out.len(), self.owed.len());
+        let step = self.command(args, out, out_limit);
+        if matches!(step, Step::Done | Step::Close) && self.shared.config.command_metrics {
+            self.count_immediate(before, owed, out);
+        }
+        step
+    }
+
+    /// Answers a command with an argument over the limits (read past, never run).
+    fn refuse_too_large(&mut self, bytes: u64, out: &mut Vec<u8>) {
+        self.command = TABLE.other();
+        let (before, owed) = (out.len(), self.owed.len());
+        let max = self
+            .shared
+            .config
+            .max_value_bytes
+            .max(self.shared.config.max_key_bytes);
+        self.error(
+            out,
+            &format!(
+                "ERR argument of {bytes} bytes exceeds the maximum of {max} bytes \
+                 (max-value-bytes, max-key-bytes); the command was not run"
+            ),
+        );
+        if self.shared.config.command_metrics {
+            self.count_immediate(before, owed, out);
+        }
     }
 
     /// Counts a command that just ran (at the end of its batch), unless its reply is owed

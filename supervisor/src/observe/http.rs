@@ -481,92 +481,116 @@ impl HttpLoop {
             return;
         };
         loop {
-            match c.phase {
-                Phase::Waiting => return,
-                Phase::Reading => {
-                    read_some(c, chunk, HEAD_MAX_BYTES + BODY_MAX_BYTES + 1);
-                    match next_request(c) {
-                        Ok(None) => {
-                            if c.peer_closed {
-                                self.close(token);
-                            }
-                            return;
-                        }
-                        Ok(Some((path, head_only))) => {
-                            c.head_only = head_only;
-                            if matches!(path.as_str(), "/metrics" | "/health") {
-                                // The heavier endpoints go to the pool, off this loop.
-                                if self.jobs.try_send(Job { token, path }).is_ok() {
-                                    c.phase = Phase::Waiting;
-                                    return;
-                                }
-                                refuse(c, 503, "too many requests at once\n");
-                            } else {
-                                let (status, content_type, body) = route(&path, &self.probes);
-                                c.output = encode(&Reply {
-                                    status,
-                                    content_type,
-                                    body: body.as_bytes(),
-                                    head_only,
-                                    keep_alive: c.keep_alive,
-                                });
-                                c.sent = 0;
-                                c.phase = Phase::Writing;
-                                c.deadline = Instant::now() + IO_TIMEOUT;
-                            }
-                        }
-                        Err((status, reason)) => refuse(c, status, reason),
-                    }
+            let turn = match c.phase {
+                Phase::Waiting => Turn::Wait,
+                Phase::Reading => reading(c, token, chunk, &self.jobs, &self.probes),
+                Phase::Writing => writing(c),
+                Phase::Lingering => lingering(c, chunk),
+            };
+            match turn {
+                Turn::Wait => return,
+                Turn::Again => {}
+                Turn::Close => {
+                    self.close(token);
+                    return;
                 }
-                Phase::Writing => {
-                    while c.sent < c.output.len() {
-                        match c.stream.write(&c.output[c.sent..]) {
-                            Ok(0) => {
-                                self.close(token);
-                                return;
-                            }
-                            Ok(n) => c.sent += n,
-                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                            Err(_) => {
-                                self.close(token);
-                                return;
-                            }
-                        }
-                    }
-                    c.output.clear();
-                    c.sent = 0;
-                    if c.keep_alive {
-                        c.phase = Phase::Reading;
-                        c.deadline = Instant::now() + REQUEST_DEADLINE;
-                    } else {
-                        let _ = c.stream.shutdown(std::net::Shutdown::Write);
-                        c.phase = Phase::Lingering;
-                        c.deadline = Instant::now() + LINGER;
-                    }
-                }
-                Phase::Lingering => loop {
-                    match c.stream.read(chunk) {
-                        Ok(0) => {
-                            self.close(token);
-                            return;
-                        }
-                        Ok(n) => {
-                            c.lingered += n;
-                            if c.lingered > LINGER_BYTES_MAX {
-                                self.close(token);
-                                return;
-                            }
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                        Err(_) => {
-                            self.close(token);
-                            return;
-                        }
-                    }
-                },
             }
+        }
+    }
+}
+
+/// What a connection does after a step of its phase.
+enum Turn {
+    /// Wait for the socket (or the pool).
+    Wait,
+    /// Go on in its new phase.
+    Again,
+    /// Close it.
+    Close,
+}
+
+/// Reads a request; answers a probe at once, hands `/metrics` and `/health` to the pool.
+fn reading(
+    c: &mut HttpConn,
+    token: u64,
+    chunk: &mut [u8],
+    jobs: &crossbeam_channel::Sender<Job>,
+    probes: &Probes,
+) -> Turn {
+    read_some(c, chunk, HEAD_MAX_BYTES + BODY_MAX_BYTES + 1);
+    match next_request(c) {
+        Ok(None) if c.peer_closed => Turn::Close,
+        Ok(None) => Turn::Wait,
+        Ok(Some((path, head_only))) => {
+            c.head_only = head_only;
+            if matches!(path.as_str(), "/metrics" | "/health") {
+                // The heavier endpoints go to the pool, off this loop.
+                if jobs.try_send(Job { token, path }).is_ok() {
+                    c.phase = Phase::Waiting;
+                    return Turn::Wait;
+                }
+                refuse(c, 503, "too many requests at once\n");
+                return Turn::Again;
+            }
+            let (status, content_type, body) = route(&path, probes);
+            c.output = encode(&Reply {
+                status,
+                content_type,
+                body: body.as_bytes(),
+                head_only,
+                keep_alive: c.keep_alive,
+            });
+            c.sent = 0;
+            c.phase = Phase::Writing;
+            c.deadline = Instant::now() + IO_TIMEOUT;
+            Turn::Again
+        }
+        Err((status, reason)) => {
+            refuse(c, status, reason);
+            Turn::Again
+        }
+    }
+}
+
+/// Sends the response; then reads the next request, or lingers before closing.
+fn writing(c: &mut HttpConn) -> Turn {
+    while c.sent < c.output.len() {
+        match c.stream.write(&c.output[c.sent..]) {
+            Ok(0) => return Turn::Close,
+            Ok(n) => c.sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Turn::Wait,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return Turn::Close,
+        }
+    }
+    c.output.clear();
+    c.sent = 0;
+    if c.keep_alive {
+        c.phase = Phase::Reading;
+        c.deadline = Instant::now() + REQUEST_DEADLINE;
+    } else {
+        let _ = c.stream.shutdown(std::net::Shutdown::Write);
+        c.phase = Phase::Lingering;
+        c.deadline = Instant::now() + LINGER;
+    }
+    Turn::Again
+}
+
+/// Reads (and drops) what the client still sends after the response, until it closes,
+/// sends too much, or the linger time ends.
+fn lingering(c: &mut HttpConn, chunk: &mut [u8]) -> Turn {
+    loop {
+        match c.stream.read(chunk) {
+            Ok(0) => return Turn::Close,
+            Ok(n) => {
+                c.lingered += n;
+                if c.lingered > LINGER_BYTES_MAX {
+                    return Turn::Close;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Turn::Wait,
+            Err(_) => return Turn::Close,
         }
     }
 }
