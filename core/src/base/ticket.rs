@@ -153,8 +153,8 @@ impl Ticket {
     }
 
     fn fill(&self, index: usize, result: WriteResult) {
-        if let Some(slot) = self.lock().get_mut(index) {
-            *slot = Some(result);
+        if let Some(entry) = self.lock().get_mut(index) {
+            *entry = Some(result);
         }
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             (self.notify)();
@@ -182,13 +182,13 @@ impl Pending {
     pub fn set_seq(&self, seq: u64) {
         if let Some(ticket) = &self.ticket {
             ticket.last_seq.fetch_max(seq, Ordering::Relaxed);
-            if let Some(slot) = ticket
+            if let Some(entry) = ticket
                 .seqs
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .get_mut(self.index)
             {
-                *slot = seq;
+                *entry = seq;
             }
         }
     }

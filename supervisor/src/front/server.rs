@@ -508,10 +508,10 @@ impl EventLoop {
         woken
     }
 
-    /// Takes a connection slot (`--max-clients`) for a new connection, if one is free;
+    /// Reserves one of the `--max-clients` connections for a new one, if any is free;
     /// at the limit, first handles what epoll reports (closes among it) and looks again, so
     /// connections already closed by their clients are not counted against a new one.
-    fn take_slot(&mut self, events: &mut [EpollEvent]) -> bool {
+    fn reserve_connection(&mut self, events: &mut [EpollEvent]) -> bool {
         let max = self.server.shared.config.max_clients;
         let try_take = |active: &AtomicU32| {
             active
@@ -535,10 +535,10 @@ impl EventLoop {
         false
     }
 
-    /// Registers the connections the accept thread handed over, as slots allow.
+    /// Registers the connections the accept thread handed over, as `--max-clients` allows.
     fn admit(&mut self, events: &mut [EpollEvent]) {
         while let Ok((id, mut stream)) = self.incoming.try_recv() {
-            if !self.take_slot(events) {
+            if !self.reserve_connection(events) {
                 self.server.metrics.connections_rejected.inc();
                 let _ = stream.write_all(b"-ERR max number of clients reached\r\n");
                 continue;

@@ -255,8 +255,8 @@ impl Session {
         // Most commands have a few arguments: those go on the stack.
         let mut few: [&[u8]; FEW_ARGS] = [&[]; FEW_ARGS];
         let args: &[&[u8]] = if ranges.len() <= FEW_ARGS {
-            for (slot, &(s, e)) in few.iter_mut().zip(ranges) {
-                *slot = &buf[s..e];
+            for (arg, &(s, e)) in few.iter_mut().zip(ranges) {
+                *arg = &buf[s..e];
             }
             &few[..ranges.len()]
         } else {
@@ -582,7 +582,7 @@ impl Session {
                     read_at,
                 } => {
                     let Some(results) = self.results.get(at..at + ops as usize) else {
-                        // Each submitted write has a result slot: a missing one is a bug,
+                        // Each submitted write has a result entry: a missing one is a bug,
                         // and its outcome is unknown.
                         debug_assert!(
                             false,
