@@ -114,7 +114,10 @@ fn deliver(
             *waiting = Some(front);
             return;
         }
-        error!(log, "completion skipped a write"; "component" => "sequencer",
+        // Completions come in the order of their records, and every entry's record was
+        // pushed: a completion past an entry means the worker skipped a write.
+        debug_assert!(false, "completion {seq} skipped the write {}", front.seq);
+        error!(log, "bug: a completion skipped a write; its outcome is unknown"; "component" => "sequencer",
                "worker" => generation.shard, "seq" => seq, "expected_seq" => front.seq);
         front
             .pending
