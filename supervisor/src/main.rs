@@ -363,7 +363,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
     let metrics = Metrics::new(
         Arc::clone(&shards),
         Arc::clone(&logging.dropped),
-        corral::front::session::TABLE.labels(),
+        corral::front::table::TABLE.labels(),
     );
     let durability = Durability::new(args.fsync);
     let mut history = History::default();

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use corral::front::session::TABLE;
+use corral::front::table::TABLE;
 
 /// The commands README's "Commands" table names: the first word of each comma-separated
 /// item of its first column (`DEL/UNLINK` names both; `CONFIG GET` names CONFIG).

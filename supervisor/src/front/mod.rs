@@ -1,8 +1,13 @@
-//! The front door: the RESP parser and reply encoder, a connection's session, and the
-//! server's event loops.
+//! The front door: the RESP parser and encoder, the command table and its handlers (by
+//! group: strings, connection, introspection), client sessions, and the event loops that
+//! serve them.
 
 pub mod command;
+pub mod connection;
+pub mod introspect;
 pub mod resp;
 pub mod server;
 pub mod session;
 pub mod shared;
+pub mod strings;
+pub mod table;

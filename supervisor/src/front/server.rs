@@ -30,6 +30,7 @@ use crate::base::ticket::Ticket;
 use crate::front::resp::{reply, Frame};
 use crate::front::session::{Batch, Session};
 use crate::front::shared::{ServerConfig, Shared};
+use crate::front::table::TABLE;
 use crate::pipeline::msg::SeqMsg;
 use crate::telemetry::heartbeat::Heartbeat;
 use crate::telemetry::metrics::{CommandStats, Metrics};
@@ -570,6 +571,7 @@ impl EventLoop {
                     stream,
                     session: Session::new(
                         Arc::clone(&self.server.shared),
+                        &TABLE,
                         id,
                         ticket,
                         Arc::clone(&self.stats),

@@ -6,11 +6,10 @@
 //! writes of the same pipeline waits for them ([`Batch::Flush`]), so a connection always
 //! reads its own writes, and replies always go out in command order.
 
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Instant;
 
-use corral_worker::command::{Outcome, SetCondition, WriteError};
+use corral_worker::command::{Outcome, WriteError};
 use shm_protocol::table::Lookup;
 use slog::{debug, error, info, warn};
 
@@ -18,7 +17,7 @@ use crate::base::ops::OwnedOp;
 use crate::base::shard::ShardState;
 use crate::base::slot::shard_of;
 use crate::base::ticket::{Failure, Ticket, WriteResult};
-use crate::front::command::{Arity, Keys, Kind, Spec, Table};
+use crate::front::command::{Kind, Table};
 use crate::front::resp::{self, reply, Frame, ParseLimits, Parsed, ProtocolError, Rejection};
 use crate::front::shared::Shared;
 use crate::pipeline::msg::{SeqMsg, WriteOp};
@@ -27,7 +26,7 @@ use crate::wal::appender::Acknowledge;
 
 /// How a write command's op replies combine into its reply.
 #[derive(Clone, Copy, Debug)]
-enum WriteKind {
+pub(crate) enum WriteKind {
     /// One op; `+OK`, nil or error.
     Set,
     /// Integer sum of the ops' integers (DEL).
@@ -81,18 +80,21 @@ enum Owed {
 
 /// One client's session: authentication, name, and the writes of its current batch.
 pub struct Session {
-    shared: Arc<Shared>,
-    id: u64,
-    authed: bool,
-    name: Option<Vec<u8>>,
+    pub(super) shared: Arc<Shared>,
+    /// The command table it runs (`front::table::TABLE`).
+    pub(super) table: &'static Table<Handler>,
+    pub(super) id: u64,
+    pub(super) authed: bool,
+    pub(super) name: Option<Vec<u8>>,
     /// Queued writes of the current batch: shard and op.
     ops: Vec<(u32, OwnedOp)>,
     /// Replies owed since the first queued write, in order.
     owed: Vec<Owed>,
     ticket: Arc<Ticket>,
     results: Vec<Option<WriteResult>>,
-    value: Vec<u8>,
-    /// Index (in [`TABLE`], the metric index) of the command being run.
+    /// The value of the last [`Session::lookup`].
+    pub(super) value: Vec<u8>,
+    /// Index (in the table, the metric index) of the command being run.
     command: usize,
     /// State of the sampling of write logs (xorshift).
     sample: u64,
@@ -106,7 +108,7 @@ pub struct Session {
     /// A write's outcome is unknown: nothing more is sent, the connection closes.
     closing: bool,
     /// Where the MGET being answered in parts goes on (index of its next key).
-    resume: Option<usize>,
+    pub(super) resume: Option<usize>,
 }
 
 /// Arguments of a command that are passed without an allocation.
@@ -121,25 +123,18 @@ impl std::fmt::Debug for Session {
     }
 }
 
-fn eq(a: &[u8], b: &str) -> bool {
+/// Whether argument `a` is the keyword `b`, in any case.
+pub(super) fn eq(a: &[u8], b: &str) -> bool {
     a.eq_ignore_ascii_case(b.as_bytes())
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    // Lengths may leak; contents do not: every byte of the longer input is visited.
-    let len = a.len().max(b.len());
-    let mut diff = u8::from(a.len() != b.len());
-    for i in 0..len {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
-    }
-    std::hint::black_box(diff) == 0
-}
-
 impl Session {
-    /// A session of connection `id`; `ticket` gathers the outcomes of its writes.
+    /// A session of connection `id` running the commands of `table`; `ticket` gathers the
+    /// outcomes of its writes.
     #[must_use]
     pub fn new(
         shared: Arc<Shared>,
+        table: &'static Table<Handler>,
         id: u64,
         ticket: Arc<Ticket>,
         stats: Arc<CommandStats>,
@@ -147,6 +142,7 @@ impl Session {
         Self {
             authed: shared.config.requirepass.is_none(),
             shared,
+            table,
             id,
             name: None,
             ops: Vec::new(),
@@ -154,7 +150,7 @@ impl Session {
             ticket,
             results: Vec::new(),
             value: Vec::new(),
-            command: TABLE.other(),
+            command: table.other(),
             sample: id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
             read_at: Instant::now(),
             immediate: Vec::new(),
@@ -274,7 +270,7 @@ impl Session {
 
     /// Answers a command with an argument over the limits (read past, never run).
     fn refuse_too_large(&mut self, bytes: u64, out: &mut Vec<u8>) {
-        self.command = TABLE.other();
+        self.command = self.table.other();
         let (before, owed) = (out.len(), self.owed.len());
         let max = self
             .shared
@@ -315,22 +311,22 @@ impl Session {
     }
 
     /// Replies with an error, after the replies owed if writes are pending.
-    fn error(&mut self, out: &mut Vec<u8>, message: &str) {
+    pub(super) fn error(&mut self, out: &mut Vec<u8>, message: &str) {
         let mut encoded = Vec::new();
         reply::error(&mut encoded, message);
         self.reply_in_order(&encoded, out);
     }
 
-    /// Runs one command: looked up in [`TABLE`], checked for authentication and arity, a
+    /// Runs one command: looked up in the table, checked for authentication and arity, a
     /// read after the connection's pending writes, then its handler.
     fn command(&mut self, args: &[&[u8]], out: &mut Vec<u8>, out_limit: usize) -> Step {
-        let found = TABLE.find(args[0]);
+        let found = self.table.find(args[0]);
         if !self.authed && !found.is_some_and(|(_, spec)| spec.before_auth) {
             self.error(out, "NOAUTH Authentication required.");
             return Step::Done;
         }
         let Some((index, spec)) = found else {
-            self.command = TABLE.other();
+            self.command = self.table.other();
             self.unknown(args, out);
             return Step::Done;
         };
@@ -347,8 +343,8 @@ impl Session {
     }
 
     /// Redis' reply to a command run with the wrong number of arguments.
-    fn arity_error(&mut self, out: &mut Vec<u8>) -> Step {
-        let name = TABLE.label(self.command);
+    pub(super) fn arity_error(&mut self, out: &mut Vec<u8>) -> Step {
+        let name = self.table.label(self.command);
         self.error(
             out,
             &format!("ERR wrong number of arguments for '{name}' command"),
@@ -371,140 +367,7 @@ impl Session {
         self.error(out, &msg);
     }
 
-    fn del(&mut self, args: &[&[u8]], _: &mut Vec<u8>, _: usize) -> Step {
-        let ops = args[1..].iter().map(|k| OwnedOp::Del { key: k.to_vec() });
-        self.queue(WriteKind::Sum, ops);
-        Step::Done
-    }
-
-    fn incr(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-        self.incr_by(args[1], 1, out)
-    }
-
-    fn decr(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-        self.incr_by(args[1], -1, out)
-    }
-
-    fn incrby(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-        match corral_worker::machine::parse_i64(args[2]) {
-            Some(d) => self.incr_by(args[1], d, out),
-            None => {
-                self.error(out, "ERR value is not an integer or out of range");
-                Step::Done
-            }
-        }
-    }
-
-    fn decrby(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-        match corral_worker::machine::parse_i64(args[2]) {
-            Some(d) if d != i64::MIN => self.incr_by(args[1], -d, out),
-            Some(_) => {
-                self.error(out, "ERR decrement would overflow");
-                Step::Done
-            }
-            None => {
-                self.error(out, "ERR value is not an integer or out of range");
-                Step::Done
-            }
-        }
-    }
-
-    fn mset(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-        if args.len() % 2 == 0 {
-            return self.arity_error(out);
-        }
-        let pairs = args[1..].chunks_exact(2);
-        if let Some(e) = pairs
-            .clone()
-            .find_map(|pair| self.size_error(pair[0], Some(pair[1])))
-        {
-            self.error(out, &e);
-            return Step::Done;
-        }
-        let ops = pairs.map(|pair| OwnedOp::Set {
-            key: pair[0].to_vec(),
-            value: pair[1].to_vec(),
-            condition: SetCondition::Always,
-        });
-        self.queue(WriteKind::AllOk, ops);
-        Step::Done
-    }
-
-    fn mget_command(&mut self, args: &[&[u8]], out: &mut Vec<u8>, out_limit: usize) -> Step {
-        self.mget(&args[1..], out, out_limit)
-    }
-
-    fn size_error(&self, key: &[u8], value: Option<&[u8]>) -> Option<String> {
-        let c = &self.shared.config;
-        if key.len() > c.max_key_bytes {
-            return Some(format!(
-                "ERR key exceeds the maximum of {} bytes (max-key-bytes)",
-                c.max_key_bytes
-            ));
-        }
-        if value.is_some_and(|v| v.len() > c.max_value_bytes) {
-            return Some(format!(
-                "ERR value exceeds the maximum of {} bytes (max-value-bytes)",
-                c.max_value_bytes
-            ));
-        }
-        None
-    }
-
-    fn set(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-        let mut condition = SetCondition::Always;
-        for opt in &args[3..] {
-            let o = String::from_utf8_lossy(opt).to_ascii_uppercase();
-            let next = match o.as_str() {
-                "NX" if condition != SetCondition::IfPresent => SetCondition::IfAbsent,
-                "XX" if condition != SetCondition::IfAbsent => SetCondition::IfPresent,
-                "EX" | "PX" | "EXAT" | "PXAT" | "KEEPTTL" | "GET" => {
-                    self.error(
-                        out,
-                        &format!(
-                            "ERR SET option '{o}' is not supported: Corral keys do not expire"
-                        ),
-                    );
-                    return Step::Done;
-                }
-                _ => {
-                    self.error(out, "ERR syntax error");
-                    return Step::Done;
-                }
-            };
-            condition = next;
-        }
-        if let Some(e) = self.size_error(args[1], Some(args[2])) {
-            self.error(out, &e);
-            return Step::Done;
-        }
-        self.queue(
-            WriteKind::Set,
-            std::iter::once(OwnedOp::Set {
-                key: args[1].to_vec(),
-                value: args[2].to_vec(),
-                condition,
-            }),
-        );
-        Step::Done
-    }
-
-    fn incr_by(&mut self, key: &[u8], delta: i64, out: &mut Vec<u8>) -> Step {
-        if let Some(e) = self.size_error(key, None) {
-            self.error(out, &e);
-            return Step::Done;
-        }
-        self.queue(
-            WriteKind::Int,
-            std::iter::once(OwnedOp::IncrBy {
-                key: key.to_vec(),
-                delta,
-            }),
-        );
-        Step::Done
-    }
-
-    fn queue(&mut self, kind: WriteKind, ops: impl ExactSizeIterator<Item = OwnedOp>) {
+    pub(super) fn queue(&mut self, kind: WriteKind, ops: impl ExactSizeIterator<Item = OwnedOp>) {
         let shards = self.shared.shards.len() as u32;
         self.owed.push(Owed::Write {
             kind,
@@ -592,7 +455,7 @@ impl Session {
                         );
                         error!(self.shared.log, "bug: write outcomes missing; closing the connection without a reply";
                                "component" => "server", "conn" => self.id,
-                               "command" => TABLE.label(command),
+                               "command" => self.table.label(command),
                                "outcomes" => self.results.len(), "owed" => at + ops as usize);
                         self.closing = true;
                         continue;
@@ -607,7 +470,7 @@ impl Session {
                         // An error would say "not applied"; nobody can say that here.
                         warn!(self.shared.log, "write outcome unknown: closing the connection without a reply";
                               "component" => "server", "conn" => self.id,
-                              "command" => TABLE.label(command),
+                              "command" => self.table.label(command),
                               "reason" => ?failure);
                         if self.shared.config.command_metrics {
                             self.stats.record(
@@ -664,12 +527,12 @@ impl Session {
             return;
         }
         info!(self.shared.log, "write"; "component" => "server", "conn" => self.id,
-              "command" => TABLE.label(command),
+              "command" => self.table.label(command),
               "seq" => self.ticket.seq_of(first_op), "ok" => ok,
               "latency_us" => took.as_micros() as u64);
     }
 
-    fn generation_for(
+    pub(super) fn generation_for(
         &self,
         key: &[u8],
     ) -> Result<(u32, Arc<crate::base::shard::Generation>), String> {
@@ -692,7 +555,7 @@ impl Session {
     }
 
     /// Looks up `key`; `Ok(true)` with the value in `self.value` when present.
-    fn lookup(&mut self, key: &[u8]) -> Result<bool, String> {
+    pub(super) fn lookup(&mut self, key: &[u8]) -> Result<bool, String> {
         let (id, generation) = self.generation_for(key)?;
         self.value.clear();
         match generation.segment.table().get(key, &mut self.value) {
@@ -703,390 +566,14 @@ impl Session {
             )),
         }
     }
-
-    /// MGET: the values are looked up and written in order; once `out` holds `out_limit`
-    /// bytes the reply stops, and goes on from there at the next call (the client takes a
-    /// long reply in parts, and the supervisor holds one part at a time).
-    fn mget(&mut self, keys: &[&[u8]], out: &mut Vec<u8>, out_limit: usize) -> Step {
-        let from = match self.resume.take() {
-            Some(i) => i,
-            None => {
-                // Every shard involved answers, or the error replaces the whole reply.
-                for key in keys {
-                    if let Err(e) = self.generation_for(key) {
-                        reply::error(out, &e);
-                        return Step::Done;
-                    }
-                }
-                reply::array(out, keys.len());
-                0
-            }
-        };
-        for (i, key) in keys.iter().enumerate().skip(from) {
-            if i > from && out.len() >= out_limit {
-                self.resume = Some(i);
-                return Step::Partial;
-            }
-            match self.lookup(key) {
-                Ok(true) => reply::bulk(out, &self.value),
-                Ok(false) => reply::nil(out),
-                Err(e) => {
-                    // Part of the reply may be out: it cannot turn into an error now.
-                    warn!(self.shared.log, "MGET cannot finish its reply; closing the connection";
-                          "component" => "server", "conn" => self.id, "error" => e);
-                    return Step::Close;
-                }
-            }
-        }
-        Step::Done
-    }
-
-    fn get(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-        match self.lookup(args[1]) {
-            Ok(true) => reply::bulk(out, &self.value),
-            Ok(false) => reply::nil(out),
-            Err(e) => reply::error(out, &e),
-        }
-        Step::Done
-    }
-
-    fn exists(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-        let mut n = 0;
-        for key in &args[1..] {
-            match self.lookup(key) {
-                Ok(found) => n += i64::from(found),
-                Err(e) => {
-                    reply::error(out, &e);
-                    return Step::Done;
-                }
-            }
-        }
-        reply::int(out, n);
-        Step::Done
-    }
-
-    fn dbsize_command(&mut self, _: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-        reply::int(out, self.dbsize() as i64);
-        Step::Done
-    }
-
-    fn ping(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-        match args {
-            [_] => reply::simple(out, "PONG"),
-            [_, msg] => reply::bulk(out, msg),
-            _ => return self.arity_error(out),
-        }
-        Step::Done
-    }
-
-    fn echo(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-        reply::bulk(out, args[1]);
-        Step::Done
-    }
-
-    fn select(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-        if args[1] == b"0" {
-            reply::simple(out, "OK");
-        } else {
-            reply::error(out, "ERR DB index is out of range");
-        }
-        Step::Done
-    }
-
-    fn quit(&mut self, _: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-        reply::simple(out, "OK");
-        Step::Close
-    }
-
-    fn auth_command(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-        if args.len() > 3 {
-            self.error(out, "ERR syntax error");
-            return Step::Done;
-        }
-        self.auth(args, out);
-        Step::Done
-    }
-
-    fn hello_command(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-        self.hello(args, out);
-        Step::Done
-    }
-
-    fn info_command(&mut self, _: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-        let text = self.info();
-        reply::bulk(out, text.as_bytes());
-        Step::Done
-    }
-
-    /// `COMMAND COUNT` and `COMMAND GETKEYS` from the table; the command list itself
-    /// (`COMMAND`, `COMMAND INFO`, `COMMAND DOCS`) is an empty array.
-    fn command_command(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-        match args.get(1) {
-            Some(sub) if eq(sub, "count") => reply::int(out, TABLE.specs().len() as i64),
-            Some(sub) if eq(sub, "getkeys") && args.len() < 4 => reply::error(
-                out,
-                "ERR wrong number of arguments for 'command|getkeys' command",
-            ),
-            Some(sub) if eq(sub, "getkeys") => {
-                let target = &args[2..];
-                match TABLE.find(target[0]) {
-                    Some((_, spec)) if spec.arity.allows(target.len()) => {
-                        let keys: Vec<usize> = spec.keys.positions(target.len()).collect();
-                        if keys.is_empty() {
-                            reply::error(out, "ERR The command has no key arguments");
-                        } else {
-                            reply::array(out, keys.len());
-                            for k in keys {
-                                reply::bulk(out, target[k]);
-                            }
-                        }
-                    }
-                    Some(_) => {
-                        reply::error(out, "ERR Invalid number of arguments specified for command")
-                    }
-                    None => reply::error(out, "ERR Invalid command specified"),
-                }
-            }
-            _ => reply::array(out, 0),
-        }
-        Step::Done
-    }
-
-    fn config(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-        if !(eq(args[1], "get") && args.len() == 3) {
-            reply::error(
-                out,
-                "ERR CONFIG subcommands other than GET are not supported",
-            );
-            return Step::Done;
-        }
-        let param = String::from_utf8_lossy(args[2]).to_ascii_lowercase();
-        let value: &[u8] = match param.as_str() {
-            "save" => b"",
-            "appendonly" => b"no",
-            "databases" => b"1",
-            _ => {
-                reply::array(out, 0);
-                return Step::Done;
-            }
-        };
-        reply::array(out, 2);
-        reply::bulk(out, param.as_bytes());
-        reply::bulk(out, value);
-        Step::Done
-    }
-
-    fn client(&mut self, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-        let sub = String::from_utf8_lossy(args[1]).to_ascii_lowercase();
-        match (sub.as_str(), args.len()) {
-            ("setname", 3) => {
-                self.name = Some(args[2].to_vec());
-                reply::simple(out, "OK");
-            }
-            ("getname", 2) => match &self.name {
-                Some(n) => reply::bulk(out, n),
-                None => reply::nil(out),
-            },
-            ("id", 2) => reply::int(out, self.id as i64),
-            ("setinfo", 4) => reply::simple(out, "OK"),
-            _ => reply::error(
-                out,
-                &format!("ERR unknown subcommand or wrong number of arguments for '{sub}'"),
-            ),
-        }
-        Step::Done
-    }
-
-    fn auth(&mut self, args: &[&[u8]], out: &mut Vec<u8>) {
-        let Some(pass) = self.shared.config.requirepass.as_deref() else {
-            reply::error(
-                out,
-                "ERR AUTH <password> called without any password configured for the default \
-                 user. Are you sure your configuration is correct?",
-            );
-            return;
-        };
-        let (user, given) = if args.len() == 3 {
-            (args[1], args[2])
-        } else {
-            (&b"default"[..], args[1])
-        };
-        if user == b"default" && constant_time_eq(given, pass.as_bytes()) {
-            self.authed = true;
-            reply::simple(out, "OK");
-        } else {
-            reply::error(
-                out,
-                "WRONGPASS invalid username-password pair or user is disabled.",
-            );
-        }
-    }
-
-    fn hello(&mut self, args: &[&[u8]], out: &mut Vec<u8>) {
-        let mut i = 1;
-        if let Some(version) = args.get(1) {
-            if **version != *b"2" {
-                reply::error(
-                    out,
-                    "NOPROTO sorry, this protocol version is not supported.",
-                );
-                return;
-            }
-            i = 2;
-        }
-        while i < args.len() {
-            if eq(args[i], "auth") && i + 2 < args.len() {
-                let auth_args = [&b"auth"[..], args[i + 1], args[i + 2]];
-                let mut scratch = Vec::new();
-                self.auth(&auth_args, &mut scratch);
-                if !self.authed {
-                    out.extend_from_slice(&scratch);
-                    return;
-                }
-                i += 3;
-            } else if eq(args[i], "setname") && i + 1 < args.len() {
-                self.name = Some(args[i + 1].to_vec());
-                i += 2;
-            } else {
-                reply::error(out, "ERR syntax error in HELLO option");
-                return;
-            }
-        }
-        if !self.authed {
-            reply::error(out, "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
-            return;
-        }
-        reply::array(out, 14);
-        for (k, v) in [
-            ("server", "redis"),
-            ("version", REDIS_COMPAT_VERSION),
-            ("proto", ""),
-            ("id", ""),
-            ("mode", "standalone"),
-            ("role", "master"),
-            ("modules", ""),
-        ] {
-            reply::bulk(out, k.as_bytes());
-            match k {
-                "proto" => reply::int(out, 2),
-                "id" => reply::int(out, self.id as i64),
-                "modules" => reply::array(out, 0),
-                _ => reply::bulk(out, v.as_bytes()),
-            }
-        }
-    }
-
-    fn dbsize(&self) -> u64 {
-        self.shared
-            .shards
-            .iter()
-            .filter_map(|s| s.current())
-            .filter(|g| !g.is_dead())
-            .map(|g| g.segment.head().status.keys.load(Ordering::Acquire))
-            .sum()
-    }
-
-    fn info(&self) -> String {
-        let s = &self.shared;
-        let mut text = format!(
-            "# Server\r\nredis_version:{REDIS_COMPAT_VERSION}\r\ncorral_version:{}\r\n\
-             redis_mode:standalone\r\nprocess_id:{}\r\nuptime_in_seconds:{}\r\n\r\n\
-             # Clients\r\nconnected_clients:{}\r\n\r\n# Persistence\r\naof_enabled:0\r\n\r\n\
-             # Shards\r\n",
-            env!("CARGO_PKG_VERSION"),
-            std::process::id(),
-            s.started.elapsed().as_secs(),
-            s.connections(),
-        );
-        for shard in s.shards.iter() {
-            let (pid, generation, keys, digest, applied) =
-                shard.current().map_or((0, 0, 0, 0, 0), |g| {
-                    let status = &g.segment.head().status;
-                    (
-                        g.pid,
-                        g.number,
-                        status.keys.load(Ordering::Acquire),
-                        status.digest.load(Ordering::Acquire),
-                        status.applied_seq.load(Ordering::Acquire),
-                    )
-                });
-            text.push_str(&format!(
-                "shard{}:state={},pid={pid},generation={generation},restarts={},keys={keys},\
-                 digest={digest:016x},applied_seq={applied}\r\n",
-                shard.id,
-                shard.state().name(),
-                shard.restarts.load(Ordering::Relaxed)
-            ));
-        }
-        text.push_str(&format!(
-            "\r\n# Keyspace\r\ndb0:keys={},expires=0,avg_ttl=0\r\n",
-            self.dbsize()
-        ));
-        text
-    }
 }
 
 /// The Redis version Corral reports to clients that check it.
-const REDIS_COMPAT_VERSION: &str = "7.0.0";
+pub(super) const REDIS_COMPAT_VERSION: &str = "7.0.0";
 
 /// A command's handler: runs it with its arguments (the name first), appending its reply
 /// to `out` or queueing its writes; `out_limit` bounds a reply written in parts.
 pub type Handler = fn(&mut Session, &[&[u8]], &mut Vec<u8>, usize) -> Step;
-
-const fn spec(
-    name: &'static str,
-    arity: i32,
-    kind: Kind,
-    keys: Keys,
-    run: Handler,
-) -> Spec<Handler> {
-    Spec {
-        name,
-        arity: Arity(arity),
-        kind,
-        before_auth: false,
-        keys,
-        run,
-    }
-}
-
-/// Allowed before AUTH.
-const fn unauthenticated(mut s: Spec<Handler>) -> Spec<Handler> {
-    s.before_auth = true;
-    s
-}
-
-use Kind::{Read, Write};
-
-/// Every command Corral runs: one line each (name, arity as Redis gives it, kind, key
-/// positions, handler). The order is the metric label order.
-static SPECS: [Spec<Handler>; 22] = [
-    spec("ping", -1, Read, Keys::NONE, Session::ping),
-    spec("echo", 2, Read, Keys::NONE, Session::echo),
-    spec("set", -3, Write, Keys::ONE, Session::set),
-    spec("get", 2, Read, Keys::ONE, Session::get),
-    spec("del", -2, Write, Keys::ALL, Session::del),
-    spec("unlink", -2, Write, Keys::ALL, Session::del),
-    spec("exists", -2, Read, Keys::ALL, Session::exists),
-    spec("incr", 2, Write, Keys::ONE, Session::incr),
-    spec("incrby", 3, Write, Keys::ONE, Session::incrby),
-    spec("decr", 2, Write, Keys::ONE, Session::decr),
-    spec("decrby", 3, Write, Keys::ONE, Session::decrby),
-    spec("mget", -2, Read, Keys::ALL, Session::mget_command),
-    spec("mset", -3, Write, Keys::PAIRS, Session::mset),
-    spec("dbsize", 1, Read, Keys::NONE, Session::dbsize_command),
-    spec("info", -1, Read, Keys::NONE, Session::info_command),
-    unauthenticated(spec("auth", -2, Read, Keys::NONE, Session::auth_command)),
-    spec("select", 2, Read, Keys::NONE, Session::select),
-    unauthenticated(spec("quit", -1, Read, Keys::NONE, Session::quit)),
-    spec("command", -1, Read, Keys::NONE, Session::command_command),
-    spec("config", -2, Read, Keys::NONE, Session::config),
-    unauthenticated(spec("hello", -1, Read, Keys::NONE, Session::hello_command)),
-    spec("client", -2, Read, Keys::NONE, Session::client),
-];
-
-/// The command table (checked once, when first used).
-pub static TABLE: LazyLock<Table<Handler>> = LazyLock::new(|| Table::new(&SPECS));
 
 fn parked(id: u32) -> String {
     format!("ERR shard {id} is parked after repeated crashes; it is probed periodically")
@@ -1174,32 +661,6 @@ fn write_reply(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_table_is_well_formed() {
-        let table = &*TABLE;
-        assert_eq!(table.label(table.other()), "other");
-        assert_eq!(
-            table.find(b"INCRBY").map(|(i, _)| table.label(i)),
-            Some("incrby")
-        );
-        assert!(table.find(b"flushall").is_none());
-        for spec in table.specs() {
-            // A write routes its keys; one without keys would go nowhere.
-            if spec.kind == Kind::Write {
-                assert_ne!(spec.keys, Keys::NONE, "{}", spec.name);
-            }
-        }
-    }
-
-    #[test]
-    fn constant_time_compare() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret1"));
-        assert!(!constant_time_eq(b"", b"x"));
-        assert!(constant_time_eq(b"", b""));
-    }
 
     #[test]
     fn write_replies_combine() {
