@@ -81,11 +81,23 @@ enum Partial {
 /// a command still arriving.
 #[derive(Debug, Default)]
 pub struct Frame {
-    /// `(start, end)` of each argument in the buffer the frame was parsed from.
+    /// `(start, end)` of each argument in the buffer the frame was parsed from, or, for an
+    /// inline command, in [`Frame::inline`].
     pub args: Vec<(usize, usize)>,
+    /// The unquoted, unescaped arguments of an inline command (`None` for a multibulk one,
+    /// whose arguments are read in place).
+    pub inline: Option<Vec<u8>>,
     /// Arguments of the incomplete command, relative to its start.
     partial_args: Vec<(usize, usize)>,
     partial: Partial,
+}
+
+impl Frame {
+    /// The bytes the argument ranges index: the input buffer, or the inline arguments.
+    #[must_use]
+    pub fn source<'a>(&'a self, buf: &'a [u8]) -> &'a [u8] {
+        self.inline.as_deref().unwrap_or(buf)
+    }
 }
 
 fn find_lf(buf: &[u8], from: usize) -> Option<usize> {
@@ -225,24 +237,110 @@ fn inline(
     } else {
         lf
     };
-    let mut i = 0;
-    while i < line_end {
-        while i < line_end && rel[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        let begin = i;
-        while i < line_end && !rel[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        if i > begin {
-            if frame.args.len() == limits.max_args {
-                return Err(ProtocolError("invalid multibulk length".into()));
-            }
-            frame.args.push((start + begin, start + i));
-        }
-    }
+    let mut owned = frame.inline.take().unwrap_or_default();
+    owned.clear();
+    split_args(
+        &rel[..line_end],
+        &mut owned,
+        &mut frame.args,
+        limits.max_args,
+    )?;
+    frame.inline = Some(owned);
     frame.partial = Partial::Idle;
     Ok(Some(Parsed::Command(start + lf + 1)))
+}
+
+/// Splits an inline command line into arguments as Redis does (`sdssplitargs`): blanks
+/// separate them; `"..."` takes the escapes `\n \r \t \b \a \xHH` (any other escaped
+/// character stands for itself), `'...'` only `\'`; a closing quote must end the argument.
+/// The arguments go into `owned`, their ranges into `args`.
+fn split_args(
+    line: &[u8],
+    owned: &mut Vec<u8>,
+    args: &mut Vec<(usize, usize)>,
+    max_args: usize,
+) -> Result<(), ProtocolError> {
+    let unbalanced = || ProtocolError("unbalanced quotes in request".into());
+    let mut i = 0;
+    loop {
+        while i < line.len() && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i == line.len() {
+            return Ok(());
+        }
+        if args.len() == max_args {
+            return Err(ProtocolError("invalid multibulk length".into()));
+        }
+        let begin = owned.len();
+        let (mut double, mut single) = (false, false);
+        loop {
+            let Some(&c) = line.get(i) else {
+                if double || single {
+                    return Err(unbalanced());
+                }
+                break;
+            };
+            if double {
+                if c == b'\\'
+                    && i + 3 < line.len()
+                    && line[i + 1] == b'x'
+                    && line[i + 2].is_ascii_hexdigit()
+                    && line[i + 3].is_ascii_hexdigit()
+                {
+                    let hex = std::str::from_utf8(&line[i + 2..i + 4]).unwrap_or("0");
+                    owned.push(u8::from_str_radix(hex, 16).unwrap_or(0));
+                    i += 4;
+                    continue;
+                }
+                if c == b'\\' && i + 1 < line.len() {
+                    owned.push(match line[i + 1] {
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'b' => 8,
+                        b'a' => 7,
+                        other => other,
+                    });
+                    i += 2;
+                    continue;
+                }
+                if c == b'"' {
+                    // The closing quote must end the argument.
+                    if line.get(i + 1).is_some_and(|n| !n.is_ascii_whitespace()) {
+                        return Err(unbalanced());
+                    }
+                    i += 1;
+                    break;
+                }
+                owned.push(c);
+            } else if single {
+                if c == b'\\' && line.get(i + 1) == Some(&b'\'') {
+                    owned.push(b'\'');
+                    i += 2;
+                    continue;
+                }
+                if c == b'\'' {
+                    if line.get(i + 1).is_some_and(|n| !n.is_ascii_whitespace()) {
+                        return Err(unbalanced());
+                    }
+                    i += 1;
+                    break;
+                }
+                owned.push(c);
+            } else if c.is_ascii_whitespace() {
+                break;
+            } else if c == b'"' {
+                double = true;
+            } else if c == b'\'' {
+                single = true;
+            } else {
+                owned.push(c);
+            }
+            i += 1;
+        }
+        args.push((begin, owned.len()));
+    }
 }
 
 /// The `$<len>\r\n` header of a bulk string at `at`: its length and where its data
@@ -310,6 +408,7 @@ fn multibulk(
         at = end + 2;
     }
     frame.partial = Partial::Idle;
+    frame.inline = None;
     frame.args.extend(
         frame
             .partial_args
@@ -368,6 +467,8 @@ fn discard(
 
 /// Reply encoding into a growing output buffer.
 pub mod reply {
+    use super::Proto;
+
     /// `+text`.
     pub fn simple(out: &mut Vec<u8>, text: &str) {
         out.push(b'+');
@@ -402,16 +503,109 @@ pub mod reply {
         out.extend_from_slice(b"\r\n");
     }
 
-    /// `$-1`.
-    pub fn nil(out: &mut Vec<u8>) {
-        out.extend_from_slice(b"$-1\r\n");
+    /// A missing value: `$-1` in RESP2, `_` in RESP3.
+    pub fn null(out: &mut Vec<u8>, proto: Proto) {
+        out.extend_from_slice(match proto {
+            Proto::Resp2 => b"$-1\r\n",
+            Proto::Resp3 => b"_\r\n",
+        });
+    }
+
+    /// A missing array (a transaction aborted by WATCH, a blocking pop timed out): `*-1`
+    /// in RESP2, `_` in RESP3.
+    pub fn null_array(out: &mut Vec<u8>, proto: Proto) {
+        out.extend_from_slice(match proto {
+            Proto::Resp2 => b"*-1\r\n",
+            Proto::Resp3 => b"_\r\n",
+        });
+    }
+
+    fn header(out: &mut Vec<u8>, marker: u8, n: usize) {
+        out.push(marker);
+        out.extend_from_slice(n.to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
 
     /// `*n`, followed by `n` replies written by the caller.
     pub fn array(out: &mut Vec<u8>, n: usize) {
-        out.push(b'*');
-        out.extend_from_slice(n.to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
+        header(out, b'*', n);
+    }
+
+    /// A map of `n` pairs, followed by `2n` replies (key, value, ...) written by the
+    /// caller: `%n` in RESP3, a flat array of `2n` in RESP2.
+    pub fn map(out: &mut Vec<u8>, proto: Proto, n: usize) {
+        match proto {
+            Proto::Resp2 => header(out, b'*', 2 * n),
+            Proto::Resp3 => header(out, b'%', n),
+        }
+    }
+
+    /// A set of `n` members written by the caller: `~n` in RESP3, an array in RESP2.
+    pub fn set(out: &mut Vec<u8>, proto: Proto, n: usize) {
+        header(out, if proto == Proto::Resp3 { b'~' } else { b'*' }, n);
+    }
+
+    /// Text meant for people (INFO, CLIENT INFO, CLIENT LIST): a verbatim string of format
+    /// `txt` in RESP3, a bulk string in RESP2.
+    pub fn verbatim(out: &mut Vec<u8>, proto: Proto, text: &[u8]) {
+        match proto {
+            Proto::Resp2 => bulk(out, text),
+            Proto::Resp3 => {
+                header(out, b'=', text.len() + 4);
+                out.extend_from_slice(b"txt:");
+                out.extend_from_slice(text);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
+    /// A double: `,x` in RESP3, a bulk string in RESP2; written as Redis does (`inf`,
+    /// `-inf`, `nan`, the shortest text that reads back as the same value).
+    pub fn double(out: &mut Vec<u8>, proto: Proto, x: f64) {
+        let text = if x.is_nan() {
+            "nan".to_owned()
+        } else if x.is_infinite() {
+            if x > 0.0 { "inf" } else { "-inf" }.to_owned()
+        } else {
+            format!("{x}")
+        };
+        match proto {
+            Proto::Resp2 => bulk(out, text.as_bytes()),
+            Proto::Resp3 => {
+                out.push(b',');
+                out.extend_from_slice(text.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
+    /// A boolean: `#t`/`#f` in RESP3, `:1`/`:0` in RESP2.
+    pub fn boolean(out: &mut Vec<u8>, proto: Proto, b: bool) {
+        match proto {
+            Proto::Resp2 => int(out, i64::from(b)),
+            Proto::Resp3 => out.extend_from_slice(if b { b"#t\r\n" } else { b"#f\r\n" }),
+        }
+    }
+}
+
+/// A connection's protocol, chosen with HELLO (RESP2 until then).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Proto {
+    /// RESP2: nulls are `$-1`/`*-1`, maps flat arrays.
+    #[default]
+    Resp2,
+    /// RESP3: typed nulls, maps, sets, doubles, booleans, verbatim strings.
+    Resp3,
+}
+
+impl Proto {
+    /// The number HELLO and CLIENT INFO show.
+    #[must_use]
+    pub fn number(self) -> i64 {
+        match self {
+            Self::Resp2 => 2,
+            Self::Resp3 => 3,
+        }
     }
 }
 
@@ -440,11 +634,12 @@ mod tests {
         loop {
             match parse(&buf, at, limits, &mut frame) {
                 Ok(Parsed::Command(next)) => {
+                    let source = frame.source(&buf);
                     commands.push(
                         frame
                             .args
                             .iter()
-                            .map(|&(s, e)| String::from_utf8_lossy(&buf[s..e]).into_owned())
+                            .map(|&(s, e)| String::from_utf8_lossy(&source[s..e]).into_owned())
                             .collect(),
                     );
                     at = next;
@@ -507,6 +702,26 @@ mod tests {
         let full = b"*2\r\n$3\r\nSET\r\n$5\r\nhello\r\n";
         for cut in 0..full.len() {
             check(&full[..cut], Ok(vec![]));
+        }
+    }
+
+    #[test]
+    fn inline_quotes_and_escapes_as_redis_splits_them() {
+        // Each checked against redis-server 7.0's replies to ECHO.
+        check(b"echo \"a b\"\r\n", Ok(vec![vec!["echo", "a b"]]));
+        check(b"echo a\"b c\"\r\n", Ok(vec![vec!["echo", "ab c"]]));
+        check(b"echo 'it\\'s'\r\n", Ok(vec![vec!["echo", "it's"]]));
+        check(b"echo \"\\x41\\n\"\r\n", Ok(vec![vec!["echo", "A\n"]]));
+        check(b"echo \"\\q\"\r\n", Ok(vec![vec!["echo", "q"]]));
+        check(b"echo 'a\\nb'\r\n", Ok(vec![vec!["echo", "a\\nb"]]));
+        check(b"echo \"\"\r\n", Ok(vec![vec!["echo", ""]]));
+        for bad in [
+            &b"echo \"foo\"bar\r\n"[..],
+            b"echo \"abc\r\n",
+            b"echo 'x\r\n",
+            b"echo a\\\"b\r\n",
+        ] {
+            check(bad, Err("unbalanced quotes in request"));
         }
     }
 

@@ -18,7 +18,9 @@ use crate::base::shard::ShardState;
 use crate::base::slot::shard_of;
 use crate::base::ticket::{Failure, Ticket, WriteResult};
 use crate::front::command::{Kind, Table};
-use crate::front::resp::{self, reply, Frame, ParseLimits, Parsed, ProtocolError, Rejection};
+use crate::front::resp::{
+    self, reply, Frame, ParseLimits, Parsed, Proto, ProtocolError, Rejection,
+};
 use crate::front::shared::Shared;
 use crate::pipeline::msg::{SeqMsg, WriteOp};
 use crate::telemetry::metrics::CommandStats;
@@ -85,7 +87,12 @@ pub struct Session {
     pub(super) table: &'static Table<Handler>,
     pub(super) id: u64,
     pub(super) authed: bool,
+    /// The protocol its replies are encoded in (HELLO switches it).
+    pub(super) proto: Proto,
     pub(super) name: Option<Vec<u8>>,
+    /// What CLIENT SETINFO said of the client library (empty until then).
+    pub(super) lib_name: Vec<u8>,
+    pub(super) lib_ver: Vec<u8>,
     /// Queued writes of the current batch: shard and op.
     ops: Vec<(u32, OwnedOp)>,
     /// Replies owed since the first queued write, in order.
@@ -141,10 +148,13 @@ impl Session {
     ) -> Self {
         Self {
             authed: shared.config.requirepass.is_none(),
+            proto: Proto::Resp2,
             shared,
             table,
             id,
             name: None,
+            lib_name: Vec::new(),
+            lib_ver: Vec::new(),
             ops: Vec::new(),
             owed: Vec::new(),
             ticket,
@@ -188,13 +198,12 @@ impl Session {
         // now are sent after it: two clock reads for all of them.
         self.read_at = Instant::now();
         let mut commands = 0;
-        let mut many: Vec<&[u8]> = Vec::new();
         let batch = loop {
             let limits = self.limits();
             match resp::parse(buf, *start, &limits, frame) {
                 Ok(Parsed::Command(next)) => {
                     if !frame.args.is_empty() {
-                        match self.run_parsed(buf, &frame.args, &mut many, out, out_limit) {
+                        match self.run_parsed(frame.source(buf), &frame.args, out, out_limit) {
                             Step::Flush => break Batch::Flush,
                             // The rest of its reply when the client has taken this part.
                             Step::Partial => break Batch::Full,
@@ -240,25 +249,24 @@ impl Session {
 
     /// Runs one parsed command (its arguments at `ranges` of `buf`) and counts it if it
     /// answered at once.
-    fn run_parsed<'b>(
+    fn run_parsed(
         &mut self,
-        buf: &'b [u8],
+        buf: &[u8],
         ranges: &[(usize, usize)],
-        many: &mut Vec<&'b [u8]>,
         out: &mut Vec<u8>,
         out_limit: usize,
     ) -> Step {
         // Most commands have a few arguments: those go on the stack.
         let mut few: [&[u8]; FEW_ARGS] = [&[]; FEW_ARGS];
+        let many: Vec<&[u8]>;
         let args: &[&[u8]] = if ranges.len() <= FEW_ARGS {
             for (arg, &(s, e)) in few.iter_mut().zip(ranges) {
                 *arg = &buf[s..e];
             }
             &few[..ranges.len()]
         } else {
-            many.clear();
-            many.extend(ranges.iter().map(|&(s, e)| &buf[s..e]));
-            many
+            many = ranges.iter().map(|&(s, e)| &buf[s..e]).collect();
+            &many
         };
         let (before, owed) = (out.len(), self.owed.len());
         let step = self.command(args, out, out_limit);
@@ -484,7 +492,7 @@ impl Session {
                     }
                     let before = out.len();
                     let durability = &self.shared.durability;
-                    write_reply(kind, results, || durability.failure(), out);
+                    write_reply(kind, self.proto, results, || durability.failure(), out);
                     let ok = out.get(before) != Some(&b'-');
                     let took = now.saturating_duration_since(read_at);
                     if self.shared.config.command_metrics {
@@ -628,6 +636,7 @@ fn error_text(e: WriteError) -> &'static str {
 /// The reply of a write command from its ops' results (none of them of unknown outcome).
 fn write_reply(
     kind: WriteKind,
+    proto: Proto,
     results: &[Option<WriteResult>],
     log_failure: impl FnOnce() -> Option<String>,
     out: &mut Vec<u8>,
@@ -652,7 +661,7 @@ fn write_reply(
         }
     }
     match (kind, results.first()) {
-        (WriteKind::Set, Some(Some(Ok(Outcome::Nil)))) => reply::nil(out),
+        (WriteKind::Set, Some(Some(Ok(Outcome::Nil)))) => reply::null(out, proto),
         (WriteKind::Set | WriteKind::AllOk, _) => reply::simple(out, "OK"),
         (WriteKind::Sum | WriteKind::Int, _) => reply::int(out, sum),
     }
@@ -664,28 +673,38 @@ mod tests {
 
     #[test]
     fn write_replies_combine() {
-        let mut out = Vec::new();
         let none = || None;
-        write_reply(
-            WriteKind::Sum,
-            &[
-                Some(Ok(Outcome::Int(1))),
-                Some(Ok(Outcome::Int(0))),
-                Some(Ok(Outcome::Int(1))),
-            ],
-            none,
-            &mut out,
-        );
-        write_reply(WriteKind::Set, &[Some(Ok(Outcome::Nil))], none, &mut out);
-        write_reply(
-            WriteKind::AllOk,
-            &[Some(Ok(Outcome::Ok)), Some(Err(Failure::Parked(2)))],
-            none,
-            &mut out,
-        );
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            ":2\r\n$-1\r\n-ERR shard 2 is parked after repeated crashes; it is probed periodically\r\n"
-        );
+        for (proto, nil) in [(Proto::Resp2, "$-1"), (Proto::Resp3, "_")] {
+            let mut out = Vec::new();
+            write_reply(
+                WriteKind::Sum,
+                proto,
+                &[
+                    Some(Ok(Outcome::Int(1))),
+                    Some(Ok(Outcome::Int(0))),
+                    Some(Ok(Outcome::Int(1))),
+                ],
+                none,
+                &mut out,
+            );
+            write_reply(
+                WriteKind::Set,
+                proto,
+                &[Some(Ok(Outcome::Nil))],
+                none,
+                &mut out,
+            );
+            write_reply(
+                WriteKind::AllOk,
+                proto,
+                &[Some(Ok(Outcome::Ok)), Some(Err(Failure::Parked(2)))],
+                none,
+                &mut out,
+            );
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format!(":2\r\n{nil}\r\n-ERR shard 2 is parked after repeated crashes; it is probed periodically\r\n")
+            );
+        }
     }
 }

@@ -11,7 +11,7 @@ use crate::front::session::{Session, Step, WriteKind};
 pub(super) fn get(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
     match s.lookup(args[1]) {
         Ok(true) => reply::bulk(out, &s.value),
-        Ok(false) => reply::nil(out),
+        Ok(false) => reply::null(out, s.proto),
         Err(e) => reply::error(out, &e),
     }
     Step::Done
@@ -51,7 +51,7 @@ pub(super) fn mget(s: &mut Session, keys: &[&[u8]], out: &mut Vec<u8>, out_limit
         }
         match s.lookup(key) {
             Ok(true) => reply::bulk(out, &s.value),
-            Ok(false) => reply::nil(out),
+            Ok(false) => reply::null(out, s.proto),
             Err(e) => {
                 // Part of the reply may be out: it cannot turn into an error now.
                 warn!(s.shared.log, "MGET cannot finish its reply; closing the connection";
