@@ -607,3 +607,76 @@ pub fn ping_latency(con: &mut redis::Connection) -> Duration {
     assert_eq!(pong, "PONG");
     t.elapsed()
 }
+
+/// Reads one whole RESP2 or RESP3 reply from `r` and returns its bytes as sent (nested
+/// aggregates included; attributes are returned with the reply they precede).
+///
+/// # Errors
+/// The stream's errors, `UnexpectedEof` if it closes mid-reply, and `InvalidData` for
+/// bytes that are not RESP.
+pub fn read_reply(r: &mut impl std::io::BufRead) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    read_value(r, &mut out)?;
+    Ok(out)
+}
+
+fn read_value(r: &mut impl std::io::BufRead, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+    let start = out.len();
+    if r.read_until(b'\n', out)? == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    let line = &out[start..];
+    if line.len() < 3 || !line.ends_with(b"\r\n") {
+        return Err(bad("a reply line without CRLF"));
+    }
+    let marker = line[0];
+    let number = || -> std::io::Result<i64> {
+        std::str::from_utf8(&line[1..line.len() - 2])
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| bad("a bad length"))
+    };
+    match marker {
+        b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => Ok(()),
+        b'$' | b'=' | b'!' => {
+            let n = number()?;
+            if n < 0 {
+                return Ok(());
+            }
+            let mut body = vec![0u8; n as usize + 2];
+            r.read_exact(&mut body)?;
+            out.extend_from_slice(&body);
+            Ok(())
+        }
+        b'*' | b'~' | b'>' | b'%' | b'|' => {
+            let n = number()?;
+            let items = if matches!(marker, b'%' | b'|') {
+                2 * n
+            } else {
+                n
+            };
+            for _ in 0..items.max(0) {
+                read_value(r, out)?;
+            }
+            if marker == b'|' {
+                // An attribute precedes the reply it describes.
+                read_value(r, out)?;
+            }
+            Ok(())
+        }
+        _ => Err(bad("an unknown reply type")),
+    }
+}
+
+/// Encodes `args` as a RESP multibulk command.
+#[must_use]
+pub fn multibulk(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}

@@ -1,0 +1,267 @@
+//! Conformance with Redis, data-driven: one table of commands and the replies Redis
+//! documents for them, run in RESP2 and in RESP3 against Corral and, the same table,
+//! against a real redis-server (so the table itself is checked against the real thing).
+//!
+//! A reply is written as tokens that stand for the same value in both protocols: `+OK`,
+//! `-ERR ...`, `:5` as sent; `$text` a bulk string; `nil` a null (`$-1` / `_`); `*n` an
+//! array of the next `n` replies; `%n` a map of the next `n` pairs (a flat array in RESP2).
+//! `{k}` in a command or a reply is a key prefix unique to the run.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use corral_tests::{multibulk, read_reply, Corral, TempDir};
+
+/// A command and the reply Redis gives it.
+struct Case {
+    command: &'static [&'static str],
+    reply: &'static [&'static str],
+    /// Redis' reply differs on purpose (Corral has one database).
+    corral_only: bool,
+}
+
+const fn case(command: &'static [&'static str], reply: &'static [&'static str]) -> Case {
+    Case {
+        command,
+        reply,
+        corral_only: false,
+    }
+}
+
+const fn corral(command: &'static [&'static str], reply: &'static [&'static str]) -> Case {
+    Case {
+        command,
+        reply,
+        corral_only: true,
+    }
+}
+
+const ARITY_PING: &str = "-ERR wrong number of arguments for 'ping' command";
+
+/// In order, on one connection: later cases see the writes of earlier ones.
+const CASES: &[Case] = &[
+    // Connection.
+    case(&["PING"], &["+PONG"]),
+    case(&["PING", "hello"], &["$hello"]),
+    case(&["PING", "a", "b"], &[ARITY_PING]),
+    case(&["ECHO", "x y"], &["$x y"]),
+    case(&["SELECT", "0"], &["+OK"]),
+    corral(&["SELECT", "1"], &["-ERR DB index is out of range"]),
+    case(&["AUTH", "x"], &["-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"]),
+    case(&["AUTH", "default", "anything"], &["+OK"]),
+    case(&["AUTH", "bob", "x"], &["-WRONGPASS invalid username-password pair or user is disabled."]),
+    case(&["AUTH", "a", "b", "c"], &["-ERR syntax error"]),
+    case(&["HELLO", "abc"], &["-ERR Protocol version is not an integer or out of range"]),
+    case(&["HELLO", "4"], &["-NOPROTO unsupported protocol version"]),
+    case(&["HELLO", "1"], &["-NOPROTO unsupported protocol version"]),
+    case(&["HELLO", "2", "SETNAME"], &["-ERR Syntax error in HELLO option 'SETNAME'"]),
+    case(&["HELLO", "3", "AUTH", "bob", "x"], &["-WRONGPASS invalid username-password pair or user is disabled."]),
+    case(&["CLIENT", "GETNAME"], &["nil"]),
+    case(&["CLIENT", "SETNAME", "app-1"], &["+OK"]),
+    case(&["CLIENT", "GETNAME"], &["$app-1"]),
+    case(&["CLIENT", "SETNAME", "a b"], &["-ERR Client names cannot contain spaces, newlines or special characters."]),
+    case(&["CLIENT", "SETNAME"], &["-ERR wrong number of arguments for 'client|setname' command"]),
+    case(&["CLIENT", "ID", "extra"], &["-ERR wrong number of arguments for 'client|id' command"]),
+    case(&["CLIENT", "FOO"], &["-ERR unknown subcommand 'FOO'. Try CLIENT HELP."]),
+    case(&["CLIENT", "NO-EVICT", "on"], &["+OK"]),
+    case(&["CLIENT", "REPLY", "ON"], &["+OK"]),
+    // Strings.
+    case(&["GET", "{k}missing"], &["nil"]),
+    case(&["SET", "{k}a", "v"], &["+OK"]),
+    case(&["GET", "{k}a"], &["$v"]),
+    case(&["SET", "{k}a", "w", "NX"], &["nil"]),
+    case(&["SET", "{k}b", "w", "XX"], &["nil"]),
+    case(&["SET", "{k}a", "w", "XX"], &["+OK"]),
+    case(&["SET", "{k}a", "w", "NX", "XX"], &["-ERR syntax error"]),
+    case(&["SET", "{k}a"], &["-ERR wrong number of arguments for 'set' command"]),
+    case(&["MGET", "{k}a", "{k}missing", "{k}a"], &["*3", "$w", "nil", "$w"]),
+    case(&["EXISTS", "{k}a", "{k}missing", "{k}a"], &[":2"]),
+    case(&["MSET", "{k}m1", "1", "{k}m2", "2"], &["+OK"]),
+    case(&["MSET", "{k}m1", "1", "{k}m2"], &["-ERR wrong number of arguments for 'mset' command"]),
+    case(&["DEL", "{k}m1", "{k}missing", "{k}m2"], &[":2"]),
+    case(&["UNLINK", "{k}a"], &[":1"]),
+    case(&["INCR", "{k}n"], &[":1"]),
+    case(&["INCRBY", "{k}n", "10"], &[":11"]),
+    case(&["DECR", "{k}n"], &[":10"]),
+    case(&["DECRBY", "{k}n", "3"], &[":7"]),
+    case(&["INCRBY", "{k}n", "abc"], &["-ERR value is not an integer or out of range"]),
+    case(&["DECRBY", "{k}n", "-9223372036854775808"], &["-ERR decrement would overflow"]),
+    case(&["SET", "{k}s", "text"], &["+OK"]),
+    case(&["INCR", "{k}s"], &["-ERR value is not an integer or out of range"]),
+    case(&["INCRBY", "{k}n", "9223372036854775807"], &["-ERR increment or decrement would overflow"]),
+    // Introspection.
+    case(&["COMMAND", "GETKEYS", "SET", "{k}x", "v"], &["*1", "${k}x"]),
+    case(&["COMMAND", "GETKEYS", "MSET", "{k}x", "1", "{k}y", "2"], &["*2", "${k}x", "${k}y"]),
+    case(&["COMMAND", "GETKEYS", "ECHO", "x"], &["-ERR The command has no key arguments"]),
+    case(&["COMMAND", "GETKEYS", "NOSUCH", "x"], &["-ERR Invalid command specified"]),
+    case(&["COMMAND", "GETKEYS", "SET", "k"], &["-ERR Invalid number of arguments specified for command"]),
+    case(&["COMMAND", "GETKEYS", "GET"], &["-ERR wrong number of arguments for 'command|getkeys' command"]),
+    case(&["COMMAND", "GETKEYS"], &["-ERR wrong number of arguments for 'command|getkeys' command"]),
+    // Unknown commands answer Redis' error and change nothing.
+    case(&["NOSUCH", "a", "b"], &["-ERR unknown command 'NOSUCH', with args beginning with: 'a' 'b' "]),
+];
+
+/// The RESP bytes `tokens` stand for, in `proto`, with `{k}` replaced by `prefix`.
+fn encode(tokens: &[&str], proto: u8, prefix: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for token in tokens {
+        let token = token.replace("{k}", prefix);
+        let (marker, rest) = token.split_at(1);
+        match marker {
+            "$" => out.extend_from_slice(format!("${}\r\n{rest}\r\n", rest.len()).as_bytes()),
+            "%" if proto == 2 => {
+                let n: usize = rest.parse().expect("a map size");
+                out.extend_from_slice(format!("*{}\r\n", 2 * n).as_bytes());
+            }
+            _ if token == "nil" => {
+                out.extend_from_slice(if proto == 2 { b"$-1\r\n" } else { b"_\r\n" })
+            }
+            _ => out.extend_from_slice(format!("{token}\r\n").as_bytes()),
+        }
+    }
+    out
+}
+
+/// Runs the table on `conn` (a fresh connection) in `proto`; returns the mismatches.
+fn run<S: std::io::Read + Write>(
+    conn: S,
+    reader: S,
+    proto: u8,
+    only_redis_cases: bool,
+) -> Vec<String> {
+    let prefix = format!("conf{proto}:");
+    let mut writer = conn;
+    let mut reader = BufReader::new(reader);
+    let mut failures = Vec::new();
+    writer
+        .write_all(&multibulk(&[b"HELLO", proto.to_string().as_bytes()]))
+        .unwrap();
+    read_reply(&mut reader).expect("HELLO answered");
+    for case in CASES {
+        if case.corral_only && only_redis_cases {
+            continue;
+        }
+        let args: Vec<Vec<u8>> = case
+            .command
+            .iter()
+            .map(|a| a.replace("{k}", &prefix).into_bytes())
+            .collect();
+        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        writer.write_all(&multibulk(&refs)).unwrap();
+        let got = read_reply(&mut reader).unwrap_or_else(|e| format!("<{e}>").into_bytes());
+        let want = encode(case.reply, proto, &prefix);
+        if got != want {
+            failures.push(format!(
+                "RESP{proto} {:?}: got {:?}, want {:?}",
+                case.command,
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want)
+            ));
+        }
+    }
+    failures
+}
+
+fn check_corral(corral: &Corral) -> Vec<String> {
+    let mut failures = Vec::new();
+    for proto in [2, 3] {
+        let stream = corral.raw();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let reader = stream.try_clone().unwrap();
+        failures.extend(run(stream, reader, proto, false));
+    }
+    failures
+}
+
+#[test]
+fn corral_answers_as_redis_documents_in_resp2_and_resp3() {
+    let corral = Corral::start(2, &[]);
+    let failures = check_corral(&corral);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A redis-server on a unix socket in a temp dir (no TCP port), stopped on drop.
+struct RedisServer {
+    child: Child,
+    socket: PathBuf,
+    _dir: TempDir,
+}
+
+impl RedisServer {
+    fn start() -> Option<Self> {
+        let dir = TempDir::new("redis");
+        let socket = dir.path().join("redis.sock");
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--unixsocket",
+            ])
+            .arg(&socket)
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let server = Self {
+            child,
+            socket,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&server.socket).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Some(server)
+    }
+
+    fn path(&self) -> &Path {
+        &self.socket
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_table_matches_a_real_redis_server() {
+    let Some(redis) = RedisServer::start() else {
+        corral_tests::cannot_run("redis-server is not installed (apt-get install redis-server)");
+        return;
+    };
+    let mut failures = Vec::new();
+    for proto in [2, 3] {
+        let stream = UnixStream::connect(redis.path()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let reader = stream.try_clone().unwrap();
+        failures.extend(run(stream, reader, proto, true));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The reply reader used above handles every RESP3 type.
+#[test]
+fn replies_are_read_whole() {
+    let raw = b"%1\r\n$1\r\nk\r\n*2\r\n_\r\n=7\r\ntxt:ab\n\r\n+OK\r\n";
+    let mut r = BufReader::new(&raw[..]);
+    assert_eq!(read_reply(&mut r).unwrap(), &raw[..raw.len() - 5]);
+    assert_eq!(read_reply(&mut r).unwrap(), b"+OK\r\n");
+    assert!(r.fill_buf().unwrap().is_empty());
+}
