@@ -422,7 +422,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
         seq_tx.clone(),
         Arc::clone(&durability),
         Arc::clone(&metrics),
-        server_config(args, &geometry),
+        server_config(args, &geometry, listeners.resp_addr),
         log.clone(),
     )
     .map_err(|e| Fatal::runtime(format!("cannot start the event loops: {e}")))?;
@@ -605,8 +605,16 @@ fn checkpoint_policy(args: &RunArgs) -> CheckpointPolicy {
     }
 }
 
-fn server_config(args: &RunArgs, geometry: &Geometry) -> ServerConfig {
+fn server_config(
+    args: &RunArgs,
+    geometry: &Geometry,
+    listen: std::net::SocketAddr,
+) -> ServerConfig {
     ServerConfig {
+        listen,
+        data_dir: args.data_dir.clone(),
+        fsync: args.fsync,
+        shard_data_bytes: geometry.heap_half_words * 8,
         requirepass: args.requirepass.clone(),
         max_clients: args.max_clients,
         max_pipeline: args.max_pipeline.max(1) as usize,

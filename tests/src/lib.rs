@@ -462,9 +462,12 @@ fn parse_shards(info: &str) -> Vec<ShardInfo> {
         let Some(rest) = line.strip_prefix("shard") else {
             continue;
         };
-        let Some((_, fields)) = rest.split_once(':') else {
+        let Some((index, fields)) = rest.split_once(':') else {
             continue;
         };
+        if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
         let mut s = ShardInfo {
             state: String::new(),
             pid: 0,

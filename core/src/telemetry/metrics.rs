@@ -79,6 +79,96 @@ pub struct CommandStats {
     sum_ns: Box<[AtomicU64]>,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    /// Reads of keys that were found, and of keys that were not.
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// Every event loop's [`CommandStats`], summed (by command metric index).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommandTotals {
+    /// `[ok, error]` per command.
+    pub counts: Vec<[u64; 2]>,
+    /// Non-cumulative latency bucket counts per command (bounds [`COMMAND_BUCKETS_NS`]).
+    pub buckets: Vec<[u64; COMMAND_BUCKETS_NS.len() + 1]>,
+    /// Latency sum per command, nanoseconds.
+    pub sum_ns: Vec<u64>,
+    /// Bytes read from clients.
+    pub bytes_in: u64,
+    /// Bytes sent to clients.
+    pub bytes_out: u64,
+    /// Key reads that found their key.
+    pub hits: u64,
+    /// Key reads that did not.
+    pub misses: u64,
+}
+
+impl CommandTotals {
+    fn sum(loops: &[Arc<CommandStats>], commands: usize) -> Self {
+        let mut t = Self {
+            counts: vec![[0; 2]; commands],
+            buckets: vec![[0; COMMAND_BUCKETS_NS.len() + 1]; commands],
+            sum_ns: vec![0; commands],
+            ..Self::default()
+        };
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        for stats in loops {
+            for i in 0..commands {
+                for (total, c) in t.counts[i].iter_mut().zip(&stats.counts[i]) {
+                    *total += load(c);
+                }
+                for (total, b) in t.buckets[i].iter_mut().zip(&stats.buckets[i]) {
+                    *total += load(b);
+                }
+                t.sum_ns[i] += load(&stats.sum_ns[i]);
+            }
+            t.bytes_in += load(&stats.bytes_in);
+            t.bytes_out += load(&stats.bytes_out);
+            t.hits += load(&stats.hits);
+            t.misses += load(&stats.misses);
+        }
+        t
+    }
+
+    /// What was counted since `earlier` (a snapshot of the same counters).
+    #[must_use]
+    pub fn since(&self, earlier: &Self) -> Self {
+        let minus = |a: u64, b: u64| a.saturating_sub(b);
+        let zip = |a: &[u64], b: &[u64]| -> Vec<u64> {
+            a.iter().zip(b).map(|(x, y)| minus(*x, *y)).collect()
+        };
+        Self {
+            counts: self
+                .counts
+                .iter()
+                .zip(&earlier.counts)
+                .map(|(a, b)| [minus(a[0], b[0]), minus(a[1], b[1])])
+                .collect(),
+            buckets: self
+                .buckets
+                .iter()
+                .zip(&earlier.buckets)
+                .map(|(a, b)| std::array::from_fn(|i| minus(a[i], b[i])))
+                .collect(),
+            sum_ns: zip(&self.sum_ns, &earlier.sum_ns),
+            bytes_in: minus(self.bytes_in, earlier.bytes_in),
+            bytes_out: minus(self.bytes_out, earlier.bytes_out),
+            hits: minus(self.hits, earlier.hits),
+            misses: minus(self.misses, earlier.misses),
+        }
+    }
+
+    /// Commands run, errors included.
+    #[must_use]
+    pub fn calls(&self) -> u64 {
+        self.counts.iter().map(|c| c[0] + c[1]).sum()
+    }
+
+    /// Commands answered with an error.
+    #[must_use]
+    pub fn errors(&self) -> u64 {
+        self.counts.iter().map(|c| c[1]).sum()
+    }
 }
 
 impl CommandStats {
@@ -89,7 +179,15 @@ impl CommandStats {
             sum_ns: (0..commands).map(|_| AtomicU64::new(0)).collect(),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
+    }
+
+    /// Counts a key read that found its key (`hit`) or did not.
+    #[inline]
+    pub fn keyspace(&self, hit: bool) {
+        bump(if hit { &self.hits } else { &self.misses }, 1);
     }
 
     /// Counts one command (by its metric index) and its latency.
@@ -124,7 +222,7 @@ struct CommandCollector {
     descs: Vec<Desc>,
 }
 
-const COMMAND_FAMILIES: [(&str, &str, MetricType); 4] = [
+const COMMAND_FAMILIES: [(&str, &str, MetricType); 6] = [
     (
         "corral_commands_total",
         "Commands run, by command and status.",
@@ -145,11 +243,21 @@ const COMMAND_FAMILIES: [(&str, &str, MetricType); 4] = [
         "Bytes sent to clients.",
         MetricType::COUNTER,
     ),
+    (
+        "corral_keyspace_hits_total",
+        "Key reads (GET, MGET) that found their key.",
+        MetricType::COUNTER,
+    ),
+    (
+        "corral_keyspace_misses_total",
+        "Key reads (GET, MGET) whose key was missing.",
+        MetricType::COUNTER,
+    ),
 ];
 
 impl CommandCollector {
     fn new(loops: Arc<Mutex<Vec<Arc<CommandStats>>>>, command_labels: Vec<&'static str>) -> Self {
-        let labels: [&[&str]; 4] = [&["command", "status"], &["command"], &[], &[]];
+        let labels: [&[&str]; 6] = [&["command", "status"], &["command"], &[], &[], &[], &[]];
         let descs = COMMAND_FAMILIES
             .iter()
             .zip(labels)
@@ -169,36 +277,16 @@ impl Collector for CommandCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let commands = self.labels.len();
-        let mut counts = vec![[0u64; 2]; commands];
-        let mut buckets = vec![[0u64; COMMAND_BUCKETS_NS.len() + 1]; commands];
-        let mut sum_ns = vec![0u64; commands];
-        let (mut bytes_in, mut bytes_out) = (0u64, 0u64);
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        for stats in self
-            .loops
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
-            for i in 0..commands {
-                for (total, c) in counts[i].iter_mut().zip(&stats.counts[i]) {
-                    *total += load(c);
-                }
-                for (total, b) in buckets[i].iter_mut().zip(&stats.buckets[i]) {
-                    *total += load(b);
-                }
-                sum_ns[i] += load(&stats.sum_ns[i]);
-            }
-            bytes_in += load(&stats.bytes_in);
-            bytes_out += load(&stats.bytes_out);
-        }
+        let t = CommandTotals::sum(
+            &self.loops.lock().unwrap_or_else(PoisonError::into_inner),
+            self.labels.len(),
+        );
         let mut families: Vec<MetricFamily> = COMMAND_FAMILIES
             .iter()
             .map(|(name, help, kind)| family(name, help, *kind))
             .collect();
         for (i, name) in self.labels.iter().enumerate() {
-            for (status, n) in ["ok", "error"].iter().zip(counts[i]) {
+            for (status, n) in ["ok", "error"].iter().zip(t.counts[i]) {
                 let labels = [("command", *name), ("status", *status)];
                 families[0]
                     .mut_metric()
@@ -207,11 +295,15 @@ impl Collector for CommandCollector {
             families[1].mut_metric().push(histogram_sample(
                 &[("command", name)],
                 &COMMAND_BUCKETS_NS,
-                &buckets[i],
-                sum_ns[i],
+                &t.buckets[i],
+                t.sum_ns[i],
             ));
         }
-        for (family, value) in families[2..].iter_mut().zip([bytes_in, bytes_out]) {
+        for (family, value) in
+            families[2..]
+                .iter_mut()
+                .zip([t.bytes_in, t.bytes_out, t.hits, t.misses])
+        {
             family
                 .mut_metric()
                 .push(sample(&[], MetricType::COUNTER, value as f64));
@@ -502,6 +594,18 @@ impl Metrics {
             .unwrap_or_else(PoisonError::into_inner)
             .push(Arc::clone(&stats));
         stats
+    }
+
+    /// Every event loop's command statistics, summed now.
+    #[must_use]
+    pub fn command_totals(&self) -> CommandTotals {
+        CommandTotals::sum(
+            &self
+                .command_stats
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+            self.commands,
+        )
     }
 
     /// The text exposition of every family.

@@ -1,53 +1,347 @@
-//! The introspection commands: INFO, COMMAND, CONFIG, DBSIZE.
+//! The introspection commands: INFO (Redis' sections and field names, plus a `corral`
+//! section), COMMAND, CONFIG GET/SET/RESETSTAT, DBSIZE.
 
+use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
+use std::sync::PoisonError;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::base::shard::process_usage;
 use crate::front::resp::reply;
 use crate::front::session::{eq, Session, Step, REDIS_COMPAT_VERSION};
+use crate::telemetry::metrics::{CommandTotals, COMMAND_BUCKETS_NS};
+use crate::wal::FsyncPolicy;
 
-pub(super) fn info_command(s: &mut Session, _: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-    let text = info(s);
-    reply::bulk(out, text.as_bytes());
+pub(super) fn info_command(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    let text = info(s, &args[1..]);
+    reply::verbatim(out, s.proto, text.as_bytes());
     Step::Done
 }
 
-pub(super) fn info(s: &Session) -> String {
-    let shared = &s.shared;
-    let mut text = format!(
-        "# Server\r\nredis_version:{REDIS_COMPAT_VERSION}\r\ncorral_version:{}\r\n\
-         redis_mode:standalone\r\nprocess_id:{}\r\nuptime_in_seconds:{}\r\n\r\n\
-         # Clients\r\nconnected_clients:{}\r\n\r\n# Persistence\r\naof_enabled:0\r\n\r\n\
-         # Shards\r\n",
-        env!("CARGO_PKG_VERSION"),
-        std::process::id(),
-        shared.started.elapsed().as_secs(),
-        shared.connections(),
-    );
-    for shard in shared.shards.iter() {
-        let (pid, generation, keys, digest, applied) =
-            shard.current().map_or((0, 0, 0, 0, 0), |g| {
-                let status = &g.segment.head().status;
-                (
-                    g.pid,
-                    g.number,
-                    status.keys.load(Ordering::Acquire),
-                    status.digest.load(Ordering::Acquire),
-                    status.applied_seq.load(Ordering::Acquire),
-                )
-            });
-        text.push_str(&format!(
-            "shard{}:state={},pid={pid},generation={generation},restarts={},keys={keys},\
-             digest={digest:016x},applied_seq={applied}\r\n",
-            shard.id,
-            shard.state().name(),
-            shard.restarts.load(Ordering::Relaxed)
-        ));
+/// INFO's sections in Redis' order, and whether `INFO` (default) shows each.
+const SECTIONS: [(&str, bool); 12] = [
+    ("server", true),
+    ("clients", true),
+    ("memory", true),
+    ("persistence", true),
+    ("stats", true),
+    ("replication", true),
+    ("cpu", true),
+    ("commandstats", false),
+    ("latencystats", false),
+    ("cluster", true),
+    ("keyspace", true),
+    ("corral", true),
+];
+
+/// The INFO text for the sections asked for (`default` when none, `all` or `everything`
+/// for every one; names in any case; unknown names add nothing).
+fn info(s: &Session, asked: &[&[u8]]) -> String {
+    let wanted = |name: &str, default: bool| {
+        if asked.is_empty() {
+            return default;
+        }
+        asked.iter().any(|a| {
+            eq(a, name) || eq(a, "all") || eq(a, "everything") || (default && eq(a, "default"))
+        })
+    };
+    let totals = totals(s);
+    let mut text = String::new();
+    for (name, default) in SECTIONS {
+        if !wanted(name, default) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str("\r\n");
+        }
+        let title = match name {
+            "commandstats" => "Commandstats".to_owned(),
+            "latencystats" => "Latencystats".to_owned(),
+            other => {
+                let mut t = other.to_owned();
+                t[..1].make_ascii_uppercase();
+                t
+            }
+        };
+        let _ = write!(text, "# {title}\r\n");
+        section(s, name, &totals, &mut text);
     }
-    text.push_str(&format!(
-        "\r\n# Keyspace\r\ndb0:keys={},expires=0,avg_ttl=0\r\n",
-        dbsize(s)
-    ));
     text
+}
+
+/// The command statistics since start (or the last CONFIG RESETSTAT).
+fn totals(s: &Session) -> CommandTotals {
+    let now = s.shared.metrics.command_totals();
+    let base = s
+        .shared
+        .stats_base
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    now.since(&base)
+}
+
+/// Commands per second over the last second or more (sampled when INFO is asked).
+fn ops_per_sec(s: &Session, calls: u64) -> f64 {
+    let mut sample = s
+        .shared
+        .ops_sample
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let (at, count, rate) = *sample;
+    let elapsed = at.elapsed();
+    if elapsed >= Duration::from_secs(1) || calls < count {
+        let new_rate = calls.saturating_sub(count) as f64 / elapsed.as_secs_f64();
+        *sample = (Instant::now(), calls, new_rate);
+        return new_rate;
+    }
+    rate
+}
+
+fn line(text: &mut String, key: &str, value: impl std::fmt::Display) {
+    let _ = write!(text, "{key}:{value}\r\n");
+}
+
+/// Bytes as Redis writes them for people (`1.50M`).
+fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    match bytes {
+        0..=1023 => format!("{bytes}B"),
+        1024..=1_048_575 => format!("{:.2}K", b / 1024.0),
+        1_048_576..=1_073_741_823 => format!("{:.2}M", b / 1_048_576.0),
+        _ => format!("{:.2}G", b / 1_073_741_824.0),
+    }
+}
+
+/// Resident bytes and CPU seconds of the supervisor and of its live workers.
+fn usage(s: &Session) -> ((f64, f64), (f64, f64)) {
+    let own = process_usage(std::process::id()).unwrap_or_default();
+    let workers = s
+        .shared
+        .shards
+        .iter()
+        .filter_map(|shard| shard.current())
+        .filter(|g| !g.is_dead())
+        .filter_map(|g| process_usage(g.pid))
+        .fold((0.0, 0.0), |(cpu, rss), (c, r)| (cpu + c, rss + r));
+    (own, workers)
+}
+
+fn section(s: &Session, name: &str, totals: &CommandTotals, text: &mut String) {
+    let shared = &s.shared;
+    let config = &shared.config;
+    match name {
+        "server" => {
+            let uptime = shared.started.elapsed().as_secs();
+            line(text, "redis_version", REDIS_COMPAT_VERSION);
+            line(text, "redis_git_sha1", "00000000");
+            line(text, "redis_git_dirty", 0);
+            line(text, "redis_mode", "standalone");
+            line(text, "os", os());
+            line(text, "arch_bits", usize::BITS);
+            line(text, "multiplexing_api", "epoll");
+            line(text, "process_id", std::process::id());
+            line(text, "run_id", &shared.run_id);
+            line(text, "tcp_port", config.listen.port());
+            line(text, "server_time_usec", unix_micros());
+            line(text, "uptime_in_seconds", uptime);
+            line(text, "uptime_in_days", uptime / 86_400);
+            line(text, "hz", 10);
+            line(text, "io_threads_active", u8::from(config.io_threads > 1));
+            line(text, "corral_version", env!("CARGO_PKG_VERSION"));
+        }
+        "clients" => {
+            line(text, "connected_clients", shared.connections());
+            line(text, "cluster_connections", 0);
+            line(text, "maxclients", config.max_clients);
+            line(text, "blocked_clients", 0);
+            line(text, "tracking_clients", 0);
+            line(text, "clients_in_timeout_table", 0);
+        }
+        "memory" => {
+            let ((_, own_rss), (_, workers_rss)) = usage(s);
+            let used = (own_rss + workers_rss) as u64;
+            let data: u64 = live_heads(s, |h| h.status.live_bytes.load(Ordering::Acquire));
+            let max = config.shard_data_bytes * shared.shards.len() as u64;
+            line(text, "used_memory", used);
+            line(text, "used_memory_human", human(used));
+            line(text, "used_memory_rss", used);
+            line(text, "used_memory_rss_human", human(used));
+            line(text, "used_memory_dataset", data);
+            line(text, "maxmemory", max);
+            line(text, "maxmemory_human", human(max));
+            line(text, "maxmemory_policy", "noeviction");
+        }
+        "persistence" => {
+            let failing = shared.durability.failure().is_some();
+            let last_save = live_heads(s, |h| h.checkpoint.unix_ms.load(Ordering::Acquire)) / 1000;
+            line(text, "loading", 0);
+            line(text, "async_loading", 0);
+            line(text, "rdb_bgsave_in_progress", 0);
+            line(text, "rdb_last_save_time", last_save);
+            line(text, "aof_enabled", 1);
+            line(text, "aof_rewrite_in_progress", 0);
+            line(
+                text,
+                "aof_last_write_status",
+                if failing { "err" } else { "ok" },
+            );
+        }
+        "stats" => {
+            line(
+                text,
+                "total_connections_received",
+                shared.connections_received(),
+            );
+            line(text, "total_commands_processed", totals.calls());
+            line(
+                text,
+                "instantaneous_ops_per_sec",
+                ops_per_sec(s, totals.calls()).round() as u64,
+            );
+            line(text, "total_net_input_bytes", totals.bytes_in);
+            line(text, "total_net_output_bytes", totals.bytes_out);
+            line(
+                text,
+                "rejected_connections",
+                shared.metrics.connections_rejected.get(),
+            );
+            line(text, "expired_keys", 0);
+            line(text, "evicted_keys", 0);
+            line(text, "keyspace_hits", totals.hits);
+            line(text, "keyspace_misses", totals.misses);
+            line(text, "total_error_replies", totals.errors());
+        }
+        "replication" => {
+            line(text, "role", "master");
+            line(text, "connected_slaves", 0);
+            line(text, "master_failover_state", "no-failover");
+            line(text, "master_replid", &shared.run_id);
+            line(text, "master_repl_offset", 0);
+        }
+        "cpu" => {
+            let ((own_cpu, _), (workers_cpu, _)) = usage(s);
+            // /proc gives user and system time together: reported as user time.
+            line(text, "used_cpu_sys", "0.000000");
+            line(text, "used_cpu_user", format!("{own_cpu:.6}"));
+            line(text, "used_cpu_sys_children", "0.000000");
+            line(text, "used_cpu_user_children", format!("{workers_cpu:.6}"));
+        }
+        "commandstats" => {
+            for (i, c) in totals.counts.iter().enumerate() {
+                let calls = c[0] + c[1];
+                if calls == 0 || i == s.table.other() {
+                    continue;
+                }
+                let usec = totals.sum_ns[i] / 1000;
+                let _ = write!(
+                    text,
+                    "cmdstat_{}:calls={calls},usec={usec},usec_per_call={:.2},rejected_calls=0,failed_calls={}\r\n",
+                    s.table.label(i),
+                    usec as f64 / calls as f64,
+                    c[1]
+                );
+            }
+        }
+        "latencystats" => {
+            for (i, buckets) in totals.buckets.iter().enumerate() {
+                let calls: u64 = buckets.iter().sum();
+                if calls == 0 || i == s.table.other() {
+                    continue;
+                }
+                let p = |q: f64| percentile_usec(buckets, q);
+                let _ = write!(
+                    text,
+                    "latency_percentiles_usec_{}:p50={:.3},p99={:.3},p99.9={:.3}\r\n",
+                    s.table.label(i),
+                    p(0.5),
+                    p(0.99),
+                    p(0.999)
+                );
+            }
+        }
+        "cluster" => line(text, "cluster_enabled", 0),
+        "keyspace" => {
+            let keys = dbsize(s);
+            if keys > 0 {
+                let _ = write!(text, "db0:keys={keys},expires=0,avg_ttl=0\r\n");
+            }
+        }
+        "corral" => {
+            line(text, "corral_shards", shared.shards.len());
+            for shard in shared.shards.iter() {
+                let (pid, generation, keys, digest, applied) =
+                    shard.current().map_or((0, 0, 0, 0, 0), |g| {
+                        let status = &g.segment.head().status;
+                        (
+                            g.pid,
+                            g.number,
+                            status.keys.load(Ordering::Acquire),
+                            status.digest.load(Ordering::Acquire),
+                            status.applied_seq.load(Ordering::Acquire),
+                        )
+                    });
+                let _ = write!(
+                    text,
+                    "shard{}:state={},pid={pid},generation={generation},restarts={},keys={keys},\
+                     digest={digest:016x},applied_seq={applied}\r\n",
+                    shard.id,
+                    shard.state().name(),
+                    shard.restarts.load(Ordering::Relaxed)
+                );
+            }
+        }
+        _ => unreachable!("SECTIONS names every section"),
+    }
+}
+
+/// The upper bound (µs) of the latency bucket that holds quantile `q` (the buckets are
+/// 4x apart, so this is an upper estimate).
+fn percentile_usec(buckets: &[u64], q: f64) -> f64 {
+    let calls: u64 = buckets.iter().sum();
+    let rank = (q * calls as f64).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (i, n) in buckets.iter().enumerate() {
+        seen += n;
+        if seen >= rank {
+            let bound_ns = COMMAND_BUCKETS_NS
+                .get(i)
+                .copied()
+                .unwrap_or(COMMAND_BUCKETS_NS[COMMAND_BUCKETS_NS.len() - 1] * 4);
+            return bound_ns as f64 / 1000.0;
+        }
+    }
+    0.0
+}
+
+/// The sum of `f` over the live generations' segment heads.
+fn live_heads(s: &Session, f: impl Fn(&shm_protocol::layout::SegmentHead) -> u64) -> u64 {
+    s.shared
+        .shards
+        .iter()
+        .filter_map(|shard| shard.current())
+        .filter(|g| !g.is_dead())
+        .map(|g| f(g.segment.head()))
+        .sum()
+}
+
+fn os() -> String {
+    let read = |f: &str| {
+        std::fs::read_to_string(format!("/proc/sys/kernel/{f}"))
+            .map(|t| t.trim().to_owned())
+            .unwrap_or_default()
+    };
+    format!(
+        "{} {} {}",
+        read("ostype"),
+        read("osrelease"),
+        std::env::consts::ARCH
+    )
+}
+
+fn unix_micros() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros())
 }
 
 pub(super) fn dbsize_command(s: &mut Session, _: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
@@ -56,13 +350,7 @@ pub(super) fn dbsize_command(s: &mut Session, _: &[&[u8]], out: &mut Vec<u8>, _:
 }
 
 pub(super) fn dbsize(s: &Session) -> u64 {
-    s.shared
-        .shards
-        .iter()
-        .filter_map(|s| s.current())
-        .filter(|g| !g.is_dead())
-        .map(|g| g.segment.head().status.keys.load(Ordering::Acquire))
-        .sum()
+    live_heads(s, |h| h.status.keys.load(Ordering::Acquire))
 }
 
 /// `COMMAND COUNT` and `COMMAND GETKEYS` from the table; the command list itself
@@ -104,26 +392,162 @@ pub(super) fn command_command(
     Step::Done
 }
 
-pub(super) fn config(_: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-    if !(eq(args[1], "get") && args.len() == 3) {
-        reply::error(
-            out,
-            "ERR CONFIG subcommands other than GET are not supported",
-        );
-        return Step::Done;
-    }
-    let param = String::from_utf8_lossy(args[2]).to_ascii_lowercase();
-    let value: &[u8] = match param.as_str() {
-        "save" => b"",
-        "appendonly" => b"no",
-        "databases" => b"1",
-        _ => {
-            reply::array(out, 0);
-            return Step::Done;
-        }
+/// The standard parameters CONFIG GET answers, with Corral's values.
+fn parameters(s: &Session) -> Vec<(&'static str, String)> {
+    let c = &s.shared.config;
+    let fsync = match c.fsync {
+        FsyncPolicy::Always => "always",
+        FsyncPolicy::EverySec => "everysec",
+        FsyncPolicy::No => "no",
     };
-    reply::array(out, 2);
-    reply::bulk(out, param.as_bytes());
-    reply::bulk(out, value);
+    let maxmemory = c.shard_data_bytes * s.shared.shards.len() as u64;
+    vec![
+        ("appendfsync", fsync.to_owned()),
+        ("appendonly", "yes".to_owned()),
+        ("bind", c.listen.ip().to_string()),
+        ("databases", "1".to_owned()),
+        ("dir", c.data_dir.display().to_string()),
+        ("io-threads", c.io_threads.to_string()),
+        ("maxclients", c.max_clients.to_string()),
+        ("maxmemory", maxmemory.to_string()),
+        ("maxmemory-policy", "noeviction".to_owned()),
+        ("port", c.listen.port().to_string()),
+        ("proto-max-bulk-len", c.max_value_bytes.to_string()),
+        ("save", String::new()),
+        ("timeout", "0".to_owned()),
+    ]
+}
+
+/// Redis' glob match (`*`, `?`, `[...]`, `\\` escapes), in any case as CONFIG GET does.
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'*', rest)) => (0..=text.len()).any(|i| glob(rest, &text[i..])),
+        Some((b'?', rest)) => !text.is_empty() && glob(rest, &text[1..]),
+        Some((b'[', rest)) => {
+            let Some(end) = rest.iter().position(|&b| b == b']') else {
+                return false;
+            };
+            let (class, after) = (&rest[..end], &rest[end + 1..]);
+            let Some((&c, tail)) = text.split_first() else {
+                return false;
+            };
+            let (negate, class) = match class.split_first() {
+                Some((b'^', r)) => (true, r),
+                _ => (false, class),
+            };
+            let mut hit = false;
+            let mut i = 0;
+            while i < class.len() {
+                if i + 2 < class.len() && class[i + 1] == b'-' {
+                    hit |= (class[i]..=class[i + 2]).contains(&c.to_ascii_lowercase());
+                    i += 3;
+                } else {
+                    hit |= class[i].eq_ignore_ascii_case(&c);
+                    i += 1;
+                }
+            }
+            hit != negate && glob(after, tail)
+        }
+        Some((b'\\', rest)) if !rest.is_empty() => {
+            text.first()
+                .is_some_and(|c| c.eq_ignore_ascii_case(&rest[0]))
+                && glob(&rest[1..], &text[1..])
+        }
+        Some((p, rest)) => {
+            text.first().is_some_and(|c| c.eq_ignore_ascii_case(p)) && glob(rest, &text[1..])
+        }
+    }
+}
+
+pub(super) fn config(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    let sub = String::from_utf8_lossy(args[1]).to_ascii_lowercase();
+    match (sub.as_str(), args.len()) {
+        ("get", n) if n >= 3 => {
+            let found: Vec<(&str, String)> = parameters(s)
+                .into_iter()
+                .filter(|(name, _)| args[2..].iter().any(|p| glob(p, name.as_bytes())))
+                .collect();
+            reply::map(out, s.proto, found.len());
+            for (name, value) in found {
+                reply::bulk(out, name.as_bytes());
+                reply::bulk(out, value.as_bytes());
+            }
+        }
+        ("set", n) if n >= 4 && n % 2 == 0 => {
+            let name = String::from_utf8_lossy(args[2]).to_ascii_lowercase();
+            if parameters(s).iter().any(|(p, _)| *p == name) {
+                reply::error(
+                    out,
+                    &format!(
+                        "ERR CONFIG SET failed (possibly related to argument '{name}') - can't \
+                         set immutable config"
+                    ),
+                );
+            } else {
+                reply::error(
+                    out,
+                    &format!("ERR Unknown option or number of arguments for CONFIG SET - '{name}'"),
+                );
+            }
+        }
+        ("resetstat", 2) => {
+            *s.shared
+                .stats_base
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = s.shared.metrics.command_totals();
+            reply::simple(out, "OK");
+        }
+        ("get" | "set" | "resetstat", _) => reply::error(
+            out,
+            &format!("ERR wrong number of arguments for 'config|{sub}' command"),
+        ),
+        _ => reply::error(
+            out,
+            &format!(
+                "ERR unknown subcommand '{}'. Try CONFIG HELP.",
+                String::from_utf8_lossy(args[1])
+            ),
+        ),
+    }
     Step::Done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_patterns_match_as_redis_globs() {
+        for (pattern, name, hit) in [
+            ("*", "maxclients", true),
+            ("max*", "maxclients", true),
+            ("MAX*", "maxclients", true),
+            ("*fsync", "appendfsync", true),
+            ("port", "port", true),
+            ("por", "port", false),
+            ("p?rt", "port", true),
+            ("[a-m]axclients", "maxclients", true),
+            ("[^m]axclients", "maxclients", false),
+            ("app*only", "appendonly", true),
+            ("app*only", "appendfsync", false),
+        ] {
+            assert_eq!(
+                glob(pattern.as_bytes(), name.as_bytes()),
+                hit,
+                "{pattern} {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn percentiles_come_from_the_bucket_bounds() {
+        let mut buckets = [0u64; COMMAND_BUCKETS_NS.len() + 1];
+        buckets[0] = 98; // ≤ 5 µs
+        buckets[2] = 2; // ≤ 80 µs
+        assert_eq!(percentile_usec(&buckets, 0.5), 5.0);
+        assert_eq!(percentile_usec(&buckets, 0.99), 80.0);
+        assert_eq!(human(1536), "1.50K");
+        assert_eq!(human(512), "512B");
+    }
 }

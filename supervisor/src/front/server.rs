@@ -42,7 +42,6 @@ pub struct Server {
     pub(crate) metrics: Arc<Metrics>,
     stopping: AtomicBool,
     draining: AtomicBool,
-    next_id: AtomicU64,
     loops: Mutex<Vec<LoopHandle>>,
     heartbeats: Vec<Arc<Heartbeat>>,
 }
@@ -114,11 +113,15 @@ impl Server {
                 started: Instant::now(),
                 durability: Arc::clone(&durability),
                 active: AtomicU32::new(0),
+                next_id: AtomicU64::new(1),
+                stats_base: Mutex::new(metrics.command_totals()),
+                ops_sample: Mutex::new((Instant::now(), 0, 0.0)),
+                run_id: run_id(),
+                metrics: Arc::clone(&metrics),
             }),
             metrics,
             stopping: AtomicBool::new(false),
             draining: AtomicBool::new(false),
-            next_id: AtomicU64::new(1),
             loops: Mutex::new(Vec::new()),
             heartbeats: heartbeats.clone(),
         });
@@ -190,7 +193,7 @@ impl Server {
                 continue;
             }
             let _ = stream.set_nodelay(true);
-            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
             let Ok(loops) = self.loops.lock() else {
                 return;
             };
@@ -691,10 +694,25 @@ impl EventLoop {
     }
 }
 
+/// 40 random hex digits, as Redis' run ids.
+fn run_id() -> String {
+    let mut bytes = [0u8; 20];
+    let random = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+    if random.is_err() {
+        // No randomness to be had: unique enough for an id nobody relies on.
+        let seed = shm_protocol::os::monotonic_ns() ^ u64::from(std::process::id()) << 40;
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = (seed.rotate_left(i as u32 * 7) ^ (i as u64 * 0x9e37)) as u8;
+        }
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Logs a summary line when the server stops.
 pub fn log_stopped(server: &Server) {
     info!(server.shared.log, "front door closed"; "component" => "server",
-          "connections_served" => server.next_id.load(Ordering::Relaxed) - 1);
+          "connections_served" => server.shared.connections_received());
 }
 
 #[cfg(test)]

@@ -562,6 +562,13 @@ impl Session {
         }
     }
 
+    /// Counts a key read for INFO's keyspace hits and misses.
+    pub(super) fn count_read(&self, found: bool) {
+        if self.shared.config.command_metrics {
+            self.stats.keyspace(found);
+        }
+    }
+
     /// Looks up `key`; `Ok(true)` with the value in `self.value` when present.
     pub(super) fn lookup(&mut self, key: &[u8]) -> Result<bool, String> {
         let (id, generation) = self.generation_for(key)?;

@@ -2,8 +2,8 @@
 //! channel, the durability watermark and the connection count. The server owns it; a
 //! session reads it and never the server itself.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
@@ -11,6 +11,7 @@ use slog::Logger;
 
 use crate::base::shard::Shard;
 use crate::pipeline::msg::SeqMsg;
+use crate::telemetry::metrics::{CommandTotals, Metrics};
 use crate::wal::appender::Durability;
 
 /// Front-door settings.
@@ -34,6 +35,14 @@ pub struct ServerConfig {
     pub log_sample_rate: f64,
     /// Whether commands are counted and timed.
     pub command_metrics: bool,
+    /// The address clients connect to (INFO, CONFIG GET port/bind).
+    pub listen: std::net::SocketAddr,
+    /// The data dir (CONFIG GET dir).
+    pub data_dir: std::path::PathBuf,
+    /// The event log's fsync policy (CONFIG GET appendfsync).
+    pub fsync: crate::wal::FsyncPolicy,
+    /// Key and value bytes each shard holds at most (`--shard-memory`).
+    pub shard_data_bytes: u64,
 }
 
 /// State the sessions share.
@@ -53,9 +62,27 @@ pub struct Shared {
     pub started: Instant,
     /// Open client connections (taken at accept, given back at close).
     pub(crate) active: AtomicU32,
+    /// The id of the next connection accepted (ids count connections from 1).
+    pub(crate) next_id: AtomicU64,
+    /// The metric handles (command statistics for INFO).
+    pub metrics: Arc<Metrics>,
+    /// A random id of this run of the server (INFO's `run_id`).
+    pub run_id: String,
+    /// INFO's counters start from here (CONFIG RESETSTAT moves it; the metrics stay
+    /// monotonic).
+    pub(crate) stats_base: Mutex<CommandTotals>,
+    /// The latest command-rate sample: when, the command count then, the rate since the
+    /// previous sample.
+    pub(crate) ops_sample: Mutex<(Instant, u64, f64)>,
 }
 
 impl Shared {
+    /// Connections accepted since start.
+    #[must_use]
+    pub fn connections_received(&self) -> u64 {
+        self.next_id.load(Ordering::Relaxed) - 1
+    }
+
     /// Open client connections.
     #[must_use]
     pub fn connections(&self) -> u32 {

@@ -10,8 +10,14 @@ use crate::front::session::{Session, Step, WriteKind};
 
 pub(super) fn get(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
     match s.lookup(args[1]) {
-        Ok(true) => reply::bulk(out, &s.value),
-        Ok(false) => reply::null(out, s.proto),
+        Ok(found) => {
+            s.count_read(found);
+            if found {
+                reply::bulk(out, &s.value);
+            } else {
+                reply::null(out, s.proto);
+            }
+        }
         Err(e) => reply::error(out, &e),
     }
     Step::Done
@@ -50,8 +56,14 @@ pub(super) fn mget(s: &mut Session, keys: &[&[u8]], out: &mut Vec<u8>, out_limit
             return Step::Partial;
         }
         match s.lookup(key) {
-            Ok(true) => reply::bulk(out, &s.value),
-            Ok(false) => reply::null(out, s.proto),
+            Ok(true) => {
+                s.count_read(true);
+                reply::bulk(out, &s.value);
+            }
+            Ok(false) => {
+                s.count_read(false);
+                reply::null(out, s.proto);
+            }
             Err(e) => {
                 // Part of the reply may be out: it cannot turn into an error now.
                 warn!(s.shared.log, "MGET cannot finish its reply; closing the connection";
