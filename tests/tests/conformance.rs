@@ -4,7 +4,8 @@
 //!
 //! A reply is written as tokens that stand for the same value in both protocols: `+OK`,
 //! `-ERR ...`, `:5` as sent; `$text` a bulk string; `nil` a null (`$-1` / `_`); `*n` an
-//! array of the next `n` replies; `%n` a map of the next `n` pairs (a flat array in RESP2).
+//! array of the next `n` replies; `%n` a map of the next `n` pairs (a flat array in RESP2);
+//! `~n` a set of `n` (an array in RESP2).
 //! `{k}` in a command or a reply is a key prefix unique to the run.
 
 use std::io::{BufRead, BufReader, Write};
@@ -100,6 +101,24 @@ const CASES: &[Case] = &[
     case(&["COMMAND", "GETKEYS", "SET", "k"], &["-ERR Invalid number of arguments specified for command"]),
     case(&["COMMAND", "GETKEYS", "GET"], &["-ERR wrong number of arguments for 'command|getkeys' command"]),
     case(&["COMMAND", "GETKEYS"], &["-ERR wrong number of arguments for 'command|getkeys' command"]),
+    case(&["COMMAND", "INFO", "get"], &[
+        "*1", "*10", "$get", ":2", "~2", "+readonly", "+fast", ":1", ":1", ":1",
+        "~3", "+@read", "+@string", "+@fast", "~0",
+        "~1", "%3", "$flags", "~2", "+RO", "+access",
+        "$begin_search", "%2", "$type", "$index", "$spec", "%1", "$index", ":1",
+        "$find_keys", "%2", "$type", "$range", "$spec", "%3", "$lastkey", ":0", "$keystep", ":1", "$limit", ":0",
+        "~0",
+    ]),
+    case(&["COMMAND", "INFO", "nosuch"], &["*1", "nil"]),
+    case(&["COMMAND", "LIST", "FILTERBY", "PATTERN", "ech*"], &["*1", "$echo"]),
+    case(&["COMMAND", "COUNT", "x"], &["-ERR wrong number of arguments for 'command|count' command"]),
+    case(&["COMMAND", "FOO"], &["-ERR unknown subcommand 'FOO'. Try COMMAND HELP."]),
+    corral(&["CONFIG", "GET", "databases"], &["%1", "$databases", "$1"]),
+    corral(&["CONFIG", "GET", "appendonly"], &["%1", "$appendonly", "$yes"]),
+    case(&["CONFIG", "GET", "nosuchparam"], &["%0"]),
+    case(&["CONFIG", "SET", "nosuchparam", "x"], &["-ERR Unknown option or number of arguments for CONFIG SET - 'nosuchparam'"]),
+    case(&["CONFIG", "FOO"], &["-ERR unknown subcommand 'FOO'. Try CONFIG HELP."]),
+    case(&["CONFIG", "GET"], &["-ERR wrong number of arguments for 'config|get' command"]),
     // Unknown commands answer Redis' error and change nothing.
     case(&["NOSUCH", "a", "b"], &["-ERR unknown command 'NOSUCH', with args beginning with: 'a' 'b' "]),
 ];
@@ -116,6 +135,7 @@ fn encode(tokens: &[&str], proto: u8, prefix: &str) -> Vec<u8> {
                 let n: usize = rest.parse().expect("a map size");
                 out.extend_from_slice(format!("*{}\r\n", 2 * n).as_bytes());
             }
+            "~" if proto == 2 => out.extend_from_slice(format!("*{rest}\r\n").as_bytes()),
             _ if token == "nil" => {
                 out.extend_from_slice(if proto == 2 { b"$-1\r\n" } else { b"_\r\n" })
             }

@@ -1,5 +1,5 @@
 //! What a command is: one [`Spec`] per command, declared once in the command table
-//! (`TABLE` in the session module). Dispatch, arity errors, `COMMAND COUNT` and
+//! (`front::table::TABLE`). Dispatch, arity errors, `COMMAND COUNT` and
 //! `COMMAND GETKEYS`, the metric labels and README's command table all come from it.
 //!
 //! Generic over the handler type, so this module knows nothing of sessions and the table
@@ -87,6 +87,41 @@ pub enum Kind {
     Read,
 }
 
+/// The group a command belongs to, as Redis' documentation and ACL categories name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    /// Values of string keys.
+    String,
+    /// Keys of any type.
+    Generic,
+    /// The connection itself.
+    Connection,
+    /// The server: introspection and settings.
+    Server,
+}
+
+impl Group {
+    /// The name COMMAND DOCS and the ACL categories use.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::String => "string",
+            Self::Generic => "generic",
+            Self::Connection => "connection",
+            Self::Server => "server",
+        }
+    }
+
+    /// The ACL category (`keyspace` for the generic commands, as Redis has it).
+    #[must_use]
+    pub fn category(self) -> &'static str {
+        match self {
+            Self::Generic => "keyspace",
+            other => other.name(),
+        }
+    }
+}
+
 /// One command.
 #[derive(Debug)]
 pub struct Spec<H: 'static> {
@@ -100,8 +135,41 @@ pub struct Spec<H: 'static> {
     pub before_auth: bool,
     /// Key positions.
     pub keys: Keys,
+    /// Its group.
+    pub group: Group,
+    /// What it does, in one line (COMMAND DOCS).
+    pub summary: &'static str,
     /// Runs it.
     pub run: H,
+}
+
+impl<H> Spec<H> {
+    /// Redis' command flags for it, as COMMAND INFO reports them.
+    pub fn flags(&self) -> Vec<&'static str> {
+        let mut flags = match (self.kind, self.keys == Keys::NONE) {
+            (Kind::Write, _) => vec!["write", "denyoom"],
+            (Kind::Read, false) => vec!["readonly", "fast"],
+            (Kind::Read, true) => vec!["fast"],
+        };
+        if self.before_auth {
+            flags.extend(["no_auth", "noscript", "loading", "stale"]);
+        }
+        flags
+    }
+
+    /// Its ACL categories (`@read`/`@write`, its group's, `@fast` or `@slow`).
+    pub fn categories(&self) -> Vec<String> {
+        let mut categories = Vec::new();
+        match (self.kind, self.keys == Keys::NONE) {
+            (Kind::Write, _) => categories.push("@write".to_owned()),
+            (Kind::Read, false) => categories.push("@read".to_owned()),
+            (Kind::Read, true) => {}
+        }
+        categories.push(format!("@{}", self.group.category()));
+        let fast = self.kind == Kind::Read || self.keys == Keys::ONE;
+        categories.push(if fast { "@fast" } else { "@slow" }.to_owned());
+        categories
+    }
 }
 
 /// The command table: every command Corral runs, in metric-label order.
@@ -213,6 +281,8 @@ mod tests {
             kind: Kind::Read,
             before_auth: false,
             keys: Keys::ONE,
+            group: Group::String,
+            summary: "",
             run: 0,
         },
         Spec {
@@ -221,6 +291,8 @@ mod tests {
             kind: Kind::Write,
             before_auth: false,
             keys: Keys::ONE,
+            group: Group::String,
+            summary: "",
             run: 1,
         },
     ];
@@ -245,6 +317,8 @@ mod tests {
                 kind: Kind::Read,
                 before_auth: false,
                 keys: Keys::ONE,
+                group: Group::String,
+                summary: "",
                 run: 0,
             },
             Spec {
@@ -253,6 +327,8 @@ mod tests {
                 kind: Kind::Read,
                 before_auth: false,
                 keys: Keys::ONE,
+                group: Group::String,
+                summary: "",
                 run: 1,
             },
         ];

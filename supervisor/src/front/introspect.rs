@@ -7,8 +7,9 @@ use std::sync::PoisonError;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::base::shard::process_usage;
+use crate::front::command::{Keys, Kind, Spec};
 use crate::front::resp::reply;
-use crate::front::session::{eq, Session, Step, REDIS_COMPAT_VERSION};
+use crate::front::session::{eq, Handler, Session, Step, REDIS_COMPAT_VERSION};
 use crate::telemetry::metrics::{CommandTotals, COMMAND_BUCKETS_NS};
 use crate::wal::FsyncPolicy;
 
@@ -353,43 +354,186 @@ pub(super) fn dbsize(s: &Session) -> u64 {
     live_heads(s, |h| h.status.keys.load(Ordering::Acquire))
 }
 
-/// `COMMAND COUNT` and `COMMAND GETKEYS` from the table; the command list itself
-/// (`COMMAND`, `COMMAND INFO`, `COMMAND DOCS`) is an empty array.
+/// COMMAND [COUNT | INFO [name ...] | LIST [FILTERBY PATTERN p] | DOCS [name ...] |
+/// GETKEYS command args...], all from the command table.
 pub(super) fn command_command(
     s: &mut Session,
     args: &[&[u8]],
     out: &mut Vec<u8>,
     _: usize,
 ) -> Step {
-    match args.get(1) {
-        Some(sub) if eq(sub, "count") => reply::int(out, s.table.specs().len() as i64),
-        Some(sub) if eq(sub, "getkeys") && args.len() < 4 => reply::error(
+    let Some(sub) = args.get(1) else {
+        reply::array(out, s.table.specs().len());
+        for spec in s.table.specs() {
+            command_info(s, spec, out);
+        }
+        return Step::Done;
+    };
+    let name = String::from_utf8_lossy(sub).to_ascii_lowercase();
+    let arity_error = |out: &mut Vec<u8>| {
+        reply::error(
             out,
-            "ERR wrong number of arguments for 'command|getkeys' command",
-        ),
-        Some(sub) if eq(sub, "getkeys") => {
-            let target = &args[2..];
-            match s.table.find(target[0]) {
-                Some((_, spec)) if spec.arity.allows(target.len()) => {
-                    let keys: Vec<usize> = spec.keys.positions(target.len()).collect();
-                    if keys.is_empty() {
-                        reply::error(out, "ERR The command has no key arguments");
-                    } else {
-                        reply::array(out, keys.len());
-                        for k in keys {
-                            reply::bulk(out, target[k]);
-                        }
+            &format!("ERR wrong number of arguments for 'command|{name}' command"),
+        );
+    };
+    match name.as_str() {
+        "count" if args.len() == 2 => reply::int(out, s.table.specs().len() as i64),
+        "info" | "docs" => {
+            let specs: Vec<Option<&Spec<Handler>>> = if args.len() == 2 {
+                s.table.specs().iter().map(Some).collect()
+            } else {
+                args[2..]
+                    .iter()
+                    .map(|n| s.table.find(n).map(|f| f.1))
+                    .collect()
+            };
+            if name == "info" {
+                reply::array(out, specs.len());
+                for spec in specs {
+                    match spec {
+                        Some(spec) => command_info(s, spec, out),
+                        None => reply::null(out, s.proto),
                     }
                 }
-                Some(_) => {
-                    reply::error(out, "ERR Invalid number of arguments specified for command")
+            } else {
+                let found: Vec<&Spec<Handler>> = specs.into_iter().flatten().collect();
+                reply::map(out, s.proto, found.len());
+                for spec in found {
+                    reply::bulk(out, spec.name.as_bytes());
+                    reply::map(out, s.proto, 2);
+                    reply::bulk(out, b"summary");
+                    reply::bulk(out, spec.summary.as_bytes());
+                    reply::bulk(out, b"group");
+                    reply::bulk(out, spec.group.name().as_bytes());
                 }
-                None => reply::error(out, "ERR Invalid command specified"),
             }
         }
-        _ => reply::array(out, 0),
+        "list" => {
+            let pattern = match args.len() {
+                2 => None,
+                5 if eq(args[2], "filterby") && eq(args[3], "pattern") => Some(args[4]),
+                5 if eq(args[2], "filterby") => {
+                    reply::error(
+                        out,
+                        "ERR COMMAND LIST FILTERBY supports PATTERN only (Corral has no modules and no ACL categories)",
+                    );
+                    return Step::Done;
+                }
+                _ => {
+                    reply::error(out, "ERR syntax error");
+                    return Step::Done;
+                }
+            };
+            let names: Vec<&str> = s
+                .table
+                .specs()
+                .iter()
+                .map(|spec| spec.name)
+                .filter(|n| pattern.is_none_or(|p| glob(p, n.as_bytes())))
+                .collect();
+            reply::array(out, names.len());
+            for n in names {
+                reply::bulk(out, n.as_bytes());
+            }
+        }
+        "getkeys" if args.len() >= 4 => command_getkeys(s, &args[2..], out),
+        "count" | "getkeys" => arity_error(out),
+        _ => reply::error(
+            out,
+            &format!(
+                "ERR unknown subcommand '{}'. Try COMMAND HELP.",
+                String::from_utf8_lossy(sub)
+            ),
+        ),
     }
     Step::Done
+}
+
+/// One command as COMMAND INFO describes it: name, arity, flags, first key, last key, key
+/// step, ACL categories, tips, key specifications, subcommands.
+fn command_info(s: &Session, spec: &Spec<Handler>, out: &mut Vec<u8>) {
+    let proto = s.proto;
+    reply::array(out, 10);
+    reply::bulk(out, spec.name.as_bytes());
+    reply::int(out, i64::from(spec.arity.0));
+    let flags = spec.flags();
+    reply::set(out, proto, flags.len());
+    for f in flags {
+        reply::simple(out, f);
+    }
+    let k = spec.keys;
+    reply::int(out, k.first as i64);
+    reply::int(out, k.last as i64);
+    reply::int(out, k.step as i64);
+    let categories = spec.categories();
+    reply::set(out, proto, categories.len());
+    for c in categories {
+        reply::simple(out, &c);
+    }
+    reply::set(out, proto, 0);
+    if k == Keys::NONE {
+        reply::set(out, proto, 0);
+    } else {
+        // One key specification: keys from index `first`, a range to `last` (relative
+        // to the first key, as Redis writes it) every `step`.
+        reply::set(out, proto, 1);
+        reply::map(out, proto, 3);
+        reply::bulk(out, b"flags");
+        let access: &[&str] = if spec.kind == Kind::Write {
+            &["RW", "update"]
+        } else {
+            &["RO", "access"]
+        };
+        reply::set(out, proto, access.len());
+        for a in access {
+            reply::simple(out, a);
+        }
+        reply::bulk(out, b"begin_search");
+        reply::map(out, proto, 2);
+        reply::bulk(out, b"type");
+        reply::bulk(out, b"index");
+        reply::bulk(out, b"spec");
+        reply::map(out, proto, 1);
+        reply::bulk(out, b"index");
+        reply::int(out, k.first as i64);
+        reply::bulk(out, b"find_keys");
+        reply::map(out, proto, 2);
+        reply::bulk(out, b"type");
+        reply::bulk(out, b"range");
+        reply::bulk(out, b"spec");
+        reply::map(out, proto, 3);
+        reply::bulk(out, b"lastkey");
+        let lastkey = if k.last < 0 {
+            k.last
+        } else {
+            k.last - k.first as isize
+        };
+        reply::int(out, lastkey as i64);
+        reply::bulk(out, b"keystep");
+        reply::int(out, k.step as i64);
+        reply::bulk(out, b"limit");
+        reply::int(out, 0);
+    }
+    reply::set(out, proto, 0);
+}
+
+/// COMMAND GETKEYS: the keys of `target` (a command and its arguments).
+fn command_getkeys(s: &Session, target: &[&[u8]], out: &mut Vec<u8>) {
+    match s.table.find(target[0]) {
+        Some((_, spec)) if spec.arity.allows(target.len()) => {
+            let keys: Vec<usize> = spec.keys.positions(target.len()).collect();
+            if keys.is_empty() {
+                reply::error(out, "ERR The command has no key arguments");
+            } else {
+                reply::array(out, keys.len());
+                for k in keys {
+                    reply::bulk(out, target[k]);
+                }
+            }
+        }
+        Some(_) => reply::error(out, "ERR Invalid number of arguments specified for command"),
+        None => reply::error(out, "ERR Invalid command specified"),
+    }
 }
 
 /// The standard parameters CONFIG GET answers, with Corral's values.

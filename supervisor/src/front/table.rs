@@ -3,7 +3,7 @@
 
 use std::sync::LazyLock;
 
-use crate::front::command::{Arity, Keys, Kind, Spec, Table};
+use crate::front::command::{Arity, Group, Keys, Kind, Spec, Table};
 use crate::front::session::Handler;
 use crate::front::{connection, introspect, strings};
 
@@ -12,6 +12,8 @@ const fn spec(
     arity: i32,
     kind: Kind,
     keys: Keys,
+    group: Group,
+    summary: &'static str,
     run: Handler,
 ) -> Spec<Handler> {
     Spec {
@@ -20,6 +22,8 @@ const fn spec(
         kind,
         before_auth: false,
         keys,
+        group,
+        summary,
         run,
     }
 }
@@ -30,39 +34,35 @@ const fn unauthenticated(mut s: Spec<Handler>) -> Spec<Handler> {
     s
 }
 
+use Group::{Connection, Generic, Server, String};
 use Kind::{Read, Write};
 
 /// Every command Corral runs: one line each (name, arity as Redis gives it, kind, key
-/// positions, handler). The order is the metric label order.
+/// positions, group, summary, handler). The order is the metric label order.
+#[rustfmt::skip]
 static SPECS: [Spec<Handler>; 22] = [
-    spec("ping", -1, Read, Keys::NONE, connection::ping),
-    spec("echo", 2, Read, Keys::NONE, connection::echo),
-    spec("set", -3, Write, Keys::ONE, strings::set),
-    spec("get", 2, Read, Keys::ONE, strings::get),
-    spec("del", -2, Write, Keys::ALL, strings::del),
-    spec("unlink", -2, Write, Keys::ALL, strings::del),
-    spec("exists", -2, Read, Keys::ALL, strings::exists),
-    spec("incr", 2, Write, Keys::ONE, strings::incr),
-    spec("incrby", 3, Write, Keys::ONE, strings::incrby),
-    spec("decr", 2, Write, Keys::ONE, strings::decr),
-    spec("decrby", 3, Write, Keys::ONE, strings::decrby),
-    spec("mget", -2, Read, Keys::ALL, strings::mget_command),
-    spec("mset", -3, Write, Keys::PAIRS, strings::mset),
-    spec("dbsize", 1, Read, Keys::NONE, introspect::dbsize_command),
-    spec("info", -1, Read, Keys::NONE, introspect::info_command),
-    unauthenticated(spec("auth", -2, Read, Keys::NONE, connection::auth_command)),
-    spec("select", 2, Read, Keys::NONE, connection::select),
-    unauthenticated(spec("quit", -1, Read, Keys::NONE, connection::quit)),
-    spec("command", -1, Read, Keys::NONE, introspect::command_command),
-    spec("config", -2, Read, Keys::NONE, introspect::config),
-    unauthenticated(spec(
-        "hello",
-        -1,
-        Read,
-        Keys::NONE,
-        connection::hello_command,
-    )),
-    spec("client", -2, Read, Keys::NONE, connection::client),
+    spec("ping", -1, Read, Keys::NONE, Connection, "Answers PONG, or echoes its argument.", connection::ping),
+    spec("echo", 2, Read, Keys::NONE, Connection, "Answers its argument.", connection::echo),
+    spec("set", -3, Write, Keys::ONE, String, "Sets a key's value, optionally only if it is absent (NX) or present (XX).", strings::set),
+    spec("get", 2, Read, Keys::ONE, String, "Reads a key's value.", strings::get),
+    spec("del", -2, Write, Keys::ALL, Generic, "Deletes keys; answers how many existed.", strings::del),
+    spec("unlink", -2, Write, Keys::ALL, Generic, "Deletes keys, as DEL.", strings::del),
+    spec("exists", -2, Read, Keys::ALL, Generic, "Counts the given keys that exist.", strings::exists),
+    spec("incr", 2, Write, Keys::ONE, String, "Adds one to a key's integer value.", strings::incr),
+    spec("incrby", 3, Write, Keys::ONE, String, "Adds an integer to a key's integer value.", strings::incrby),
+    spec("decr", 2, Write, Keys::ONE, String, "Subtracts one from a key's integer value.", strings::decr),
+    spec("decrby", 3, Write, Keys::ONE, String, "Subtracts an integer from a key's integer value.", strings::decrby),
+    spec("mget", -2, Read, Keys::ALL, String, "Reads the values of several keys.", strings::mget_command),
+    spec("mset", -3, Write, Keys::PAIRS, String, "Sets several keys' values.", strings::mset),
+    spec("dbsize", 1, Read, Keys::NONE, Server, "Counts the keys of every shard.", introspect::dbsize_command),
+    spec("info", -1, Read, Keys::NONE, Server, "Describes the server, by section.", introspect::info_command),
+    unauthenticated(spec("auth", -2, Read, Keys::NONE, Connection, "Authenticates the connection.", connection::auth_command)),
+    spec("select", 2, Read, Keys::NONE, Connection, "Selects database 0, the only one.", connection::select),
+    unauthenticated(spec("quit", -1, Read, Keys::NONE, Connection, "Closes the connection after replying.", connection::quit)),
+    spec("command", -1, Read, Keys::NONE, Server, "Describes the commands.", introspect::command_command),
+    spec("config", -2, Read, Keys::NONE, Server, "Reads the server's settings.", introspect::config),
+    unauthenticated(spec("hello", -1, Read, Keys::NONE, Connection, "Chooses the protocol (RESP2 or RESP3), authenticates, names the connection.", connection::hello_command)),
+    spec("client", -2, Read, Keys::NONE, Connection, "Names, identifies and describes the connection.", connection::client),
 ];
 
 /// The command table (checked once, when first used).
