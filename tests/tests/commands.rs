@@ -247,3 +247,48 @@ fn bad_input_gets_an_error_and_hurts_nobody_else() {
     assert_eq!(v, 2);
     drop(staller);
 }
+
+#[test]
+fn bgsave_checkpoints_every_shard_and_lastsave_and_time_follow_the_clock() {
+    let corral = Corral::start(2, &["--checkpoint-interval", "1h"]);
+    let mut c = corral.client();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let (secs, micros): (String, String) = redis::cmd("TIME").query(&mut c).unwrap();
+    let secs: i64 = secs.parse().unwrap();
+    assert!((secs - now()).abs() <= 2, "TIME {secs} vs {}", now());
+    assert!(micros.parse::<u32>().unwrap() < 1_000_000);
+    for i in 0..100 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .query(&mut c)
+            .unwrap();
+    }
+    let dir = corral.data_dir.join("checkpoints");
+    let checkpointed = |w: u32| {
+        std::fs::read_dir(dir.join(w.to_string()))
+            .map(|d| d.count() > 0)
+            .unwrap_or(false)
+    };
+    assert!(
+        !checkpointed(0) && !checkpointed(1),
+        "no checkpoint before BGSAVE"
+    );
+    let before: i64 = redis::cmd("LASTSAVE").query(&mut c).unwrap();
+    let started: String = redis::cmd("BGSAVE").query(&mut c).unwrap();
+    assert_eq!(started, "Background saving started");
+    // Each shard writes a checkpoint of its writes.
+    corral.wait_until("both shards checkpointed", Duration::from_secs(20), || {
+        checkpointed(0) && checkpointed(1)
+    });
+    let after: i64 = redis::cmd("LASTSAVE").query(&mut c).unwrap();
+    assert!(
+        after >= before && (after - now()).abs() <= 2,
+        "{before} -> {after}"
+    );
+}

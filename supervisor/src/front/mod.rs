@@ -1,10 +1,12 @@
 //! The front door: the RESP parser and encoder, the command table and its handlers (by
-//! group: strings, connection, introspection), client sessions, and the event loops that
+//! group: strings, keyspace, connection, introspection, administration), client sessions, and the event loops that
 //! serve them.
 
+pub mod admin;
 pub mod command;
 pub mod connection;
 pub mod introspect;
+pub mod keyspace;
 pub mod resp;
 pub mod server;
 pub mod session;

@@ -29,7 +29,7 @@ use crate::base::shard::Shard;
 use crate::base::ticket::Ticket;
 use crate::front::resp::{reply, Frame};
 use crate::front::session::{Batch, Session};
-use crate::front::shared::{ServerConfig, Shared};
+use crate::front::shared::{ServerConfig, Shared, SlowLog};
 use crate::front::table::TABLE;
 use crate::pipeline::msg::SeqMsg;
 use crate::telemetry::heartbeat::Heartbeat;
@@ -116,6 +116,7 @@ impl Server {
                 next_id: AtomicU64::new(1),
                 stats_base: Mutex::new(metrics.command_totals()),
                 ops_sample: Mutex::new((Instant::now(), 0, 0.0)),
+                slowlog: Mutex::new(SlowLog::default()),
                 run_id: run_id(),
                 metrics: Arc::clone(&metrics),
             }),
@@ -559,8 +560,12 @@ impl EventLoop {
                 self.server.shared.active.fetch_sub(1, Ordering::AcqRel);
                 continue;
             }
+            let peer = stream
+                .peer_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
             debug!(self.server.shared.log, "client connected"; "component" => "server", "conn" => id,
-                   "peer" => stream.peer_addr().map(|a| a.to_string()).unwrap_or_default());
+                   "peer" => &peer);
             let ticket = {
                 let (done, waker) = (self.done_tx.clone(), Arc::clone(&self.waker));
                 Ticket::new(move || {
@@ -576,6 +581,7 @@ impl EventLoop {
                         Arc::clone(&self.server.shared),
                         &TABLE,
                         id,
+                        peer,
                         ticket,
                         Arc::clone(&self.stats),
                     ),

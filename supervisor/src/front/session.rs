@@ -21,7 +21,7 @@ use crate::front::command::{Kind, Table};
 use crate::front::resp::{
     self, reply, Frame, ParseLimits, Parsed, Proto, ProtocolError, Rejection,
 };
-use crate::front::shared::Shared;
+use crate::front::shared::{Shared, SLOWLOG_SLOWER_THAN};
 use crate::pipeline::msg::{SeqMsg, WriteOp};
 use crate::telemetry::metrics::CommandStats;
 use crate::wal::appender::Acknowledge;
@@ -86,6 +86,8 @@ pub struct Session {
     /// The command table it runs (`front::table::TABLE`).
     pub(super) table: &'static Table<Handler>,
     pub(super) id: u64,
+    /// The client's address (`ip:port`).
+    pub(super) peer: String,
     pub(super) authed: bool,
     /// The protocol its replies are encoded in (HELLO switches it).
     pub(super) proto: Proto,
@@ -143,6 +145,7 @@ impl Session {
         shared: Arc<Shared>,
         table: &'static Table<Handler>,
         id: u64,
+        peer: String,
         ticket: Arc<Ticket>,
         stats: Arc<CommandStats>,
     ) -> Self {
@@ -152,6 +155,7 @@ impl Session {
             shared,
             table,
             id,
+            peer,
             name: None,
             lib_name: Vec::new(),
             lib_ver: Vec::new(),
@@ -347,7 +351,18 @@ impl Session {
         if spec.kind == Kind::Read && !self.owed.is_empty() {
             return Step::Flush;
         }
-        (spec.run)(self, args, out, out_limit)
+        let started = Instant::now();
+        let step = (spec.run)(self, args, out, out_limit);
+        let took = started.elapsed();
+        if took >= SLOWLOG_SLOWER_THAN {
+            let name = self.name.clone().unwrap_or_default();
+            self.shared
+                .slowlog
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .add(args, crate::base::nanos(took) / 1000, &self.peer, &name);
+        }
+        step
     }
 
     /// Redis' reply to a command run with the wrong number of arguments.

@@ -74,6 +74,77 @@ pub struct Shared {
     /// The latest command-rate sample: when, the command count then, the rate since the
     /// previous sample.
     pub(crate) ops_sample: Mutex<(Instant, u64, f64)>,
+    /// Commands that ran for at least [`SLOWLOG_SLOWER_THAN`], newest first (SLOWLOG).
+    pub(crate) slowlog: Mutex<SlowLog>,
+}
+
+/// A command whose handler ran this long goes into the slow log (Redis'
+/// `slowlog-log-slower-than` default, 10 ms).
+pub const SLOWLOG_SLOWER_THAN: std::time::Duration = std::time::Duration::from_millis(10);
+/// Entries the slow log keeps (Redis' `slowlog-max-len` default).
+pub const SLOWLOG_MAX_LEN: usize = 128;
+
+/// The slow log: its newest entries and the id the next one gets.
+#[derive(Debug, Default)]
+pub struct SlowLog {
+    /// Newest first.
+    pub entries: std::collections::VecDeque<SlowEntry>,
+    /// Ids count every entry ever added, kept or not.
+    pub next_id: u64,
+}
+
+/// One slow command, as SLOWLOG GET shows it.
+#[derive(Clone, Debug)]
+pub struct SlowEntry {
+    /// Its id.
+    pub id: u64,
+    /// When it ran (Unix seconds).
+    pub unix_s: u64,
+    /// How long its handler ran, microseconds.
+    pub micros: u64,
+    /// Its arguments (at most 32, each at most 128 bytes, as Redis keeps them).
+    pub args: Vec<Vec<u8>>,
+    /// The client's address and name.
+    pub client: String,
+    /// The client's name (empty if none).
+    pub name: Vec<u8>,
+}
+
+impl SlowLog {
+    /// Adds an entry for a command run with `args` that took `micros`.
+    pub fn add(&mut self, args: &[&[u8]], micros: u64, client: &str, name: &[u8]) {
+        const ARGS_KEPT: usize = 32;
+        const ARG_BYTES_KEPT: usize = 128;
+        let mut kept: Vec<Vec<u8>> = Vec::new();
+        for (i, a) in args.iter().enumerate() {
+            if i == ARGS_KEPT - 1 && args.len() > ARGS_KEPT {
+                kept.push(format!("... ({} more arguments)", args.len() - i).into_bytes());
+                break;
+            }
+            if a.len() > ARG_BYTES_KEPT {
+                let mut cut = a[..ARG_BYTES_KEPT].to_vec();
+                cut.extend_from_slice(
+                    format!("... ({} more bytes)", a.len() - ARG_BYTES_KEPT).as_bytes(),
+                );
+                kept.push(cut);
+            } else {
+                kept.push(a.to_vec());
+            }
+        }
+        let unix_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.entries.push_front(SlowEntry {
+            id: self.next_id,
+            unix_s,
+            micros,
+            args: kept,
+            client: client.to_owned(),
+            name: name.to_vec(),
+        });
+        self.next_id += 1;
+        self.entries.truncate(SLOWLOG_MAX_LEN);
+    }
 }
 
 impl Shared {
@@ -87,5 +158,35 @@ impl Shared {
     #[must_use]
     pub fn connections(&self) -> u32 {
         self.active.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_slow_log_keeps_the_newest_entries_with_arguments_cut_as_redis_does() {
+        let mut log = SlowLog::default();
+        let long = vec![b'x'; 200];
+        let many: Vec<&[u8]> = (0..40).map(|_| &b"a"[..]).collect();
+        log.add(&[b"SET", b"k", &long], 12_000, "127.0.0.1:5000", b"app");
+        log.add(&many, 15_000, "127.0.0.1:5001", b"");
+        let newest = &log.entries[0];
+        assert_eq!((newest.id, newest.micros), (1, 15_000));
+        assert_eq!(newest.args.len(), 32);
+        assert_eq!(newest.args[31], b"... (9 more arguments)");
+        let first = &log.entries[1];
+        assert_eq!(first.args[2].len(), 128 + b"... (72 more bytes)".len());
+        assert!(first.args[2].ends_with(b"... (72 more bytes)"));
+        assert_eq!(
+            (first.client.as_str(), first.name.as_slice()),
+            ("127.0.0.1:5000", &b"app"[..])
+        );
+        for _ in 0..200 {
+            log.add(&[b"GET", b"k"], 10_000, "c", b"");
+        }
+        assert_eq!(log.entries.len(), SLOWLOG_MAX_LEN);
+        assert_eq!(log.entries[0].id, 201);
     }
 }

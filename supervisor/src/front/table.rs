@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 
 use crate::front::command::{Arity, Group, Keys, Kind, Spec, Table};
 use crate::front::session::Handler;
-use crate::front::{connection, introspect, strings};
+use crate::front::{admin, connection, introspect, keyspace, strings};
 
 const fn spec(
     name: &'static str,
@@ -35,12 +35,19 @@ const fn unauthenticated(mut s: Spec<Handler>) -> Spec<Handler> {
 }
 
 use Group::{Connection, Generic, Server, String};
+
+/// The key after a subcommand (MEMORY USAGE key, OBJECT ENCODING key).
+const SECOND: Keys = Keys {
+    first: 2,
+    last: 2,
+    step: 1,
+};
 use Kind::{Read, Write};
 
 /// Every command Corral runs: one line each (name, arity as Redis gives it, kind, key
 /// positions, group, summary, handler). The order is the metric label order.
 #[rustfmt::skip]
-static SPECS: [Spec<Handler>; 22] = [
+static SPECS: [Spec<Handler>; 31] = [
     spec("ping", -1, Read, Keys::NONE, Connection, "Answers PONG, or echoes its argument.", connection::ping),
     spec("echo", 2, Read, Keys::NONE, Connection, "Answers its argument.", connection::echo),
     spec("set", -3, Write, Keys::ONE, String, "Sets a key's value, optionally only if it is absent (NX) or present (XX).", strings::set),
@@ -63,6 +70,15 @@ static SPECS: [Spec<Handler>; 22] = [
     spec("config", -2, Read, Keys::NONE, Server, "Reads the server's settings.", introspect::config),
     unauthenticated(spec("hello", -1, Read, Keys::NONE, Connection, "Chooses the protocol (RESP2 or RESP3), authenticates, names the connection.", connection::hello_command)),
     spec("client", -2, Read, Keys::NONE, Connection, "Names, identifies and describes the connection.", connection::client),
+    spec("time", 1, Read, Keys::NONE, Server, "Answers the server's clock: seconds and microseconds.", admin::time),
+    spec("lastsave", 1, Read, Keys::NONE, Server, "Answers when the newest checkpoint was written.", admin::lastsave),
+    spec("bgsave", -1, Read, Keys::NONE, Server, "Checkpoints every shard with new writes.", admin::bgsave),
+    spec("wait", 3, Read, Keys::NONE, Generic, "Waits for replicas: Corral has none.", admin::wait),
+    spec("slowlog", -2, Read, Keys::NONE, Server, "Reads or clears the log of slow commands.", admin::slowlog),
+    spec("latency", -2, Read, Keys::NONE, Server, "The latency monitor (off; see INFO latencystats).", admin::latency),
+    spec("debug", -2, Read, Keys::NONE, Server, "Refused, as Redis refuses it by default.", admin::debug),
+    spec("memory", -2, Read, SECOND, Server, "MEMORY USAGE: the bytes a key takes in its shard.", keyspace::memory),
+    spec("object", -2, Read, SECOND, Generic, "OBJECT ENCODING: a value's encoding as Redis would choose it.", keyspace::object),
 ];
 
 /// The command table (checked once, when first used).

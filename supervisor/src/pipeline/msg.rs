@@ -43,6 +43,8 @@ pub enum SeqMsg {
     },
     /// A replay finished: the ring's producer comes back for new writes.
     Replayed(Replayed),
+    /// Checkpoint every shard with new writes now (BGSAVE).
+    CheckpointAll,
     /// Flush what can be flushed, fail the rest, and exit.
     Stop,
 }

@@ -255,6 +255,10 @@ impl Sequencer {
                 }
                 false
             }
+            SeqMsg::CheckpointAll => {
+                self.checkpoints(Instant::now(), true);
+                false
+            }
             SeqMsg::Stop => true,
         }
     }
