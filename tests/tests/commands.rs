@@ -292,3 +292,52 @@ fn bgsave_checkpoints_every_shard_and_lastsave_and_time_follow_the_clock() {
         "{before} -> {after}"
     );
 }
+
+#[test]
+fn client_list_shows_every_connection_and_client_kill_closes_one() {
+    let corral = Corral::start(1, &[]);
+    let mut a = corral.client();
+    let mut b = corral.client();
+    let _: () = redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg("victim")
+        .query(&mut b)
+        .unwrap();
+    let b_id: i64 = redis::cmd("CLIENT").arg("ID").query(&mut b).unwrap();
+    let _: Option<String> = redis::cmd("GET").arg("k").query(&mut b).unwrap();
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut a).unwrap();
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 2, "{list}");
+    let victim = lines
+        .iter()
+        .find(|l| l.contains("name=victim"))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(
+        victim.starts_with(&format!("id={b_id} addr=127.0.0.1:")),
+        "{victim}"
+    );
+    assert!(victim.contains(" cmd=get "), "{victim}");
+    assert!(victim.contains(" resp=2 "), "{victim}");
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(b_id)
+        .query(&mut a)
+        .unwrap();
+    assert_eq!(killed, 1);
+    // The killed connection is closed by its own event loop.
+    assert!(redis::cmd("PING").query::<String>(&mut b).is_err());
+    corral.wait_until("the killed client is gone", Duration::from_secs(10), || {
+        let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut a).unwrap();
+        list.lines().count() == 1
+    });
+    // SKIPME yes (the default): a connection does not kill itself by a filter.
+    let me: i64 = redis::cmd("CLIENT").arg("ID").query(&mut a).unwrap();
+    let n: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(me)
+        .query(&mut a)
+        .unwrap();
+    assert_eq!(n, 0);
+}

@@ -69,6 +69,13 @@ const CASES: &[Case] = &[
     case(&["CLIENT", "FOO"], &["-ERR unknown subcommand 'FOO'. Try CLIENT HELP."]),
     case(&["CLIENT", "NO-EVICT", "on"], &["+OK"]),
     case(&["CLIENT", "REPLY", "ON"], &["+OK"]),
+    case(&["CLIENT", "KILL", "1.2.3.4:5"], &["-ERR No such client"]),
+    case(&["CLIENT", "KILL", "ID", "abc"], &["-ERR client-id should be greater than 0"]),
+    case(&["CLIENT", "KILL", "ID", "999999"], &[":0"]),
+    case(&["CLIENT", "KILL", "ADDR", "1.2.3.4:5", "SKIPME", "maybe"], &["-ERR syntax error"]),
+    case(&["CLIENT", "KILL", "ID"], &["-ERR No such client"]),
+    case(&["CLIENT", "LIST", "TYPE", "foo"], &["-ERR Unknown client type 'foo'"]),
+    case(&["CLIENT", "LIST", "ID", "x"], &["-ERR Invalid client ID"]),
     // Strings.
     case(&["GET", "{k}missing"], &["nil"]),
     case(&["SET", "{k}a", "v"], &["+OK"]),

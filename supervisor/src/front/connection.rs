@@ -1,5 +1,6 @@
 //! The connection commands: PING, ECHO, SELECT, QUIT, AUTH, HELLO, CLIENT.
 
+use crate::front::clients::Client;
 use crate::front::resp::{reply, Proto};
 use crate::front::session::{eq, Session, Step, REDIS_COMPAT_VERSION};
 
@@ -148,6 +149,7 @@ fn hello(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>) {
         }
     }
     s.proto = proto;
+    s.client.set_proto(proto.number() as u8);
     reply::map(out, proto, 7);
     for (key, value) in [
         ("server", "redis"),
@@ -173,7 +175,7 @@ fn set_name(s: &mut Session, name: &[u8]) -> Result<(), &'static str> {
     if name.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
         return Err("ERR Client names cannot contain spaces, newlines or special characters.");
     }
-    s.name = (!name.is_empty()).then(|| name.to_vec());
+    s.client.update_names(|n| n.name = name.to_vec());
     Ok(())
 }
 
@@ -181,6 +183,8 @@ pub(super) fn client(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usiz
     let sub = String::from_utf8_lossy(args[1]).to_ascii_lowercase();
     let arity_ok = match sub.as_str() {
         "id" | "getname" | "info" => args.len() == 2,
+        "list" => true,
+        "kill" => args.len() >= 3,
         "setname" => args.len() == 3,
         "setinfo" => args.len() == 4,
         "no-evict" | "no-touch" | "reply" => args.len() == 3,
@@ -204,9 +208,9 @@ pub(super) fn client(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usiz
     }
     match sub.as_str() {
         "id" => reply::int(out, s.id as i64),
-        "getname" => match &s.name {
-            Some(n) => reply::bulk(out, n),
-            None => reply::null(out, s.proto),
+        "getname" => match s.client.names().name {
+            n if n.is_empty() => reply::null(out, s.proto),
+            n => reply::bulk(out, &n),
         },
         "setname" => match set_name(s, args[2]) {
             Ok(()) => reply::simple(out, "OK"),
@@ -214,16 +218,11 @@ pub(super) fn client(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usiz
         },
         "setinfo" => client_setinfo(s, args[2], args[3], out),
         "info" => {
-            let line = format!(
-                "id={} name={} db=0 multi=-1 user=default resp={} lib-name={} lib-ver={}\n",
-                s.id,
-                String::from_utf8_lossy(s.name.as_deref().unwrap_or_default()),
-                s.proto.number(),
-                String::from_utf8_lossy(&s.lib_name),
-                String::from_utf8_lossy(&s.lib_ver),
-            );
+            let line = client_line(s, &s.client);
             reply::verbatim(out, s.proto, line.as_bytes());
         }
+        "list" => client_list(s, &args[2..], out),
+        "kill" => client_kill(s, &args[2..], out),
         "reply" if eq(args[2], "on") => reply::simple(out, "OK"),
         // Corral evicts nothing and keeps no access times: both are accepted as no-ops.
         "no-evict" | "no-touch" if eq(args[2], "on") || eq(args[2], "off") => {
@@ -236,6 +235,151 @@ pub(super) fn client(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usiz
         _ => reply::error(out, "ERR syntax error"),
     }
     Step::Done
+}
+
+/// A connection as CLIENT LIST and CLIENT INFO describe it, with the fields Corral
+/// knows (no pub/sub and no MULTI yet: those counts are 0 and -1).
+fn client_line(s: &Session, c: &Client) -> String {
+    let names = c.names();
+    let (age, idle) = c.age_and_idle();
+    format!(
+        "id={} addr={} laddr={} fd={} name={} age={age} idle={idle} flags=N db=0 sub=0 psub=0 \
+         ssub=0 multi=-1 cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
+        c.id,
+        c.addr,
+        c.laddr,
+        c.fd,
+        String::from_utf8_lossy(&names.name),
+        s.table.label(c.last_command()),
+        c.proto(),
+        String::from_utf8_lossy(&names.lib_name),
+        String::from_utf8_lossy(&names.lib_ver),
+    )
+}
+
+/// CLIENT LIST [TYPE normal|master|replica|pubsub] [ID id ...].
+fn client_list(s: &Session, args: &[&[u8]], out: &mut Vec<u8>) {
+    let mut ids: Option<Vec<u64>> = None;
+    let mut only_normal = true;
+    let mut i = 0;
+    while i < args.len() {
+        if eq(args[i], "type") && i + 1 < args.len() {
+            let t = String::from_utf8_lossy(args[i + 1]).to_ascii_lowercase();
+            match t.as_str() {
+                "normal" => only_normal = true,
+                "master" | "replica" | "slave" | "pubsub" => only_normal = false,
+                _ => {
+                    reply::error(out, &format!("ERR Unknown client type '{t}'"));
+                    return;
+                }
+            }
+            i += 2;
+        } else if eq(args[i], "id") && i + 1 < args.len() {
+            let mut list = Vec::new();
+            for a in &args[i + 1..] {
+                match corral_worker::machine::parse_i64(a) {
+                    Some(n) if n > 0 => list.push(n as u64),
+                    _ => {
+                        reply::error(out, "ERR Invalid client ID");
+                        return;
+                    }
+                }
+            }
+            ids = Some(list);
+            i = args.len();
+        } else {
+            reply::error(out, "ERR syntax error");
+            return;
+        }
+    }
+    let mut text = String::new();
+    if only_normal {
+        for c in s.shared.clients.all() {
+            if ids.as_ref().is_none_or(|ids| ids.contains(&c.id)) {
+                text.push_str(&client_line(s, &c));
+            }
+        }
+    }
+    reply::verbatim(out, s.proto, text.as_bytes());
+}
+
+/// CLIENT KILL ip:port (the old form: `+OK` or an error) or CLIENT KILL filter value ...
+/// with ID, ADDR, LADDR, TYPE, USER and SKIPME (the number killed).
+fn client_kill(s: &Session, args: &[&[u8]], out: &mut Vec<u8>) {
+    if let [addr] = args {
+        let target = s
+            .shared
+            .clients
+            .all()
+            .into_iter()
+            .find(|c| c.addr.as_bytes() == *addr);
+        match target {
+            Some(c) => {
+                c.kill();
+                reply::simple(out, "OK");
+            }
+            None => reply::error(out, "ERR No such client"),
+        }
+        return;
+    }
+    if args.len() % 2 != 0 {
+        reply::error(out, "ERR syntax error");
+        return;
+    }
+    let (mut id, mut addr, mut laddr, mut skipme, mut none) = (None, None, None, true, false);
+    for pair in args.chunks_exact(2) {
+        let (filter, value) = (pair[0], pair[1]);
+        if eq(filter, "id") {
+            match corral_worker::machine::parse_i64(value) {
+                Some(n) if n > 0 => id = Some(n as u64),
+                _ => {
+                    reply::error(out, "ERR client-id should be greater than 0");
+                    return;
+                }
+            }
+        } else if eq(filter, "addr") {
+            addr = Some(value);
+        } else if eq(filter, "laddr") {
+            laddr = Some(value);
+        } else if eq(filter, "type") {
+            let t = String::from_utf8_lossy(value).to_ascii_lowercase();
+            match t.as_str() {
+                "normal" => {}
+                "master" | "replica" | "slave" | "pubsub" => none = true,
+                _ => {
+                    reply::error(out, &format!("ERR Unknown client type '{t}'"));
+                    return;
+                }
+            }
+        } else if eq(filter, "user") {
+            none |= value != b"default";
+        } else if eq(filter, "skipme") {
+            if eq(value, "yes") {
+                skipme = true;
+            } else if eq(value, "no") {
+                skipme = false;
+            } else {
+                reply::error(out, "ERR syntax error");
+                return;
+            }
+        } else {
+            reply::error(out, "ERR syntax error");
+            return;
+        }
+    }
+    let mut killed = 0;
+    if !none {
+        for c in s.shared.clients.all() {
+            let matches = id.is_none_or(|id| c.id == id)
+                && addr.is_none_or(|a| c.addr.as_bytes() == a)
+                && laddr.is_none_or(|a| c.laddr.as_bytes() == a)
+                && !(skipme && c.id == s.id);
+            if matches && c.kill() {
+                killed += 1;
+            }
+        }
+    }
+    reply::int(out, killed);
 }
 
 /// CLIENT SETINFO lib-name|lib-ver value, as Redis 7.2 has it.
@@ -260,9 +404,9 @@ fn client_setinfo(s: &mut Session, attr: &[u8], value: &[u8], out: &mut Vec<u8>)
         return;
     }
     if is_name {
-        s.lib_name = value.to_vec();
+        s.client.update_names(|n| n.lib_name = value.to_vec());
     } else {
-        s.lib_ver = value.to_vec();
+        s.client.update_names(|n| n.lib_ver = value.to_vec());
     }
     reply::simple(out, "OK");
 }

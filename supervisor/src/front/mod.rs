@@ -3,6 +3,7 @@
 //! serve them.
 
 pub mod admin;
+pub mod clients;
 pub mod command;
 pub mod connection;
 pub mod introspect;

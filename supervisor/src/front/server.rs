@@ -14,7 +14,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -27,6 +27,7 @@ use slog::{debug, error, info, warn, Logger};
 
 use crate::base::shard::Shard;
 use crate::base::ticket::Ticket;
+use crate::front::clients::{Client, Clients};
 use crate::front::resp::{reply, Frame};
 use crate::front::session::{Batch, Session};
 use crate::front::shared::{ServerConfig, Shared, SlowLog};
@@ -117,6 +118,7 @@ impl Server {
                 stats_base: Mutex::new(metrics.command_totals()),
                 ops_sample: Mutex::new((Instant::now(), 0, 0.0)),
                 slowlog: Mutex::new(SlowLog::default()),
+                clients: Clients::default(),
                 run_id: run_id(),
                 metrics: Arc::clone(&metrics),
             }),
@@ -156,6 +158,7 @@ impl Server {
                 chunk: vec![0u8; 64 << 10],
                 heartbeat: Arc::clone(heartbeat),
                 stats: server.metrics.command_stats(),
+                kills: Arc::new(AtomicBool::new(false)),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("io-{i}"))
@@ -426,6 +429,8 @@ struct EventLoop {
     chunk: Vec<u8>,
     /// This loop's command counts, latencies and bytes (written by this thread only).
     stats: Arc<CommandStats>,
+    /// Set (then the loop woken) when CLIENT KILL marked one of its connections.
+    kills: Arc<AtomicBool>,
 }
 
 impl EventLoop {
@@ -471,6 +476,9 @@ impl EventLoop {
             let woken = self.on_events(&events[..n]);
             if woken {
                 self.waker.reset();
+                if self.kills.swap(false, Ordering::AcqRel) {
+                    self.close_killed();
+                }
                 // After the events: closes they reported are counted before admitting.
                 self.admit(&mut events);
                 while let Ok(id) = self.done_rx.try_recv() {
@@ -566,6 +574,24 @@ impl EventLoop {
                 .unwrap_or_default();
             debug!(self.server.shared.log, "client connected"; "component" => "server", "conn" => id,
                    "peer" => &peer);
+            let client = {
+                let (kills, waker) = (Arc::clone(&self.kills), Arc::clone(&self.waker));
+                let laddr = stream
+                    .local_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                Arc::new(Client::new(
+                    id,
+                    peer,
+                    laddr,
+                    stream.as_raw_fd(),
+                    Box::new(move || {
+                        kills.store(true, Ordering::Release);
+                        waker.wake();
+                    }),
+                ))
+            };
+            self.server.shared.clients.add(Arc::clone(&client));
             let ticket = {
                 let (done, waker) = (self.done_tx.clone(), Arc::clone(&self.waker));
                 Ticket::new(move || {
@@ -580,8 +606,7 @@ impl EventLoop {
                     session: Session::new(
                         Arc::clone(&self.server.shared),
                         &TABLE,
-                        id,
-                        peer,
+                        client,
                         ticket,
                         Arc::clone(&self.stats),
                     ),
@@ -691,8 +716,23 @@ impl EventLoop {
         }
     }
 
+    /// Closes the connections CLIENT KILL marked (their replies owed are dropped, as
+    /// Redis drops a killed client's).
+    fn close_killed(&mut self) {
+        let killed: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.session.client.killed())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in killed {
+            self.close(id);
+        }
+    }
+
     fn close(&mut self, id: u64) {
         if let Some(c) = self.conns.remove(&id) {
+            self.server.shared.clients.remove(id);
             let _ = self.epoll.delete(c.stream.as_fd());
             self.server.shared.active.fetch_sub(1, Ordering::AcqRel);
             debug!(self.server.shared.log, "client disconnected"; "component" => "server", "conn" => id);

@@ -17,6 +17,7 @@ use crate::base::ops::OwnedOp;
 use crate::base::shard::ShardState;
 use crate::base::slot::shard_of;
 use crate::base::ticket::{Failure, Ticket, WriteResult};
+use crate::front::clients::Client;
 use crate::front::command::{Kind, Table};
 use crate::front::resp::{
     self, reply, Frame, ParseLimits, Parsed, Proto, ProtocolError, Rejection,
@@ -86,15 +87,11 @@ pub struct Session {
     /// The command table it runs (`front::table::TABLE`).
     pub(super) table: &'static Table<Handler>,
     pub(super) id: u64,
-    /// The client's address (`ip:port`).
-    pub(super) peer: String,
+    /// The connection as CLIENT LIST shows it (name, library, last command).
+    pub(super) client: Arc<Client>,
     pub(super) authed: bool,
     /// The protocol its replies are encoded in (HELLO switches it).
     pub(super) proto: Proto,
-    pub(super) name: Option<Vec<u8>>,
-    /// What CLIENT SETINFO said of the client library (empty until then).
-    pub(super) lib_name: Vec<u8>,
-    pub(super) lib_ver: Vec<u8>,
     /// Queued writes of the current batch: shard and op.
     ops: Vec<(u32, OwnedOp)>,
     /// Replies owed since the first queued write, in order.
@@ -144,28 +141,25 @@ impl Session {
     pub fn new(
         shared: Arc<Shared>,
         table: &'static Table<Handler>,
-        id: u64,
-        peer: String,
+        client: Arc<Client>,
         ticket: Arc<Ticket>,
         stats: Arc<CommandStats>,
     ) -> Self {
+        let id_seed = client.id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
         Self {
             authed: shared.config.requirepass.is_none(),
             proto: Proto::Resp2,
             shared,
             table,
-            id,
-            peer,
-            name: None,
-            lib_name: Vec::new(),
-            lib_ver: Vec::new(),
+            id: client.id,
+            client,
             ops: Vec::new(),
             owed: Vec::new(),
             ticket,
             results: Vec::new(),
             value: Vec::new(),
             command: table.other(),
-            sample: id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
+            sample: id_seed,
             read_at: Instant::now(),
             immediate: Vec::new(),
             stats,
@@ -352,15 +346,21 @@ impl Session {
             return Step::Flush;
         }
         let started = Instant::now();
+        self.client.ran(index, started);
         let step = (spec.run)(self, args, out, out_limit);
         let took = started.elapsed();
         if took >= SLOWLOG_SLOWER_THAN {
-            let name = self.name.clone().unwrap_or_default();
+            let name = self.client.names().name;
             self.shared
                 .slowlog
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .add(args, crate::base::nanos(took) / 1000, &self.peer, &name);
+                .add(
+                    args,
+                    crate::base::nanos(took) / 1000,
+                    &self.client.addr,
+                    &name,
+                );
         }
         step
     }

@@ -10,6 +10,7 @@ use crossbeam_channel::Sender;
 use slog::Logger;
 
 use crate::base::shard::Shard;
+use crate::front::clients::Clients;
 use crate::pipeline::msg::SeqMsg;
 use crate::telemetry::metrics::{CommandTotals, Metrics};
 use crate::wal::appender::Durability;
@@ -76,6 +77,8 @@ pub struct Shared {
     pub(crate) ops_sample: Mutex<(Instant, u64, f64)>,
     /// Commands that ran for at least [`SLOWLOG_SLOWER_THAN`], newest first (SLOWLOG).
     pub(crate) slowlog: Mutex<SlowLog>,
+    /// The open connections (CLIENT LIST, CLIENT KILL).
+    pub clients: Clients,
 }
 
 /// A command whose handler ran this long goes into the slow log (Redis'
