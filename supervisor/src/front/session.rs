@@ -129,6 +129,17 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// The kernel's coarse monotonic clock (nanoseconds; it advances by the scheduler tick, a
+/// few milliseconds): cheap enough to read around every command, and fine enough for the
+/// slow log's 10 ms threshold.
+fn coarse_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE).map_or(0, |t| {
+        (t.tv_sec() as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(t.tv_nsec() as u64)
+    })
+}
+
 /// Whether argument `a` is the keyword `b`, in any case.
 pub(super) fn eq(a: &[u8], b: &str) -> bool {
     a.eq_ignore_ascii_case(b.as_bytes())
@@ -236,6 +247,8 @@ impl Session {
                 }
             }
         };
+        // CLIENT LIST shows the batch's last command and when the batch was read.
+        self.client.ran(self.command, self.read_at);
         if !self.immediate.is_empty() {
             let took = crate::base::nanos(self.read_at.elapsed());
             for (command, ok) in self.immediate.drain(..) {
@@ -345,22 +358,16 @@ impl Session {
         if spec.kind == Kind::Read && !self.owed.is_empty() {
             return Step::Flush;
         }
-        let started = Instant::now();
-        self.client.ran(index, started);
+        let started = coarse_ns();
         let step = (spec.run)(self, args, out, out_limit);
-        let took = started.elapsed();
-        if took >= SLOWLOG_SLOWER_THAN {
+        let took_ns = coarse_ns().saturating_sub(started);
+        if took_ns >= crate::base::nanos(SLOWLOG_SLOWER_THAN) {
             let name = self.client.names().name;
             self.shared
                 .slowlog
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .add(
-                    args,
-                    crate::base::nanos(took) / 1000,
-                    &self.client.addr,
-                    &name,
-                );
+                .add(args, took_ns / 1000, &self.client.addr, &name);
         }
         step
     }
