@@ -341,3 +341,105 @@ fn client_list_shows_every_connection_and_client_kill_closes_one() {
         .unwrap();
     assert_eq!(n, 0);
 }
+
+#[test]
+fn info_counts_commands_errors_and_key_reads_and_resetstat_starts_them_over() {
+    let corral = Corral::start(2, &[]);
+    let mut c = corral.client();
+    let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut c).unwrap();
+    let _: Option<String> = redis::cmd("GET").arg("k").query(&mut c).unwrap();
+    let _: Option<String> = redis::cmd("GET").arg("missing").query(&mut c).unwrap();
+    assert!(redis::cmd("NOSUCH").query::<()>(&mut c).is_err());
+    assert!(redis::cmd("AUTH")
+        .arg("bob")
+        .arg("x")
+        .query::<()>(&mut c)
+        .is_err());
+    assert!(redis::cmd("INCR").arg("k").query::<()>(&mut c).is_err());
+    let info = |c: &mut redis::Connection, section: &str| -> String {
+        redis::cmd("INFO").arg(section).query(c).unwrap()
+    };
+    let field = |text: &str, name: &str| -> Option<String> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .map(str::to_owned)
+    };
+    let stats = info(&mut c, "stats");
+    assert_eq!(
+        field(&stats, "keyspace_hits").as_deref(),
+        Some("1"),
+        "{stats}"
+    );
+    assert_eq!(
+        field(&stats, "keyspace_misses").as_deref(),
+        Some("1"),
+        "{stats}"
+    );
+    assert_eq!(
+        field(&stats, "total_error_replies").as_deref(),
+        Some("3"),
+        "{stats}"
+    );
+    let errors = info(&mut c, "errorstats");
+    assert!(errors.starts_with("# Errorstats\r\n"), "{errors}");
+    assert_eq!(
+        field(&errors, "errorstat_ERR").as_deref(),
+        Some("count=2"),
+        "{errors}"
+    );
+    assert_eq!(
+        field(&errors, "errorstat_WRONGPASS").as_deref(),
+        Some("count=1"),
+        "{errors}"
+    );
+    let commands = info(&mut c, "commandstats");
+    let get = field(&commands, "cmdstat_get").unwrap_or_else(|| panic!("{commands}"));
+    assert!(get.starts_with("calls=2,usec="), "{get}");
+    assert!(get.ends_with(",rejected_calls=0,failed_calls=0"), "{get}");
+    let incr = field(&commands, "cmdstat_incr").unwrap_or_else(|| panic!("{commands}"));
+    assert!(incr.ends_with("failed_calls=1"), "{incr}");
+    // Sections: the default has no commandstats; `all` has every one; names in any case.
+    let default = info(&mut c, "default");
+    assert!(default.contains("# Keyspace\r\ndb0:keys=1,"), "{default}");
+    assert!(!default.contains("# Commandstats"), "{default}");
+    let all = info(&mut c, "ALL");
+    for section in [
+        "Server",
+        "Clients",
+        "Memory",
+        "Persistence",
+        "Stats",
+        "Replication",
+        "CPU",
+        "Commandstats",
+        "Errorstats",
+        "Latencystats",
+        "Cluster",
+        "Keyspace",
+        "Corral",
+    ] {
+        assert!(
+            all.contains(&format!("# {section}\r\n")),
+            "{section} missing from INFO all"
+        );
+    }
+    let two: String = redis::cmd("INFO")
+        .arg("server")
+        .arg("clients")
+        .query(&mut c)
+        .unwrap();
+    assert!(
+        two.starts_with("# Server\r\n") && two.contains("\r\n\r\n# Clients\r\n"),
+        "{two}"
+    );
+    assert!(!two.contains("# Memory"), "{two}");
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut c).unwrap();
+    let errors = info(&mut c, "errorstats");
+    assert_eq!(errors, "# Errorstats\r\n");
+    let stats = info(&mut c, "stats");
+    assert_eq!(
+        field(&stats, "keyspace_hits").as_deref(),
+        Some("0"),
+        "{stats}"
+    );
+}

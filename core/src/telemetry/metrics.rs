@@ -6,6 +6,7 @@
 //! a worker restarts: a dead generation's counts are folded into its shard's retired totals
 //! under the same lock the scrape takes ([`Shard::retire`]).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -82,7 +83,13 @@ pub struct CommandStats {
     /// Reads of keys that were found, and of keys that were not.
     hits: AtomicU64,
     misses: AtomicU64,
+    /// Error replies by their code (the first word: `ERR`, `WRONGPASS`, ...); locked only
+    /// when an error is answered.
+    error_codes: Mutex<BTreeMap<String, u64>>,
 }
+
+/// Distinct error codes counted (Redis keeps 128; past that, `other`).
+const ERROR_CODES_MAX: usize = 128;
 
 /// Every event loop's [`CommandStats`], summed (by command metric index).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -101,6 +108,8 @@ pub struct CommandTotals {
     pub hits: u64,
     /// Key reads that did not.
     pub misses: u64,
+    /// Error replies by code.
+    pub error_codes: BTreeMap<String, u64>,
 }
 
 impl CommandTotals {
@@ -126,6 +135,14 @@ impl CommandTotals {
             t.bytes_out += load(&stats.bytes_out);
             t.hits += load(&stats.hits);
             t.misses += load(&stats.misses);
+            for (code, n) in stats
+                .error_codes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+            {
+                *t.error_codes.entry(code.clone()).or_default() += n;
+            }
         }
         t
     }
@@ -155,6 +172,15 @@ impl CommandTotals {
             bytes_out: minus(self.bytes_out, earlier.bytes_out),
             hits: minus(self.hits, earlier.hits),
             misses: minus(self.misses, earlier.misses),
+            error_codes: self
+                .error_codes
+                .iter()
+                .map(|(code, n)| {
+                    let before = earlier.error_codes.get(code).copied().unwrap_or(0);
+                    (code.clone(), minus(*n, before))
+                })
+                .filter(|(_, n)| *n > 0)
+                .collect(),
         }
     }
 
@@ -181,6 +207,29 @@ impl CommandStats {
             bytes_out: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            error_codes: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Counts an error reply (`reply` is the encoded `-CODE text\r\n`).
+    pub fn error_reply(&self, reply: &[u8]) {
+        let code = reply
+            .get(1..)
+            .unwrap_or_default()
+            .split(|&b| b == b' ' || b == b'\r')
+            .next()
+            .unwrap_or_default();
+        let code = String::from_utf8_lossy(code);
+        let mut codes = self
+            .error_codes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = codes.get_mut(code.as_ref()) {
+            *n += 1;
+        } else if codes.len() < ERROR_CODES_MAX {
+            codes.insert(code.into_owned(), 1);
+        } else {
+            *codes.entry("other".to_owned()).or_default() += 1;
         }
     }
 

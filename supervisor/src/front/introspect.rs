@@ -20,7 +20,7 @@ pub(super) fn info_command(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _
 }
 
 /// INFO's sections in Redis' order, and whether `INFO` (default) shows each.
-const SECTIONS: [(&str, bool); 12] = [
+const SECTIONS: [(&str, bool); 13] = [
     ("server", true),
     ("clients", true),
     ("memory", true),
@@ -29,6 +29,7 @@ const SECTIONS: [(&str, bool); 12] = [
     ("replication", true),
     ("cpu", true),
     ("commandstats", false),
+    ("errorstats", true),
     ("latencystats", false),
     ("cluster", true),
     ("keyspace", true),
@@ -57,6 +58,8 @@ fn info(s: &Session, asked: &[&[u8]]) -> String {
         }
         let title = match name {
             "commandstats" => "Commandstats".to_owned(),
+            "errorstats" => "Errorstats".to_owned(),
+            "cpu" => "CPU".to_owned(),
             "latencystats" => "Latencystats".to_owned(),
             other => {
                 let mut t = other.to_owned();
@@ -241,6 +244,11 @@ fn section(s: &Session, name: &str, totals: &CommandTotals, text: &mut String) {
                     usec as f64 / calls as f64,
                     c[1]
                 );
+            }
+        }
+        "errorstats" => {
+            for (code, n) in &totals.error_codes {
+                let _ = write!(text, "errorstat_{code}:count={n}\r\n");
             }
         }
         "latencystats" => {

@@ -311,11 +311,15 @@ impl Session {
     /// Counts a command that just ran (at the end of its batch), unless its reply is owed
     /// (a queued write counts when its outcome arrives): an error if it replied with one.
     fn count_immediate(&mut self, before: usize, owed: usize, out: &[u8]) {
-        let error = match self.owed.get(owed..) {
+        let reply = match self.owed.get(owed..) {
             Some([Owed::Write { .. }, ..]) => return,
-            Some([Owed::Encoded(bytes), ..]) => bytes.first() == Some(&b'-'),
-            _ => out.get(before) == Some(&b'-'),
+            Some([Owed::Encoded(bytes), ..]) => bytes.as_slice(),
+            _ => out.get(before..).unwrap_or_default(),
         };
+        let error = reply.first() == Some(&b'-');
+        if error {
+            self.stats.error_reply(reply);
+        }
         self.immediate.push((self.command, !error));
     }
 
@@ -519,6 +523,9 @@ impl Session {
                     let took = now.saturating_duration_since(read_at);
                     if self.shared.config.command_metrics {
                         self.stats.record(command, ok, crate::base::nanos(took));
+                        if !ok {
+                            self.stats.error_reply(&out[before..]);
+                        }
                     }
                     self.maybe_log_write(command, at - ops as usize, ok, took);
                 }
