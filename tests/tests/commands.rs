@@ -443,3 +443,53 @@ fn info_counts_commands_errors_and_key_reads_and_resetstat_starts_them_over() {
         "{stats}"
     );
 }
+
+#[test]
+fn config_set_changes_maxclients_and_the_slow_log_at_runtime() {
+    let corral = Corral::start(1, &[]);
+    let mut c = corral.client();
+    // Every command is slow enough for a threshold of 0.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("slowlog-log-slower-than")
+        .arg(0)
+        .query(&mut c)
+        .unwrap();
+    let _: Option<String> = redis::cmd("GET").arg("k").query(&mut c).unwrap();
+    let len: i64 = redis::cmd("SLOWLOG").arg("LEN").query(&mut c).unwrap();
+    assert!(len >= 1, "{len}");
+    let entries: Vec<redis::Value> = redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(1)
+        .query(&mut c)
+        .unwrap();
+    let text = format!("{entries:?}");
+    assert!(text.contains("SLOWLOG") || text.contains("GET"), "{text}");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("slowlog-log-slower-than")
+        .arg(-1)
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("SLOWLOG").arg("RESET").query(&mut c).unwrap();
+    let _: Option<String> = redis::cmd("GET").arg("k").query(&mut c).unwrap();
+    let len: i64 = redis::cmd("SLOWLOG").arg("LEN").query(&mut c).unwrap();
+    assert_eq!(len, 0, "-1 turns the slow log off");
+
+    // One client at most: the next is refused with Redis' error.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxclients")
+        .arg(1)
+        .query(&mut c)
+        .unwrap();
+    let mut second = corral.raw();
+    let reply = raw_exchange(&mut second, b"PING\r\n", Duration::from_secs(5));
+    assert_eq!(reply, b"-ERR max number of clients reached\r\n");
+    let max: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxclients")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(max, ["maxclients", "1"]);
+}

@@ -156,7 +156,11 @@ fn section(s: &Session, name: &str, totals: &CommandTotals, text: &mut String) {
         "clients" => {
             line(text, "connected_clients", shared.connections());
             line(text, "cluster_connections", 0);
-            line(text, "maxclients", config.max_clients);
+            line(
+                text,
+                "maxclients",
+                shared.live.max_clients.load(Ordering::Relaxed),
+            );
             line(text, "blocked_clients", 0);
             line(text, "tracking_clients", 0);
             line(text, "clients_in_timeout_table", 0);
@@ -553,6 +557,7 @@ fn parameters(s: &Session) -> Vec<(&'static str, String)> {
         FsyncPolicy::No => "no",
     };
     let maxmemory = c.shard_data_bytes * s.shared.shards.len() as u64;
+    let live = &s.shared.live;
     vec![
         ("appendfsync", fsync.to_owned()),
         ("appendonly", "yes".to_owned()),
@@ -560,14 +565,92 @@ fn parameters(s: &Session) -> Vec<(&'static str, String)> {
         ("databases", "1".to_owned()),
         ("dir", c.data_dir.display().to_string()),
         ("io-threads", c.io_threads.to_string()),
-        ("maxclients", c.max_clients.to_string()),
+        (
+            "maxclients",
+            s.shared
+                .live
+                .max_clients
+                .load(Ordering::Relaxed)
+                .to_string(),
+        ),
         ("maxmemory", maxmemory.to_string()),
         ("maxmemory-policy", "noeviction".to_owned()),
         ("port", c.listen.port().to_string()),
         ("proto-max-bulk-len", c.max_value_bytes.to_string()),
         ("save", String::new()),
+        (
+            "slowlog-log-slower-than",
+            live.slowlog_slower_than_us
+                .load(Ordering::Relaxed)
+                .to_string(),
+        ),
+        (
+            "slowlog-max-len",
+            live.slowlog_max_len.load(Ordering::Relaxed).to_string(),
+        ),
         ("timeout", "0".to_owned()),
     ]
+}
+
+/// A setting CONFIG SET may change.
+enum Settable {
+    MaxClients,
+    SlowlogSlowerThan,
+    SlowlogMaxLen,
+}
+
+/// CONFIG SET name value [name value ...]: every pair is checked before any is applied, as
+/// Redis does; the settings that cannot change at runtime answer Redis' error for
+/// immutable ones.
+fn config_set(s: &Session, pairs: &[&[u8]]) -> Result<(), String> {
+    let mut changes = Vec::new();
+    for pair in pairs.chunks_exact(2) {
+        let name = String::from_utf8_lossy(pair[0]).to_ascii_lowercase();
+        let failed = |why: &str| {
+            format!("ERR CONFIG SET failed (possibly related to argument '{name}') - {why}")
+        };
+        let (setting, min, max) = match name.as_str() {
+            "maxclients" => (Settable::MaxClients, 1, i64::from(u32::MAX)),
+            "slowlog-log-slower-than" => (Settable::SlowlogSlowerThan, -1, i64::MAX),
+            "slowlog-max-len" => (Settable::SlowlogMaxLen, 0, i64::MAX),
+            _ if parameters(s).iter().any(|(p, _)| *p == name) => {
+                return Err(failed("can't set immutable config"));
+            }
+            _ => {
+                return Err(format!(
+                    "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
+                ))
+            }
+        };
+        let value = corral_worker::machine::parse_i64(pair[1])
+            .ok_or_else(|| failed("argument couldn't be parsed into an integer"))?;
+        if !(min..=max).contains(&value) {
+            return Err(failed(&format!(
+                "argument must be between {min} and {max} inclusive"
+            )));
+        }
+        changes.push((setting, value));
+    }
+    let live = &s.shared.live;
+    for (setting, value) in changes {
+        match setting {
+            Settable::MaxClients => live.max_clients.store(value as u32, Ordering::Relaxed),
+            Settable::SlowlogSlowerThan => {
+                live.slowlog_slower_than_us.store(value, Ordering::Relaxed);
+            }
+            Settable::SlowlogMaxLen => {
+                live.slowlog_max_len
+                    .store(value as usize, Ordering::Relaxed);
+                let mut log = s
+                    .shared
+                    .slowlog
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                log.entries.truncate(value as usize);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Redis' glob match (`*`, `?`, `[...]`, `\\` escapes), in any case as CONFIG GET does.
@@ -626,23 +709,10 @@ pub(super) fn config(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usiz
                 reply::bulk(out, value.as_bytes());
             }
         }
-        ("set", n) if n >= 4 && n % 2 == 0 => {
-            let name = String::from_utf8_lossy(args[2]).to_ascii_lowercase();
-            if parameters(s).iter().any(|(p, _)| *p == name) {
-                reply::error(
-                    out,
-                    &format!(
-                        "ERR CONFIG SET failed (possibly related to argument '{name}') - can't \
-                         set immutable config"
-                    ),
-                );
-            } else {
-                reply::error(
-                    out,
-                    &format!("ERR Unknown option or number of arguments for CONFIG SET - '{name}'"),
-                );
-            }
-        }
+        ("set", n) if n >= 4 && n % 2 == 0 => match config_set(s, &args[2..]) {
+            Ok(()) => reply::simple(out, "OK"),
+            Err(e) => reply::error(out, &e),
+        },
         ("resetstat", 2) => {
             *s.shared
                 .stats_base

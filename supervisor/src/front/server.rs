@@ -30,7 +30,7 @@ use crate::base::ticket::Ticket;
 use crate::front::clients::{Client, Clients};
 use crate::front::resp::{reply, Frame};
 use crate::front::session::{Batch, Session};
-use crate::front::shared::{ServerConfig, Shared, SlowLog};
+use crate::front::shared::{LiveSettings, ServerConfig, Shared, SlowLog};
 use crate::front::table::TABLE;
 use crate::pipeline::msg::SeqMsg;
 use crate::telemetry::heartbeat::Heartbeat;
@@ -103,6 +103,7 @@ impl Server {
         log: Logger,
     ) -> std::io::Result<Arc<Self>> {
         let io_threads = config.io_threads.max(1);
+        let max_clients = config.max_clients;
         let heartbeats: Vec<Arc<Heartbeat>> =
             (0..io_threads).map(|_| Heartbeat::new("io")).collect();
         let server = Arc::new(Self {
@@ -119,6 +120,7 @@ impl Server {
                 ops_sample: Mutex::new((Instant::now(), 0, 0.0)),
                 slowlog: Mutex::new(SlowLog::default()),
                 clients: Clients::default(),
+                live: LiveSettings::new(max_clients),
                 run_id: run_id(),
                 metrics: Arc::clone(&metrics),
             }),
@@ -525,7 +527,7 @@ impl EventLoop {
     /// at the limit, first handles what epoll reports (closes among it) and looks again, so
     /// connections already closed by their clients are not counted against a new one.
     fn reserve_connection(&mut self, events: &mut [EpollEvent]) -> bool {
-        let max = self.server.shared.config.max_clients;
+        let max = self.server.shared.live.max_clients.load(Ordering::Relaxed);
         let try_take = |active: &AtomicU32| {
             active
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {

@@ -6,6 +6,7 @@
 //! writes of the same pipeline waits for them ([`Batch::Flush`]), so a connection always
 //! reads its own writes, and replies always go out in command order.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,7 +23,7 @@ use crate::front::command::{Kind, Table};
 use crate::front::resp::{
     self, reply, Frame, ParseLimits, Parsed, Proto, ProtocolError, Rejection,
 };
-use crate::front::shared::{Shared, SLOWLOG_SLOWER_THAN};
+use crate::front::shared::Shared;
 use crate::pipeline::msg::{SeqMsg, WriteOp};
 use crate::telemetry::metrics::CommandStats;
 use crate::wal::appender::Acknowledge;
@@ -362,16 +363,25 @@ impl Session {
         if spec.kind == Kind::Read && !self.owed.is_empty() {
             return Step::Flush;
         }
+        let threshold_us = self
+            .shared
+            .live
+            .slowlog_slower_than_us
+            .load(Ordering::Relaxed);
+        if threshold_us < 0 {
+            return (spec.run)(self, args, out, out_limit);
+        }
         let started = coarse_ns();
         let step = (spec.run)(self, args, out, out_limit);
-        let took_ns = coarse_ns().saturating_sub(started);
-        if took_ns >= crate::base::nanos(SLOWLOG_SLOWER_THAN) {
+        let took_us = coarse_ns().saturating_sub(started) / 1000;
+        if took_us >= threshold_us as u64 {
             let name = self.client.names().name;
+            let max_len = self.shared.live.slowlog_max_len.load(Ordering::Relaxed);
             self.shared
                 .slowlog
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .add(args, took_ns / 1000, &self.client.addr, &name);
+                .add(args, took_us, &self.client.addr, &name, max_len);
         }
         step
     }

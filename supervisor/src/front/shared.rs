@@ -2,7 +2,7 @@
 //! channel, the durability watermark and the connection count. The server owns it; a
 //! session reads it and never the server itself.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -79,12 +79,39 @@ pub struct Shared {
     pub(crate) slowlog: Mutex<SlowLog>,
     /// The open connections (CLIENT LIST, CLIENT KILL).
     pub clients: Clients,
+    /// The settings CONFIG SET may change while the server runs.
+    pub live: LiveSettings,
 }
 
-/// A command whose handler ran this long goes into the slow log (Redis'
+/// Settings CONFIG SET changes at runtime.
+#[derive(Debug)]
+pub struct LiveSettings {
+    /// Most concurrent connections (starts at `--max-clients`).
+    pub max_clients: AtomicU32,
+    /// A command whose handler runs this long (µs) goes into the slow log; -1: none does.
+    pub slowlog_slower_than_us: AtomicI64,
+    /// Entries the slow log keeps.
+    pub slowlog_max_len: AtomicUsize,
+}
+
+impl LiveSettings {
+    /// The settings at start: `max_clients`, and Redis' slow log defaults.
+    #[must_use]
+    pub fn new(max_clients: u32) -> Self {
+        Self {
+            max_clients: AtomicU32::new(max_clients),
+            slowlog_slower_than_us: AtomicI64::new(
+                crate::base::nanos(SLOWLOG_SLOWER_THAN) as i64 / 1000,
+            ),
+            slowlog_max_len: AtomicUsize::new(SLOWLOG_MAX_LEN),
+        }
+    }
+}
+
+/// A command whose handler ran this long goes into the slow log, by default (Redis'
 /// `slowlog-log-slower-than` default, 10 ms).
 pub const SLOWLOG_SLOWER_THAN: std::time::Duration = std::time::Duration::from_millis(10);
-/// Entries the slow log keeps (Redis' `slowlog-max-len` default).
+/// Entries the slow log keeps, by default (Redis' `slowlog-max-len` default).
 pub const SLOWLOG_MAX_LEN: usize = 128;
 
 /// The slow log: its newest entries and the id the next one gets.
@@ -114,8 +141,9 @@ pub struct SlowEntry {
 }
 
 impl SlowLog {
-    /// Adds an entry for a command run with `args` that took `micros`.
-    pub fn add(&mut self, args: &[&[u8]], micros: u64, client: &str, name: &[u8]) {
+    /// Adds an entry for a command run with `args` that took `micros`, keeping the newest
+    /// `max_len`.
+    pub fn add(&mut self, args: &[&[u8]], micros: u64, client: &str, name: &[u8], max_len: usize) {
         const ARGS_KEPT: usize = 32;
         const ARG_BYTES_KEPT: usize = 128;
         let mut kept: Vec<Vec<u8>> = Vec::new();
@@ -146,7 +174,7 @@ impl SlowLog {
             name: name.to_vec(),
         });
         self.next_id += 1;
-        self.entries.truncate(SLOWLOG_MAX_LEN);
+        self.entries.truncate(max_len);
     }
 }
 
@@ -173,8 +201,14 @@ mod tests {
         let mut log = SlowLog::default();
         let long = vec![b'x'; 200];
         let many: Vec<&[u8]> = (0..40).map(|_| &b"a"[..]).collect();
-        log.add(&[b"SET", b"k", &long], 12_000, "127.0.0.1:5000", b"app");
-        log.add(&many, 15_000, "127.0.0.1:5001", b"");
+        log.add(
+            &[b"SET", b"k", &long],
+            12_000,
+            "127.0.0.1:5000",
+            b"app",
+            128,
+        );
+        log.add(&many, 15_000, "127.0.0.1:5001", b"", 128);
         let newest = &log.entries[0];
         assert_eq!((newest.id, newest.micros), (1, 15_000));
         assert_eq!(newest.args.len(), 32);
@@ -187,7 +221,7 @@ mod tests {
             ("127.0.0.1:5000", &b"app"[..])
         );
         for _ in 0..200 {
-            log.add(&[b"GET", b"k"], 10_000, "c", b"");
+            log.add(&[b"GET", b"k"], 10_000, "c", b"", SLOWLOG_MAX_LEN);
         }
         assert_eq!(log.entries.len(), SLOWLOG_MAX_LEN);
         assert_eq!(log.entries[0].id, 201);
