@@ -493,3 +493,21 @@ fn config_set_changes_maxclients_and_the_slow_log_at_runtime() {
         .unwrap();
     assert_eq!(max, ["maxclients", "1"]);
 }
+
+#[test]
+fn client_reply_off_and_skip_drop_replies_as_redis_does() {
+    let corral = Corral::start(2, &[]);
+    let mut s = corral.raw();
+    let replies = raw_exchange(
+        &mut s,
+        b"CLIENT REPLY SKIP\r\nPING\r\nPING\r\nCLIENT REPLY OFF\r\nSET a 1\r\nINCR n\r\nGET a\r\n\
+          CLIENT REPLY ON\r\nGET a\r\nGET n\r\nQUIT\r\n",
+        Duration::from_secs(10),
+    );
+    // Checked against redis-server 7.0: SKIP drops its own reply and the next one; OFF
+    // drops every reply (the writes still apply) until ON, whose +OK is sent.
+    assert_eq!(
+        String::from_utf8_lossy(&replies),
+        "+PONG\r\n+OK\r\n$1\r\n1\r\n$1\r\n1\r\n+OK\r\n"
+    );
+}

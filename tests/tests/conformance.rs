@@ -69,6 +69,7 @@ const CASES: &[Case] = &[
     case(&["CLIENT", "FOO"], &["-ERR unknown subcommand 'FOO'. Try CLIENT HELP."]),
     case(&["CLIENT", "NO-EVICT", "on"], &["+OK"]),
     case(&["CLIENT", "REPLY", "ON"], &["+OK"]),
+    case(&["CLIENT", "REPLY", "FOO"], &["-ERR syntax error"]),
     case(&["CLIENT", "KILL", "1.2.3.4:5"], &["-ERR No such client"]),
     case(&["CLIENT", "KILL", "ID", "abc"], &["-ERR client-id should be greater than 0"]),
     case(&["CLIENT", "KILL", "ID", "999999"], &[":0"]),

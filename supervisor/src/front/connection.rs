@@ -2,7 +2,7 @@
 
 use crate::front::clients::Client;
 use crate::front::resp::{reply, Proto};
-use crate::front::session::{eq, Session, Step, REDIS_COMPAT_VERSION};
+use crate::front::session::{eq, Replies, Session, Step, REDIS_COMPAT_VERSION};
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     // Lengths may leak; contents do not: every byte of the longer input is visited.
@@ -223,15 +223,25 @@ pub(super) fn client(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usiz
         }
         "list" => client_list(s, &args[2..], out),
         "kill" => client_kill(s, &args[2..], out),
-        "reply" if eq(args[2], "on") => reply::simple(out, "OK"),
+        "reply" if eq(args[2], "on") => {
+            s.replies = Replies::On;
+            s.silent = false;
+            reply::simple(out, "OK");
+        }
+        "reply" if eq(args[2], "off") || eq(args[2], "skip") => {
+            // No reply to this command either.
+            s.replies = if eq(args[2], "off") {
+                Replies::Off
+            } else {
+                Replies::SkipNext
+            };
+            s.silent = true;
+            reply::simple(out, "OK");
+        }
         // Corral evicts nothing and keeps no access times: both are accepted as no-ops.
         "no-evict" | "no-touch" if eq(args[2], "on") || eq(args[2], "off") => {
             reply::simple(out, "OK");
         }
-        "reply" => reply::error(
-            out,
-            "ERR CLIENT REPLY OFF and SKIP are not supported: every command is answered",
-        ),
         _ => reply::error(out, "ERR syntax error"),
     }
     Step::Done

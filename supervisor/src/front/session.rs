@@ -68,6 +68,17 @@ pub enum Step {
     Flush,
 }
 
+/// Which replies a connection gets (CLIENT REPLY).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Replies {
+    /// Every reply.
+    On,
+    /// None, until CLIENT REPLY ON.
+    Off,
+    /// None for the next command.
+    SkipNext,
+}
+
 /// A reply owed, in command order, while writes are pending.
 enum Owed {
     /// The combined outcome of a write command's `ops` writes (command index and when it
@@ -77,6 +88,8 @@ enum Owed {
         ops: u32,
         command: usize,
         read_at: Instant,
+        /// CLIENT REPLY OFF or SKIP: counted, never sent.
+        silent: bool,
     },
     /// A reply already encoded (an error found without running the command).
     Encoded(Vec<u8>),
@@ -116,6 +129,10 @@ pub struct Session {
     closing: bool,
     /// Where the MGET being answered in parts goes on (index of its next key).
     pub(super) resume: Option<usize>,
+    /// CLIENT REPLY: which replies are sent.
+    pub(super) replies: Replies,
+    /// Whether the reply of the command being run is dropped.
+    pub(super) silent: bool,
 }
 
 /// Arguments of a command that are passed without an allocation.
@@ -177,6 +194,8 @@ impl Session {
             stats,
             closing: false,
             resume: None,
+            replies: Replies::On,
+            silent: false,
         }
     }
 
@@ -281,11 +300,47 @@ impl Session {
             &many
         };
         let (before, owed) = (out.len(), self.owed.len());
+        // CLIENT REPLY: whether this command's reply is sent (the command may change it).
+        self.silent = self.next_reply_silent();
         let step = self.command(args, out, out_limit);
         if matches!(step, Step::Done | Step::Close) && self.shared.config.command_metrics {
             self.count_immediate(before, owed, out);
         }
+        if self.silent {
+            self.silence(before, owed, out);
+        }
         step
+    }
+
+    /// Whether the reply of the command about to run is dropped (CLIENT REPLY OFF, or the
+    /// one command after SKIP).
+    fn next_reply_silent(&mut self) -> bool {
+        match self.replies {
+            Replies::On => false,
+            Replies::Off => true,
+            Replies::SkipNext => {
+                self.replies = Replies::On;
+                true
+            }
+        }
+    }
+
+    /// Takes back the reply of the command that just ran (CLIENT REPLY OFF or SKIP): what it
+    /// wrote from `before` in `out`, and what it owes from index `owed` on.
+    fn silence(&mut self, before: usize, owed: usize, out: &mut Vec<u8>) {
+        out.truncate(before);
+        let mut i = owed;
+        while i < self.owed.len() {
+            match &mut self.owed[i] {
+                Owed::Write { silent, .. } => {
+                    *silent = true;
+                    i += 1;
+                }
+                Owed::Encoded(_) => {
+                    self.owed.remove(i);
+                }
+            }
+        }
     }
 
     /// Answers a command with an argument over the limits (read past, never run).
@@ -306,6 +361,9 @@ impl Session {
         );
         if self.shared.config.command_metrics {
             self.count_immediate(before, owed, out);
+        }
+        if self.next_reply_silent() {
+            self.silence(before, owed, out);
         }
     }
 
@@ -418,6 +476,7 @@ impl Session {
             ops: ops.len() as u32,
             command: self.command,
             read_at: self.read_at,
+            silent: false,
         });
         for op in ops {
             let key = match &op {
@@ -487,6 +546,7 @@ impl Session {
                     ops,
                     command,
                     read_at,
+                    silent,
                 } => {
                     let Some(results) = self.results.get(at..at + ops as usize) else {
                         // Each submitted write has a result entry: a missing one is a bug,
@@ -538,6 +598,9 @@ impl Session {
                         }
                     }
                     self.maybe_log_write(command, at - ops as usize, ok, took);
+                    if silent {
+                        out.truncate(before);
+                    }
                 }
                 Owed::Encoded(bytes) => out.extend_from_slice(&bytes),
             }
