@@ -199,3 +199,51 @@ fn redis_benchmark_default_tests_up_to_the_data_types() {
     let mset = run(&["-t", "mset"]);
     assert!(ran(&mset, "MSET (10 keys)"), "{mset}");
 }
+
+/// The `redis` crate (the one these tests use) in RESP3, as an application would switch
+/// it on: `?protocol=resp3` in the URL.
+#[test]
+fn the_redis_crate_in_resp3() {
+    let corral = Corral::start(2, &[]);
+    let client = redis::Client::open(format!("{}?protocol=resp3", corral.url())).unwrap();
+    let mut c = client.get_connection().unwrap();
+    let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut c).unwrap();
+    let got: Option<String> = redis::cmd("GET").arg("k").query(&mut c).unwrap();
+    assert_eq!(got.as_deref(), Some("v"));
+    let missing: redis::Value = redis::cmd("GET").arg("missing").query(&mut c).unwrap();
+    assert_eq!(missing, redis::Value::Nil);
+    let values: Vec<Option<String>> = redis::cmd("MGET")
+        .arg("k")
+        .arg("missing")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(values, [Some("v".to_owned()), None]);
+    let hello: redis::Value = redis::cmd("HELLO").arg(3).query(&mut c).unwrap();
+    assert!(
+        matches!(hello, redis::Value::Map(ref m) if m.len() == 7),
+        "{hello:?}"
+    );
+    let config: redis::Value = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxclients")
+        .query(&mut c)
+        .unwrap();
+    assert!(
+        matches!(config, redis::Value::Map(ref m) if m.len() == 1),
+        "{config:?}"
+    );
+    let info: redis::Value = redis::cmd("INFO").arg("server").query(&mut c).unwrap();
+    assert!(
+        matches!(info, redis::Value::VerbatimString { ref text, .. } if text.contains("redis_version:")),
+        "{info:?}"
+    );
+    let mut pipe = redis::pipe();
+    pipe.cmd("INCR")
+        .arg("n")
+        .cmd("INCR")
+        .arg("n")
+        .cmd("GET")
+        .arg("n");
+    let (a, b, n): (i64, i64, String) = pipe.query(&mut c).unwrap();
+    assert_eq!((a, b, n.as_str()), (1, 2, "2"));
+}
