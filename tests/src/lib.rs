@@ -617,13 +617,13 @@ pub fn ping_latency(con: &mut redis::Connection) -> Duration {
 /// # Errors
 /// The stream's errors, `UnexpectedEof` if it closes mid-reply, and `InvalidData` for
 /// bytes that are not RESP.
-pub fn read_reply(r: &mut impl std::io::BufRead) -> std::io::Result<Vec<u8>> {
+pub fn read_reply(r: &mut (impl std::io::BufRead + ?Sized)) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     read_value(r, &mut out)?;
     Ok(out)
 }
 
-fn read_value(r: &mut impl std::io::BufRead, out: &mut Vec<u8>) -> std::io::Result<()> {
+fn read_value(r: &mut (impl std::io::BufRead + ?Sized), out: &mut Vec<u8>) -> std::io::Result<()> {
     let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
     let start = out.len();
     if r.read_until(b'\n', out)? == 0 {

@@ -111,15 +111,6 @@ impl Group {
             Self::Server => "server",
         }
     }
-
-    /// The ACL category (`keyspace` for the generic commands, as Redis has it).
-    #[must_use]
-    pub fn category(self) -> &'static str {
-        match self {
-            Self::Generic => "keyspace",
-            other => other.name(),
-        }
-    }
 }
 
 /// One command.
@@ -139,36 +130,34 @@ pub struct Spec<H: 'static> {
     pub group: Group,
     /// What it does, in one line (COMMAND DOCS).
     pub summary: &'static str,
+    /// Redis' command flags (`write`, `readonly`, `fast`, `no_auth`, ...).
+    pub flags: &'static [&'static str],
+    /// Its ACL categories (`@read`, `@string`, ...).
+    pub acl: &'static [&'static str],
+    /// The flags of its key specification (`RO`, `access`, ...; empty without keys).
+    pub key_flags: &'static [&'static str],
+    /// Its command tips (`request_policy:multi_shard`, ...).
+    pub tips: &'static [&'static str],
     /// Runs it.
     pub run: H,
 }
 
 impl<H> Spec<H> {
-    /// Redis' command flags for it, as COMMAND INFO reports them.
-    pub fn flags(&self) -> Vec<&'static str> {
-        let mut flags = match (self.kind, self.keys == Keys::NONE) {
-            (Kind::Write, _) => vec!["write", "denyoom"],
-            (Kind::Read, false) => vec!["readonly", "fast"],
-            (Kind::Read, true) => vec!["fast"],
-        };
-        if self.before_auth {
-            flags.extend(["no_auth", "noscript", "loading", "stale"]);
-        }
-        flags
-    }
-
-    /// Its ACL categories (`@read`/`@write`, its group's, `@fast` or `@slow`).
-    pub fn categories(&self) -> Vec<String> {
-        let mut categories = Vec::new();
-        match (self.kind, self.keys == Keys::NONE) {
-            (Kind::Write, _) => categories.push("@write".to_owned()),
-            (Kind::Read, false) => categories.push("@read".to_owned()),
-            (Kind::Read, true) => {}
-        }
-        categories.push(format!("@{}", self.group.category()));
-        let fast = self.kind == Kind::Read || self.keys == Keys::ONE;
-        categories.push(if fast { "@fast" } else { "@slow" }.to_owned());
-        categories
+    /// Its Redis metadata, as COMMAND INFO reports it: command `flags`, ACL categories
+    /// (`acl`), the flags of its key specification (`key_flags`) and `tips`.
+    #[must_use]
+    pub const fn meta(
+        mut self,
+        flags: &'static [&'static str],
+        acl: &'static [&'static str],
+        key_flags: &'static [&'static str],
+        tips: &'static [&'static str],
+    ) -> Self {
+        self.flags = flags;
+        self.acl = acl;
+        self.key_flags = key_flags;
+        self.tips = tips;
+        self
     }
 }
 
@@ -283,6 +272,10 @@ mod tests {
             keys: Keys::ONE,
             group: Group::String,
             summary: "",
+            flags: &[],
+            acl: &[],
+            key_flags: &[],
+            tips: &[],
             run: 0,
         },
         Spec {
@@ -293,6 +286,10 @@ mod tests {
             keys: Keys::ONE,
             group: Group::String,
             summary: "",
+            flags: &[],
+            acl: &[],
+            key_flags: &[],
+            tips: &[],
             run: 1,
         },
     ];
@@ -319,6 +316,10 @@ mod tests {
                 keys: Keys::ONE,
                 group: Group::String,
                 summary: "",
+                flags: &[],
+                acl: &[],
+                key_flags: &[],
+                tips: &[],
                 run: 0,
             },
             Spec {
@@ -329,6 +330,10 @@ mod tests {
                 keys: Keys::ONE,
                 group: Group::String,
                 summary: "",
+                flags: &[],
+                acl: &[],
+                key_flags: &[],
+                tips: &[],
                 run: 1,
             },
         ];

@@ -7,7 +7,7 @@ use std::sync::PoisonError;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::base::shard::process_usage;
-use crate::front::command::{Keys, Kind, Spec};
+use crate::front::command::{Keys, Spec};
 use crate::front::resp::reply;
 use crate::front::session::{eq, Handler, Session, Step, REDIS_COMPAT_VERSION};
 use crate::telemetry::metrics::{CommandTotals, COMMAND_BUCKETS_NS};
@@ -468,21 +468,22 @@ fn command_info(s: &Session, spec: &Spec<Handler>, out: &mut Vec<u8>) {
     reply::array(out, 10);
     reply::bulk(out, spec.name.as_bytes());
     reply::int(out, i64::from(spec.arity.0));
-    let flags = spec.flags();
-    reply::set(out, proto, flags.len());
-    for f in flags {
+    reply::set(out, proto, spec.flags.len());
+    for f in spec.flags {
         reply::simple(out, f);
     }
     let k = spec.keys;
     reply::int(out, k.first as i64);
     reply::int(out, k.last as i64);
     reply::int(out, k.step as i64);
-    let categories = spec.categories();
-    reply::set(out, proto, categories.len());
-    for c in categories {
-        reply::simple(out, &c);
+    reply::set(out, proto, spec.acl.len());
+    for c in spec.acl {
+        reply::simple(out, c);
     }
-    reply::set(out, proto, 0);
+    reply::set(out, proto, spec.tips.len());
+    for t in spec.tips {
+        reply::bulk(out, t.as_bytes());
+    }
     if k == Keys::NONE {
         reply::set(out, proto, 0);
     } else {
@@ -491,13 +492,8 @@ fn command_info(s: &Session, spec: &Spec<Handler>, out: &mut Vec<u8>) {
         reply::set(out, proto, 1);
         reply::map(out, proto, 3);
         reply::bulk(out, b"flags");
-        let access: &[&str] = if spec.kind == Kind::Write {
-            &["RW", "update"]
-        } else {
-            &["RO", "access"]
-        };
-        reply::set(out, proto, access.len());
-        for a in access {
+        reply::set(out, proto, spec.key_flags.len());
+        for a in spec.key_flags {
             reply::simple(out, a);
         }
         reply::bulk(out, b"begin_search");
