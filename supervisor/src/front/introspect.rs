@@ -649,45 +649,79 @@ fn config_set(s: &Session, pairs: &[&[u8]]) -> Result<(), String> {
     Ok(())
 }
 
-/// Redis' glob match (`*`, `?`, `[...]`, `\\` escapes), in any case as CONFIG GET does.
+/// Redis' glob match (`*`, `?`, `[...]` with ranges and `^`, `\\` escapes), in any case
+/// as CONFIG GET does. Iterative, backtracking only to the last `*`: at most
+/// `pattern.len() * text.len()` steps, whatever a client sends.
 fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some((b'*', rest)) => (0..=text.len()).any(|i| glob(rest, &text[i..])),
-        Some((b'?', rest)) => !text.is_empty() && glob(rest, &text[1..]),
-        Some((b'[', rest)) => {
-            let Some(end) = rest.iter().position(|&b| b == b']') else {
-                return false;
-            };
-            let (class, after) = (&rest[..end], &rest[end + 1..]);
-            let Some((&c, tail)) = text.split_first() else {
-                return false;
-            };
+    let (mut p, mut t) = (0, 0);
+    // Where to resume after the last `*`: its pattern index and the text index it covers to.
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match one(pattern, p, text[t]) {
+            Some(GlobStep::Star) => {
+                star = Some((p + 1, t));
+                p += 1;
+                continue;
+            }
+            Some(GlobStep::Matched(next)) => {
+                p = next;
+                t += 1;
+                continue;
+            }
+            None => {}
+        }
+        match star {
+            Some((after, covered)) => {
+                // Let the last `*` take one more character and try again from there.
+                p = after;
+                t = covered + 1;
+                star = Some((after, covered + 1));
+            }
+            None => return false,
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// What the pattern element at `p` does with character `c`.
+enum GlobStep {
+    /// A `*`.
+    Star,
+    /// `c` matches; the next element starts at the index given.
+    Matched(usize),
+}
+
+fn one(pattern: &[u8], p: usize, c: u8) -> Option<GlobStep> {
+    let same = |a: u8, b: u8| a.eq_ignore_ascii_case(&b);
+    match *pattern.get(p)? {
+        b'*' => Some(GlobStep::Star),
+        b'?' => Some(GlobStep::Matched(p + 1)),
+        b'[' => {
+            let end = p + 1 + pattern[p + 1..].iter().position(|&b| b == b']')?;
+            let class = &pattern[p + 1..end];
             let (negate, class) = match class.split_first() {
-                Some((b'^', r)) => (true, r),
+                Some((b'^', rest)) => (true, rest),
                 _ => (false, class),
             };
             let mut hit = false;
             let mut i = 0;
             while i < class.len() {
                 if i + 2 < class.len() && class[i + 1] == b'-' {
-                    hit |= (class[i]..=class[i + 2]).contains(&c.to_ascii_lowercase());
+                    let (lo, hi) = (class[i].min(class[i + 2]), class[i].max(class[i + 2]));
+                    hit |= (lo..=hi).contains(&c.to_ascii_lowercase())
+                        || (lo..=hi).contains(&c.to_ascii_uppercase());
                     i += 3;
                 } else {
-                    hit |= class[i].eq_ignore_ascii_case(&c);
+                    hit |= same(class[i], c);
                     i += 1;
                 }
             }
-            hit != negate && glob(after, tail)
+            (hit != negate).then_some(GlobStep::Matched(end + 1))
         }
-        Some((b'\\', rest)) if !rest.is_empty() => {
-            text.first()
-                .is_some_and(|c| c.eq_ignore_ascii_case(&rest[0]))
-                && glob(&rest[1..], &text[1..])
+        b'\\' if p + 1 < pattern.len() => {
+            same(pattern[p + 1], c).then_some(GlobStep::Matched(p + 2))
         }
-        Some((p, rest)) => {
-            text.first().is_some_and(|c| c.eq_ignore_ascii_case(p)) && glob(rest, &text[1..])
-        }
+        other => same(other, c).then_some(GlobStep::Matched(p + 1)),
     }
 }
 
@@ -749,6 +783,14 @@ mod tests {
             ("[^m]axclients", "maxclients", false),
             ("app*only", "appendonly", true),
             ("app*only", "appendfsync", false),
+            ("**max**", "maxclients", true),
+            ("*s", "maxclients", true),
+            ("*x", "maxclients", false),
+            ("", "", true),
+            ("*", "", true),
+            ("?", "", false),
+            ("\\*axclients", "maxclients", false),
+            ("m\\axclients", "maxclients", true),
         ] {
             assert_eq!(
                 glob(pattern.as_bytes(), name.as_bytes()),
@@ -756,6 +798,16 @@ mod tests {
                 "{pattern} {name}"
             );
         }
+    }
+
+    #[test]
+    fn a_hostile_pattern_costs_linear_time() {
+        let pattern: Vec<u8> = b"*a".repeat(5000).into_iter().chain(*b"b").collect();
+        let text = vec![b'a'; 10_000];
+        let started = std::time::Instant::now();
+        assert!(!glob(&pattern, &text));
+        // Exponential backtracking would take longer than the age of the universe.
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
     }
 
     #[test]
