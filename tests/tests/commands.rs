@@ -318,6 +318,14 @@ fn client_list_shows_every_connection_and_client_kill_closes_one() {
     );
     assert!(victim.contains(" cmd=get "), "{victim}");
     assert!(victim.contains(" resp=2 "), "{victim}");
+    let me = lines
+        .iter()
+        .find(|l| !l.contains("name=victim"))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(
+        me.contains(" cmd=client "),
+        "the asking connection runs CLIENT: {me}"
+    );
     let killed: i64 = redis::cmd("CLIENT")
         .arg("KILL")
         .arg("ID")

@@ -260,7 +260,12 @@ fn client_line(s: &Session, c: &Client) -> String {
         c.laddr,
         c.fd,
         String::from_utf8_lossy(&names.name),
-        s.table.label(c.last_command()),
+        // The asking connection's own last command is the one running now.
+        s.table.label(if c.id == s.id {
+            s.command
+        } else {
+            c.last_command()
+        }),
         c.proto(),
         String::from_utf8_lossy(&names.lib_name),
         String::from_utf8_lossy(&names.lib_ver),

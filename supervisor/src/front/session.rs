@@ -115,7 +115,7 @@ pub struct Session {
     /// The value of the last [`Session::lookup`].
     pub(super) value: Vec<u8>,
     /// Index (in the table, the metric index) of the command being run.
-    command: usize,
+    pub(super) command: usize,
     /// State of the sampling of write logs (xorshift).
     sample: u64,
     /// When the current batch's commands were read.
