@@ -475,12 +475,14 @@ impl EventLoop {
                     0
                 }
             };
+            // Before the events: a client killed before its next command arrived never
+            // has it run.
+            if self.kills.swap(false, Ordering::AcqRel) {
+                self.close_killed();
+            }
             let woken = self.on_events(&events[..n]);
             if woken {
                 self.waker.reset();
-                if self.kills.swap(false, Ordering::AcqRel) {
-                    self.close_killed();
-                }
                 // After the events: closes they reported are counted before admitting.
                 self.admit(&mut events);
                 while let Ok(id) = self.done_rx.try_recv() {
