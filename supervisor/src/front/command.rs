@@ -263,35 +263,27 @@ mod tests {
         assert_eq!(keys(Keys::ALL, 1), Vec::<usize>::new());
     }
 
+    /// A one-key string command for the tests.
+    const fn test_spec(name: &'static str, arity: i32, kind: Kind, run: u8) -> Spec<u8> {
+        Spec {
+            name,
+            arity: Arity(arity),
+            kind,
+            before_auth: false,
+            keys: Keys::ONE,
+            group: Group::String,
+            summary: "",
+            flags: &[],
+            acl: &[],
+            key_flags: &[],
+            tips: &[],
+            run,
+        }
+    }
+
     static SPECS: [Spec<u8>; 2] = [
-        Spec {
-            name: "get",
-            arity: Arity(2),
-            kind: Kind::Read,
-            before_auth: false,
-            keys: Keys::ONE,
-            group: Group::String,
-            summary: "",
-            flags: &[],
-            acl: &[],
-            key_flags: &[],
-            tips: &[],
-            run: 0,
-        },
-        Spec {
-            name: "set",
-            arity: Arity(-3),
-            kind: Kind::Write,
-            before_auth: false,
-            keys: Keys::ONE,
-            group: Group::String,
-            summary: "",
-            flags: &[],
-            acl: &[],
-            key_flags: &[],
-            tips: &[],
-            run: 1,
-        },
+        test_spec("get", 2, Kind::Read, 0),
+        test_spec("set", -3, Kind::Write, 1),
     ];
 
     #[test]
@@ -308,34 +300,8 @@ mod tests {
     #[should_panic(expected = "declared twice")]
     fn a_name_declared_twice_is_refused() {
         static TWICE: [Spec<u8>; 2] = [
-            Spec {
-                name: "get",
-                arity: Arity(2),
-                kind: Kind::Read,
-                before_auth: false,
-                keys: Keys::ONE,
-                group: Group::String,
-                summary: "",
-                flags: &[],
-                acl: &[],
-                key_flags: &[],
-                tips: &[],
-                run: 0,
-            },
-            Spec {
-                name: "get",
-                arity: Arity(2),
-                kind: Kind::Read,
-                before_auth: false,
-                keys: Keys::ONE,
-                group: Group::String,
-                summary: "",
-                flags: &[],
-                acl: &[],
-                key_flags: &[],
-                tips: &[],
-                run: 1,
-            },
+            test_spec("get", 2, Kind::Read, 0),
+            test_spec("get", 2, Kind::Read, 1),
         ];
         let _ = Table::new(&TWICE);
     }

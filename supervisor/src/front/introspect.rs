@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::base::shard::process_usage;
 use crate::front::command::{Keys, Spec};
-use crate::front::resp::reply;
+use crate::front::resp::{reply, Proto};
 use crate::front::session::{eq, Handler, Session, Step, REDIS_COMPAT_VERSION};
 use crate::telemetry::metrics::{CommandTotals, COMMAND_BUCKETS_NS};
 use crate::wal::FsyncPolicy;
@@ -496,33 +496,45 @@ fn command_info(s: &Session, spec: &Spec<Handler>, out: &mut Vec<u8>) {
         for a in spec.key_flags {
             reply::simple(out, a);
         }
-        reply::bulk(out, b"begin_search");
-        reply::map(out, proto, 2);
-        reply::bulk(out, b"type");
-        reply::bulk(out, b"index");
-        reply::bulk(out, b"spec");
-        reply::map(out, proto, 1);
-        reply::bulk(out, b"index");
-        reply::int(out, k.first as i64);
-        reply::bulk(out, b"find_keys");
-        reply::map(out, proto, 2);
-        reply::bulk(out, b"type");
-        reply::bulk(out, b"range");
-        reply::bulk(out, b"spec");
-        reply::map(out, proto, 3);
-        reply::bulk(out, b"lastkey");
         let lastkey = if k.last < 0 {
             k.last
         } else {
             k.last - k.first as isize
         };
-        reply::int(out, lastkey as i64);
-        reply::bulk(out, b"keystep");
-        reply::int(out, k.step as i64);
-        reply::bulk(out, b"limit");
-        reply::int(out, 0);
+        key_search(
+            out,
+            proto,
+            "begin_search",
+            "index",
+            &[("index", k.first as i64)],
+        );
+        key_search(
+            out,
+            proto,
+            "find_keys",
+            "range",
+            &[
+                ("lastkey", lastkey as i64),
+                ("keystep", k.step as i64),
+                ("limit", 0),
+            ],
+        );
     }
     reply::set(out, proto, 0);
+}
+
+/// One part of a key specification: `name` → {type: `kind`, spec: {field: value, ...}}.
+fn key_search(out: &mut Vec<u8>, proto: Proto, name: &str, kind: &str, fields: &[(&str, i64)]) {
+    reply::bulk(out, name.as_bytes());
+    reply::map(out, proto, 2);
+    reply::bulk(out, b"type");
+    reply::bulk(out, kind.as_bytes());
+    reply::bulk(out, b"spec");
+    reply::map(out, proto, fields.len());
+    for (field, value) in fields {
+        reply::bulk(out, field.as_bytes());
+        reply::int(out, *value);
+    }
 }
 
 /// COMMAND GETKEYS: the keys of `target` (a command and its arguments).
