@@ -187,6 +187,41 @@ fn auth_is_required_when_configured() {
     let mut c = client.get_connection().unwrap();
     let v: String = redis::cmd("GET").arg("k").query(&mut c).unwrap();
     assert_eq!(v, "v");
+
+    // HELLO before AUTH: refused without credentials, a wrong password changes nothing
+    // (the connection stays RESP2 and unauthenticated), the right one authenticates and
+    // switches in one step.
+    let mut raw = corral.raw();
+    let reply = raw_exchange(
+        &mut raw,
+        b"HELLO 3\r\nHELLO 3 AUTH default nope\r\nGET k\r\nHELLO 3 AUTH default s3cret SETNAME app\r\n\
+          GET missing\r\nCLIENT GETNAME\r\nQUIT\r\n",
+        Duration::from_secs(5),
+    );
+    let text = String::from_utf8_lossy(&reply);
+    let mut parts = text.split("\r\n");
+    assert!(
+        parts
+            .next()
+            .unwrap()
+            .starts_with("-NOAUTH HELLO must be called"),
+        "{text}"
+    );
+    assert_eq!(
+        parts.next(),
+        Some("-WRONGPASS invalid username-password pair or user is disabled."),
+        "{text}"
+    );
+    assert_eq!(
+        parts.next(),
+        Some("-NOAUTH Authentication required."),
+        "{text}"
+    );
+    assert_eq!(parts.next(), Some("%7"), "{text}");
+    assert!(
+        text.ends_with("_\r\n$3\r\napp\r\n+OK\r\n"),
+        "RESP3 null, the name, QUIT: {text}"
+    );
 }
 
 #[test]
