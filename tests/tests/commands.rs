@@ -554,3 +554,29 @@ fn client_reply_off_and_skip_drop_replies_as_redis_does() {
         "+PONG\r\n+OK\r\n$1\r\n1\r\n$1\r\n1\r\n+OK\r\n"
     );
 }
+
+#[test]
+fn a_container_lists_its_subcommands_from_the_table() {
+    let corral = Corral::start(1, &[]);
+    let mut c = corral.client();
+    let help: Vec<String> = redis::cmd("CLIENT").arg("HELP").query(&mut c).unwrap();
+    assert_eq!(
+        help[0],
+        "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"
+    );
+    for sub in ["ID", "GETNAME", "SETNAME", "LIST", "KILL", "REPLY"] {
+        assert!(help.iter().any(|l| l == sub), "{sub} missing: {help:?}");
+    }
+    assert_eq!(
+        help.last().map(String::as_str),
+        Some("    Print this help.")
+    );
+    // COMMAND INFO lists a container's subcommands as commands of their own.
+    let info: Vec<redis::Value> = redis::cmd("COMMAND")
+        .arg("INFO")
+        .arg("memory")
+        .query(&mut c)
+        .unwrap();
+    let text = format!("{info:?}");
+    assert!(text.contains("memory|usage"), "{text}");
+}

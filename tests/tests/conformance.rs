@@ -154,6 +154,11 @@ const CASES: &[Case] = &[
     case(&["OBJECT", "FOO"], &["-ERR unknown subcommand 'FOO'. Try OBJECT HELP."]),
     case(&["MEMORY", "USAGE", "{k}nosuch"], &["nil"]),
     case(&["MEMORY", "FOO"], &["-ERR unknown subcommand 'FOO'. Try MEMORY HELP."]),
+    case(&["MEMORY", "USAGE"], &["-ERR wrong number of arguments for 'memory|usage' command"]),
+    case(&["OBJECT", "ENCODING"], &["-ERR wrong number of arguments for 'object|encoding' command"]),
+    case(&["SLOWLOG", "LEN", "x"], &["-ERR wrong number of arguments for 'slowlog|len' command"]),
+    case(&["COMMAND", "GETKEYS", "MEMORY", "USAGE", "{k}hello"], &["*1", "${k}hello"]),
+    case(&["COMMAND", "GETKEYS", "OBJECT", "ENCODING", "{k}hello"], &["*1", "${k}hello"]),
     // Unknown commands answer Redis' error and change nothing.
     case(&["NOSUCH", "a", "b"], &["-ERR unknown command 'NOSUCH', with args beginning with: 'a' 'b' "]),
 ];

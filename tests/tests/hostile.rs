@@ -313,15 +313,16 @@ fn values_of_several_megabytes_work_with_the_defaults() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("exceeds the maximum of"), "{err}");
-    // Every worker killed: the values come back through the log replay.
-    for shard in corral.shards() {
+    // Every worker killed: the values come back through the log replay. The pids are taken
+    // before the kills: a restart can be done before a second INFO would be answered.
+    let old: Vec<u32> = corral.shards().iter().map(|s| s.pid).collect();
+    for pid in &old {
         nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(shard.pid as i32),
+            nix::unistd::Pid::from_raw(*pid as i32),
             nix::sys::signal::Signal::SIGKILL,
         )
         .unwrap();
     }
-    let old: Vec<u32> = corral.shards().iter().map(|s| s.pid).collect();
     corral.wait_until("both workers back", Duration::from_secs(30), || {
         corral.try_shards().is_some_and(|s| {
             s.iter()

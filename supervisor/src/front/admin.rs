@@ -63,87 +63,92 @@ pub(super) fn wait(_: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize)
     Step::Done
 }
 
-/// SLOWLOG GET [count] | LEN | RESET.
-pub(super) fn slowlog(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-    let sub = String::from_utf8_lossy(args[1]).to_ascii_lowercase();
-    let mut log = s
+/// SLOWLOG LEN.
+pub(super) fn slowlog_len(s: &mut Session, _: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    let log = s
         .shared
         .slowlog
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
-    match (sub.as_str(), args.len()) {
-        ("len", 2) => reply::int(out, log.entries.len() as i64),
-        ("reset", 2) => {
-            log.entries.clear();
-            reply::simple(out, "OK");
-        }
-        ("get", 2 | 3) => {
-            let count = match args.get(2).map(|a| corral_worker::machine::parse_i64(a)) {
-                None => 10,
-                Some(Some(-1)) => log.entries.len(),
-                Some(Some(n)) if n >= 0 => n as usize,
-                Some(_) => {
-                    reply::error(out, "ERR count should be greater than or equal to -1");
-                    return Step::Done;
-                }
-            };
-            let shown: Vec<_> = log.entries.iter().take(count).collect();
-            reply::array(out, shown.len());
-            for e in shown {
-                reply::array(out, 6);
-                reply::int(out, e.id as i64);
-                reply::int(out, e.unix_s as i64);
-                reply::int(out, e.micros as i64);
-                reply::array(out, e.args.len());
-                for a in &e.args {
-                    reply::bulk(out, a);
-                }
-                reply::bulk(out, e.client.as_bytes());
-                reply::bulk(out, &e.name);
-            }
-        }
-        ("len" | "reset" | "get", _) => reply::error(
+    reply::int(out, log.entries.len() as i64);
+    Step::Done
+}
+
+/// SLOWLOG RESET.
+pub(super) fn slowlog_reset(s: &mut Session, _: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    s.shared
+        .slowlog
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entries
+        .clear();
+    reply::simple(out, "OK");
+    Step::Done
+}
+
+/// SLOWLOG GET [count]: the newest entries (10 by default, -1 for all).
+pub(super) fn slowlog_get(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    if args.len() > 3 {
+        reply::error(
             out,
-            &format!("ERR wrong number of arguments for 'slowlog|{sub}' command"),
-        ),
-        _ => reply::error(
-            out,
-            &format!(
-                "ERR unknown subcommand '{}'. Try SLOWLOG HELP.",
-                String::from_utf8_lossy(args[1])
-            ),
-        ),
+            "ERR wrong number of arguments for 'slowlog|get' command",
+        );
+        return Step::Done;
+    }
+    let log = s
+        .shared
+        .slowlog
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let count = match args.get(2).map(|a| corral_worker::machine::parse_i64(a)) {
+        None => 10,
+        Some(Some(-1)) => log.entries.len(),
+        Some(Some(n)) if n >= 0 => n as usize,
+        Some(_) => {
+            reply::error(out, "ERR count should be greater than or equal to -1");
+            return Step::Done;
+        }
+    };
+    let shown: Vec<_> = log.entries.iter().take(count).collect();
+    reply::array(out, shown.len());
+    for e in shown {
+        reply::array(out, 6);
+        reply::int(out, e.id as i64);
+        reply::int(out, e.unix_s as i64);
+        reply::int(out, e.micros as i64);
+        reply::array(out, e.args.len());
+        for a in &e.args {
+            reply::bulk(out, a);
+        }
+        reply::bulk(out, e.client.as_bytes());
+        reply::bulk(out, &e.name);
     }
     Step::Done
 }
 
-/// LATENCY LATEST | HISTORY event | RESET [event ...] | DOCTOR: Corral's latency monitor
-/// is off (as Redis' is by default, `latency-monitor-threshold 0`): no events are kept;
-/// the per-command latencies are in INFO latencystats and /metrics.
-pub(super) fn latency(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-    let sub = String::from_utf8_lossy(args[1]).to_ascii_lowercase();
-    match (sub.as_str(), args.len()) {
-        ("latest", 2) | ("history", 3) => reply::array(out, 0),
-        ("reset", _) => reply::int(out, 0),
-        ("doctor", 2) => reply::verbatim(
-            out,
-            s.proto,
-            b"Latency monitoring is disabled in this Corral instance (no events are recorded). \
-              Per-command latency percentiles are in INFO latencystats and in /metrics \
-              (corral_command_duration_seconds).\n",
-        ),
-        ("latest" | "history" | "doctor", _) => reply::error(
-            out,
-            &format!("ERR wrong number of arguments for 'latency|{sub}' command"),
-        ),
-        _ => reply::error(
-            out,
-            &format!(
-                "ERR unknown subcommand '{}'. Try LATENCY HELP.",
-                String::from_utf8_lossy(args[1])
-            ),
-        ),
-    }
+/// LATENCY LATEST and LATENCY HISTORY event: Corral's latency monitor is off (as Redis' is
+/// by default, `latency-monitor-threshold 0`), so no events are kept; the per-command
+/// latencies are in INFO latencystats and /metrics.
+pub(super) fn latency_events(_: &mut Session, _: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    reply::array(out, 0);
+    Step::Done
+}
+
+/// LATENCY RESET [event ...]: nothing to reset.
+pub(super) fn latency_reset(_: &mut Session, _: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    reply::int(out, 0);
+    Step::Done
+}
+
+/// LATENCY DOCTOR: says where the latencies are.
+pub(super) fn latency_doctor(s: &mut Session, _: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    reply::verbatim(
+        out,
+        s.proto,
+        b"Latency monitoring is disabled in this Corral instance (no events are recorded). \
+          Per-command latency percentiles are in INFO latencystats and in /metrics \
+          (corral_command_duration_seconds).\n",
+    );
     Step::Done
 }
 

@@ -138,6 +138,10 @@ pub struct Spec<H: 'static> {
     pub key_flags: &'static [&'static str],
     /// Its command tips (`request_policy:multi_shard`, ...).
     pub tips: &'static [&'static str],
+    /// A container's subcommands (`client|list`, ...): each a command of its own, run in
+    /// place of the container when its name is the first argument. The container's own
+    /// handler answers the rest (HELP, or Redis' unknown-subcommand error).
+    pub subcommands: &'static [Spec<H>],
     /// Runs it.
     pub run: H,
 }
@@ -158,6 +162,23 @@ impl<H> Spec<H> {
         self.key_flags = key_flags;
         self.tips = tips;
         self
+    }
+
+    /// A container with these subcommands.
+    #[must_use]
+    pub const fn with_subcommands(mut self, subcommands: &'static [Spec<H>]) -> Self {
+        self.subcommands = subcommands;
+        self
+    }
+
+    /// The subcommand `args[1]` names (any case), if this is a container and it has one.
+    pub fn subcommand(&self, args: &[&[u8]]) -> Option<&Spec<H>> {
+        let sub = args.get(1)?;
+        self.subcommands.iter().find(|s| {
+            s.name
+                .split_once('|')
+                .is_some_and(|(_, name)| name.as_bytes().eq_ignore_ascii_case(sub))
+        })
     }
 }
 
@@ -189,6 +210,24 @@ impl<H> Table<H> {
                 "command {:?} is declared twice",
                 s.name
             );
+            for (j, sub) in s.subcommands.iter().enumerate() {
+                let valid = sub.name.split_once('|').is_some_and(|(container, name)| {
+                    container == s.name
+                        && !name.is_empty()
+                        && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+                });
+                assert!(
+                    valid,
+                    "subcommand {:?} of {:?} must be `{0}|name`",
+                    sub.name, s.name
+                );
+                assert!(
+                    s.subcommands[..j].iter().all(|t| t.name != sub.name),
+                    "subcommand {:?} is declared twice",
+                    sub.name
+                );
+                assert!(sub.subcommands.is_empty(), "{} nests subcommands", sub.name);
+            }
         }
         Self { specs }
     }
@@ -277,6 +316,7 @@ mod tests {
             acl: &[],
             key_flags: &[],
             tips: &[],
+            subcommands: &[],
             run,
         }
     }

@@ -179,70 +179,88 @@ fn set_name(s: &mut Session, name: &[u8]) -> Result<(), &'static str> {
     Ok(())
 }
 
-pub(super) fn client(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-    let sub = String::from_utf8_lossy(args[1]).to_ascii_lowercase();
-    let arity_ok = match sub.as_str() {
-        "id" | "getname" | "info" => args.len() == 2,
-        "list" => true,
-        "kill" => args.len() >= 3,
-        "setname" => args.len() == 3,
-        "setinfo" => args.len() == 4,
-        "no-evict" | "no-touch" | "reply" => args.len() == 3,
-        _ => {
-            reply::error(
-                out,
-                &format!(
-                    "ERR unknown subcommand '{}'. Try CLIENT HELP.",
-                    String::from_utf8_lossy(args[1])
-                ),
-            );
-            return Step::Done;
-        }
-    };
-    if !arity_ok {
-        reply::error(
-            out,
-            &format!("ERR wrong number of arguments for 'client|{sub}' command"),
-        );
-        return Step::Done;
+pub(super) fn client_id(s: &mut Session, _: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    reply::int(out, s.id as i64);
+    Step::Done
+}
+
+pub(super) fn client_getname(s: &mut Session, _: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    match s.client.names().name {
+        n if n.is_empty() => reply::null(out, s.proto),
+        n => reply::bulk(out, &n),
     }
-    match sub.as_str() {
-        "id" => reply::int(out, s.id as i64),
-        "getname" => match s.client.names().name {
-            n if n.is_empty() => reply::null(out, s.proto),
-            n => reply::bulk(out, &n),
-        },
-        "setname" => match set_name(s, args[2]) {
-            Ok(()) => reply::simple(out, "OK"),
-            Err(e) => reply::error(out, e),
-        },
-        "setinfo" => client_setinfo(s, args[2], args[3], out),
-        "info" => {
-            let line = client_line(s, &s.client);
-            reply::verbatim(out, s.proto, line.as_bytes());
-        }
-        "list" => client_list(s, &args[2..], out),
-        "kill" => client_kill(s, &args[2..], out),
-        "reply" if eq(args[2], "on") => {
-            s.replies = Replies::On;
-            s.silent = false;
-            reply::simple(out, "OK");
-        }
-        "reply" if eq(args[2], "off") || eq(args[2], "skip") => {
-            // No reply to this command either.
-            s.replies = if eq(args[2], "off") {
-                Replies::Off
-            } else {
-                Replies::SkipNext
-            };
-            s.silent = true;
-            reply::simple(out, "OK");
-        }
-        // Corral evicts nothing and keeps no access times: both are accepted as no-ops.
-        "no-evict" | "no-touch" if eq(args[2], "on") || eq(args[2], "off") => {
-            reply::simple(out, "OK");
-        }
-        _ => reply::error(out, "ERR syntax error"),
+    Step::Done
+}
+
+pub(super) fn client_setname(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    match set_name(s, args[2]) {
+        Ok(()) => reply::simple(out, "OK"),
+        Err(e) => reply::error(out, e),
+    }
+    Step::Done
+}
+
+pub(super) fn client_info(s: &mut Session, _: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    let line = client_line(s, &s.client);
+    reply::verbatim(out, s.proto, line.as_bytes());
+    Step::Done
+}
+
+pub(super) fn client_list_command(
+    s: &mut Session,
+    args: &[&[u8]],
+    out: &mut Vec<u8>,
+    _: usize,
+) -> Step {
+    client_list(s, &args[2..], out);
+    Step::Done
+}
+
+pub(super) fn client_kill_command(
+    s: &mut Session,
+    args: &[&[u8]],
+    out: &mut Vec<u8>,
+    _: usize,
+) -> Step {
+    client_kill(s, &args[2..], out);
+    Step::Done
+}
+
+pub(super) fn client_setinfo_command(
+    s: &mut Session,
+    args: &[&[u8]],
+    out: &mut Vec<u8>,
+    _: usize,
+) -> Step {
+    client_setinfo(s, args[2], args[3], out);
+    Step::Done
+}
+
+/// CLIENT REPLY ON|OFF|SKIP: OFF and SKIP drop this command's reply too.
+pub(super) fn client_reply(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    let mode = if eq(args[2], "on") {
+        Replies::On
+    } else if eq(args[2], "off") {
+        Replies::Off
+    } else if eq(args[2], "skip") {
+        Replies::SkipNext
+    } else {
+        reply::error(out, "ERR syntax error");
+        return Step::Done;
+    };
+    s.replies = mode;
+    s.silent = mode != Replies::On;
+    reply::simple(out, "OK");
+    Step::Done
+}
+
+/// CLIENT NO-EVICT and NO-TOUCH ON|OFF: accepted as no-ops (Corral evicts nothing and
+/// keeps no access times).
+pub(super) fn client_flag(_: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    if eq(args[2], "on") || eq(args[2], "off") {
+        reply::simple(out, "OK");
+    } else {
+        reply::error(out, "ERR syntax error");
     }
     Step::Done
 }

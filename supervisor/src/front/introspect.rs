@@ -366,98 +366,111 @@ pub(super) fn dbsize(s: &Session) -> u64 {
     live_heads(s, |h| h.status.keys.load(Ordering::Acquire))
 }
 
-/// COMMAND [COUNT | INFO [name ...] | LIST [FILTERBY PATTERN p] | DOCS [name ...] |
-/// GETKEYS command args...], all from the command table.
+/// COMMAND: every command as COMMAND INFO describes it; with an argument, HELP or Redis'
+/// unknown-subcommand error (the subcommands have handlers of their own).
 pub(super) fn command_command(
+    s: &mut Session,
+    args: &[&[u8]],
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> Step {
+    if args.len() > 1 {
+        return container(s, args, out, limit);
+    }
+    reply::array(out, s.table.specs().len());
+    for spec in s.table.specs() {
+        command_info(s, spec, out);
+    }
+    Step::Done
+}
+
+pub(super) fn command_count(s: &mut Session, _: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    reply::int(out, s.table.specs().len() as i64);
+    Step::Done
+}
+
+/// The specs `names` ask for (every one when there are none; `None` for a name Corral
+/// does not have).
+fn specs_named(s: &Session, names: &[&[u8]]) -> Vec<Option<&'static Spec<Handler>>> {
+    if names.is_empty() {
+        s.table.specs().iter().map(Some).collect()
+    } else {
+        names.iter().map(|n| s.table.find(n).map(|f| f.1)).collect()
+    }
+}
+
+/// COMMAND INFO [name ...].
+pub(super) fn command_info_command(
     s: &mut Session,
     args: &[&[u8]],
     out: &mut Vec<u8>,
     _: usize,
 ) -> Step {
-    let Some(sub) = args.get(1) else {
-        reply::array(out, s.table.specs().len());
-        for spec in s.table.specs() {
-            command_info(s, spec, out);
+    let specs = specs_named(s, &args[2..]);
+    reply::array(out, specs.len());
+    for spec in specs {
+        match spec {
+            Some(spec) => command_info(s, spec, out),
+            None => reply::null(out, s.proto),
         }
-        return Step::Done;
-    };
-    let name = String::from_utf8_lossy(sub).to_ascii_lowercase();
-    let arity_error = |out: &mut Vec<u8>| {
-        reply::error(
-            out,
-            &format!("ERR wrong number of arguments for 'command|{name}' command"),
-        );
-    };
-    match name.as_str() {
-        "count" if args.len() == 2 => reply::int(out, s.table.specs().len() as i64),
-        "info" | "docs" => {
-            let specs: Vec<Option<&Spec<Handler>>> = if args.len() == 2 {
-                s.table.specs().iter().map(Some).collect()
-            } else {
-                args[2..]
-                    .iter()
-                    .map(|n| s.table.find(n).map(|f| f.1))
-                    .collect()
-            };
-            if name == "info" {
-                reply::array(out, specs.len());
-                for spec in specs {
-                    match spec {
-                        Some(spec) => command_info(s, spec, out),
-                        None => reply::null(out, s.proto),
-                    }
-                }
-            } else {
-                let found: Vec<&Spec<Handler>> = specs.into_iter().flatten().collect();
-                reply::map(out, s.proto, found.len());
-                for spec in found {
-                    reply::bulk(out, spec.name.as_bytes());
-                    reply::map(out, s.proto, 2);
-                    reply::bulk(out, b"summary");
-                    reply::bulk(out, spec.summary.as_bytes());
-                    reply::bulk(out, b"group");
-                    reply::bulk(out, spec.group.name().as_bytes());
-                }
-            }
-        }
-        "list" => {
-            let pattern = match args.len() {
-                2 => None,
-                5 if eq(args[2], "filterby") && eq(args[3], "pattern") => Some(args[4]),
-                5 if eq(args[2], "filterby") => {
-                    reply::error(
-                        out,
-                        "ERR COMMAND LIST FILTERBY supports PATTERN only (Corral has no modules and no ACL categories)",
-                    );
-                    return Step::Done;
-                }
-                _ => {
-                    reply::error(out, "ERR syntax error");
-                    return Step::Done;
-                }
-            };
-            let names: Vec<&str> = s
-                .table
-                .specs()
-                .iter()
-                .map(|spec| spec.name)
-                .filter(|n| pattern.is_none_or(|p| glob(p, n.as_bytes())))
-                .collect();
-            reply::array(out, names.len());
-            for n in names {
-                reply::bulk(out, n.as_bytes());
-            }
-        }
-        "getkeys" if args.len() >= 4 => command_getkeys(s, &args[2..], out),
-        "count" | "getkeys" => arity_error(out),
-        _ => reply::error(
-            out,
-            &format!(
-                "ERR unknown subcommand '{}'. Try COMMAND HELP.",
-                String::from_utf8_lossy(sub)
-            ),
-        ),
     }
+    Step::Done
+}
+
+/// COMMAND DOCS [name ...]: each command's summary and group.
+pub(super) fn command_docs(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    let found: Vec<&Spec<Handler>> = specs_named(s, &args[2..]).into_iter().flatten().collect();
+    reply::map(out, s.proto, found.len());
+    for spec in found {
+        reply::bulk(out, spec.name.as_bytes());
+        reply::map(out, s.proto, 2);
+        reply::bulk(out, b"summary");
+        reply::bulk(out, spec.summary.as_bytes());
+        reply::bulk(out, b"group");
+        reply::bulk(out, spec.group.name().as_bytes());
+    }
+    Step::Done
+}
+
+/// COMMAND LIST [FILTERBY PATTERN pattern].
+pub(super) fn command_list(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    let pattern = match args.len() {
+        2 => None,
+        5 if eq(args[2], "filterby") && eq(args[3], "pattern") => Some(args[4]),
+        5 if eq(args[2], "filterby") => {
+            reply::error(
+                out,
+                "ERR COMMAND LIST FILTERBY supports PATTERN only (Corral has no modules and no ACL categories)",
+            );
+            return Step::Done;
+        }
+        _ => {
+            reply::error(out, "ERR syntax error");
+            return Step::Done;
+        }
+    };
+    let names: Vec<&str> = s
+        .table
+        .specs()
+        .iter()
+        .map(|spec| spec.name)
+        .filter(|n| pattern.is_none_or(|p| glob(p, n.as_bytes())))
+        .collect();
+    reply::array(out, names.len());
+    for n in names {
+        reply::bulk(out, n.as_bytes());
+    }
+    Step::Done
+}
+
+/// COMMAND GETKEYS command [arg ...].
+pub(super) fn command_getkeys_command(
+    s: &mut Session,
+    args: &[&[u8]],
+    out: &mut Vec<u8>,
+    _: usize,
+) -> Step {
+    command_getkeys(s, &args[2..], out);
     Step::Done
 }
 
@@ -520,7 +533,10 @@ fn command_info(s: &Session, spec: &Spec<Handler>, out: &mut Vec<u8>) {
             ],
         );
     }
-    reply::set(out, proto, 0);
+    reply::set(out, proto, spec.subcommands.len());
+    for sub in spec.subcommands {
+        command_info(s, sub, out);
+    }
 }
 
 /// One part of a key specification: `name` → {type: `kind`, spec: {field: value, ...}}.
@@ -539,8 +555,12 @@ fn key_search(out: &mut Vec<u8>, proto: Proto, name: &str, kind: &str, fields: &
 
 /// COMMAND GETKEYS: the keys of `target` (a command and its arguments).
 fn command_getkeys(s: &Session, target: &[&[u8]], out: &mut Vec<u8>) {
-    match s.table.find(target[0]) {
-        Some((_, spec)) if spec.arity.allows(target.len()) => {
+    let found = s
+        .table
+        .find(target[0])
+        .map(|(_, spec)| spec.subcommand(target).unwrap_or(spec));
+    match found {
+        Some(spec) if spec.arity.allows(target.len()) => {
             let keys: Vec<usize> = spec.keys.positions(target.len()).collect();
             if keys.is_empty() {
                 reply::error(out, "ERR The command has no key arguments");
@@ -737,42 +757,79 @@ fn one(pattern: &[u8], p: usize, c: u8) -> Option<GlobStep> {
     }
 }
 
-pub(super) fn config(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-    let sub = String::from_utf8_lossy(args[1]).to_ascii_lowercase();
-    match (sub.as_str(), args.len()) {
-        ("get", n) if n >= 3 => {
-            let found: Vec<(&str, String)> = parameters(s)
-                .into_iter()
-                .filter(|(name, _)| args[2..].iter().any(|p| glob(p, name.as_bytes())))
-                .collect();
-            reply::map(out, s.proto, found.len());
-            for (name, value) in found {
-                reply::bulk(out, name.as_bytes());
-                reply::bulk(out, value.as_bytes());
-            }
-        }
-        ("set", n) if n >= 4 && n % 2 == 0 => match config_set(s, &args[2..]) {
-            Ok(()) => reply::simple(out, "OK"),
-            Err(e) => reply::error(out, &e),
-        },
-        ("resetstat", 2) => {
-            *s.shared
-                .stats_base
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = s.shared.metrics.command_totals();
-            reply::simple(out, "OK");
-        }
-        ("get" | "set" | "resetstat", _) => reply::error(
+/// CONFIG GET pattern [pattern ...].
+pub(super) fn config_get(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    let found: Vec<(&str, String)> = parameters(s)
+        .into_iter()
+        .filter(|(name, _)| args[2..].iter().any(|p| glob(p, name.as_bytes())))
+        .collect();
+    reply::map(out, s.proto, found.len());
+    for (name, value) in found {
+        reply::bulk(out, name.as_bytes());
+        reply::bulk(out, value.as_bytes());
+    }
+    Step::Done
+}
+
+/// CONFIG SET name value [name value ...].
+pub(super) fn config_set_command(
+    s: &mut Session,
+    args: &[&[u8]],
+    out: &mut Vec<u8>,
+    _: usize,
+) -> Step {
+    if args.len() % 2 != 0 {
+        reply::error(
             out,
-            &format!("ERR wrong number of arguments for 'config|{sub}' command"),
-        ),
-        _ => reply::error(
+            "ERR wrong number of arguments for 'config|set' command",
+        );
+        return Step::Done;
+    }
+    match config_set(s, &args[2..]) {
+        Ok(()) => reply::simple(out, "OK"),
+        Err(e) => reply::error(out, &e),
+    }
+    Step::Done
+}
+
+/// CONFIG RESETSTAT: INFO's counters start over (the metrics stay monotonic).
+pub(super) fn config_resetstat(s: &mut Session, _: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    *s.shared
+        .stats_base
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) = s.shared.metrics.command_totals();
+    reply::simple(out, "OK");
+    Step::Done
+}
+
+/// A container command run without one of its subcommands: HELP lists them (from the
+/// table), anything else is Redis' unknown-subcommand error.
+pub(super) fn container(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    let Some((_, spec)) = s.table.find(args[0]) else {
+        unreachable!("the session ran this container from the table");
+    };
+    let name = spec.name.to_ascii_uppercase();
+    if args.get(1).is_some_and(|a| eq(a, "help")) {
+        reply::array(out, 3 + 2 * spec.subcommands.len());
+        reply::simple(
             out,
-            &format!(
-                "ERR unknown subcommand '{}'. Try CONFIG HELP.",
-                String::from_utf8_lossy(args[1])
-            ),
-        ),
+            &format!("{name} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"),
+        );
+        for sub in spec.subcommands {
+            let (_, sub_name) = sub.name.split_once('|').unwrap_or(("", sub.name));
+            reply::simple(out, &sub_name.to_ascii_uppercase());
+            reply::simple(out, &format!("    {}", sub.summary));
+        }
+        reply::simple(out, "HELP");
+        reply::simple(out, "    Print this help.");
+    } else {
+        let sub = args
+            .get(1)
+            .map_or_else(String::new, |a| String::from_utf8_lossy(a).into_owned());
+        reply::error(
+            out,
+            &format!("ERR unknown subcommand '{sub}'. Try {name} HELP."),
+        );
     }
     Step::Done
 }

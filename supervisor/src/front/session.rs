@@ -416,6 +416,17 @@ impl Session {
         if !spec.arity.allows(args.len()) {
             return self.arity_error(out);
         }
+        let spec = match spec.subcommand(args) {
+            Some(sub) if !sub.arity.allows(args.len()) => {
+                self.error(
+                    out,
+                    &format!("ERR wrong number of arguments for '{}' command", sub.name),
+                );
+                return Step::Done;
+            }
+            Some(sub) => sub,
+            None => spec,
+        };
         // Reads (and everything else that answers at once) see this connection's earlier
         // writes.
         if spec.kind == Kind::Read && !self.owed.is_empty() {

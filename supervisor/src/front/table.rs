@@ -28,6 +28,7 @@ const fn spec(
         acl: &[],
         key_flags: &[],
         tips: &[],
+        subcommands: &[],
         run,
     }
 }
@@ -65,19 +66,85 @@ static SPECS: [Spec<Handler>; 31] = [
     unauthenticated(spec("auth", -2, Read, Keys::NONE, Connection, "Authenticates the connection.", connection::auth_command).meta(&["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], &["@fast", "@connection"], &[], &[])),
     spec("select", 2, Read, Keys::NONE, Connection, "Selects database 0, the only one.", connection::select).meta(&["loading", "stale", "fast"], &["@fast", "@connection"], &[], &[]),
     unauthenticated(spec("quit", -1, Read, Keys::NONE, Connection, "Closes the connection after replying.", connection::quit).meta(&["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], &["@fast", "@connection"], &[], &[])),
-    spec("command", -1, Read, Keys::NONE, Server, "Describes the commands.", introspect::command_command).meta(&["loading", "stale"], &["@slow", "@connection"], &[], &["nondeterministic_output_order"]),
-    spec("config", -2, Read, Keys::NONE, Server, "Reads the server's settings.", introspect::config).meta(&[], &["@slow"], &[], &[]),
+    spec("command", -1, Read, Keys::NONE, Server, "Describes the commands.", introspect::command_command).meta(&["loading", "stale"], &["@slow", "@connection"], &[], &["nondeterministic_output_order"]).with_subcommands(&COMMAND),
+    spec("config", -2, Read, Keys::NONE, Server, "Reads the server's settings.", introspect::container).meta(&[], &["@slow"], &[], &[]).with_subcommands(&CONFIG),
     unauthenticated(spec("hello", -1, Read, Keys::NONE, Connection, "Chooses the protocol (RESP2 or RESP3), authenticates, names the connection.", connection::hello_command).meta(&["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], &["@fast", "@connection"], &[], &[])),
-    spec("client", -2, Read, Keys::NONE, Connection, "Names, identifies and describes the connection.", connection::client).meta(&[], &["@slow"], &[], &[]),
+    spec("client", -2, Read, Keys::NONE, Connection, "Names, identifies and describes the connection.", introspect::container).meta(&[], &["@slow"], &[], &[]).with_subcommands(&CLIENT),
     spec("time", 1, Read, Keys::NONE, Server, "Answers the server's clock: seconds and microseconds.", admin::time).meta(&["loading", "stale", "fast"], &["@fast"], &[], &["nondeterministic_output"]),
     spec("lastsave", 1, Read, Keys::NONE, Server, "Answers when the newest checkpoint was written.", admin::lastsave).meta(&["loading", "stale", "fast"], &["@admin", "@fast", "@dangerous"], &[], &["nondeterministic_output"]),
     spec("bgsave", -1, Read, Keys::NONE, Server, "Checkpoints every shard with new writes.", admin::bgsave).meta(&["admin", "noscript", "no_async_loading"], &["@admin", "@slow", "@dangerous"], &[], &[]),
     spec("wait", 3, Read, Keys::NONE, Generic, "Waits for replicas: Corral has none.", admin::wait).meta(&["noscript"], &["@slow", "@connection"], &[], &["request_policy:all_shards", "response_policy:agg_min"]),
-    spec("slowlog", -2, Read, Keys::NONE, Server, "Reads or clears the log of slow commands.", admin::slowlog).meta(&[], &["@slow"], &[], &[]),
-    spec("latency", -2, Read, Keys::NONE, Server, "The latency monitor (off; see INFO latencystats).", admin::latency).meta(&[], &["@slow"], &[], &[]),
+    spec("slowlog", -2, Read, Keys::NONE, Server, "Reads or clears the log of slow commands.", introspect::container).meta(&[], &["@slow"], &[], &[]).with_subcommands(&SLOWLOG),
+    spec("latency", -2, Read, Keys::NONE, Server, "The latency monitor (off; see INFO latencystats).", introspect::container).meta(&[], &["@slow"], &[], &[]).with_subcommands(&LATENCY),
     spec("debug", -2, Read, Keys::NONE, Server, "Refused, as Redis refuses it by default.", admin::debug).meta(&["admin", "noscript", "loading", "stale"], &["@admin", "@slow", "@dangerous"], &[], &[]),
-    spec("memory", -2, Read, Keys::NONE, Server, "MEMORY USAGE: the bytes a key takes in its shard.", keyspace::memory).meta(&[], &["@slow"], &[], &[]),
-    spec("object", -2, Read, Keys::NONE, Generic, "OBJECT ENCODING: a value's encoding as Redis would choose it.", keyspace::object).meta(&[], &["@slow"], &[], &[]),
+    spec("memory", -2, Read, Keys::NONE, Server, "MEMORY USAGE: the bytes a key takes in its shard.", introspect::container).meta(&[], &["@slow"], &[], &[]).with_subcommands(&MEMORY),
+    spec("object", -2, Read, Keys::NONE, Generic, "OBJECT ENCODING: a value's encoding as Redis would choose it.", introspect::container).meta(&[], &["@slow"], &[], &[]).with_subcommands(&OBJECT),
+];
+
+/// The subcommands of the containers, each a command of its own (`container|name`).
+#[rustfmt::skip]
+static CLIENT: [Spec<Handler>; 10] = [
+    spec("client|id", 2, Read, Keys::NONE, Connection, "Answers the connection's id.", connection::client_id).meta(&["noscript", "loading", "stale"], &["@slow", "@connection"], &[], &[]),
+    spec("client|getname", 2, Read, Keys::NONE, Connection, "Answers the connection's name.", connection::client_getname).meta(&["noscript", "loading", "stale"], &["@slow", "@connection"], &[], &[]),
+    spec("client|setname", 3, Read, Keys::NONE, Connection, "Names the connection.", connection::client_setname).meta(&["noscript", "loading", "stale"], &["@slow", "@connection"], &[], &[]),
+    spec("client|setinfo", 4, Read, Keys::NONE, Connection, "Notes the client library's name or version.", connection::client_setinfo_command).meta(&["noscript", "loading", "stale"], &["@slow", "@connection"], &[], &[]),
+    spec("client|info", 2, Read, Keys::NONE, Connection, "Describes the connection.", connection::client_info).meta(&["noscript", "loading", "stale"], &["@slow", "@connection"], &[], &["nondeterministic_output"]),
+    spec("client|list", -2, Read, Keys::NONE, Connection, "Describes every connection.", connection::client_list_command).meta(&["admin", "noscript", "loading", "stale"], &["@admin", "@slow", "@dangerous", "@connection"], &[], &["nondeterministic_output"]),
+    spec("client|kill", -3, Read, Keys::NONE, Connection, "Closes connections by id, address or type.", connection::client_kill_command).meta(&["admin", "noscript", "loading", "stale"], &["@admin", "@slow", "@dangerous", "@connection"], &[], &[]),
+    spec("client|no-evict", 3, Read, Keys::NONE, Connection, "Accepted: Corral evicts nothing.", connection::client_flag).meta(&["admin", "noscript", "loading", "stale"], &["@admin", "@slow", "@dangerous", "@connection"], &[], &[]),
+    spec("client|no-touch", 3, Read, Keys::NONE, Connection, "Accepted: Corral keeps no access times.", connection::client_flag).meta(&["noscript", "loading", "stale"], &["@slow", "@connection"], &[], &[]),
+    spec("client|reply", 3, Read, Keys::NONE, Connection, "Turns the replies on, off, or off for the next command.", connection::client_reply).meta(&["noscript", "loading", "stale"], &["@slow", "@connection"], &[], &[]),
+];
+
+#[rustfmt::skip]
+static CONFIG: [Spec<Handler>; 3] = [
+    spec("config|get", -3, Read, Keys::NONE, Server, "Reads settings by name or pattern.", introspect::config_get).meta(&["admin", "noscript", "loading", "stale"], &["@admin", "@slow", "@dangerous"], &[], &[]),
+    spec("config|set", -4, Read, Keys::NONE, Server, "Changes settings that may change at runtime.", introspect::config_set_command).meta(&["admin", "noscript", "loading", "stale"], &["@admin", "@slow", "@dangerous"], &[], &["request_policy:all_nodes", "response_policy:all_succeeded"]),
+    spec("config|resetstat", 2, Read, Keys::NONE, Server, "Starts INFO's counters over.", introspect::config_resetstat).meta(&["admin", "noscript", "loading", "stale"], &["@admin", "@slow", "@dangerous"], &[], &[]),
+];
+
+#[rustfmt::skip]
+static COMMAND: [Spec<Handler>; 5] = [
+    spec("command|count", 2, Read, Keys::NONE, Server, "Counts the commands.", introspect::command_count).meta(&["loading", "stale"], &["@slow", "@connection"], &[], &[]),
+    spec("command|info", -2, Read, Keys::NONE, Server, "Describes commands.", introspect::command_info_command).meta(&["loading", "stale"], &["@slow", "@connection"], &[], &["nondeterministic_output_order"]),
+    spec("command|list", -2, Read, Keys::NONE, Server, "Lists the command names.", introspect::command_list).meta(&["loading", "stale"], &["@slow", "@connection"], &[], &["nondeterministic_output_order"]),
+    spec("command|docs", -2, Read, Keys::NONE, Server, "Documents commands.", introspect::command_docs).meta(&["loading", "stale"], &["@slow", "@connection"], &[], &["nondeterministic_output_order"]),
+    spec("command|getkeys", -4, Read, Keys::NONE, Server, "Finds the keys of a command.", introspect::command_getkeys_command).meta(&["loading", "stale"], &["@slow", "@connection"], &[], &[]),
+];
+
+#[rustfmt::skip]
+static SLOWLOG: [Spec<Handler>; 3] = [
+    spec("slowlog|get", -2, Read, Keys::NONE, Server, "Answers the newest slow commands.", admin::slowlog_get).meta(&["admin", "loading", "stale"], &["@admin", "@slow", "@dangerous"], &[], &["request_policy:all_nodes", "nondeterministic_output"]),
+    spec("slowlog|len", 2, Read, Keys::NONE, Server, "Counts the slow log's entries.", admin::slowlog_len).meta(&["admin", "loading", "stale"], &["@admin", "@slow", "@dangerous"], &[], &["request_policy:all_nodes", "response_policy:agg_sum", "nondeterministic_output"]),
+    spec("slowlog|reset", 2, Read, Keys::NONE, Server, "Empties the slow log.", admin::slowlog_reset).meta(&["admin", "loading", "stale"], &["@admin", "@slow", "@dangerous"], &[], &["request_policy:all_nodes", "response_policy:all_succeeded"]),
+];
+
+#[rustfmt::skip]
+static LATENCY: [Spec<Handler>; 4] = [
+    spec("latency|latest", 2, Read, Keys::NONE, Server, "The latest latency events (none: the monitor is off).", admin::latency_events).meta(&["admin", "noscript", "loading", "stale"], &["@admin", "@slow", "@dangerous"], &[], &["nondeterministic_output", "request_policy:all_nodes", "response_policy:special"]),
+    spec("latency|history", 3, Read, Keys::NONE, Server, "An event's history (none: the monitor is off).", admin::latency_events).meta(&["admin", "noscript", "loading", "stale"], &["@admin", "@slow", "@dangerous"], &[], &["nondeterministic_output", "request_policy:all_nodes", "response_policy:special"]),
+    spec("latency|reset", -2, Read, Keys::NONE, Server, "Resets events (none are kept).", admin::latency_reset).meta(&["admin", "noscript", "loading", "stale"], &["@admin", "@slow", "@dangerous"], &[], &["request_policy:all_nodes", "response_policy:all_succeeded"]),
+    spec("latency|doctor", 2, Read, Keys::NONE, Server, "Says where Corral's latencies are reported.", admin::latency_doctor).meta(&["admin", "noscript", "loading", "stale"], &["@admin", "@slow", "@dangerous"], &[], &["nondeterministic_output", "request_policy:all_nodes", "response_policy:special"]),
+];
+
+/// The key after the subcommand (MEMORY USAGE key, OBJECT ENCODING key).
+const SECOND: Keys = Keys {
+    first: 2,
+    last: 2,
+    step: 1,
+};
+
+#[rustfmt::skip]
+static MEMORY: [Spec<Handler>; 1] = [
+    spec("memory|usage", -3, Read, SECOND, Server, "The bytes a key takes in its shard.", keyspace::memory_usage).meta(&["readonly"], &["@read", "@slow"], &["RO"], &[]),
+];
+
+#[rustfmt::skip]
+static OBJECT: [Spec<Handler>; 4] = [
+    spec("object|encoding", 3, Read, SECOND, Generic, "A value's encoding, as Redis would choose it.", keyspace::object_encoding).meta(&["readonly"], &["@keyspace", "@read", "@slow"], &["RO"], &["nondeterministic_output"]),
+    spec("object|refcount", 3, Read, SECOND, Generic, "A value's reference count (1).", keyspace::object_refcount).meta(&["readonly"], &["@keyspace", "@read", "@slow"], &["RO"], &["nondeterministic_output"]),
+    spec("object|freq", 3, Read, SECOND, Generic, "Access frequency: not tracked.", keyspace::object_freq).meta(&["readonly"], &["@keyspace", "@read", "@slow"], &["RO"], &["nondeterministic_output"]),
+    spec("object|idletime", 3, Read, SECOND, Generic, "Idle time: not kept.", keyspace::object_idletime).meta(&["readonly"], &["@keyspace", "@read", "@slow"], &["RO"], &["nondeterministic_output"]),
 ];
 
 /// The command table (checked once, when first used).
