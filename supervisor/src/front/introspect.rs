@@ -395,7 +395,18 @@ fn specs_named(s: &Session, names: &[&[u8]]) -> Vec<Option<&'static Spec<Handler
     if names.is_empty() {
         s.table.specs().iter().map(Some).collect()
     } else {
-        names.iter().map(|n| s.table.find(n).map(|f| f.1)).collect()
+        names.iter().map(|n| find_command(s, n)).collect()
+    }
+}
+
+/// A command by name, or a subcommand by its full name (`client|list`), in any case.
+fn find_command(s: &Session, name: &[u8]) -> Option<&'static Spec<Handler>> {
+    match name.iter().position(|&b| b == b'|') {
+        None => s.table.find(name).map(|f| f.1),
+        Some(bar) => {
+            let (_, container) = s.table.find(&name[..bar])?;
+            container.subcommand(&[&name[..bar], &name[bar + 1..]])
+        }
     }
 }
 
