@@ -147,6 +147,35 @@ pub struct Spec<H: 'static> {
 }
 
 impl<H> Spec<H> {
+    /// A command with no Redis metadata yet (see [`Spec::meta`]), allowed only after AUTH
+    /// and without subcommands.
+    #[must_use]
+    pub const fn new(
+        name: &'static str,
+        arity: i32,
+        kind: Kind,
+        keys: Keys,
+        group: Group,
+        summary: &'static str,
+        run: H,
+    ) -> Self {
+        Self {
+            name,
+            arity: Arity(arity),
+            kind,
+            before_auth: false,
+            keys,
+            group,
+            summary,
+            flags: &[],
+            acl: &[],
+            key_flags: &[],
+            tips: &[],
+            subcommands: &[],
+            run,
+        }
+    }
+
     /// Its Redis metadata, as COMMAND INFO reports it: command `flags`, ACL categories
     /// (`acl`), the flags of its key specification (`key_flags`) and `tips`.
     #[must_use]
@@ -304,21 +333,7 @@ mod tests {
 
     /// A one-key string command for the tests.
     const fn test_spec(name: &'static str, arity: i32, kind: Kind, run: u8) -> Spec<u8> {
-        Spec {
-            name,
-            arity: Arity(arity),
-            kind,
-            before_auth: false,
-            keys: Keys::ONE,
-            group: Group::String,
-            summary: "",
-            flags: &[],
-            acl: &[],
-            key_flags: &[],
-            tips: &[],
-            subcommands: &[],
-            run,
-        }
+        Spec::new(name, arity, kind, Keys::ONE, Group::String, "", run)
     }
 
     static SPECS: [Spec<u8>; 2] = [

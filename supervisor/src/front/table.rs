@@ -3,10 +3,11 @@
 
 use std::sync::LazyLock;
 
-use crate::front::command::{Arity, Group, Keys, Kind, Spec, Table};
+use crate::front::command::{Group, Keys, Kind, Spec, Table};
 use crate::front::session::Handler;
 use crate::front::{admin, connection, introspect, keyspace, strings};
 
+/// [`Spec::new`] with the handler as a [`Handler`] (a function item is its own type).
 const fn spec(
     name: &'static str,
     arity: i32,
@@ -16,21 +17,7 @@ const fn spec(
     summary: &'static str,
     run: Handler,
 ) -> Spec<Handler> {
-    Spec {
-        name,
-        arity: Arity(arity),
-        kind,
-        before_auth: false,
-        keys,
-        group,
-        summary,
-        flags: &[],
-        acl: &[],
-        key_flags: &[],
-        tips: &[],
-        subcommands: &[],
-        run,
-    }
+    Spec::new(name, arity, kind, keys, group, summary, run)
 }
 
 /// Allowed before AUTH.
