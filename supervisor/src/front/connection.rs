@@ -163,7 +163,7 @@ fn hello(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>) {
             reply::bulk(out, b"proto");
             reply::int(out, proto.number());
             reply::bulk(out, b"id");
-            reply::int(out, s.id as i64);
+            reply::int(out, s.client.id as i64);
         }
     }
     reply::bulk(out, b"modules");
@@ -180,7 +180,7 @@ fn set_name(s: &mut Session, name: &[u8]) -> Result<(), &'static str> {
 }
 
 pub(super) fn client_id(s: &mut Session, _: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-    reply::int(out, s.id as i64);
+    reply::int(out, s.client.id as i64);
     Step::Done
 }
 
@@ -279,7 +279,7 @@ fn client_line(s: &Session, c: &Client) -> String {
         c.fd,
         String::from_utf8_lossy(&names.name),
         // The asking connection's own last command is the one running now.
-        s.table.label(if c.id == s.id {
+        s.table.label(if c.id == s.client.id {
             s.command
         } else {
             c.last_command()
@@ -406,7 +406,7 @@ fn client_kill(s: &Session, args: &[&[u8]], out: &mut Vec<u8>) {
             let matches = id.is_none_or(|id| c.id == id)
                 && addr.is_none_or(|a| c.addr.as_bytes() == a)
                 && laddr.is_none_or(|a| c.laddr.as_bytes() == a)
-                && !(skipme && c.id == s.id);
+                && !(skipme && c.id == s.client.id);
             if matches && c.kill() {
                 killed += 1;
             }

@@ -100,7 +100,6 @@ pub struct Session {
     pub(super) shared: Arc<Shared>,
     /// The command table it runs (`front::table::TABLE`).
     pub(super) table: &'static Table<Handler>,
-    pub(super) id: u64,
     /// The connection as CLIENT LIST shows it (name, library, last command).
     pub(super) client: Arc<Client>,
     pub(super) authed: bool,
@@ -141,7 +140,7 @@ const FEW_ARGS: usize = 8;
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
-            .field("id", &self.id)
+            .field("id", &self.client.id)
             .field("ops", &self.ops.len())
             .finish_non_exhaustive()
     }
@@ -174,13 +173,13 @@ impl Session {
         ticket: Arc<Ticket>,
         stats: Arc<CommandStats>,
     ) -> Self {
-        let id_seed = client.id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        // The log-sampling generator starts from the connection id (never zero).
+        let seed = client.id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
         Self {
             authed: shared.config.requirepass.is_none(),
             proto: Proto::Resp2,
             shared,
             table,
-            id: client.id,
             client,
             ops: Vec::new(),
             owed: Vec::new(),
@@ -188,7 +187,7 @@ impl Session {
             results: Vec::new(),
             value: Vec::new(),
             command: table.other(),
-            sample: id_seed,
+            sample: seed,
             read_at: Instant::now(),
             immediate: Vec::new(),
             stats,
@@ -262,7 +261,7 @@ impl Session {
                 Err(ProtocolError(e)) => {
                     self.error(out, &format!("ERR Protocol error: {e}"));
                     debug!(self.shared.log, "protocol error"; "component" => "server",
-                           "conn" => self.id, "error" => e);
+                           "conn" => self.client.id, "error" => e);
                     break Batch::Close;
                 }
             }
@@ -569,7 +568,7 @@ impl Session {
                             at + ops as usize
                         );
                         error!(self.shared.log, "bug: write outcomes missing; closing the connection without a reply";
-                               "component" => "server", "conn" => self.id,
+                               "component" => "server", "conn" => self.client.id,
                                "command" => self.table.label(command),
                                "outcomes" => self.results.len(), "owed" => at + ops as usize);
                         self.closing = true;
@@ -584,7 +583,7 @@ impl Session {
                     if let Some(failure) = unknown {
                         // An error would say "not applied"; nobody can say that here.
                         warn!(self.shared.log, "write outcome unknown: closing the connection without a reply";
-                              "component" => "server", "conn" => self.id,
+                              "component" => "server", "conn" => self.client.id,
                               "command" => self.table.label(command),
                               "reason" => ?failure);
                         if self.shared.config.command_metrics {
@@ -647,7 +646,7 @@ impl Session {
         if (self.sample >> 11) as f64 / (1u64 << 53) as f64 >= rate {
             return;
         }
-        info!(self.shared.log, "write"; "component" => "server", "conn" => self.id,
+        info!(self.shared.log, "write"; "component" => "server", "conn" => self.client.id,
               "command" => self.table.label(command),
               "seq" => self.ticket.seq_of(first_op), "ok" => ok,
               "latency_us" => took.as_micros() as u64);

@@ -67,7 +67,7 @@ pub(super) fn mget(s: &mut Session, keys: &[&[u8]], out: &mut Vec<u8>, out_limit
             Err(e) => {
                 // Part of the reply may be out: it cannot turn into an error now.
                 warn!(s.shared.log, "MGET cannot finish its reply; closing the connection";
-                      "component" => "server", "conn" => s.id, "error" => e);
+                      "component" => "server", "conn" => s.client.id, "error" => e);
                 return Step::Close;
             }
         }
