@@ -215,6 +215,9 @@ impl<H> Spec<H> {
 #[derive(Debug)]
 pub struct Table<H: 'static> {
     specs: &'static [Spec<H>],
+    /// The names, sorted, with their indexes: a lookup per command is a binary search, not
+    /// a scan of every name.
+    by_name: Box<[(&'static [u8], usize)]>,
 }
 
 /// The metric label of commands that are not in the table.
@@ -258,7 +261,16 @@ impl<H> Table<H> {
                 assert!(sub.subcommands.is_empty(), "{} nests subcommands", sub.name);
             }
         }
-        Self { specs }
+        let mut by_name: Vec<(&'static [u8], usize)> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_bytes(), i))
+            .collect();
+        by_name.sort_unstable();
+        Self {
+            specs,
+            by_name: by_name.into_boxed_slice(),
+        }
     }
 
     /// The command named `name` (any case) and its index, the metric index.
@@ -267,10 +279,16 @@ impl<H> Table<H> {
         if name.len() > NAME_MAX_BYTES {
             return None;
         }
-        self.specs
-            .iter()
-            .enumerate()
-            .find(|(_, s)| s.name.as_bytes().eq_ignore_ascii_case(name))
+        let mut lower = [0u8; NAME_MAX_BYTES];
+        let lower = &mut lower[..name.len()];
+        lower.copy_from_slice(name);
+        lower.make_ascii_lowercase();
+        let at = self
+            .by_name
+            .binary_search_by(|(n, _)| (*n).cmp(&*lower))
+            .ok()?;
+        let i = self.by_name[at].1;
+        Some((i, &self.specs[i]))
     }
 
     /// Every command, in order.
