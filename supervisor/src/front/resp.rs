@@ -511,15 +511,6 @@ pub mod reply {
         });
     }
 
-    /// A missing array (a transaction aborted by WATCH, a blocking pop timed out): `*-1`
-    /// in RESP2, `_` in RESP3.
-    pub fn null_array(out: &mut Vec<u8>, proto: Proto) {
-        out.extend_from_slice(match proto {
-            Proto::Resp2 => b"*-1\r\n",
-            Proto::Resp3 => b"_\r\n",
-        });
-    }
-
     fn header(out: &mut Vec<u8>, marker: u8, n: usize) {
         out.push(marker);
         out.extend_from_slice(n.to_string().as_bytes());
@@ -558,43 +549,15 @@ pub mod reply {
             }
         }
     }
-
-    /// A double: `,x` in RESP3, a bulk string in RESP2; written as Redis does (`inf`,
-    /// `-inf`, `nan`, the shortest text that reads back as the same value).
-    pub fn double(out: &mut Vec<u8>, proto: Proto, x: f64) {
-        let text = if x.is_nan() {
-            "nan".to_owned()
-        } else if x.is_infinite() {
-            if x > 0.0 { "inf" } else { "-inf" }.to_owned()
-        } else {
-            format!("{x}")
-        };
-        match proto {
-            Proto::Resp2 => bulk(out, text.as_bytes()),
-            Proto::Resp3 => {
-                out.push(b',');
-                out.extend_from_slice(text.as_bytes());
-                out.extend_from_slice(b"\r\n");
-            }
-        }
-    }
-
-    /// A boolean: `#t`/`#f` in RESP3, `:1`/`:0` in RESP2.
-    pub fn boolean(out: &mut Vec<u8>, proto: Proto, b: bool) {
-        match proto {
-            Proto::Resp2 => int(out, i64::from(b)),
-            Proto::Resp3 => out.extend_from_slice(if b { b"#t\r\n" } else { b"#f\r\n" }),
-        }
-    }
 }
 
 /// A connection's protocol, chosen with HELLO (RESP2 until then).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Proto {
-    /// RESP2: nulls are `$-1`/`*-1`, maps flat arrays.
+    /// RESP2: nulls are `$-1`, maps flat arrays.
     #[default]
     Resp2,
-    /// RESP3: typed nulls, maps, sets, doubles, booleans, verbatim strings.
+    /// RESP3: typed nulls, maps, sets, verbatim strings.
     Resp3,
 }
 
