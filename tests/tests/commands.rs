@@ -329,6 +329,83 @@ fn bgsave_checkpoints_every_shard_and_lastsave_and_time_follow_the_clock() {
 }
 
 #[test]
+fn save_replies_once_every_shard_holds_its_writes_in_a_checkpoint() {
+    let mut corral = Corral::start(2, &["--checkpoint-interval", "1h"]);
+    let mut c = corral.client();
+    // Nothing written yet: nothing to save, done at once.
+    check(&mut c, &["SAVE"], ok());
+    check(
+        &mut c,
+        &["SAVE", "now"],
+        Err("wrong number of arguments for 'save'"),
+    );
+    let keys: Vec<String> = (0..2)
+        .map(|s| corral_tests::key_on_shard(s, 2, "save"))
+        .collect();
+    for (i, key) in keys.iter().enumerate() {
+        check(&mut c, &["SET", key, &i.to_string()], ok());
+    }
+    let dir = corral.data_dir.join("checkpoints");
+    let newest = |w: u32| -> u64 {
+        std::fs::read_dir(dir.join(w.to_string()))
+            .map(|d| {
+                d.filter_map(|e| {
+                    e.ok()?
+                        .file_name()
+                        .to_str()?
+                        .strip_suffix(".ckpt")?
+                        .parse()
+                        .ok()
+                })
+                .max()
+                .unwrap_or(0)
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!((newest(0), newest(1)), (0, 0), "no checkpoint before SAVE");
+    // The reply waits for the checkpoints: they are on disk when it arrives.
+    check(&mut c, &["SAVE"], ok());
+    let (first0, first1) = (newest(0), newest(1));
+    assert!(first0 > 0 && first1 > 0, "{first0} {first1}");
+    // A write to shard 1 only: the next SAVE checkpoints shard 1 again, and shard 0 not.
+    check(&mut c, &["SET", &keys[1], "later"], ok());
+    check(&mut c, &["SAVE"], ok());
+    assert_eq!(newest(0), first0);
+    assert!(newest(1) > first1, "{} after {first1}", newest(1));
+
+    // A checkpoint that cannot be written fails SAVE with the shard, and loses nothing.
+    check(&mut c, &["SET", &keys[0], "unsaved"], ok());
+    std::fs::remove_dir_all(dir.join("0")).unwrap();
+    check(&mut c, &["SAVE"], Err("checkpoint of shard 0 failed"));
+    std::fs::create_dir(dir.join("0")).unwrap();
+    check(&mut c, &["SAVE"], ok());
+
+    // After SAVE a crash replays nothing: the checkpoints hold every write.
+    let data_dir = corral.data_dir.clone();
+    let restarted = Corral::start_in(
+        corral.crash(),
+        &data_dir,
+        2,
+        &["--checkpoint-interval", "1h"],
+    );
+    let mut c = restarted.client();
+    let values: Vec<String> = redis::cmd("MGET").arg(&keys).query(&mut c).unwrap();
+    assert_eq!(values, ["unsaved", "later"]);
+    // The log holds both runs: the restart's lines follow its last start.
+    let log = restarted.log();
+    let run = &log[log.rfind("\"supervisor starting\"").unwrap()..];
+    let ready: Vec<&str> = run
+        .lines()
+        .filter(|l| l.contains("\"worker ready\"") && l.contains("\"component\":\"lifecycle\""))
+        .collect();
+    assert_eq!(ready.len(), 2, "{run}");
+    assert!(
+        ready.iter().all(|l| l.contains("\"replayed\":0")),
+        "{ready:?}"
+    );
+}
+
+#[test]
 fn client_list_shows_every_connection_and_client_kill_closes_one() {
     let corral = Corral::start(1, &[]);
     let mut a = corral.client();

@@ -31,6 +31,9 @@ pub enum Failure {
     /// Refused: the event log stopped taking writes (a failed sync, or the data dir deleted
     /// or replaced under the supervisor); a restart is required.
     LogStopped,
+    /// Refused (SAVE): the checkpoint of this shard could not be written (its worker says
+    /// why in the log); the event log still holds every write.
+    CheckpointFailed(u32),
     /// Unknown: the shard's worker exited and the write could not be replayed with an
     /// outcome.
     WorkerDied(u32),

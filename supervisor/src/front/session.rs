@@ -79,6 +79,14 @@ pub enum Replies {
     SkipNext,
 }
 
+/// What the current batch asks of the sequencer, in command order; each gets an outcome.
+enum Request {
+    /// A write to a shard.
+    Write(u32, OwnedOp),
+    /// A checkpoint of every shard with new writes (SAVE).
+    Save,
+}
+
 /// A reply owed, in command order, while writes are pending.
 enum Owed {
     /// The combined outcome of a write command's `ops` writes (command index and when it
@@ -105,8 +113,8 @@ pub struct Session {
     pub(super) authed: bool,
     /// The protocol its replies are encoded in (HELLO switches it).
     pub(super) proto: Proto,
-    /// Queued writes of the current batch: shard and op.
-    ops: Vec<(u32, OwnedOp)>,
+    /// Queued requests of the current batch.
+    ops: Vec<Request>,
     /// Replies owed since the first queued write, in order.
     owed: Vec<Owed>,
     ticket: Arc<Ticket>,
@@ -494,8 +502,21 @@ impl Session {
                     key
                 }
             };
-            self.ops.push((shard_of(key, shards), op));
+            self.ops.push(Request::Write(shard_of(key, shards), op));
         }
+    }
+
+    /// Queues a SAVE: its `+OK` is owed until every shard with new writes has written a
+    /// checkpoint.
+    pub(super) fn queue_save(&mut self) {
+        self.owed.push(Owed::Write {
+            kind: WriteKind::AllOk,
+            ops: 1,
+            command: self.command,
+            read_at: self.read_at,
+            silent: false,
+        });
+        self.ops.push(Request::Save);
     }
 
     /// Submits the queued writes to the sequencer as one batch; returns whether there
@@ -506,15 +527,22 @@ impl Session {
             return false;
         }
         let claims = self.ticket.arm(self.ops.len());
-        let batch: Vec<WriteOp> = self
-            .ops
-            .drain(..)
-            .zip(claims)
-            .map(|((shard, op), pending)| WriteOp { shard, op, pending })
-            .collect();
-        // A send fails only when the sequencer is gone; the returned batch's claims drop
-        // and fail their writes, so the ticket still completes.
-        drop(self.shared.sequencer.send(SeqMsg::Submit(batch)));
+        let mut batch = Vec::with_capacity(self.ops.len());
+        let mut saves = Vec::new();
+        for (request, pending) in self.ops.drain(..).zip(claims) {
+            match request {
+                Request::Write(shard, op) => batch.push(WriteOp { shard, op, pending }),
+                Request::Save => saves.push(SeqMsg::Save(pending)),
+            }
+        }
+        // A send fails only when the sequencer is gone; the returned message's claims drop
+        // and fail, so the ticket still completes.
+        if !batch.is_empty() {
+            drop(self.shared.sequencer.send(SeqMsg::Submit(batch)));
+        }
+        for save in saves {
+            drop(self.shared.sequencer.send(save));
+        }
         true
     }
 
@@ -724,6 +752,10 @@ fn failure_text(f: Failure, log_failure: impl FnOnce() -> Option<String>) -> Str
             };
             format!("ERR event log write failed ({reason}); the write was not applied")
         }
+        Failure::CheckpointFailed(id) => format!(
+            "ERR checkpoint of shard {id} failed (its worker logged why); \
+             the event log still holds every write"
+        ),
         Failure::LogStopped => format!(
             "ERR the event log stopped taking writes ({}); the write was not applied",
             log_failure().unwrap_or_else(|| "restart required".into())

@@ -34,7 +34,7 @@ use Kind::{Read, Write};
 /// positions, group, summary, handler; then Redis' command flags, ACL categories, key-spec
 /// flags and tips, as COMMAND INFO reports them). The order is the metric label order.
 #[rustfmt::skip]
-static SPECS: [Spec<Handler>; 31] = [
+static SPECS: [Spec<Handler>; 32] = [
     spec("ping", -1, Read, Keys::NONE, Connection, "Answers PONG, or echoes its argument.", connection::ping).meta(&["fast"], &["@fast", "@connection"], &[], &["request_policy:all_shards", "response_policy:all_succeeded"]),
     spec("echo", 2, Read, Keys::NONE, Connection, "Answers its argument.", connection::echo).meta(&["loading", "stale", "fast"], &["@fast", "@connection"], &[], &[]),
     spec("set", -3, Write, Keys::ONE, String, "Sets a key's value, optionally only if it is absent (NX) or present (XX).", strings::set).meta(&["write", "denyoom"], &["@write", "@string", "@slow"], &["RW", "access", "update", "variable_flags"], &[]),
@@ -60,6 +60,7 @@ static SPECS: [Spec<Handler>; 31] = [
     spec("time", 1, Read, Keys::NONE, Server, "Answers the server's clock: seconds and microseconds.", admin::time).meta(&["loading", "stale", "fast"], &["@fast"], &[], &["nondeterministic_output"]),
     spec("lastsave", 1, Read, Keys::NONE, Server, "Answers when the newest checkpoint was written.", admin::lastsave).meta(&["loading", "stale", "fast"], &["@admin", "@fast", "@dangerous"], &[], &["nondeterministic_output"]),
     spec("bgsave", -1, Read, Keys::NONE, Server, "Checkpoints every shard with new writes.", admin::bgsave).meta(&["admin", "noscript", "no_async_loading"], &["@admin", "@slow", "@dangerous"], &[], &[]),
+    spec("save", 1, Read, Keys::NONE, Server, "Checkpoints every shard with new writes and replies once they are written.", admin::save).meta(&["admin", "noscript", "no_async_loading", "no_multi"], &["@admin", "@slow", "@dangerous"], &[], &[]),
     spec("wait", 3, Read, Keys::NONE, Generic, "Waits for replicas: Corral has none.", admin::wait).meta(&["noscript"], &["@slow", "@connection"], &[], &["request_policy:all_shards", "response_policy:agg_min"]),
     spec("slowlog", -2, Read, Keys::NONE, Server, "Reads or clears the log of slow commands.", introspect::container).meta(&[], &["@slow"], &[], &[]).with_subcommands(&SLOWLOG),
     spec("latency", -2, Read, Keys::NONE, Server, "The latency monitor (off; see INFO latencystats).", introspect::container).meta(&[], &["@slow"], &[], &[]).with_subcommands(&LATENCY),

@@ -5,4 +5,5 @@ pub mod completions;
 pub mod lane;
 pub mod msg;
 pub mod replay;
+pub mod save;
 pub mod sequencer;

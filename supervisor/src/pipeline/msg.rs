@@ -45,6 +45,9 @@ pub enum SeqMsg {
     Replayed(Replayed),
     /// Checkpoint every shard with new writes now (BGSAVE).
     CheckpointAll,
+    /// Checkpoint every shard with new writes and complete the claim once every one of
+    /// them has written a checkpoint holding its writes applied so far (SAVE).
+    Save(Pending),
     /// Flush what can be flushed, fail the rest, and exit.
     Stop,
 }

@@ -19,12 +19,13 @@ use std::sync::atomic::Ordering;
 
 use crate::base::ops::InFlight;
 use crate::base::shard::{Shard, ShardState};
-use crate::base::ticket::Failure;
+use crate::base::ticket::{Failure, Pending};
 use crate::pipeline::lane::{
     admit, on_park, Active, Admission, CheckpointPolicy, Lane, LaneCheckpoint, ParkStep, Queued,
 };
 use crate::pipeline::msg::{SeqMsg, WriteOp};
 use crate::pipeline::replay::{self, ReplayContext, ReplayJob};
+use crate::pipeline::save::{Progress, Saves};
 use crate::telemetry::heartbeat::Heartbeat;
 use crate::telemetry::metrics::Metrics;
 use crate::wal::appender::Appender;
@@ -37,6 +38,17 @@ const DRAIN_MAX: usize = 512;
 
 /// How often the sequencer looks at checkpoints and the log size when idle.
 const CHECKPOINT_TICK: Duration = Duration::from_millis(100);
+/// How often it looks at checkpoints while a SAVE waits for them.
+const SAVE_POLL: Duration = Duration::from_millis(1);
+
+/// Why shard `id`, whose lane has no active generation, cannot take a checkpoint now.
+fn not_serving(shard: &Shard, id: u32) -> Failure {
+    if shard.state() == ShardState::Parked {
+        Failure::Parked(id)
+    } else {
+        Failure::Unavailable(id)
+    }
+}
 
 /// The sequencer thread's state.
 pub struct Sequencer {
@@ -49,6 +61,8 @@ pub struct Sequencer {
     replay: ReplayContext,
     checkpoints: CheckpointPolicy,
     next_checkpoint_check: Instant,
+    /// SAVEs waiting for checkpoints.
+    saves: Saves,
     heartbeat: Arc<Heartbeat>,
     metrics: Arc<Metrics>,
 }
@@ -85,6 +99,7 @@ impl Sequencer {
             replay,
             checkpoints,
             next_checkpoint_check: Instant::now(),
+            saves: Saves::default(),
             heartbeat,
             metrics,
         }
@@ -133,7 +148,12 @@ impl Sequencer {
             } else if stopping {
                 None
             } else {
-                match rx.recv_timeout(CHECKPOINT_TICK) {
+                let tick = if self.saves.is_empty() {
+                    CHECKPOINT_TICK
+                } else {
+                    SAVE_POLL
+                };
+                match rx.recv_timeout(tick) {
                     Ok(m) => Some(m),
                     Err(RecvTimeoutError::Timeout) => None,
                     Err(RecvTimeoutError::Disconnected) => Some(SeqMsg::Stop),
@@ -153,7 +173,7 @@ impl Sequencer {
             waiting_for_space = self.flush();
             self.heartbeat.beat();
             let now = Instant::now();
-            if now >= self.next_checkpoint_check {
+            if now >= self.next_checkpoint_check || !self.saves.is_empty() {
                 self.next_checkpoint_check = now + CHECKPOINT_TICK;
                 self.wal.check_place();
                 self.checkpoints(now, false);
@@ -164,6 +184,7 @@ impl Sequencer {
                 // Every shard with new writes checkpoints on its way out, so the next start
                 // replays little.
                 self.checkpoints(Instant::now(), true);
+                self.saves.fail_all(Failure::ShuttingDown);
                 for lane in &mut self.lanes {
                     for w in lane.held.drain(..) {
                         w.pending.complete(Err(Failure::ShuttingDown));
@@ -259,8 +280,31 @@ impl Sequencer {
                 self.checkpoints(Instant::now(), true);
                 false
             }
+            SeqMsg::Save(pending) => {
+                self.save(pending);
+                false
+            }
             SeqMsg::Stop => true,
         }
+    }
+
+    /// Starts a SAVE: it waits for a checkpoint of every shard with writes applied past its
+    /// newest one (forced at the next look), and fails at once if a shard does not serve.
+    fn save(&mut self, pending: Pending) {
+        let mut shards = Vec::new();
+        for (id, lane) in self.lanes.iter().enumerate() {
+            let id32 = id as u32;
+            let Some(active) = &lane.active else {
+                pending.complete(Err(not_serving(&self.shards[id], id32)));
+                return;
+            };
+            let head = active.generation.segment.head();
+            let applied = head.status.applied_seq.load(Ordering::Acquire);
+            if applied > head.checkpoint.seq.load(Ordering::Relaxed) {
+                shards.push((id32, applied));
+            }
+        }
+        self.saves.add(pending, shards);
     }
 
     /// Brings lane `id` in line with its shard: drops a dead generation's ring, starts the
@@ -333,7 +377,10 @@ impl Sequencer {
         let log_bytes = self.wal.disk_usage().map_or(0, |u| u.bytes);
         let oversized = log_bytes > self.checkpoints.wal_max_bytes;
         for (id, lane) in self.lanes.iter_mut().enumerate() {
+            let id32 = id as u32;
             let Some(active) = &lane.active else {
+                let failure = not_serving(&self.shards[id], id32);
+                self.saves.report(id32, Progress::Failed(failure));
                 continue;
             };
             let head = active.generation.segment.head();
@@ -352,17 +399,23 @@ impl Sequencer {
                         .observe(line.duration_ns.load(Ordering::Relaxed) as f64 / 1e9);
                     self.wal
                         .append_lifecycle(&LifecycleRecord::CheckpointTaken {
-                            worker: id as u32,
+                            worker: id32,
                             generation: active.generation.number,
                             seq: line.seq.load(Ordering::Relaxed),
                             bytes: line.bytes.load(Ordering::Relaxed),
                             unix_ms: line.unix_ms.load(Ordering::Relaxed),
                         });
+                } else {
+                    // Answered without a new checkpoint: it failed (the worker logged why).
+                    self.saves
+                        .report(id32, Progress::Failed(Failure::CheckpointFailed(id32)));
                 }
             }
-            let new_writes =
-                head.status.applied_seq.load(Ordering::Acquire) > line.seq.load(Ordering::Relaxed);
-            if new_writes && c.due(&self.checkpoints, now, all || oversized) {
+            let checkpointed = line.seq.load(Ordering::Relaxed);
+            self.saves.report(id32, Progress::Through(checkpointed));
+            let new_writes = head.status.applied_seq.load(Ordering::Acquire) > checkpointed;
+            let forced = all || oversized || self.saves.wants(id32);
+            if new_writes && c.due(&self.checkpoints, now, forced) {
                 due.push(id);
             }
         }
@@ -381,6 +434,11 @@ impl Sequencer {
         if let Err(e) = self.wal.make_durable() {
             error!(self.replay.log, "cannot sync the event log; checkpoints postponed";
                    "component" => "sequencer", "error" => %e);
+            for id in due {
+                let id = id as u32;
+                self.saves
+                    .report(id, Progress::Failed(Failure::CheckpointFailed(id)));
+            }
             return;
         }
         for id in due {
