@@ -435,8 +435,8 @@ fn client_list_shows_every_connection_and_client_kill_closes_one() {
         .find(|l| !l.contains("name=victim"))
         .unwrap_or_else(|| panic!("{list}"));
     assert!(
-        me.contains(" cmd=client "),
-        "the asking connection runs CLIENT: {me}"
+        me.contains(" cmd=client|list "),
+        "the asking connection runs CLIENT LIST: {me}"
     );
     let killed: i64 = redis::cmd("CLIENT")
         .arg("KILL")
@@ -476,6 +476,7 @@ fn info_counts_commands_errors_and_key_reads_and_resetstat_starts_them_over() {
         .query::<()>(&mut c)
         .is_err());
     assert!(redis::cmd("INCR").arg("k").query::<()>(&mut c).is_err());
+    let _: i64 = redis::cmd("CLIENT").arg("ID").query(&mut c).unwrap();
     let info = |c: &mut redis::Connection, section: &str| -> String {
         redis::cmd("INFO").arg(section).query(c).unwrap()
     };
@@ -518,6 +519,10 @@ fn info_counts_commands_errors_and_key_reads_and_resetstat_starts_them_over() {
     assert!(get.ends_with(",rejected_calls=0,failed_calls=0"), "{get}");
     let incr = field(&commands, "cmdstat_incr").unwrap_or_else(|| panic!("{commands}"));
     assert!(incr.ends_with("failed_calls=1"), "{incr}");
+    // Subcommands are counted apart, as Redis counts them.
+    let client_id = field(&commands, "cmdstat_client|id").unwrap_or_else(|| panic!("{commands}"));
+    assert!(client_id.starts_with("calls=1,"), "{client_id}");
+    assert!(!commands.contains("cmdstat_client:"), "{commands}");
     // Sections: the default has no commandstats; `all` has every one; names in any case.
     let default = info(&mut c, "default");
     assert!(default.contains("# Keyspace\r\ndb0:keys=1,"), "{default}");

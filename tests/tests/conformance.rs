@@ -109,6 +109,12 @@ const CASES: &[Case] = &[
     case(&["COMMAND", "GETKEYS", "SET", "k"], &["-ERR Invalid number of arguments specified for command"]),
     case(&["COMMAND", "GETKEYS", "GET"], &["-ERR wrong number of arguments for 'command|getkeys' command"]),
     case(&["COMMAND", "GETKEYS"], &["-ERR wrong number of arguments for 'command|getkeys' command"]),
+    case(&["COMMAND", "GETKEYS", "TIME", "x"], &["-ERR The command has no key arguments"]),
+    case(&["COMMAND", "GETKEYSANDFLAGS", "SET", "{k}x", "v", "NX"], &["*1", "*2", "${k}x", "~2", "+OW", "+update"]),
+    case(&["COMMAND", "GETKEYSANDFLAGS", "SET", "{k}x", "v", "get"], &["*1", "*2", "${k}x", "~3", "+RW", "+access", "+update"]),
+    case(&["COMMAND", "GETKEYSANDFLAGS", "MGET", "{k}x", "{k}y"], &["*2", "*2", "${k}x", "~2", "+RO", "+access", "*2", "${k}y", "~2", "+RO", "+access"]),
+    case(&["COMMAND", "GETKEYSANDFLAGS", "DEL", "{k}x"], &["*1", "*2", "${k}x", "~2", "+RM", "+delete"]),
+    case(&["COMMAND", "GETKEYSANDFLAGS", "ECHO", "x"], &["-ERR The command has no key arguments"]),
     case(&["COMMAND", "INFO", "get"], &[
         "*1", "*10", "$get", ":2", "~2", "+readonly", "+fast", ":1", ":1", ":1",
         "~3", "+@read", "+@string", "+@fast", "~0",
@@ -362,6 +368,7 @@ fn command_info_is_redis_own() {
         "client|list",
         "client|kill",
         "command|getkeys",
+        "command|getkeysandflags",
         "latency|doctor",
     ];
     let mut compared = 0;

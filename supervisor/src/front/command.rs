@@ -199,25 +199,23 @@ impl<H> Spec<H> {
         self.subcommands = subcommands;
         self
     }
-
-    /// The subcommand `args[1]` names (any case), if this is a container and it has one.
-    pub fn subcommand(&self, args: &[&[u8]]) -> Option<&Spec<H>> {
-        let sub = args.get(1)?;
-        self.subcommands.iter().find(|s| {
-            s.name
-                .split_once('|')
-                .is_some_and(|(_, name)| name.as_bytes().eq_ignore_ascii_case(sub))
-        })
-    }
 }
 
 /// The command table: every command Corral runs, in metric-label order.
+///
+/// Each command and each subcommand has a metric index, as Redis counts `client|list`
+/// apart from `client|id`: the commands first, in order, then the subcommands of each
+/// container in turn, then [`Table::other`].
 #[derive(Debug)]
 pub struct Table<H: 'static> {
     specs: &'static [Spec<H>],
     /// The names, sorted, with their indexes: a lookup per command is a binary search, not
     /// a scan of every name.
     by_name: Box<[(&'static [u8], usize)]>,
+    /// Per command, the metric index of its first subcommand.
+    first_sub: Box<[usize]>,
+    /// The metric labels: commands, then subcommands.
+    labels: Box<[&'static str]>,
 }
 
 /// The metric label of commands that are not in the table.
@@ -267,9 +265,17 @@ impl<H> Table<H> {
             .map(|(i, s)| (s.name.as_bytes(), i))
             .collect();
         by_name.sort_unstable();
+        let mut labels: Vec<&'static str> = specs.iter().map(|s| s.name).collect();
+        let mut first_sub = Vec::with_capacity(specs.len());
+        for s in specs {
+            first_sub.push(labels.len());
+            labels.extend(s.subcommands.iter().map(|sub| sub.name));
+        }
         Self {
             specs,
             by_name: by_name.into_boxed_slice(),
+            first_sub: first_sub.into_boxed_slice(),
+            labels: labels.into_boxed_slice(),
         }
     }
 
@@ -291,6 +297,20 @@ impl<H> Table<H> {
         Some((i, &self.specs[i]))
     }
 
+    /// The subcommand of command `index` that `args[1]` names (any case), with its metric
+    /// index.
+    #[must_use]
+    pub fn subcommand(&self, index: usize, args: &[&[u8]]) -> Option<(usize, &'static Spec<H>)> {
+        let subs = self.specs.get(index)?.subcommands;
+        let sub = args.get(1)?;
+        let j = subs.iter().position(|s| {
+            s.name
+                .split_once('|')
+                .is_some_and(|(_, name)| name.as_bytes().eq_ignore_ascii_case(sub))
+        })?;
+        Some((self.first_sub[index] + j, &subs[j]))
+    }
+
     /// Every command, in order.
     #[must_use]
     pub fn specs(&self) -> &'static [Spec<H>] {
@@ -300,19 +320,19 @@ impl<H> Table<H> {
     /// The metric index of commands not in the table.
     #[must_use]
     pub fn other(&self) -> usize {
-        self.specs.len()
+        self.labels.len()
     }
 
-    /// The metric label of index `i`: the command's name, or [`OTHER_LABEL`].
+    /// The metric label of index `i`: the (sub)command's name, or [`OTHER_LABEL`].
     #[must_use]
     pub fn label(&self, i: usize) -> &'static str {
-        self.specs.get(i).map_or(OTHER_LABEL, |s| s.name)
+        self.labels.get(i).copied().unwrap_or(OTHER_LABEL)
     }
 
-    /// Every metric label: the commands, then [`OTHER_LABEL`].
+    /// Every metric label: the commands, the subcommands, then [`OTHER_LABEL`].
     #[must_use]
     pub fn labels(&self) -> Vec<&'static str> {
-        (0..=self.specs.len()).map(|i| self.label(i)).collect()
+        (0..=self.labels.len()).map(|i| self.label(i)).collect()
     }
 }
 
@@ -367,6 +387,34 @@ mod tests {
         assert!(table.find(&[b'g'; 100]).is_none());
         assert_eq!(table.labels(), vec!["get", "set", "other"]);
         assert_eq!(table.label(table.other()), "other");
+    }
+
+    #[test]
+    fn subcommands_have_metric_indexes_after_the_commands() {
+        static SUBS: [Spec<u8>; 2] = [
+            test_spec("client|id", 2, Kind::Read, 2),
+            test_spec("client|list", -2, Kind::Read, 3),
+        ];
+        static WITH_SUBS: [Spec<u8>; 3] = [
+            test_spec("get", 2, Kind::Read, 0),
+            test_spec("client", -2, Kind::Read, 1).with_subcommands(&SUBS),
+            test_spec("set", -3, Kind::Write, 1),
+        ];
+        let table = Table::new(&WITH_SUBS);
+        let (client, _) = table.find(b"client").unwrap();
+        let (i, sub) = table.subcommand(client, &[b"client", b"LIST"]).unwrap();
+        assert_eq!(
+            (i, sub.name, table.label(i)),
+            (4, "client|list", "client|list")
+        );
+        assert!(table.subcommand(client, &[b"client", b"nosuch"]).is_none());
+        assert!(table.subcommand(client, &[b"client"]).is_none());
+        assert!(table.subcommand(0, &[b"get", b"id"]).is_none());
+        assert_eq!(
+            table.labels(),
+            ["get", "client", "set", "client|id", "client|list", "other"]
+        );
+        assert_eq!(table.other(), 5);
     }
 
     #[test]

@@ -404,8 +404,11 @@ fn find_command(s: &Session, name: &[u8]) -> Option<&'static Spec<Handler>> {
     match name.iter().position(|&b| b == b'|') {
         None => s.table.find(name).map(|f| f.1),
         Some(bar) => {
-            let (_, container) = s.table.find(&name[..bar])?;
-            container.subcommand(&[&name[..bar], &name[bar + 1..]])
+            let (index, _) = s.table.find(&name[..bar])?;
+            let (_, sub) = s
+                .table
+                .subcommand(index, &[&name[..bar], &name[bar + 1..]])?;
+            Some(sub)
         }
     }
 }
@@ -481,7 +484,18 @@ pub(super) fn command_getkeys_command(
     out: &mut Vec<u8>,
     _: usize,
 ) -> Step {
-    command_getkeys(s, &args[2..], out);
+    command_getkeys(s, &args[2..], false, out);
+    Step::Done
+}
+
+/// COMMAND GETKEYSANDFLAGS command [arg ...].
+pub(super) fn command_getkeysandflags(
+    s: &mut Session,
+    args: &[&[u8]],
+    out: &mut Vec<u8>,
+    _: usize,
+) -> Step {
+    command_getkeys(s, &args[2..], true, out);
     Step::Done
 }
 
@@ -564,26 +578,46 @@ fn key_search(out: &mut Vec<u8>, proto: Proto, name: &str, kind: &str, fields: &
     }
 }
 
-/// COMMAND GETKEYS: the keys of `target` (a command and its arguments).
-fn command_getkeys(s: &Session, target: &[&[u8]], out: &mut Vec<u8>) {
-    let found = s
-        .table
-        .find(target[0])
-        .map(|(_, spec)| spec.subcommand(target).unwrap_or(spec));
-    match found {
-        Some(spec) if spec.arity.allows(target.len()) => {
-            let keys: Vec<usize> = spec.keys.positions(target.len()).collect();
-            if keys.is_empty() {
-                reply::error(out, "ERR The command has no key arguments");
-            } else {
-                reply::array(out, keys.len());
-                for k in keys {
-                    reply::bulk(out, target[k]);
-                }
+/// COMMAND GETKEYS (and, `with_flags`, GETKEYSANDFLAGS): the keys of `target` (a command
+/// and its arguments), checked in Redis' order (a command, with keys, of a valid arity).
+fn command_getkeys(s: &Session, target: &[&[u8]], with_flags: bool, out: &mut Vec<u8>) {
+    let Some(spec) = s.table.find(target[0]).map(|(index, spec)| {
+        s.table
+            .subcommand(index, target)
+            .map_or(spec, |(_, sub)| sub)
+    }) else {
+        return reply::error(out, "ERR Invalid command specified");
+    };
+    if spec.keys == Keys::NONE {
+        return reply::error(out, "ERR The command has no key arguments");
+    }
+    if !spec.arity.allows(target.len()) {
+        return reply::error(out, "ERR Invalid number of arguments specified for command");
+    }
+    let keys: Vec<usize> = spec.keys.positions(target.len()).collect();
+    let flags = key_flags(spec, target);
+    reply::array(out, keys.len());
+    for k in keys {
+        if with_flags {
+            reply::array(out, 2);
+            reply::bulk(out, target[k]);
+            reply::set(out, s.proto, flags.len());
+            for f in flags {
+                reply::simple(out, f);
             }
+        } else {
+            reply::bulk(out, target[k]);
         }
-        Some(_) => reply::error(out, "ERR Invalid number of arguments specified for command"),
-        None => reply::error(out, "ERR Invalid command specified"),
+    }
+}
+
+/// How `target` uses its keys: the key-spec flags, except where they depend on the
+/// arguments (`variable_flags`: SET reads its key only with GET, as Redis decides it).
+fn key_flags(spec: &Spec<Handler>, target: &[&[u8]]) -> &'static [&'static str] {
+    match spec.name {
+        "set" if target[3..].iter().any(|a| eq(a, "get")) => &["RW", "access", "update"],
+        "set" => &["OW", "update"],
+        _ => spec.key_flags,
     }
 }
 

@@ -423,15 +423,14 @@ impl Session {
         if !spec.arity.allows(args.len()) {
             return self.arity_error(out);
         }
-        let spec = match spec.subcommand(args) {
-            Some(sub) if !sub.arity.allows(args.len()) => {
-                self.error(
-                    out,
-                    &format!("ERR wrong number of arguments for '{}' command", sub.name),
-                );
-                return Step::Done;
+        let spec = match self.table.subcommand(index, args) {
+            Some((index, sub)) => {
+                self.command = index;
+                if !sub.arity.allows(args.len()) {
+                    return self.arity_error(out);
+                }
+                sub
             }
-            Some(sub) => sub,
             None => spec,
         };
         // Reads (and everything else that answers at once) see this connection's earlier

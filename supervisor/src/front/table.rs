@@ -92,12 +92,13 @@ static CONFIG: [Spec<Handler>; 3] = [
 ];
 
 #[rustfmt::skip]
-static COMMAND: [Spec<Handler>; 5] = [
+static COMMAND: [Spec<Handler>; 6] = [
     spec("command|count", 2, Read, Keys::NONE, Server, "Counts the commands.", introspect::command_count).meta(&["loading", "stale"], &["@slow", "@connection"], &[], &[]),
     spec("command|info", -2, Read, Keys::NONE, Server, "Describes commands.", introspect::command_info_command).meta(&["loading", "stale"], &["@slow", "@connection"], &[], &["nondeterministic_output_order"]),
     spec("command|list", -2, Read, Keys::NONE, Server, "Lists the command names.", introspect::command_list).meta(&["loading", "stale"], &["@slow", "@connection"], &[], &["nondeterministic_output_order"]),
     spec("command|docs", -2, Read, Keys::NONE, Server, "Documents commands.", introspect::command_docs).meta(&["loading", "stale"], &["@slow", "@connection"], &[], &["nondeterministic_output_order"]),
     spec("command|getkeys", -4, Read, Keys::NONE, Server, "Finds the keys of a command.", introspect::command_getkeys_command).meta(&["loading", "stale"], &["@slow", "@connection"], &[], &[]),
+    spec("command|getkeysandflags", -4, Read, Keys::NONE, Server, "Finds the keys of a command and how it uses each.", introspect::command_getkeysandflags).meta(&["loading", "stale"], &["@slow", "@connection"], &[], &[]),
 ];
 
 #[rustfmt::skip]
