@@ -209,9 +209,10 @@ impl<H> Spec<H> {
 #[derive(Debug)]
 pub struct Table<H: 'static> {
     specs: &'static [Spec<H>],
-    /// The names, sorted, with their indexes: a lookup per command is a binary search, not
-    /// a scan of every name.
-    by_name: Box<[(&'static [u8], usize)]>,
+    /// The names as [`name_key`]s, sorted, with their indexes: a lookup per command is a
+    /// binary search over integers (a name fits in 16 bytes), not a scan of every name nor
+    /// a byte comparison per probe.
+    by_name: Box<[(u128, usize)]>,
     /// Per command, the metric index of its first subcommand.
     first_sub: Box<[usize]>,
     /// The metric labels: commands, then subcommands.
@@ -259,10 +260,10 @@ impl<H> Table<H> {
                 assert!(sub.subcommands.is_empty(), "{} nests subcommands", sub.name);
             }
         }
-        let mut by_name: Vec<(&'static [u8], usize)> = specs
+        let mut by_name: Vec<(u128, usize)> = specs
             .iter()
             .enumerate()
-            .map(|(i, s)| (s.name.as_bytes(), i))
+            .map(|(i, s)| (name_key(s.name.as_bytes()), i))
             .collect();
         by_name.sort_unstable();
         let mut labels: Vec<&'static str> = specs.iter().map(|s| s.name).collect();
@@ -285,15 +286,13 @@ impl<H> Table<H> {
         if name.len() > NAME_MAX_BYTES {
             return None;
         }
-        let mut lower = [0u8; NAME_MAX_BYTES];
-        let lower = &mut lower[..name.len()];
-        lower.copy_from_slice(name);
-        lower.make_ascii_lowercase();
-        let at = self
-            .by_name
-            .binary_search_by(|(n, _)| (*n).cmp(&*lower))
-            .ok()?;
+        let key = name_key(name);
+        let at = self.by_name.binary_search_by_key(&key, |&(k, _)| k).ok()?;
         let i = self.by_name[at].1;
+        // Zeros pad a key: `get\0` has GET's key but is not GET.
+        if self.specs[i].name.len() != name.len() {
+            return None;
+        }
         Some((i, &self.specs[i]))
     }
 
@@ -338,6 +337,16 @@ impl<H> Table<H> {
 
 /// The longest command name.
 pub const NAME_MAX_BYTES: usize = 16;
+
+/// A name of at most [`NAME_MAX_BYTES`] bytes as one integer, lower-cased: its bytes, then
+/// zeros. Two names of the same length have the same key exactly when they are equal in
+/// any case.
+fn name_key(name: &[u8]) -> u128 {
+    let mut bytes = [0u8; NAME_MAX_BYTES];
+    bytes[..name.len()].copy_from_slice(name);
+    bytes.make_ascii_lowercase();
+    u128::from_le_bytes(bytes)
+}
 
 #[cfg(test)]
 mod tests {
@@ -385,6 +394,9 @@ mod tests {
         assert_eq!(table.find(b"SeT").map(|(i, s)| (i, s.run)), Some((1, 1)));
         assert!(table.find(b"flushall").is_none());
         assert!(table.find(&[b'g'; 100]).is_none());
+        assert!(table.find(b"get\0").is_none());
+        assert!(table.find(b"ge").is_none());
+        assert_eq!(table.find(b"GET").map(|(i, _)| i), Some(0));
         assert_eq!(table.labels(), vec!["get", "set", "other"]);
         assert_eq!(table.label(table.other()), "other");
     }

@@ -127,6 +127,9 @@ pub struct Session {
     sample: u64,
     /// When the current batch's commands were read.
     read_at: Instant,
+    /// The coarse clock when the batch's previous command ended (or the batch began): the
+    /// slow log's start of the next command.
+    clock_ns: u64,
     /// Commands of the current batch answered at once: command index and success, counted
     /// when the batch ends.
     immediate: Vec<(usize, bool)>,
@@ -197,6 +200,7 @@ impl Session {
             command: table.other(),
             sample: seed,
             read_at: Instant::now(),
+            clock_ns: 0,
             immediate: Vec::new(),
             stats,
             closing: false,
@@ -233,6 +237,7 @@ impl Session {
         // Every command of a batch was read before the batch runs, and the replies ready
         // now are sent after it: two clock reads for all of them.
         self.read_at = Instant::now();
+        self.clock_ns = coarse_ns();
         let mut commands = 0;
         let batch = loop {
             let limits = self.limits();
@@ -446,9 +451,12 @@ impl Session {
         if threshold_us < 0 {
             return (spec.run)(self, args, out, out_limit);
         }
-        let started = coarse_ns();
+        // One clock read per command: it started when the previous one of its batch ended
+        // (the parsing between them is far below the slow log's resolution).
         let step = (spec.run)(self, args, out, out_limit);
-        let took_us = coarse_ns().saturating_sub(started) / 1000;
+        let ended = coarse_ns();
+        let took_us = ended.saturating_sub(self.clock_ns) / 1000;
+        self.clock_ns = ended;
         if took_us >= threshold_us as u64 {
             let name = self.client.names().name;
             let max_len = self.shared.live.slowlog_max_len.load(Ordering::Relaxed);
