@@ -301,7 +301,8 @@ impl Default for ShardLimits {
 
 /// The smallest request ring sized automatically ([`ShardLimits::ring_bytes`] `None`).
 pub const AUTO_RING_MIN_BYTES: u64 = 8 << 20;
-/// The largest completion ring (2 MiB): room for 65,536 completions in flight.
+/// The largest completion ring sized for the count of completions in flight (2 MiB: room
+/// for 65,536); larger only when the largest value needs it.
 pub const COMPLETION_RING_MAX_WORDS: u64 = 1 << 18;
 
 /// Words of a request's fixed part: seq, op word, lengths word.
@@ -405,9 +406,15 @@ impl Geometry {
             .div_ceil(3)
             .next_power_of_two()
             .max(16);
-        // Completions are 4 words; a full ring only makes the worker wait for the
-        // supervisor's completion reader, which drains it continuously.
-        let completion_ring_words = (request_ring_words / 2).clamp(64, COMPLETION_RING_MAX_WORDS);
+        // Most completions are 4 words; a full ring only makes the worker wait for the
+        // supervisor's completion reader, which drains it continuously. The ring must also
+        // hold the largest one, which carries a value (SET GET, GETDEL): the smallest
+        // power of two whose largest record (half of it) takes the largest value.
+        let value_words = u64::from(limits.max_value_bytes).div_ceil(WORD);
+        let largest_completion = ((COMPLETION_WORDS + value_words + 1) * 2).next_power_of_two();
+        let completion_ring_words = (request_ring_words / 2)
+            .clamp(64, COMPLETION_RING_MAX_WORDS)
+            .max(largest_completion);
         Ok(Self {
             request_ring_words,
             completion_ring_words,
@@ -472,9 +479,21 @@ mod tests {
         assert_eq!(o.request_ring, 576 + size_of::<MetricsBlock>());
         assert_eq!(o.request_ring % CACHE_LINE_BYTES, 0);
         assert!(o.heap < o.total);
-        // 8 MiB values: a 32 MiB request ring, a 2 MiB completion ring.
+        // 8 MiB values: a 32 MiB request ring, a 32 MiB completion ring (its largest
+        // record holds the largest value).
         assert_eq!(g.request_ring_words, 1 << 22);
-        assert_eq!(g.completion_ring_words, 1 << 18);
+        assert_eq!(g.completion_ring_words, 1 << 22);
+        assert!(
+            crate::ring::max_payload_words(g.completion_ring_words)
+                >= COMPLETION_WORDS + (8 << 20) / 8
+        );
+        // Small values: the completion ring is sized for completions in flight.
+        let small = Geometry::from_limits(&ShardLimits {
+            max_value_bytes: 1024,
+            ..ShardLimits::default()
+        })
+        .unwrap();
+        assert_eq!(small.completion_ring_words, 1 << 18);
         assert_eq!(g.table_slots, 1 << 21);
     }
 

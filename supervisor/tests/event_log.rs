@@ -10,7 +10,7 @@ use corral::base::ops::OwnedOp;
 use corral::wal::codec::{decode_lifecycle, decode_write, LifecycleRecord};
 use corral::wal::{self, Kind};
 use corral_tests::{key_on_shard, Corral, TempDir};
-use corral_worker::command::SetCondition;
+use corral_worker::command::{Op, SetCondition};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -68,23 +68,23 @@ fn acknowledged_writes_and_lifecycle_events_are_logged_in_order() {
     assert_eq!(
         ops,
         vec![
-            OwnedOp::Set {
-                key: k0.clone().into_bytes(),
-                value: b"a".to_vec(),
-                condition: SetCondition::Always
-            },
-            OwnedOp::Set {
-                key: k1.clone().into_bytes(),
-                value: b"b".to_vec(),
-                condition: SetCondition::IfAbsent
-            },
-            OwnedOp::IncrBy {
-                key: b"n".to_vec(),
+            OwnedOp::from(Op::Set {
+                key: k0.as_bytes(),
+                value: b"a",
+                condition: SetCondition::Always,
+                get: false,
+            }),
+            OwnedOp::from(Op::Set {
+                key: k1.as_bytes(),
+                value: b"b",
+                condition: SetCondition::IfAbsent,
+                get: false,
+            }),
+            OwnedOp::from(Op::IncrBy {
+                key: b"n",
                 delta: 5
-            },
-            OwnedOp::Del {
-                key: k0.into_bytes()
-            },
+            }),
+            OwnedOp::from(Op::Del { key: k0.as_bytes() }),
         ]
     );
     assert_eq!(writes[0].0, 0);

@@ -22,9 +22,13 @@ pub enum SetCondition {
 }
 
 /// One write, borrowed from its encoding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// Every op has one shape where it is carried (the request ring and the event log): a tag,
+/// a key, a value and one integer argument ([`Op::parts`], [`Op::from_parts`]); a new op is
+/// a variant here, its parts, and its semantics in the machine.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Op<'a> {
-    /// `SET key value [NX|XX]`.
+    /// `SET key value [NX|XX] [GET]` (also GETSET, SETNX).
     Set {
         /// Key.
         key: &'a [u8],
@@ -32,6 +36,8 @@ pub enum Op<'a> {
         value: &'a [u8],
         /// Condition.
         condition: SetCondition,
+        /// Whether the outcome is the old value (GET).
+        get: bool,
     },
     /// `DEL key` (one key; the front door splits multi-key deletes).
     Del {
@@ -45,11 +51,56 @@ pub enum Op<'a> {
         /// Signed increment.
         delta: i64,
     },
+    /// `INCRBYFLOAT key delta`: binary64 arithmetic, deterministic on every platform, so a
+    /// replay computes the same result.
+    IncrByFloat {
+        /// Key.
+        key: &'a [u8],
+        /// Increment (finite).
+        delta: f64,
+    },
+    /// `APPEND key value`.
+    Append {
+        /// Key.
+        key: &'a [u8],
+        /// Bytes appended.
+        value: &'a [u8],
+    },
+    /// `SETRANGE key offset value`.
+    SetRange {
+        /// Key.
+        key: &'a [u8],
+        /// Byte offset (checked by the front door).
+        offset: u64,
+        /// Bytes written there.
+        value: &'a [u8],
+    },
+    /// `SETBIT key offset bit`.
+    SetBit {
+        /// Key.
+        key: &'a [u8],
+        /// Bit offset (checked by the front door).
+        offset: u64,
+        /// The bit's new value.
+        bit: bool,
+    },
+    /// `GETDEL key`.
+    GetDel {
+        /// Key.
+        key: &'a [u8],
+    },
 }
 
 const TAG_SET: u32 = 1;
 const TAG_DEL: u32 = 2;
 const TAG_INCRBY: u32 = 3;
+const TAG_INCRBYFLOAT: u32 = 4;
+const TAG_APPEND: u32 = 5;
+const TAG_SETRANGE: u32 = 6;
+const TAG_SETBIT: u32 = 7;
+const TAG_GETDEL: u32 = 8;
+/// SET's argument: the condition in the low bits, GET above them.
+const SET_GET: i64 = 1 << 2;
 /// Tag of completion records.
 pub const TAG_COMPLETION: u32 = 1;
 /// Flag on a request's tag: apply it without a completion (a replayed write nobody waits
@@ -60,20 +111,79 @@ impl<'a> Op<'a> {
     /// The key written.
     #[must_use]
     pub fn key(&self) -> &'a [u8] {
-        match self {
-            Self::Set { key, .. } | Self::Del { key } | Self::IncrBy { key, .. } => key,
-        }
+        self.parts().1
     }
 
-    fn parts(&self) -> (u32, &'a [u8], &'a [u8], i64) {
+    /// The op as it is carried: tag, key, value, argument.
+    #[must_use]
+    pub fn parts(&self) -> (u32, &'a [u8], &'a [u8], i64) {
         match *self {
             Self::Set {
                 key,
                 value,
                 condition,
-            } => (TAG_SET, key, value, condition as i64),
+                get,
+            } => (
+                TAG_SET,
+                key,
+                value,
+                condition as i64 | if get { SET_GET } else { 0 },
+            ),
             Self::Del { key } => (TAG_DEL, key, &[], 0),
             Self::IncrBy { key, delta } => (TAG_INCRBY, key, &[], delta),
+            Self::IncrByFloat { key, delta } => (TAG_INCRBYFLOAT, key, &[], delta.to_bits() as i64),
+            Self::Append { key, value } => (TAG_APPEND, key, value, 0),
+            Self::SetRange { key, offset, value } => (TAG_SETRANGE, key, value, offset as i64),
+            Self::SetBit { key, offset, bit } => {
+                (TAG_SETBIT, key, &[], (offset << 1 | u64::from(bit)) as i64)
+            }
+            Self::GetDel { key } => (TAG_GETDEL, key, &[], 0),
+        }
+    }
+
+    /// The op of these parts, or [`Malformed`] when they are no op's.
+    pub fn from_parts(
+        tag: u32,
+        key: &'a [u8],
+        value: &'a [u8],
+        arg: i64,
+    ) -> Result<Self, Malformed> {
+        let bad = Malformed { tag };
+        let no_value = |op: Self| if value.is_empty() { Ok(op) } else { Err(bad) };
+        match tag {
+            TAG_SET => Ok(Self::Set {
+                key,
+                value,
+                condition: match arg & !SET_GET {
+                    0 => SetCondition::Always,
+                    1 => SetCondition::IfAbsent,
+                    2 => SetCondition::IfPresent,
+                    _ => return Err(bad),
+                },
+                get: arg & SET_GET != 0,
+            }),
+            TAG_DEL if arg == 0 => no_value(Self::Del { key }),
+            TAG_INCRBY => no_value(Self::IncrBy { key, delta: arg }),
+            TAG_INCRBYFLOAT => {
+                let delta = f64::from_bits(arg as u64);
+                if !delta.is_finite() {
+                    return Err(bad);
+                }
+                no_value(Self::IncrByFloat { key, delta })
+            }
+            TAG_APPEND if arg == 0 => Ok(Self::Append { key, value }),
+            TAG_SETRANGE if arg >= 0 => Ok(Self::SetRange {
+                key,
+                offset: arg as u64,
+                value,
+            }),
+            TAG_SETBIT if arg >= 0 => no_value(Self::SetBit {
+                key,
+                offset: arg as u64 >> 1,
+                bit: arg & 1 == 1,
+            }),
+            TAG_GETDEL if arg == 0 => no_value(Self::GetDel { key }),
+            _ => Err(bad),
         }
     }
 
@@ -132,7 +242,7 @@ impl DecodedRequest {
         let value_len = (lens >> 32) as usize;
         let fixed = REQUEST_FIXED_WORDS as usize;
         let needed = fixed + key_len.div_ceil(8) + value_len.div_ceil(8);
-        if record.payload.len() < needed || !matches!(self.tag, TAG_SET | TAG_DEL | TAG_INCRBY) {
+        if record.payload.len() < needed {
             return Err(bad);
         }
         self.key.clear();
@@ -153,24 +263,7 @@ impl DecodedRequest {
 
     /// The op, borrowing the buffers.
     pub fn op(&self) -> Result<Op<'_>, Malformed> {
-        Ok(match self.tag {
-            TAG_SET => Op::Set {
-                key: &self.key,
-                value: &self.value,
-                condition: match self.arg {
-                    0 => SetCondition::Always,
-                    1 => SetCondition::IfAbsent,
-                    2 => SetCondition::IfPresent,
-                    _ => return Err(Malformed { tag: self.tag }),
-                },
-            },
-            TAG_DEL => Op::Del { key: &self.key },
-            TAG_INCRBY => Op::IncrBy {
-                key: &self.key,
-                delta: self.arg,
-            },
-            tag => return Err(Malformed { tag }),
-        })
+        Op::from_parts(self.tag, &self.key, &self.value, self.arg)
     }
 }
 
@@ -191,6 +284,10 @@ pub enum WriteError {
     OutOfMemory = 6,
     /// The request record did not decode (a bug, reported rather than trusted).
     Malformed = 7,
+    /// The stored value is not a number INCRBYFLOAT can add to.
+    NotFloat = 8,
+    /// The increment would make the value NaN or infinite.
+    NanOrInfinity = 9,
 }
 
 impl WriteError {
@@ -202,20 +299,24 @@ impl WriteError {
             4 => Self::ValueTooLarge,
             5 => Self::TooManyKeys,
             6 => Self::OutOfMemory,
+            8 => Self::NotFloat,
+            9 => Self::NanOrInfinity,
             _ => Self::Malformed,
         }
     }
 }
 
 /// What applying one op produced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// `+OK`.
     Ok,
-    /// Null (a conditional SET that did not happen).
+    /// Null (a conditional SET that did not happen, GETDEL of a missing key).
     Nil,
-    /// An integer (DEL count, INCR result).
+    /// An integer (DEL count, INCR result, a length, a bit).
     Int(i64),
+    /// A value (the old value of SET GET and GETDEL, INCRBYFLOAT's result).
+    Bulk(Vec<u8>),
     /// An error.
     Err(WriteError),
 }
@@ -224,23 +325,40 @@ const STATUS_OK: u64 = 0;
 const STATUS_NIL: u64 = 1;
 const STATUS_INT: u64 = 2;
 const STATUS_ERR: u64 = 3;
+const STATUS_BULK: u64 = 4;
 
-/// Payload words of a completion record.
+/// Payload words of a completion record without a value.
 pub const COMPLETION_PAYLOAD_WORDS: u32 = shm_protocol::layout::COMPLETION_WORDS as u32;
 
 impl Outcome {
-    /// Writes the completion record of request `seq`.
-    pub fn encode(&self, seq: u64, out: &mut RecordWriter<'_>) -> bool {
-        let (status, value) = match *self {
-            Self::Ok => (STATUS_OK, 0),
-            Self::Nil => (STATUS_NIL, 0),
-            Self::Int(v) => (STATUS_INT, v as u64),
-            Self::Err(e) => (STATUS_ERR, e as u64),
-        };
-        out.put(0, seq) && out.put(1, status) && out.put(2, value)
+    /// Payload words of this outcome's completion record: the fixed words, then a value's
+    /// bytes (at most the shard's largest value, which the completion ring is sized for).
+    #[must_use]
+    pub fn record_words(&self) -> u32 {
+        match self {
+            Self::Bulk(v) => COMPLETION_PAYLOAD_WORDS + words_for(v.len() as u64) as u32,
+            _ => COMPLETION_PAYLOAD_WORDS,
+        }
     }
 
-    /// Decodes a completion record into its sequence number and outcome.
+    /// Writes the completion record of request `seq` ([`Outcome::record_words`] words).
+    pub fn encode(&self, seq: u64, out: &mut RecordWriter<'_>) -> bool {
+        let (status, value) = match self {
+            Self::Ok => (STATUS_OK, 0),
+            Self::Nil => (STATUS_NIL, 0),
+            Self::Int(v) => (STATUS_INT, *v as u64),
+            Self::Bulk(v) => (STATUS_BULK, v.len() as u64),
+            Self::Err(e) => (STATUS_ERR, *e as u64),
+        };
+        let bytes = match self {
+            Self::Bulk(v) => out.put_bytes(COMPLETION_PAYLOAD_WORDS as usize, v),
+            _ => true,
+        };
+        out.put(0, seq) && out.put(1, status) && out.put(2, value) && bytes
+    }
+
+    /// Decodes a completion record into its sequence number and outcome (a value that does
+    /// not fit its record is a malformed outcome, reported rather than trusted).
     #[must_use]
     pub fn decode(record: &Record<'_>) -> (u64, Self) {
         let value = record.word(2);
@@ -248,6 +366,16 @@ impl Outcome {
             STATUS_OK => Self::Ok,
             STATUS_NIL => Self::Nil,
             STATUS_INT => Self::Int(value as i64),
+            STATUS_BULK => {
+                let mut bytes = Vec::new();
+                if usize::try_from(value).is_ok_and(|len| {
+                    record.bytes(COMPLETION_PAYLOAD_WORDS as usize, len, &mut bytes)
+                }) {
+                    Self::Bulk(bytes)
+                } else {
+                    Self::Err(WriteError::Malformed)
+                }
+            }
             _ => Self::Err(WriteError::from_code(value)),
         };
         (record.word(0), outcome)
@@ -281,12 +409,33 @@ mod tests {
             key: b"user:1",
             value: b"hello world, longer than a word",
             condition: SetCondition::IfAbsent,
+            get: false,
         });
         round_trip(Op::Set {
             key: b"",
             value: b"",
             condition: SetCondition::IfPresent,
+            get: true,
         });
+        round_trip(Op::IncrByFloat {
+            key: b"f",
+            delta: -1.5e-300,
+        });
+        round_trip(Op::Append {
+            key: b"a",
+            value: b"tail",
+        });
+        round_trip(Op::SetRange {
+            key: b"r",
+            offset: 536_870_911,
+            value: b"x",
+        });
+        round_trip(Op::SetBit {
+            key: b"b",
+            offset: u64::from(u32::MAX),
+            bit: true,
+        });
+        round_trip(Op::GetDel { key: b"g" });
         round_trip(Op::Del { key: b"k" });
         round_trip(Op::IncrBy {
             key: b"counter",
@@ -302,15 +451,40 @@ mod tests {
             Outcome::Int(-5),
             Outcome::Err(WriteError::Overflow),
             Outcome::Err(WriteError::OutOfMemory),
+            Outcome::Err(WriteError::NanOrInfinity),
+            Outcome::Bulk(Vec::new()),
+            Outcome::Bulk(b"a value of several words".to_vec()),
         ] {
             let ring = HeapRing::new(16);
             let mut p = Producer::new(&ring);
-            p.try_push(TAG_COMPLETION, COMPLETION_PAYLOAD_WORDS, |w| {
+            p.try_push(TAG_COMPLETION, outcome.record_words(), |w| {
                 assert!(outcome.encode(9, w));
             })
             .unwrap();
             let mut c = Consumer::new(&ring);
-            assert_eq!(c.pop(|r| Outcome::decode(&r)).unwrap(), Some((9, outcome)));
+            assert_eq!(
+                c.pop(|r| Outcome::decode(&r)).unwrap(),
+                Some((9, outcome.clone()))
+            );
+        }
+    }
+
+    #[test]
+    fn parts_that_are_no_op_are_malformed() {
+        for (tag, value, arg) in [
+            (TAG_SET, &b""[..], 3),
+            (TAG_DEL, b"v", 0),
+            (TAG_INCRBY, b"v", 1),
+            (TAG_INCRBYFLOAT, b"", f64::NAN.to_bits() as i64),
+            (TAG_SETRANGE, b"v", -1),
+            (TAG_SETBIT, b"", -2),
+            (TAG_GETDEL, b"", 1),
+            (99, b"", 0),
+        ] {
+            assert_eq!(
+                Op::from_parts(tag, b"k", value, arg),
+                Err(Malformed { tag })
+            );
         }
     }
 

@@ -56,6 +56,155 @@ impl<M: TableMemory> KvMachine<M> {
     }
 }
 
+impl<M: TableMemory> KvMachine<M> {
+    /// Reads `key` into the scratch buffer; whether it is present.
+    fn load(&mut self, key: &[u8]) -> bool {
+        self.scratch.clear();
+        self.table.get(key, &mut self.scratch)
+    }
+
+    /// Stores the scratch buffer as `key`'s value; `reply` on success.
+    fn store_scratch(&mut self, key: &[u8], reply: Outcome) -> Outcome {
+        let value = std::mem::take(&mut self.scratch);
+        let result = self.store(key, &value);
+        self.scratch = value;
+        match result {
+            Ok(_) => reply,
+            Err(e) => Outcome::Err(e),
+        }
+    }
+
+    fn set(&mut self, key: &[u8], value: &[u8], condition: SetCondition, get: bool) -> Outcome {
+        let present = if get || condition != SetCondition::Always {
+            self.load(key)
+        } else {
+            false
+        };
+        let old = if get && present {
+            Outcome::Bulk(self.scratch.clone())
+        } else {
+            Outcome::Nil
+        };
+        let allowed = match condition {
+            SetCondition::Always => true,
+            SetCondition::IfAbsent => !present,
+            SetCondition::IfPresent => present,
+        };
+        if !allowed {
+            // With GET the old value is the reply whether or not the SET happened.
+            return if get { old } else { Outcome::Nil };
+        }
+        match self.store(key, value) {
+            Ok(_) if get => old,
+            Ok(_) => Outcome::Ok,
+            Err(e) => Outcome::Err(e),
+        }
+    }
+
+    fn incr_by(&mut self, key: &[u8], delta: i64) -> Outcome {
+        let current = if self.load(key) {
+            match parse_i64(&self.scratch) {
+                Some(v) => v,
+                None => return Outcome::Err(WriteError::NotInteger),
+            }
+        } else {
+            0
+        };
+        let Some(next) = current.checked_add(delta) else {
+            return Outcome::Err(WriteError::Overflow);
+        };
+        let mut text = [0u8; 20];
+        let formatted = self.number.format(next);
+        let len = formatted.len();
+        text[..len].copy_from_slice(formatted);
+        match self.store(key, &text[..len]) {
+            Ok(_) => Outcome::Int(next),
+            Err(e) => Outcome::Err(e),
+        }
+    }
+
+    fn incr_by_float(&mut self, key: &[u8], delta: f64) -> Outcome {
+        let current = if self.load(key) {
+            match parse_f64(&self.scratch) {
+                Some(v) => v,
+                None => return Outcome::Err(WriteError::NotFloat),
+            }
+        } else {
+            0.0
+        };
+        let next = current + delta;
+        if !next.is_finite() {
+            return Outcome::Err(WriteError::NanOrInfinity);
+        }
+        let text = format_f64(next);
+        match self.store(key, text.as_bytes()) {
+            Ok(_) => Outcome::Bulk(text.into_bytes()),
+            Err(e) => Outcome::Err(e),
+        }
+    }
+
+    fn append(&mut self, key: &[u8], value: &[u8]) -> Outcome {
+        self.load(key);
+        self.scratch.extend_from_slice(value);
+        let len = self.scratch.len() as i64;
+        self.store_scratch(key, Outcome::Int(len))
+    }
+
+    fn set_range(&mut self, key: &[u8], offset: u64, value: &[u8]) -> Outcome {
+        let present = self.load(key);
+        if value.is_empty() {
+            // Nothing to write: a missing key stays missing.
+            return Outcome::Int(self.scratch.len() as i64);
+        }
+        let Some(end) = usize::try_from(offset)
+            .ok()
+            .and_then(|o| o.checked_add(value.len()))
+        else {
+            return Outcome::Err(WriteError::ValueTooLarge);
+        };
+        if end > self.table.limits().max_value_bytes as usize {
+            return Outcome::Err(WriteError::ValueTooLarge);
+        }
+        debug_assert!(present || self.scratch.is_empty());
+        if self.scratch.len() < end {
+            self.scratch.resize(end, 0);
+        }
+        self.scratch[end - value.len()..end].copy_from_slice(value);
+        let len = self.scratch.len() as i64;
+        self.store_scratch(key, Outcome::Int(len))
+    }
+
+    fn set_bit(&mut self, key: &[u8], offset: u64, bit: bool) -> Outcome {
+        self.load(key);
+        let Ok(byte) = usize::try_from(offset >> 3) else {
+            return Outcome::Err(WriteError::ValueTooLarge);
+        };
+        if byte >= self.table.limits().max_value_bytes as usize {
+            return Outcome::Err(WriteError::ValueTooLarge);
+        }
+        if self.scratch.len() <= byte {
+            self.scratch.resize(byte + 1, 0);
+        }
+        let mask = 0x80u8 >> (offset & 7);
+        let old = self.scratch[byte] & mask != 0;
+        if bit {
+            self.scratch[byte] |= mask;
+        } else {
+            self.scratch[byte] &= !mask;
+        }
+        self.store_scratch(key, Outcome::Int(i64::from(old)))
+    }
+
+    fn get_del(&mut self, key: &[u8]) -> Outcome {
+        if self.load(key) {
+            self.table.remove(key);
+            Outcome::Bulk(self.scratch.clone())
+        } else {
+            Outcome::Nil
+        }
+    }
+}
+
 impl<M: TableMemory> StateMachine for KvMachine<M> {
     fn apply(&mut self, op: &Op<'_>) -> Outcome {
         match *op {
@@ -63,42 +212,15 @@ impl<M: TableMemory> StateMachine for KvMachine<M> {
                 key,
                 value,
                 condition,
-            } => {
-                if condition != SetCondition::Always {
-                    self.scratch.clear();
-                    let present = self.table.get(key, &mut self.scratch);
-                    if present != (condition == SetCondition::IfPresent) {
-                        return Outcome::Nil;
-                    }
-                }
-                match self.store(key, value) {
-                    Ok(_) => Outcome::Ok,
-                    Err(e) => Outcome::Err(e),
-                }
-            }
+                get,
+            } => self.set(key, value, condition, get),
             Op::Del { key } => Outcome::Int(i64::from(self.table.remove(key))),
-            Op::IncrBy { key, delta } => {
-                self.scratch.clear();
-                let current = if self.table.get(key, &mut self.scratch) {
-                    match parse_i64(&self.scratch) {
-                        Some(v) => v,
-                        None => return Outcome::Err(WriteError::NotInteger),
-                    }
-                } else {
-                    0
-                };
-                let Some(next) = current.checked_add(delta) else {
-                    return Outcome::Err(WriteError::Overflow);
-                };
-                let mut text = [0u8; 20];
-                let formatted = self.number.format(next);
-                let len = formatted.len();
-                text[..len].copy_from_slice(formatted);
-                match self.store(key, &text[..len]) {
-                    Ok(_) => Outcome::Int(next),
-                    Err(e) => Outcome::Err(e),
-                }
-            }
+            Op::IncrBy { key, delta } => self.incr_by(key, delta),
+            Op::IncrByFloat { key, delta } => self.incr_by_float(key, delta),
+            Op::Append { key, value } => self.append(key, value),
+            Op::SetRange { key, offset, value } => self.set_range(key, offset, value),
+            Op::SetBit { key, offset, bit } => self.set_bit(key, offset, bit),
+            Op::GetDel { key } => self.get_del(key),
         }
     }
 
@@ -147,6 +269,29 @@ pub fn parse_i64(bytes: &[u8]) -> Option<i64> {
         };
     }
     Some(value)
+}
+
+/// Parses a number as INCRBYFLOAT reads one: decimal or exponent notation, no spaces,
+/// not NaN (infinities parse, and then fail the finite-result check).
+#[must_use]
+pub fn parse_f64(bytes: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    if text.is_empty() || text.len() > 5000 || text.trim() != text {
+        return None;
+    }
+    let v: f64 = text.parse().ok()?;
+    (!v.is_nan()).then_some(v)
+}
+
+/// Formats INCRBYFLOAT's result as Redis' human form does: plain decimal notation, no
+/// exponent and no trailing zeros (the shortest text that reads back as the same binary64).
+#[must_use]
+pub fn format_f64(v: f64) -> String {
+    // `-0` adds to nothing; Redis prints it as 0 too.
+    if v == 0.0 {
+        return "0".into();
+    }
+    format!("{v}")
 }
 
 /// A tiny integer formatter that needs no allocation.
@@ -207,7 +352,130 @@ mod tests {
             key,
             value,
             condition,
+            get: false,
         }
+    }
+
+    #[test]
+    fn string_ops_follow_redis() {
+        use SetCondition::*;
+        let bulk = |v: &[u8]| Outcome::Bulk(v.to_vec());
+        check(
+            &[
+                Op::Set {
+                    key: b"k",
+                    value: b"1",
+                    condition: Always,
+                    get: true,
+                },
+                Op::Set {
+                    key: b"k",
+                    value: b"2",
+                    condition: IfAbsent,
+                    get: true,
+                },
+                Op::Set {
+                    key: b"k",
+                    value: b"3",
+                    condition: Always,
+                    get: true,
+                },
+                Op::Append {
+                    key: b"k",
+                    value: b"45",
+                },
+                Op::Append {
+                    key: b"new",
+                    value: b"x",
+                },
+                Op::SetRange {
+                    key: b"k",
+                    offset: 1,
+                    value: b"ZZ",
+                },
+                Op::SetRange {
+                    key: b"none",
+                    offset: 3,
+                    value: b"",
+                },
+                Op::SetRange {
+                    key: b"pad",
+                    offset: 2,
+                    value: b"a",
+                },
+                Op::GetDel { key: b"pad" },
+                Op::GetDel { key: b"pad" },
+                Op::SetBit {
+                    key: b"bits",
+                    offset: 7,
+                    bit: true,
+                },
+                Op::SetBit {
+                    key: b"bits",
+                    offset: 7,
+                    bit: false,
+                },
+                Op::SetBit {
+                    key: b"bits",
+                    offset: 9,
+                    bit: true,
+                },
+                Op::GetDel { key: b"bits" },
+                set(b"f", b"10.50", Always),
+                Op::IncrByFloat {
+                    key: b"f",
+                    delta: 0.1,
+                },
+                Op::IncrByFloat {
+                    key: b"f",
+                    delta: -5.0,
+                },
+                set(b"e", b"5.0e3", Always),
+                Op::IncrByFloat {
+                    key: b"e",
+                    delta: 200.0,
+                },
+                Op::IncrByFloat {
+                    key: b"k",
+                    delta: 1.0,
+                },
+                set(b"big", b"1.7e308", Always),
+                Op::IncrByFloat {
+                    key: b"big",
+                    delta: 1.7e308,
+                },
+                Op::SetRange {
+                    key: b"far",
+                    offset: 64,
+                    value: b"x",
+                },
+            ],
+            &[
+                Outcome::Nil,
+                bulk(b"1"),
+                bulk(b"1"),
+                Outcome::Int(3),
+                Outcome::Int(1),
+                Outcome::Int(3),
+                Outcome::Int(0),
+                Outcome::Int(3),
+                bulk(b"\0\0a"),
+                Outcome::Nil,
+                Outcome::Int(0),
+                Outcome::Int(1),
+                Outcome::Int(0),
+                bulk(&[0, 0x40]),
+                Outcome::Ok,
+                bulk(b"10.6"),
+                bulk(b"5.6"),
+                Outcome::Ok,
+                bulk(b"5200"),
+                Outcome::Err(WriteError::NotFloat),
+                Outcome::Ok,
+                Outcome::Err(WriteError::NanOrInfinity),
+                Outcome::Err(WriteError::ValueTooLarge),
+            ],
+        );
     }
 
     #[test]

@@ -16,9 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::SyncSender;
 
 use crate::checkpoint::{self, CheckpointError, Snapshot};
-use crate::command::{
-    DecodedRequest, Malformed, Outcome, WriteError, COMPLETION_PAYLOAD_WORDS, TAG_COMPLETION,
-};
+use crate::command::{DecodedRequest, Malformed, Outcome, WriteError, TAG_COMPLETION};
 use crate::machine::{KvMachine, StateMachine};
 
 /// How often an idle worker wakes to refresh its heartbeat.
@@ -383,11 +381,11 @@ impl ApplyLoop {
                 let silent = request.silent;
                 self.applied_seq = seq;
                 let finished = monotonic_ns();
-                if !silent {
-                    self.push_completion(seq, outcome);
-                }
                 if matches!(outcome, Outcome::Err(_)) {
                     bump(&head.metrics.errors, 1);
+                }
+                if !silent {
+                    self.push_completion(seq, &outcome);
                 }
                 bump(&head.metrics.applied, 1);
                 head.metrics.observe_apply(finished.saturating_sub(started));
@@ -425,16 +423,13 @@ impl ApplyLoop {
         self.checkpoints.submit(request, snapshot);
     }
 
-    fn push_completion(&mut self, seq: u64, outcome: Outcome) {
+    fn push_completion(&mut self, seq: u64, outcome: &Outcome) {
         let head = self.segment.head();
         let mut spins = 0u32;
         while self
             .completions
-            .try_push(TAG_COMPLETION, COMPLETION_PAYLOAD_WORDS, |w| {
-                assert!(
-                    outcome.encode(seq, w),
-                    "a completion is COMPLETION_PAYLOAD_WORDS"
-                );
+            .try_push(TAG_COMPLETION, outcome.record_words(), |w| {
+                assert!(outcome.encode(seq, w), "a completion is its record_words");
             })
             .is_err()
         {

@@ -1,73 +1,46 @@
 //! A client write as the supervisor owns it, and a write handed to a worker awaiting its
 //! completion.
 
-use corral_worker::command::{Op, SetCondition};
+use corral_worker::command::Op;
 
 use crate::base::ticket::Pending;
 
-/// An owned write.
+/// An owned write: the parts of an [`Op`] (tag, key, value, argument), owned. Built only
+/// from an op, so its parts always form one.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum OwnedOp {
-    /// SET.
-    Set {
-        /// Key.
-        key: Vec<u8>,
-        /// Value.
-        value: Vec<u8>,
-        /// NX / XX.
-        condition: SetCondition,
-    },
-    /// DEL of one key.
-    Del {
-        /// Key.
-        key: Vec<u8>,
-    },
-    /// INCRBY.
-    IncrBy {
-        /// Key.
-        key: Vec<u8>,
-        /// Increment.
-        delta: i64,
-    },
+pub struct OwnedOp {
+    tag: u32,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    arg: i64,
 }
 
 impl OwnedOp {
     /// Borrowed form for encoding.
+    ///
+    /// # Panics
+    /// Never: the parts came from an op.
     #[must_use]
     pub fn as_op(&self) -> Op<'_> {
-        match self {
-            Self::Set {
-                key,
-                value,
-                condition,
-            } => Op::Set {
-                key,
-                value,
-                condition: *condition,
-            },
-            Self::Del { key } => Op::Del { key },
-            Self::IncrBy { key, delta } => Op::IncrBy { key, delta: *delta },
-        }
+        Op::from_parts(self.tag, &self.key, &self.value, self.arg)
+            .expect("an OwnedOp holds the parts of an op")
+    }
+
+    /// The key written.
+    #[must_use]
+    pub fn key(&self) -> &[u8] {
+        &self.key
     }
 }
 
 impl From<Op<'_>> for OwnedOp {
     fn from(op: Op<'_>) -> Self {
-        match op {
-            Op::Set {
-                key,
-                value,
-                condition,
-            } => Self::Set {
-                key: key.to_vec(),
-                value: value.to_vec(),
-                condition,
-            },
-            Op::Del { key } => Self::Del { key: key.to_vec() },
-            Op::IncrBy { key, delta } => Self::IncrBy {
-                key: key.to_vec(),
-                delta,
-            },
+        let (tag, key, value, arg) = op.parts();
+        Self {
+            tag,
+            key: key.to_vec(),
+            value: value.to_vec(),
+            arg,
         }
     }
 }

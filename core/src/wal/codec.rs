@@ -19,30 +19,15 @@ fn config() -> impl bincode::config::Config {
         .with_limit::<{ crate::wal::MAX_PAYLOAD_BYTES }>()
 }
 
-/// A logged client write is `(shard, op)`; the op is a tag byte and its fields.
+/// A logged client write is `(shard, op)`; since record format 2 the op is its parts:
+/// tag, key, value, argument (one shape for every op, as in the request ring).
 impl Encode for OwnedOp {
     fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
-        match self {
-            Self::Set {
-                key,
-                value,
-                condition,
-            } => {
-                TAG_SET.encode(e)?;
-                key.encode(e)?;
-                value.encode(e)?;
-                (*condition as u8).encode(e)
-            }
-            Self::Del { key } => {
-                TAG_DEL.encode(e)?;
-                key.encode(e)
-            }
-            Self::IncrBy { key, delta } => {
-                TAG_INCRBY.encode(e)?;
-                key.encode(e)?;
-                delta.encode(e)
-            }
-        }
+        let (tag, key, value, arg) = self.as_op().parts();
+        tag.encode(e)?;
+        key.encode(e)?;
+        value.encode(e)?;
+        arg.encode(e)
     }
 }
 
@@ -53,9 +38,27 @@ impl<'de, C> BorrowDecode<'de, C> for LoggedOp<'de> {
     fn borrow_decode<D: BorrowDecoder<'de, Context = C>>(
         d: &mut D,
     ) -> Result<Self, bincode::error::DecodeError> {
+        let tag = u32::borrow_decode(d)?;
+        let key = <&[u8]>::borrow_decode(d)?;
+        let value = <&[u8]>::borrow_decode(d)?;
+        let arg = i64::borrow_decode(d)?;
+        Op::from_parts(tag, key, value, arg)
+            .map(Self)
+            .map_err(|_| bincode::error::DecodeError::Other("unknown write op"))
+    }
+}
+
+/// An op of record format 1 (SET, DEL and INCRBY, each with fields of its own), read so
+/// that a log written before format 2 still replays.
+struct LegacyOp<'a>(Op<'a>);
+
+impl<'de, C> BorrowDecode<'de, C> for LegacyOp<'de> {
+    fn borrow_decode<D: BorrowDecoder<'de, Context = C>>(
+        d: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
         let other = |what: &'static str| bincode::error::DecodeError::Other(what);
         Ok(Self(match u8::borrow_decode(d)? {
-            TAG_SET => Op::Set {
+            0 => Op::Set {
                 key: <&[u8]>::borrow_decode(d)?,
                 value: <&[u8]>::borrow_decode(d)?,
                 condition: match u8::borrow_decode(d)? {
@@ -64,11 +67,12 @@ impl<'de, C> BorrowDecode<'de, C> for LoggedOp<'de> {
                     2 => SetCondition::IfPresent,
                     _ => return Err(other("unknown SET condition")),
                 },
+                get: false,
             },
-            TAG_DEL => Op::Del {
+            1 => Op::Del {
                 key: <&[u8]>::borrow_decode(d)?,
             },
-            TAG_INCRBY => Op::IncrBy {
+            2 => Op::IncrBy {
                 key: <&[u8]>::borrow_decode(d)?,
                 delta: i64::borrow_decode(d)?,
             },
@@ -77,9 +81,8 @@ impl<'de, C> BorrowDecode<'de, C> for LoggedOp<'de> {
     }
 }
 
-const TAG_SET: u8 = 0;
-const TAG_DEL: u8 = 1;
-const TAG_INCRBY: u8 = 2;
+/// The oldest record format this build reads.
+const OLDEST_RECORD_VERSION: u8 = 1;
 
 /// A record payload that cannot be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,11 +97,12 @@ impl std::fmt::Display for DecodeError {
 impl std::error::Error for DecodeError {}
 
 fn check_version(version: u8) -> Result<(), DecodeError> {
-    if version == RECORD_VERSION {
+    if (OLDEST_RECORD_VERSION..=RECORD_VERSION).contains(&version) {
         Ok(())
     } else {
         Err(DecodeError(format!(
-            "record format version {version} is not supported (this build reads {RECORD_VERSION})"
+            "record format version {version} is not supported (this build reads \
+             {OLDEST_RECORD_VERSION} to {RECORD_VERSION})"
         )))
     }
 }
@@ -113,9 +117,14 @@ pub fn encode_write(shard: u32, op: &OwnedOp, buf: &mut Vec<u8>) {
 /// the payload (replay decodes millions of these; none allocates).
 pub fn decode_write(version: u8, payload: &[u8]) -> Result<(u32, Op<'_>), DecodeError> {
     check_version(version)?;
-    let ((shard, LoggedOp(op)), used): ((u32, LoggedOp<'_>), usize) =
+    let decoded = if version == 1 {
         bincode::borrow_decode_from_slice(payload, config())
-            .map_err(|e| DecodeError(format!("write record: {e}")))?;
+            .map(|((shard, LegacyOp(op)), used): ((u32, LegacyOp<'_>), usize)| ((shard, op), used))
+    } else {
+        bincode::borrow_decode_from_slice(payload, config())
+            .map(|((shard, LoggedOp(op)), used): ((u32, LoggedOp<'_>), usize)| ((shard, op), used))
+    };
+    let ((shard, op), used) = decoded.map_err(|e| DecodeError(format!("write record: {e}")))?;
     if used != payload.len() {
         return Err(DecodeError(format!(
             "write record: {} trailing bytes",
@@ -261,16 +270,26 @@ mod tests {
     #[test]
     fn writes_round_trip_and_garbage_is_an_error() {
         let ops = [
-            OwnedOp::Set {
-                key: b"k".to_vec(),
-                value: vec![0, 255, 7],
+            OwnedOp::from(Op::Set {
+                key: b"k",
+                value: &[0, 255, 7],
                 condition: SetCondition::IfPresent,
-            },
-            OwnedOp::Del { key: Vec::new() },
-            OwnedOp::IncrBy {
-                key: b"n".to_vec(),
+                get: true,
+            }),
+            OwnedOp::from(Op::Del { key: b"" }),
+            OwnedOp::from(Op::IncrBy {
+                key: b"n",
                 delta: i64::MIN,
-            },
+            }),
+            OwnedOp::from(Op::IncrByFloat {
+                key: b"f",
+                delta: 0.1,
+            }),
+            OwnedOp::from(Op::SetBit {
+                key: b"b",
+                offset: 7,
+                bit: true,
+            }),
         ];
         for (shard, op) in ops.iter().enumerate() {
             let mut buf = Vec::new();
@@ -284,6 +303,42 @@ mod tests {
             assert!(decode_write(RECORD_VERSION, &buf[..buf.len() - 1]).is_err());
         }
         assert!(decode_write(RECORD_VERSION, &[0, 9]).is_err());
+    }
+
+    #[test]
+    fn format_1_writes_still_decode() {
+        // (shard 1, SET "k" "v" NX), (shard 0, DEL "d"), (shard 2, INCRBY "n" -1), as
+        // format 1 wrote them.
+        let cases: [(&[u8], (u32, Op<'_>)); 3] = [
+            (
+                &[1, 0, 1, b'k', 1, b'v', 1],
+                (
+                    1,
+                    Op::Set {
+                        key: b"k",
+                        value: b"v",
+                        condition: SetCondition::IfAbsent,
+                        get: false,
+                    },
+                ),
+            ),
+            (&[0, 1, 1, b'd'], (0, Op::Del { key: b"d" })),
+            (
+                &[2, 2, 1, b'n', 1],
+                (
+                    2,
+                    Op::IncrBy {
+                        key: b"n",
+                        delta: -1,
+                    },
+                ),
+            ),
+        ];
+        for (payload, want) in cases {
+            assert_eq!(decode_write(1, payload), Ok(want));
+            assert_eq!(write_shard(1, payload), Ok(want.0));
+        }
+        assert!(decode_write(1, &[0, 3, 1, b'k']).is_err());
     }
 
     #[test]

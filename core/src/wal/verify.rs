@@ -279,7 +279,7 @@ mod tests {
     use crate::base::ops::OwnedOp;
     use crate::wal::datadir::DataDir;
     use crate::wal::testing::{write_log, Encode, Group, TestDir};
-    use corral_worker::command::SetCondition;
+    use corral_worker::command::{Op, SetCondition};
     use shm_protocol::layout::ShardLimits;
 
     fn geometry() -> Geometry {
@@ -298,23 +298,28 @@ mod tests {
         let key = |k: u32| format!("s{i}k{k}").into_bytes();
         let mut ops = Vec::new();
         for n in 0..40u32 {
-            ops.push(match n % 4 {
-                0 => OwnedOp::Set {
-                    key: key(n % 7),
-                    value: format!("v{n}").into_bytes(),
+            let (a, b) = (key(n % 7), key(n % 5));
+            let (c, d) = (key(100), key(n % 3));
+            let value = format!("v{n}").into_bytes();
+            ops.push(OwnedOp::from(match n % 4 {
+                0 => Op::Set {
+                    key: &a,
+                    value: &value,
                     condition: SetCondition::Always,
+                    get: false,
                 },
-                1 => OwnedOp::IncrBy {
-                    key: key(100),
+                1 => Op::IncrBy {
+                    key: &c,
                     delta: i64::from(n),
                 },
-                2 => OwnedOp::Set {
-                    key: key(n % 5),
-                    value: b"nx".to_vec(),
+                2 => Op::Set {
+                    key: &b,
+                    value: b"nx",
                     condition: SetCondition::IfAbsent,
+                    get: false,
                 },
-                _ => OwnedOp::Del { key: key(n % 3) },
-            });
+                _ => Op::Del { key: &d },
+            }));
         }
         ops
     }

@@ -92,6 +92,8 @@ pub enum Kind {
 pub enum Group {
     /// Values of string keys.
     String,
+    /// Bits of string values.
+    Bitmap,
     /// Keys of any type.
     Generic,
     /// The connection itself.
@@ -106,6 +108,7 @@ impl Group {
     pub fn name(self) -> &'static str {
         match self {
             Self::String => "string",
+            Self::Bitmap => "bitmap",
             Self::Generic => "generic",
             Self::Connection => "connection",
             Self::Server => "server",

@@ -31,14 +31,14 @@ use crate::wal::appender::Acknowledge;
 /// How a write command's op replies combine into its reply.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum WriteKind {
-    /// One op; `+OK`, nil or error.
-    Set,
+    /// One op; its outcome is the reply (`+OK`, nil, an integer, a value, or an error).
+    One,
     /// Integer sum of the ops' integers (DEL).
     Sum,
-    /// One op's integer (INCR family).
-    Int,
     /// All ops must be OK (MSET).
     AllOk,
+    /// One conditional SET; `:1` if it set its key, `:0` if not (SETNX).
+    Applied,
 }
 
 /// How a batch of commands ended.
@@ -504,12 +504,8 @@ impl Session {
             silent: false,
         });
         for op in ops {
-            let key = match &op {
-                OwnedOp::Set { key, .. } | OwnedOp::Del { key } | OwnedOp::IncrBy { key, .. } => {
-                    key
-                }
-            };
-            self.ops.push(Request::Write(shard_of(key, shards), op));
+            self.ops
+                .push(Request::Write(shard_of(op.key(), shards), op));
         }
     }
 
@@ -788,6 +784,8 @@ fn error_text(e: WriteError) -> &'static str {
         }
         WriteError::OutOfMemory => "OOM command not allowed: the shard's data exceeds shard-memory",
         WriteError::Malformed => "ERR internal error: malformed request",
+        WriteError::NotFloat => "ERR value is not a valid float",
+        WriteError::NanOrInfinity => "ERR increment would produce NaN or Infinity",
     }
 }
 
@@ -818,10 +816,15 @@ fn write_reply(
             Some(Ok(_)) => {}
         }
     }
-    match (kind, results.first()) {
-        (WriteKind::Set, Some(Some(Ok(Outcome::Nil)))) => reply::null(out, proto),
-        (WriteKind::Set | WriteKind::AllOk, _) => reply::simple(out, "OK"),
-        (WriteKind::Sum | WriteKind::Int, _) => reply::int(out, sum),
+    let first = results.first().and_then(|r| r.as_ref()?.as_ref().ok());
+    match (kind, first) {
+        (WriteKind::One, Some(Outcome::Nil)) => reply::null(out, proto),
+        (WriteKind::One, Some(Outcome::Int(n))) => reply::int(out, *n),
+        (WriteKind::One, Some(Outcome::Bulk(v))) => reply::bulk(out, v),
+        (WriteKind::One | WriteKind::AllOk, _) => reply::simple(out, "OK"),
+        (WriteKind::Sum, _) => reply::int(out, sum),
+        (WriteKind::Applied, Some(Outcome::Nil)) => reply::int(out, 0),
+        (WriteKind::Applied, _) => reply::int(out, 1),
     }
 }
 
@@ -846,12 +849,20 @@ mod tests {
                 &mut out,
             );
             write_reply(
-                WriteKind::Set,
+                WriteKind::One,
                 proto,
                 &[Some(Ok(Outcome::Nil))],
                 none,
                 &mut out,
             );
+            for (kind, outcome) in [
+                (WriteKind::One, Outcome::Bulk(b"old".to_vec())),
+                (WriteKind::Applied, Outcome::Nil),
+                (WriteKind::Applied, Outcome::Ok),
+                (WriteKind::One, Outcome::Err(WriteError::NotFloat)),
+            ] {
+                write_reply(kind, proto, &[Some(Ok(outcome))], none, &mut out);
+            }
             write_reply(
                 WriteKind::AllOk,
                 proto,
@@ -861,7 +872,10 @@ mod tests {
             );
             assert_eq!(
                 String::from_utf8(out).unwrap(),
-                format!(":2\r\n{nil}\r\n-ERR shard 2 is parked after repeated crashes; it is probed periodically\r\n")
+                format!(
+                    ":2\r\n{nil}\r\n$3\r\nold\r\n:0\r\n:1\r\n-ERR value is not a valid float\r\n\
+                     -ERR shard 2 is parked after repeated crashes; it is probed periodically\r\n"
+                )
             );
         }
     }

@@ -1,7 +1,8 @@
-//! The string commands: GET, MGET, EXISTS read the shards' shared-memory tables; SET,
-//! MSET, DEL, INCR and its family queue writes for the sequencer.
+//! The string commands: GET, MGET, EXISTS, STRLEN, GETRANGE, GETBIT read the shards'
+//! shared-memory tables; SET, MSET, DEL, INCR and the rest of the family queue writes for
+//! the sequencer.
 
-use corral_worker::command::SetCondition;
+use corral_worker::command::{Op, SetCondition};
 use slog::warn;
 
 use crate::base::ops::OwnedOp;
@@ -92,12 +93,14 @@ pub(super) fn exists(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usiz
 
 pub(super) fn set(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
     let mut condition = SetCondition::Always;
+    let mut get = false;
     for opt in &args[3..] {
         let o = String::from_utf8_lossy(opt).to_ascii_uppercase();
-        let next = match o.as_str() {
-            "NX" if condition != SetCondition::IfPresent => SetCondition::IfAbsent,
-            "XX" if condition != SetCondition::IfAbsent => SetCondition::IfPresent,
-            "EX" | "PX" | "EXAT" | "PXAT" | "KEEPTTL" | "GET" => {
+        match o.as_str() {
+            "NX" if condition != SetCondition::IfPresent => condition = SetCondition::IfAbsent,
+            "XX" if condition != SetCondition::IfAbsent => condition = SetCondition::IfPresent,
+            "GET" => get = true,
+            "EX" | "PX" | "EXAT" | "PXAT" | "KEEPTTL" => {
                 s.error(
                     out,
                     &format!("ERR SET option '{o}' is not supported: Corral keys do not expire"),
@@ -108,21 +111,218 @@ pub(super) fn set(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) 
                 s.error(out, "ERR syntax error");
                 return Step::Done;
             }
-        };
-        condition = next;
+        }
     }
-    if let Some(e) = size_error(s, args[1], Some(args[2])) {
+    write_one(
+        s,
+        WriteKind::One,
+        Op::Set {
+            key: args[1],
+            value: args[2],
+            condition,
+            get,
+        },
+        out,
+    )
+}
+
+pub(super) fn getset(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    write_one(
+        s,
+        WriteKind::One,
+        Op::Set {
+            key: args[1],
+            value: args[2],
+            condition: SetCondition::Always,
+            get: true,
+        },
+        out,
+    )
+}
+
+pub(super) fn setnx(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    write_one(
+        s,
+        WriteKind::Applied,
+        Op::Set {
+            key: args[1],
+            value: args[2],
+            condition: SetCondition::IfAbsent,
+            get: false,
+        },
+        out,
+    )
+}
+
+pub(super) fn getdel(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    write_one(s, WriteKind::One, Op::GetDel { key: args[1] }, out)
+}
+
+pub(super) fn append(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    write_one(
+        s,
+        WriteKind::One,
+        Op::Append {
+            key: args[1],
+            value: args[2],
+        },
+        out,
+    )
+}
+
+/// Redis' largest string (proto-max-bulk-len's default): SETRANGE and SETBIT refuse
+/// offsets past it before anything else.
+const STRING_MAX_BYTES: u64 = 512 << 20;
+
+pub(super) fn setrange(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    let offset = match corral_worker::machine::parse_i64(args[2]) {
+        Some(o) if o >= 0 => o as u64,
+        Some(_) => {
+            s.error(out, "ERR offset is out of range");
+            return Step::Done;
+        }
+        None => {
+            s.error(out, "ERR value is not an integer or out of range");
+            return Step::Done;
+        }
+    };
+    if !args[3].is_empty() && offset + args[3].len() as u64 > STRING_MAX_BYTES {
+        s.error(
+            out,
+            "ERR string exceeds maximum allowed size (proto-max-bulk-len)",
+        );
+        return Step::Done;
+    }
+    write_one(
+        s,
+        WriteKind::One,
+        Op::SetRange {
+            key: args[1],
+            offset,
+            value: args[3],
+        },
+        out,
+    )
+}
+
+pub(super) fn setbit(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    let Some(offset) = bit_offset(args[2]) else {
+        s.error(out, "ERR bit offset is not an integer or out of range");
+        return Step::Done;
+    };
+    let bit = match args[3] {
+        b"0" => false,
+        b"1" => true,
+        _ => {
+            s.error(out, "ERR bit is not an integer or out of range");
+            return Step::Done;
+        }
+    };
+    write_one(
+        s,
+        WriteKind::One,
+        Op::SetBit {
+            key: args[1],
+            offset,
+            bit,
+        },
+        out,
+    )
+}
+
+/// A bit offset as Redis takes one: an integer from 0 to 2^32 - 1 (512 MiB of bits).
+fn bit_offset(arg: &[u8]) -> Option<u64> {
+    corral_worker::machine::parse_i64(arg)
+        .and_then(|o| u64::try_from(o).ok())
+        .filter(|&o| o < STRING_MAX_BYTES * 8)
+}
+
+pub(super) fn incrbyfloat(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    match corral_worker::machine::parse_f64(args[2]) {
+        Some(delta) if delta.is_finite() => write_one(
+            s,
+            WriteKind::One,
+            Op::IncrByFloat {
+                key: args[1],
+                delta,
+            },
+            out,
+        ),
+        Some(_) => {
+            s.error(out, "ERR increment would produce NaN or Infinity");
+            Step::Done
+        }
+        None => {
+            s.error(out, "ERR value is not a valid float");
+            Step::Done
+        }
+    }
+}
+
+/// Queues one write replied to as `kind`, after checking its key's and value's sizes.
+fn write_one(s: &mut Session, kind: WriteKind, op: Op<'_>, out: &mut Vec<u8>) -> Step {
+    let (_, key, value, _) = op.parts();
+    if let Some(e) = size_error(s, key, Some(value)) {
         s.error(out, &e);
         return Step::Done;
     }
-    s.queue(
-        WriteKind::Set,
-        std::iter::once(OwnedOp::Set {
-            key: args[1].to_vec(),
-            value: args[2].to_vec(),
-            condition,
-        }),
-    );
+    s.queue(kind, std::iter::once(OwnedOp::from(op)));
+    Step::Done
+}
+
+pub(super) fn strlen(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    match s.lookup(args[1]) {
+        Ok(found) => {
+            s.count_read(found);
+            reply::int(out, if found { s.value.len() as i64 } else { 0 });
+        }
+        Err(e) => reply::error(out, &e),
+    }
+    Step::Done
+}
+
+pub(super) fn getrange(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    let parse = corral_worker::machine::parse_i64;
+    let (Some(start), Some(end)) = (parse(args[2]), parse(args[3])) else {
+        reply::error(out, "ERR value is not an integer or out of range");
+        return Step::Done;
+    };
+    match s.lookup(args[1]) {
+        Ok(found) => {
+            s.count_read(found);
+            let range = byte_range(s.value.len(), start, end);
+            reply::bulk(out, range.map_or(&[][..], |(a, b)| &s.value[a..=b]));
+        }
+        Err(e) => reply::error(out, &e),
+    }
+    Step::Done
+}
+
+/// The bytes `start..=end` of a string of `len` bytes as GETRANGE reads them (negative
+/// indexes count from the end, both ends clamped), or `None` for an empty range.
+fn byte_range(len: usize, start: i64, end: i64) -> Option<(usize, usize)> {
+    let len = len as i64;
+    if len == 0 || (start < 0 && end < 0 && start > end) {
+        return None;
+    }
+    let from_end = |i: i64| if i < 0 { (len + i).max(0) } else { i };
+    let (start, end) = (from_end(start), from_end(end).min(len - 1));
+    (start <= end).then_some((start as usize, end as usize))
+}
+
+pub(super) fn getbit(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    let Some(offset) = bit_offset(args[2]) else {
+        reply::error(out, "ERR bit offset is not an integer or out of range");
+        return Step::Done;
+    };
+    match s.lookup(args[1]) {
+        Ok(found) => {
+            s.count_read(found);
+            let byte = s.value.get((offset >> 3) as usize).copied().unwrap_or(0);
+            reply::int(out, i64::from(byte & (0x80 >> (offset & 7)) != 0));
+        }
+        Err(e) => reply::error(out, &e),
+    }
     Step::Done
 }
 
@@ -138,17 +338,20 @@ pub(super) fn mset(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize)
         s.error(out, &e);
         return Step::Done;
     }
-    let ops = pairs.map(|pair| OwnedOp::Set {
-        key: pair[0].to_vec(),
-        value: pair[1].to_vec(),
-        condition: SetCondition::Always,
+    let ops = pairs.map(|pair| {
+        OwnedOp::from(Op::Set {
+            key: pair[0],
+            value: pair[1],
+            condition: SetCondition::Always,
+            get: false,
+        })
     });
     s.queue(WriteKind::AllOk, ops);
     Step::Done
 }
 
 pub(super) fn del(s: &mut Session, args: &[&[u8]], _: &mut Vec<u8>, _: usize) -> Step {
-    let ops = args[1..].iter().map(|k| OwnedOp::Del { key: k.to_vec() });
+    let ops = args[1..].iter().map(|&key| OwnedOp::from(Op::Del { key }));
     s.queue(WriteKind::Sum, ops);
     Step::Done
 }
@@ -186,18 +389,7 @@ pub(super) fn decrby(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usiz
 }
 
 pub(super) fn incr_by(s: &mut Session, key: &[u8], delta: i64, out: &mut Vec<u8>) -> Step {
-    if let Some(e) = size_error(s, key, None) {
-        s.error(out, &e);
-        return Step::Done;
-    }
-    s.queue(
-        WriteKind::Int,
-        std::iter::once(OwnedOp::IncrBy {
-            key: key.to_vec(),
-            delta,
-        }),
-    );
-    Step::Done
+    write_one(s, WriteKind::One, Op::IncrBy { key, delta }, out)
 }
 
 pub(super) fn size_error(s: &Session, key: &[u8], value: Option<&[u8]>) -> Option<String> {

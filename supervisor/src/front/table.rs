@@ -26,7 +26,7 @@ const fn unauthenticated(mut s: Spec<Handler>) -> Spec<Handler> {
     s
 }
 
-use Group::{Connection, Generic, Server, String};
+use Group::{Bitmap, Connection, Generic, Server, String};
 
 use Kind::{Read, Write};
 
@@ -34,7 +34,7 @@ use Kind::{Read, Write};
 /// positions, group, summary, handler; then Redis' command flags, ACL categories, key-spec
 /// flags and tips, as COMMAND INFO reports them). The order is the metric label order.
 #[rustfmt::skip]
-static SPECS: [Spec<Handler>; 32] = [
+static SPECS: [Spec<Handler>; 42] = [
     spec("ping", -1, Read, Keys::NONE, Connection, "Answers PONG, or echoes its argument.", connection::ping).meta(&["fast"], &["@fast", "@connection"], &[], &["request_policy:all_shards", "response_policy:all_succeeded"]),
     spec("echo", 2, Read, Keys::NONE, Connection, "Answers its argument.", connection::echo).meta(&["loading", "stale", "fast"], &["@fast", "@connection"], &[], &[]),
     spec("set", -3, Write, Keys::ONE, String, "Sets a key's value, optionally only if it is absent (NX) or present (XX).", strings::set).meta(&["write", "denyoom"], &["@write", "@string", "@slow"], &["RW", "access", "update", "variable_flags"], &[]),
@@ -48,6 +48,16 @@ static SPECS: [Spec<Handler>; 32] = [
     spec("decrby", 3, Write, Keys::ONE, String, "Subtracts an integer from a key's integer value.", strings::decrby).meta(&["write", "denyoom", "fast"], &["@write", "@string", "@fast"], &["RW", "access", "update"], &[]),
     spec("mget", -2, Read, Keys::ALL, String, "Reads the values of several keys.", strings::mget_command).meta(&["readonly", "fast"], &["@read", "@string", "@fast"], &["RO", "access"], &["request_policy:multi_shard"]),
     spec("mset", -3, Write, Keys::PAIRS, String, "Sets several keys' values.", strings::mset).meta(&["write", "denyoom"], &["@write", "@string", "@slow"], &["OW", "update"], &["request_policy:multi_shard", "response_policy:all_succeeded"]),
+    spec("getset", 3, Write, Keys::ONE, String, "Sets a key's value and answers the old one.", strings::getset).meta(&["write", "denyoom", "fast"], &["@write", "@string", "@fast"], &["RW", "access", "update"], &[]),
+    spec("setnx", 3, Write, Keys::ONE, String, "Sets a key's value if it is absent; answers whether it did.", strings::setnx).meta(&["write", "denyoom", "fast"], &["@write", "@string", "@fast"], &["OW", "insert"], &[]),
+    spec("getdel", 2, Write, Keys::ONE, String, "Deletes a key and answers its value.", strings::getdel).meta(&["write", "fast"], &["@write", "@string", "@fast"], &["RW", "access", "delete"], &[]),
+    spec("append", 3, Write, Keys::ONE, String, "Appends to a key's value; answers the new length.", strings::append).meta(&["write", "denyoom", "fast"], &["@write", "@string", "@fast"], &["RW", "insert"], &[]),
+    spec("setrange", 4, Write, Keys::ONE, String, "Overwrites part of a key's value from an offset.", strings::setrange).meta(&["write", "denyoom"], &["@write", "@string", "@slow"], &["RW", "update"], &[]),
+    spec("incrbyfloat", 3, Write, Keys::ONE, String, "Adds a floating-point number to a key's value.", strings::incrbyfloat).meta(&["write", "denyoom", "fast"], &["@write", "@string", "@fast"], &["RW", "access", "update"], &[]),
+    spec("strlen", 2, Read, Keys::ONE, String, "Answers the length of a key's value.", strings::strlen).meta(&["readonly", "fast"], &["@read", "@string", "@fast"], &["RO"], &[]),
+    spec("getrange", 4, Read, Keys::ONE, String, "Reads part of a key's value.", strings::getrange).meta(&["readonly"], &["@read", "@string", "@slow"], &["RO", "access"], &[]),
+    spec("setbit", 4, Write, Keys::ONE, Bitmap, "Sets or clears one bit of a key's value; answers the old bit.", strings::setbit).meta(&["write", "denyoom"], &["@write", "@bitmap", "@slow"], &["RW", "access", "update"], &[]),
+    spec("getbit", 3, Read, Keys::ONE, Bitmap, "Reads one bit of a key's value.", strings::getbit).meta(&["readonly", "fast"], &["@read", "@bitmap", "@fast"], &["RO", "access"], &[]),
     spec("dbsize", 1, Read, Keys::NONE, Server, "Counts the keys of every shard.", introspect::dbsize_command).meta(&["readonly", "fast"], &["@keyspace", "@read", "@fast"], &[], &["request_policy:all_shards", "response_policy:agg_sum"]),
     spec("info", -1, Read, Keys::NONE, Server, "Describes the server, by section.", introspect::info_command).meta(&["loading", "stale"], &["@slow", "@dangerous"], &[], &["nondeterministic_output", "request_policy:all_shards", "response_policy:special"]),
     unauthenticated(spec("auth", -2, Read, Keys::NONE, Connection, "Authenticates the connection.", connection::auth_command).meta(&["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], &["@fast", "@connection"], &[], &[])),

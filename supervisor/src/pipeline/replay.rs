@@ -322,7 +322,7 @@ mod tests {
     use crate::base::ticket::{Ticket, WriteResult};
     use crate::wal::codec::LifecycleRecord;
     use crate::wal::testing::{write_log, Encode, Group, TestDir};
-    use corral_worker::command::{DecodedRequest, SetCondition};
+    use corral_worker::command::{DecodedRequest, Op, SetCondition};
     use shm_protocol::os::{RingSide, Segment, SegmentRing};
     use shm_protocol::ring::{Consumer, Producer};
 
@@ -330,11 +330,12 @@ mod tests {
     const NO_PID: u32 = i32::MAX as u32;
 
     fn set(key: &str) -> OwnedOp {
-        OwnedOp::Set {
-            key: key.as_bytes().to_vec(),
-            value: b"v".to_vec(),
+        OwnedOp::from(Op::Set {
+            key: key.as_bytes(),
+            value: b"v",
             condition: SetCondition::Always,
-        }
+            get: false,
+        })
     }
 
     /// The log: sequence numbers 1..=12, odd ones writes of shard 0, even ones of shard 1,
