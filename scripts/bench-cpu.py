@@ -20,7 +20,7 @@ Needs redis-tools and redis-server.
 """
 import os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
-from benchlib import BIN, build, free_port, until
+from benchlib import BIN, build, free_port, ping, until
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 REQUESTS = int(sys.argv[2]) if len(sys.argv) > 2 else 200_000
@@ -44,15 +44,6 @@ def cpu_seconds(pid):
         except (FileNotFoundError, ProcessLookupError):
             continue
     return total / TICKS
-
-
-def ping(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 def start(name, binary, work):

@@ -19,7 +19,7 @@ Needs redis-tools.
 """
 import http.client, os, re, signal, socket, statistics, subprocess, sys, tempfile, threading, time, shutil
 
-from benchlib import BIN, build, free_port
+from benchlib import BIN, build, free_port, ping
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 REQUESTS = int(sys.argv[2]) if len(sys.argv) > 2 else 200_000
@@ -27,14 +27,6 @@ SIDES = {
     "on": ["--command-metrics", "on", "--log-level", "info"],
     "off": ["--command-metrics", "off", "--log-level", "error"],
 }
-
-def ping(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 def scraper(port, stop, counts):
     while True:

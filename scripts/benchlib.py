@@ -1,5 +1,5 @@
 """What the benchmark scripts share: where the release binary is, building it, free ports,
-keys that land on a given shard, and polling with a timeout."""
+PING, keys that land on a given shard, and polling with a timeout."""
 import os, socket, subprocess, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -10,6 +10,15 @@ def build():
 
 def free_port():
     s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+
+def ping(port):
+    """Whether a server answers PING on 127.0.0.1:`port`."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
 
 def crc16(data):
     """CRC16/XMODEM, as the Redis Cluster hash slot uses it."""
