@@ -408,3 +408,70 @@ pub(super) fn size_error(s: &Session, key: &[u8], value: Option<&[u8]>) -> Optio
     }
     None
 }
+
+pub(super) fn bitcount(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    let parse = corral_worker::machine::parse_i64;
+    let range = match args.len() {
+        2 => None,
+        4 | 5 => {
+            let (Some(start), Some(end)) = (parse(args[2]), parse(args[3])) else {
+                reply::error(out, "ERR value is not an integer or out of range");
+                return Step::Done;
+            };
+            let bits = match args.get(4) {
+                None => false,
+                Some(unit) if unit.eq_ignore_ascii_case(b"bit") => true,
+                Some(unit) if unit.eq_ignore_ascii_case(b"byte") => false,
+                Some(_) => {
+                    reply::error(out, "ERR syntax error");
+                    return Step::Done;
+                }
+            };
+            Some((start, end, bits))
+        }
+        _ => {
+            reply::error(out, "ERR syntax error");
+            return Step::Done;
+        }
+    };
+    match s.lookup(args[1]) {
+        Ok(found) => {
+            s.count_read(found);
+            reply::int(out, count_bits(&s.value, range) as i64);
+        }
+        Err(e) => reply::error(out, &e),
+    }
+    Step::Done
+}
+
+/// The set bits of `value`, or of its range `(start, end, in bits)` as BITCOUNT reads one
+/// (indexes as GETRANGE's, in bytes or in bits).
+fn count_bits(value: &[u8], range: Option<(i64, i64, bool)>) -> u64 {
+    let ones = |bytes: &[u8]| bytes.iter().map(|b| u64::from(b.count_ones())).sum::<u64>();
+    let Some((start, end, bits)) = range else {
+        return ones(value);
+    };
+    let unit = if bits { 8 } else { 1 };
+    let Some((start, end)) = byte_range(value.len() * unit, start, end) else {
+        return 0;
+    };
+    if !bits {
+        return ones(&value[start..=end]);
+    }
+    // Whole bytes, less the bits before `start` in the first and after `end` in the last.
+    let (first, last) = (start / 8, end / 8);
+    let before = match start % 8 {
+        0 => 0,
+        n => u64::from((value[first] >> (8 - n)).count_ones()),
+    };
+    let after = u64::from((value[last] & ((1u8 << (7 - end % 8)) - 1)).count_ones());
+    ones(&value[first..=last]) - before - after
+}
+
+pub(super) fn type_command(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    match s.lookup(args[1]) {
+        Ok(found) => reply::simple(out, if found { "string" } else { "none" }),
+        Err(e) => reply::error(out, &e),
+    }
+    Step::Done
+}

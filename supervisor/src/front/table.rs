@@ -34,7 +34,7 @@ use Kind::{Read, Write};
 /// positions, group, summary, handler; then Redis' command flags, ACL categories, key-spec
 /// flags and tips, as COMMAND INFO reports them). The order is the metric label order.
 #[rustfmt::skip]
-static SPECS: [Spec<Handler>; 42] = [
+static SPECS: [Spec<Handler>; 45] = [
     spec("ping", -1, Read, Keys::NONE, Connection, "Answers PONG, or echoes its argument.", connection::ping).meta(&["fast"], &["@fast", "@connection"], &[], &["request_policy:all_shards", "response_policy:all_succeeded"]),
     spec("echo", 2, Read, Keys::NONE, Connection, "Answers its argument.", connection::echo).meta(&["loading", "stale", "fast"], &["@fast", "@connection"], &[], &[]),
     spec("set", -3, Write, Keys::ONE, String, "Sets a key's value, optionally only if it is absent (NX) or present (XX).", strings::set).meta(&["write", "denyoom"], &["@write", "@string", "@slow"], &["RW", "access", "update", "variable_flags"], &[]),
@@ -58,6 +58,9 @@ static SPECS: [Spec<Handler>; 42] = [
     spec("getrange", 4, Read, Keys::ONE, String, "Reads part of a key's value.", strings::getrange).meta(&["readonly"], &["@read", "@string", "@slow"], &["RO", "access"], &[]),
     spec("setbit", 4, Write, Keys::ONE, Bitmap, "Sets or clears one bit of a key's value; answers the old bit.", strings::setbit).meta(&["write", "denyoom"], &["@write", "@bitmap", "@slow"], &["RW", "access", "update"], &[]),
     spec("getbit", 3, Read, Keys::ONE, Bitmap, "Reads one bit of a key's value.", strings::getbit).meta(&["readonly", "fast"], &["@read", "@bitmap", "@fast"], &["RO", "access"], &[]),
+    spec("bitcount", -2, Read, Keys::ONE, Bitmap, "Counts the set bits of a key's value, or of a range of it.", strings::bitcount).meta(&["readonly"], &["@read", "@bitmap", "@slow"], &["RO", "access"], &[]),
+    spec("type", 2, Read, Keys::ONE, Generic, "Answers the type of a key's value.", strings::type_command).meta(&["readonly", "fast"], &["@keyspace", "@read", "@fast"], &["RO"], &[]),
+    spec("touch", -2, Read, Keys::ALL, Generic, "Counts the given keys that exist (Corral keeps no access times).", strings::exists).meta(&["readonly", "fast"], &["@keyspace", "@read", "@fast"], &["RO"], &["request_policy:multi_shard", "response_policy:agg_sum"]),
     spec("dbsize", 1, Read, Keys::NONE, Server, "Counts the keys of every shard.", introspect::dbsize_command).meta(&["readonly", "fast"], &["@keyspace", "@read", "@fast"], &[], &["request_policy:all_shards", "response_policy:agg_sum"]),
     spec("info", -1, Read, Keys::NONE, Server, "Describes the server, by section.", introspect::info_command).meta(&["loading", "stale"], &["@slow", "@dangerous"], &[], &["nondeterministic_output", "request_policy:all_shards", "response_policy:special"]),
     unauthenticated(spec("auth", -2, Read, Keys::NONE, Connection, "Authenticates the connection.", connection::auth_command).meta(&["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], &["@fast", "@connection"], &[], &[])),
