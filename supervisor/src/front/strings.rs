@@ -301,8 +301,17 @@ pub(super) fn getrange(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: us
 /// The bytes `start..=end` of a string of `len` bytes as GETRANGE reads them (negative
 /// indexes count from the end, both ends clamped), or `None` for an empty range.
 fn byte_range(len: usize, start: i64, end: i64) -> Option<(usize, usize)> {
+    if start < 0 && end < 0 && start > end {
+        return None;
+    }
+    clamped_range(len, start, end)
+}
+
+/// `start..=end` of `len` units with negative indexes counted from the end and both ends
+/// clamped into the string (BITPOS's conversion), or `None` when empty.
+fn clamped_range(len: usize, start: i64, end: i64) -> Option<(usize, usize)> {
     let len = len as i64;
-    if len == 0 || (start < 0 && end < 0 && start > end) {
+    if len == 0 {
         return None;
     }
     let from_end = |i: i64| if i < 0 { (len + i).max(0) } else { i };
@@ -474,4 +483,81 @@ pub(super) fn type_command(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _
         Err(e) => reply::error(out, &e),
     }
     Step::Done
+}
+
+pub(super) fn bitpos(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    let parse = corral_worker::machine::parse_i64;
+    let bit = match parse(args[2]) {
+        Some(0) => false,
+        Some(1) => true,
+        Some(_) => {
+            reply::error(out, "ERR The bit argument must be 1 or 0.");
+            return Step::Done;
+        }
+        None => {
+            reply::error(out, "ERR value is not an integer or out of range");
+            return Step::Done;
+        }
+    };
+    if args.len() > 6 {
+        reply::error(out, "ERR syntax error");
+        return Step::Done;
+    }
+    let mut range = (0, -1);
+    let mut in_bits = false;
+    for (i, arg) in args.iter().enumerate().skip(3) {
+        match (i, parse(arg)) {
+            (3, Some(v)) => range.0 = v,
+            (4, Some(v)) => range.1 = v,
+            (5, _) if arg.eq_ignore_ascii_case(b"bit") => in_bits = true,
+            (5, _) if arg.eq_ignore_ascii_case(b"byte") => {}
+            (5, _) => {
+                reply::error(out, "ERR syntax error");
+                return Step::Done;
+            }
+            _ => {
+                reply::error(out, "ERR value is not an integer or out of range");
+                return Step::Done;
+            }
+        }
+    }
+    let end_given = args.len() >= 5;
+    match s.lookup(args[1]) {
+        Ok(false) => {
+            s.count_read(false);
+            // A missing key is all clear bits.
+            reply::int(out, if bit { -1 } else { 0 });
+        }
+        Ok(true) => {
+            s.count_read(true);
+            let unit = if in_bits { 1 } else { 8 };
+            let found = clamped_range(s.value.len() * 8 / unit, range.0, range.1).map(|(a, b)| {
+                let (from, to) = (a * unit, b * unit + unit - 1);
+                // Looking for a clear bit with no end given: the string goes on in zeros.
+                first_bit(&s.value, bit, from, to).or((!bit && !end_given).then_some(to + 1))
+            });
+            reply::int(out, found.flatten().map_or(-1, |p| p as i64));
+        }
+        Err(e) => reply::error(out, &e),
+    }
+    Step::Done
+}
+
+/// The first bit equal to `bit` among bits `from..=to` of `value` (bit 0 is the highest of
+/// byte 0), skipping whole bytes that cannot hold one.
+fn first_bit(value: &[u8], bit: bool, from: usize, to: usize) -> Option<usize> {
+    let skip = if bit { 0x00 } else { 0xFF };
+    let mut i = from;
+    while i <= to {
+        let byte = value[i / 8];
+        if i % 8 == 0 && i + 7 <= to && byte == skip {
+            i += 8;
+            continue;
+        }
+        if (byte & (0x80 >> (i % 8)) != 0) == bit {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
 }
