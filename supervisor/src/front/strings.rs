@@ -561,3 +561,134 @@ fn first_bit(value: &[u8], bit: bool, from: usize, to: usize) -> Option<usize> {
     }
     None
 }
+
+/// The most memory LCS's table may take (a command runs on an event loop: this bounds
+/// both its memory and how long it holds the loop; two 4 KiB strings fit).
+const LCS_TABLE_MAX_BYTES: u64 = 64 << 20;
+
+pub(super) fn lcs(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    let (mut len_only, mut idx, mut with_len, mut min_len) = (false, false, false, 0u64);
+    let mut i = 3;
+    while i < args.len() {
+        let opt = args[i];
+        if opt.eq_ignore_ascii_case(b"idx") {
+            idx = true;
+        } else if opt.eq_ignore_ascii_case(b"len") {
+            len_only = true;
+        } else if opt.eq_ignore_ascii_case(b"withmatchlen") {
+            with_len = true;
+        } else if opt.eq_ignore_ascii_case(b"minmatchlen") && i + 1 < args.len() {
+            let Some(n) = corral_worker::machine::parse_i64(args[i + 1]) else {
+                reply::error(out, "ERR value is not an integer or out of range");
+                return Step::Done;
+            };
+            min_len = n.max(0) as u64;
+            i += 1;
+        } else {
+            reply::error(out, "ERR syntax error");
+            return Step::Done;
+        }
+        i += 1;
+    }
+    if len_only && idx {
+        reply::error(
+            out,
+            "ERR If you want both the length and indexes, please just use IDX.",
+        );
+        return Step::Done;
+    }
+    let mut values = [Vec::new(), Vec::new()];
+    for (value, key) in values.iter_mut().zip(&args[1..3]) {
+        match s.lookup(key) {
+            Ok(found) => {
+                s.count_read(found);
+                std::mem::swap(value, &mut s.value);
+            }
+            Err(e) => {
+                reply::error(out, &e);
+                return Step::Done;
+            }
+        }
+    }
+    let [a, b] = &values;
+    let cells = (a.len() as u64 + 1) * (b.len() as u64 + 1);
+    if cells * 4 > LCS_TABLE_MAX_BYTES {
+        reply::error(
+            out,
+            "ERR Insufficient memory, transient memory for LCS exceeds 64 MiB (Corral's bound for one command)",
+        );
+        return Step::Done;
+    }
+    let table = lcs_table(a, b);
+    let width = b.len() + 1;
+    let at = |i: usize, j: usize| table[i * width + j];
+    let total = at(a.len(), b.len());
+    if len_only {
+        reply::int(out, i64::from(total));
+        return Step::Done;
+    }
+    // Walk back from the ends: the common string, and its runs as index ranges (last first).
+    let mut common = vec![0u8; total as usize];
+    let mut runs: Vec<[usize; 4]> = Vec::new();
+    let mut run: Option<[usize; 4]> = None;
+    let (mut i, mut j, mut k) = (a.len(), b.len(), total as usize);
+    while i > 0 && j > 0 {
+        if a[i - 1] == b[j - 1] {
+            common[k - 1] = a[i - 1];
+            run = Some(match run {
+                Some([_, a_end, _, b_end]) => [i - 1, a_end, j - 1, b_end],
+                None => [i - 1, i - 1, j - 1, j - 1],
+            });
+            (i, j, k) = (i - 1, j - 1, k - 1);
+            if i == 0 || j == 0 {
+                runs.extend(run.take());
+            }
+        } else {
+            if at(i - 1, j) > at(i, j - 1) {
+                i -= 1;
+            } else {
+                j -= 1;
+            }
+            runs.extend(run.take());
+        }
+    }
+    if !idx {
+        reply::bulk(out, &common);
+        return Step::Done;
+    }
+    runs.retain(|r| min_len == 0 || (r[1] - r[0] + 1) as u64 >= min_len);
+    reply::map(out, s.proto, 2);
+    reply::bulk(out, b"matches");
+    reply::array(out, runs.len());
+    for [a0, a1, b0, b1] in runs {
+        reply::array(out, if with_len { 3 } else { 2 });
+        for (from, to) in [(a0, a1), (b0, b1)] {
+            reply::array(out, 2);
+            reply::int(out, from as i64);
+            reply::int(out, to as i64);
+        }
+        if with_len {
+            reply::int(out, (a1 - a0 + 1) as i64);
+        }
+    }
+    reply::bulk(out, b"len");
+    reply::int(out, i64::from(total));
+    Step::Done
+}
+
+/// The lengths of the longest common subsequences of every pair of prefixes of `a` and
+/// `b`: entry `i * (b.len() + 1) + j` for `a[..i]` and `b[..j]`.
+fn lcs_table(a: &[u8], b: &[u8]) -> Vec<u32> {
+    let width = b.len() + 1;
+    let mut table = vec![0u32; (a.len() + 1) * width];
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            table[i * width + j] = if a[i - 1] == b[j - 1] {
+                table[(i - 1) * width + j - 1] + 1
+            } else {
+                table[(i - 1) * width + j].max(table[i * width + j - 1])
+            };
+        }
+    }
+    table
+}

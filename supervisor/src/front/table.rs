@@ -34,7 +34,7 @@ use Kind::{Read, Write};
 /// positions, group, summary, handler; then Redis' command flags, ACL categories, key-spec
 /// flags and tips, as COMMAND INFO reports them). The order is the metric label order.
 #[rustfmt::skip]
-static SPECS: [Spec<Handler>; 46] = [
+static SPECS: [Spec<Handler>; 47] = [
     spec("ping", -1, Read, Keys::NONE, Connection, "Answers PONG, or echoes its argument.", connection::ping).meta(&["fast"], &["@fast", "@connection"], &[], &["request_policy:all_shards", "response_policy:all_succeeded"]),
     spec("echo", 2, Read, Keys::NONE, Connection, "Answers its argument.", connection::echo).meta(&["loading", "stale", "fast"], &["@fast", "@connection"], &[], &[]),
     spec("set", -3, Write, Keys::ONE, String, "Sets a key's value, optionally only if it is absent (NX) or present (XX).", strings::set).meta(&["write", "denyoom"], &["@write", "@string", "@slow"], &["RW", "access", "update", "variable_flags"], &[]),
@@ -60,6 +60,7 @@ static SPECS: [Spec<Handler>; 46] = [
     spec("getbit", 3, Read, Keys::ONE, Bitmap, "Reads one bit of a key's value.", strings::getbit).meta(&["readonly", "fast"], &["@read", "@bitmap", "@fast"], &["RO", "access"], &[]),
     spec("bitcount", -2, Read, Keys::ONE, Bitmap, "Counts the set bits of a key's value, or of a range of it.", strings::bitcount).meta(&["readonly"], &["@read", "@bitmap", "@slow"], &["RO", "access"], &[]),
     spec("bitpos", -3, Read, Keys::ONE, Bitmap, "Finds the first set or clear bit of a key's value, or of a range of it.", strings::bitpos).meta(&["readonly"], &["@read", "@bitmap", "@slow"], &["RO", "access"], &[]),
+    spec("lcs", -3, Read, Keys { first: 1, last: 2, step: 1 }, String, "Finds the longest common subsequence of two keys' values.", strings::lcs).meta(&["readonly"], &["@read", "@string", "@slow"], &["RO", "access"], &[]),
     spec("type", 2, Read, Keys::ONE, Generic, "Answers the type of a key's value.", strings::type_command).meta(&["readonly", "fast"], &["@keyspace", "@read", "@fast"], &["RO"], &[]),
     spec("touch", -2, Read, Keys::ALL, Generic, "Counts the given keys that exist (Corral keeps no access times).", strings::exists).meta(&["readonly", "fast"], &["@keyspace", "@read", "@fast"], &["RO"], &["request_policy:multi_shard", "response_policy:agg_sum"]),
     spec("dbsize", 1, Read, Keys::NONE, Server, "Counts the keys of every shard.", introspect::dbsize_command).meta(&["readonly", "fast"], &["@keyspace", "@read", "@fast"], &[], &["request_policy:all_shards", "response_policy:agg_sum"]),
