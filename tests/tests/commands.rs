@@ -739,3 +739,35 @@ fn string_writes_answer_values_and_replay_exactly_after_a_crash() {
     let big: Option<Vec<u8>> = redis::cmd("GET").arg("big").query(&mut c).unwrap();
     assert_eq!(big, None, "GETDEL's delete replays too");
 }
+
+#[test]
+fn lcs_refuses_a_table_past_its_bound_and_the_connection_goes_on() {
+    let corral = Corral::start(1, &[]);
+    let mut c = corral.client();
+    let long = "ab".repeat(2500);
+    let _: () = redis::cmd("MSET")
+        .arg("x")
+        .arg(&long)
+        .arg("y")
+        .arg(&long)
+        .query(&mut c)
+        .unwrap();
+    let err = redis::cmd("LCS")
+        .arg("x")
+        .arg("y")
+        .query::<String>(&mut c)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("transient memory for LCS exceeds 64 MiB"),
+        "{err}"
+    );
+    // 5001 x 101 cells fit: the same connection goes on.
+    let _: () = redis::cmd("SET")
+        .arg("y")
+        .arg("b".repeat(100))
+        .query(&mut c)
+        .unwrap();
+    let common: String = redis::cmd("LCS").arg("x").arg("y").query(&mut c).unwrap();
+    assert_eq!(common, "b".repeat(100));
+}
