@@ -23,9 +23,9 @@ pub enum SetCondition {
 
 /// One write, borrowed from its encoding.
 ///
-/// Every op has one shape where it is carried (the request ring and the event log): a tag,
-/// a key, a value and one integer argument ([`Op::parts`], [`Op::from_parts`]); a new op is
-/// a variant here, its parts, and its semantics in the machine.
+/// Every op has one shape where it is carried (the request ring and the event log), its
+/// [`Parts`] ([`Op::parts`], [`Op::from_parts`]); a new op is a variant here, its parts,
+/// and its semantics in the machine.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Op<'a> {
     /// `SET key value [NX|XX] [GET]` (also GETSET, SETNX).
@@ -91,6 +91,38 @@ pub enum Op<'a> {
     },
 }
 
+/// An op as it is carried: a tag, a key, a value and one integer argument. Every op has
+/// this shape, so the ring and the log encode parts and never look inside an op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parts<'a> {
+    /// Which op.
+    pub tag: u32,
+    /// The key written.
+    pub key: &'a [u8],
+    /// The op's bytes (empty for most).
+    pub value: &'a [u8],
+    /// The op's number (a delta, an offset, flags).
+    pub arg: i64,
+}
+
+impl Parts<'_> {
+    /// Payload size in words of the request record.
+    #[must_use]
+    pub fn record_words(&self) -> u64 {
+        REQUEST_FIXED_WORDS + words_for(self.key.len() as u64) + words_for(self.value.len() as u64)
+    }
+
+    /// Writes the request record for sequence number `seq` ([`Parts::record_words`] words).
+    pub fn encode(&self, seq: u64, out: &mut RecordWriter<'_>) -> bool {
+        let key_words = words_for(self.key.len() as u64) as usize;
+        out.put(0, seq)
+            && out.put(1, self.key.len() as u64 | (self.value.len() as u64) << 32)
+            && out.put(2, self.arg as u64)
+            && out.put_bytes(REQUEST_FIXED_WORDS as usize, self.key)
+            && out.put_bytes(REQUEST_FIXED_WORDS as usize + key_words, self.value)
+    }
+}
+
 const TAG_SET: u32 = 1;
 const TAG_DEL: u32 = 2;
 const TAG_INCRBY: u32 = 3;
@@ -111,13 +143,13 @@ impl<'a> Op<'a> {
     /// The key written.
     #[must_use]
     pub fn key(&self) -> &'a [u8] {
-        self.parts().1
+        self.parts().key
     }
 
-    /// The op as it is carried: tag, key, value, argument.
+    /// The op as it is carried.
     #[must_use]
-    pub fn parts(&self) -> (u32, &'a [u8], &'a [u8], i64) {
-        match *self {
+    pub fn parts(&self) -> Parts<'a> {
+        let (tag, key, value, arg) = match *self {
             Self::Set {
                 key,
                 value,
@@ -129,25 +161,37 @@ impl<'a> Op<'a> {
                 value,
                 condition as i64 | if get { SET_GET } else { 0 },
             ),
-            Self::Del { key } => (TAG_DEL, key, &[], 0),
-            Self::IncrBy { key, delta } => (TAG_INCRBY, key, &[], delta),
-            Self::IncrByFloat { key, delta } => (TAG_INCRBYFLOAT, key, &[], delta.to_bits() as i64),
+            Self::Del { key } => (TAG_DEL, key, &[][..], 0),
+            Self::IncrBy { key, delta } => (TAG_INCRBY, key, &[][..], delta),
+            Self::IncrByFloat { key, delta } => {
+                (TAG_INCRBYFLOAT, key, &[][..], delta.to_bits() as i64)
+            }
             Self::Append { key, value } => (TAG_APPEND, key, value, 0),
             Self::SetRange { key, offset, value } => (TAG_SETRANGE, key, value, offset as i64),
-            Self::SetBit { key, offset, bit } => {
-                (TAG_SETBIT, key, &[], (offset << 1 | u64::from(bit)) as i64)
-            }
-            Self::GetDel { key } => (TAG_GETDEL, key, &[], 0),
+            Self::SetBit { key, offset, bit } => (
+                TAG_SETBIT,
+                key,
+                &[][..],
+                (offset << 1 | u64::from(bit)) as i64,
+            ),
+            Self::GetDel { key } => (TAG_GETDEL, key, &[][..], 0),
+        };
+        Parts {
+            tag,
+            key,
+            value,
+            arg,
         }
     }
 
     /// The op of these parts, or [`Malformed`] when they are no op's.
-    pub fn from_parts(
-        tag: u32,
-        key: &'a [u8],
-        value: &'a [u8],
-        arg: i64,
-    ) -> Result<Self, Malformed> {
+    pub fn from_parts(parts: Parts<'a>) -> Result<Self, Malformed> {
+        let Parts {
+            tag,
+            key,
+            value,
+            arg,
+        } = parts;
         let bad = Malformed { tag };
         let no_value = |op: Self| if value.is_empty() { Ok(op) } else { Err(bad) };
         match tag {
@@ -185,27 +229,6 @@ impl<'a> Op<'a> {
             TAG_GETDEL if arg == 0 => no_value(Self::GetDel { key }),
             _ => Err(bad),
         }
-    }
-
-    /// Ring tag and payload size in words of this op's request record.
-    #[must_use]
-    pub fn record_shape(&self) -> (u32, u64) {
-        let (tag, key, value, _) = self.parts();
-        (
-            tag,
-            REQUEST_FIXED_WORDS + words_for(key.len() as u64) + words_for(value.len() as u64),
-        )
-    }
-
-    /// Writes the request record for sequence number `seq`.
-    pub fn encode(&self, seq: u64, out: &mut RecordWriter<'_>) -> bool {
-        let (_, key, value, arg) = self.parts();
-        let key_words = words_for(key.len() as u64) as usize;
-        out.put(0, seq)
-            && out.put(1, key.len() as u64 | (value.len() as u64) << 32)
-            && out.put(2, arg as u64)
-            && out.put_bytes(REQUEST_FIXED_WORDS as usize, key)
-            && out.put_bytes(REQUEST_FIXED_WORDS as usize + key_words, value)
     }
 }
 
@@ -263,7 +286,12 @@ impl DecodedRequest {
 
     /// The op, borrowing the buffers.
     pub fn op(&self) -> Result<Op<'_>, Malformed> {
-        Op::from_parts(self.tag, &self.key, &self.value, self.arg)
+        Op::from_parts(Parts {
+            tag: self.tag,
+            key: &self.key,
+            value: &self.value,
+            arg: self.arg,
+        })
     }
 }
 
@@ -391,10 +419,16 @@ mod tests {
         for silent in [false, true] {
             let ring = HeapRing::new(64);
             let mut p = Producer::new(&ring);
-            let (tag, words) = op.record_shape();
-            let tag = if silent { tag | TAG_SILENT } else { tag };
-            p.try_push(tag, words as u32, |w| assert!(op.encode(77, w)))
-                .unwrap();
+            let parts = op.parts();
+            let tag = if silent {
+                parts.tag | TAG_SILENT
+            } else {
+                parts.tag
+            };
+            p.try_push(tag, parts.record_words() as u32, |w| {
+                assert!(parts.encode(77, w));
+            })
+            .unwrap();
             let mut c = Consumer::new(&ring);
             let mut req = DecodedRequest::default();
             c.pop(|r| req.decode_from(&r)).unwrap().unwrap().unwrap();
@@ -481,10 +515,13 @@ mod tests {
             (TAG_GETDEL, b"", 1),
             (99, b"", 0),
         ] {
-            assert_eq!(
-                Op::from_parts(tag, b"k", value, arg),
-                Err(Malformed { tag })
-            );
+            let parts = Parts {
+                tag,
+                key: b"k",
+                value,
+                arg,
+            };
+            assert_eq!(Op::from_parts(parts), Err(Malformed { tag }));
         }
     }
 

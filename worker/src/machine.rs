@@ -1,6 +1,6 @@
 //! The state machine boundary and the default key-value machine.
 
-use shm_protocol::table::{SetResult, TableError, TableMemory, TableWriter};
+use shm_protocol::table::{TableError, TableMemory, TableWriter};
 
 use crate::command::{Op, Outcome, SetCondition, WriteError};
 
@@ -46,159 +46,145 @@ impl<M: TableMemory> KvMachine<M> {
         &mut self.table
     }
 
-    fn store(&mut self, key: &[u8], value: &[u8]) -> Result<SetResult, WriteError> {
-        self.table.set(key, value).map_err(|e| match e {
-            TableError::KeyTooLarge { .. } => WriteError::KeyTooLarge,
-            TableError::ValueTooLarge { .. } => WriteError::ValueTooLarge,
-            TableError::TooManyKeys { .. } => WriteError::TooManyKeys,
-            TableError::OutOfMemory { .. } => WriteError::OutOfMemory,
-        })
+    fn store(&mut self, key: &[u8], value: &[u8]) -> Result<(), WriteError> {
+        match self.table.set(key, value) {
+            Ok(_) => Ok(()),
+            Err(TableError::KeyTooLarge { .. }) => Err(WriteError::KeyTooLarge),
+            Err(TableError::ValueTooLarge { .. }) => Err(WriteError::ValueTooLarge),
+            Err(TableError::TooManyKeys { .. }) => Err(WriteError::TooManyKeys),
+            Err(TableError::OutOfMemory { .. }) => Err(WriteError::OutOfMemory),
+        }
     }
-}
 
-impl<M: TableMemory> KvMachine<M> {
+    /// Stores the scratch buffer as `key`'s value.
+    fn store_scratch(&mut self, key: &[u8]) -> Result<(), WriteError> {
+        let value = std::mem::take(&mut self.scratch);
+        let stored = self.store(key, &value);
+        self.scratch = value;
+        stored
+    }
+
     /// Reads `key` into the scratch buffer; whether it is present.
     fn load(&mut self, key: &[u8]) -> bool {
         self.scratch.clear();
         self.table.get(key, &mut self.scratch)
     }
 
-    /// Stores the scratch buffer as `key`'s value; `reply` on success.
-    fn store_scratch(&mut self, key: &[u8], reply: Outcome) -> Outcome {
-        let value = std::mem::take(&mut self.scratch);
-        let result = self.store(key, &value);
-        self.scratch = value;
-        match result {
-            Ok(_) => reply,
-            Err(e) => Outcome::Err(e),
+    /// The number stored at `key` as `parse` reads it (`None` when absent), or `bad` when
+    /// the value is not one.
+    fn load_number<T>(
+        &mut self,
+        key: &[u8],
+        parse: fn(&[u8]) -> Option<T>,
+        bad: WriteError,
+    ) -> Result<Option<T>, WriteError> {
+        if !self.load(key) {
+            return Ok(None);
         }
+        parse(&self.scratch).map(Some).ok_or(bad)
     }
 
-    fn set(&mut self, key: &[u8], value: &[u8], condition: SetCondition, get: bool) -> Outcome {
-        let present = if get || condition != SetCondition::Always {
-            self.load(key)
-        } else {
-            false
-        };
-        let old = if get && present {
-            Outcome::Bulk(self.scratch.clone())
-        } else {
-            Outcome::Nil
-        };
+    /// Zero-pads the loaded value to at least `len` bytes, unless that is longer than the
+    /// largest value (refused before the padding is allocated).
+    fn pad_to(&mut self, len: u64) -> Result<(), WriteError> {
+        if len > u64::from(self.table.limits().max_value_bytes) {
+            return Err(WriteError::ValueTooLarge);
+        }
+        let len = len as usize;
+        if self.scratch.len() < len {
+            self.scratch.resize(len, 0);
+        }
+        Ok(())
+    }
+
+    fn set(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        condition: SetCondition,
+        get: bool,
+    ) -> Result<Outcome, WriteError> {
+        let present = (get || condition != SetCondition::Always) && self.load(key);
         let allowed = match condition {
             SetCondition::Always => true,
             SetCondition::IfAbsent => !present,
             SetCondition::IfPresent => present,
         };
-        if !allowed {
-            // With GET the old value is the reply whether or not the SET happened.
-            return if get { old } else { Outcome::Nil };
+        if allowed {
+            self.store(key, value)?;
         }
-        match self.store(key, value) {
-            Ok(_) if get => old,
-            Ok(_) => Outcome::Ok,
-            Err(e) => Outcome::Err(e),
-        }
+        // With GET the old value is the reply whether or not the SET happened; the scratch
+        // buffer still holds it.
+        Ok(match (get, present, allowed) {
+            (true, true, _) => Outcome::Bulk(std::mem::take(&mut self.scratch)),
+            (true, false, _) | (false, _, false) => Outcome::Nil,
+            (false, _, true) => Outcome::Ok,
+        })
     }
 
-    fn incr_by(&mut self, key: &[u8], delta: i64) -> Outcome {
-        let current = if self.load(key) {
-            match parse_i64(&self.scratch) {
-                Some(v) => v,
-                None => return Outcome::Err(WriteError::NotInteger),
-            }
-        } else {
-            0
-        };
-        let Some(next) = current.checked_add(delta) else {
-            return Outcome::Err(WriteError::Overflow);
-        };
-        let mut text = [0u8; 20];
-        let formatted = self.number.format(next);
-        let len = formatted.len();
-        text[..len].copy_from_slice(formatted);
-        match self.store(key, &text[..len]) {
-            Ok(_) => Outcome::Int(next),
-            Err(e) => Outcome::Err(e),
-        }
+    fn incr_by(&mut self, key: &[u8], delta: i64) -> Result<Outcome, WriteError> {
+        let current = self.load_number(key, parse_i64, WriteError::NotInteger)?;
+        let next = current
+            .unwrap_or(0)
+            .checked_add(delta)
+            .ok_or(WriteError::Overflow)?;
+        self.scratch.clear();
+        self.scratch.extend_from_slice(self.number.format(next));
+        self.store_scratch(key)?;
+        Ok(Outcome::Int(next))
     }
 
-    fn incr_by_float(&mut self, key: &[u8], delta: f64) -> Outcome {
-        let current = if self.load(key) {
-            match parse_f64(&self.scratch) {
-                Some(v) => v,
-                None => return Outcome::Err(WriteError::NotFloat),
-            }
-        } else {
-            0.0
-        };
-        let next = current + delta;
+    fn incr_by_float(&mut self, key: &[u8], delta: f64) -> Result<Outcome, WriteError> {
+        let current = self.load_number(key, parse_f64, WriteError::NotFloat)?;
+        let next = current.unwrap_or(0.0) + delta;
         if !next.is_finite() {
-            return Outcome::Err(WriteError::NanOrInfinity);
+            return Err(WriteError::NanOrInfinity);
         }
-        let text = format_f64(next);
-        match self.store(key, text.as_bytes()) {
-            Ok(_) => Outcome::Bulk(text.into_bytes()),
-            Err(e) => Outcome::Err(e),
-        }
+        let text = format_f64(next).into_bytes();
+        self.store(key, &text)?;
+        Ok(Outcome::Bulk(text))
     }
 
-    fn append(&mut self, key: &[u8], value: &[u8]) -> Outcome {
+    fn append(&mut self, key: &[u8], value: &[u8]) -> Result<Outcome, WriteError> {
         self.load(key);
         self.scratch.extend_from_slice(value);
-        let len = self.scratch.len() as i64;
-        self.store_scratch(key, Outcome::Int(len))
+        self.store_scratch(key)?;
+        Ok(Outcome::Int(self.scratch.len() as i64))
     }
 
-    fn set_range(&mut self, key: &[u8], offset: u64, value: &[u8]) -> Outcome {
-        let present = self.load(key);
-        if value.is_empty() {
-            // Nothing to write: a missing key stays missing.
-            return Outcome::Int(self.scratch.len() as i64);
-        }
-        let Some(end) = usize::try_from(offset)
-            .ok()
-            .and_then(|o| o.checked_add(value.len()))
-        else {
-            return Outcome::Err(WriteError::ValueTooLarge);
-        };
-        if end > self.table.limits().max_value_bytes as usize {
-            return Outcome::Err(WriteError::ValueTooLarge);
-        }
-        debug_assert!(present || self.scratch.is_empty());
-        if self.scratch.len() < end {
-            self.scratch.resize(end, 0);
-        }
-        self.scratch[end - value.len()..end].copy_from_slice(value);
-        let len = self.scratch.len() as i64;
-        self.store_scratch(key, Outcome::Int(len))
-    }
-
-    fn set_bit(&mut self, key: &[u8], offset: u64, bit: bool) -> Outcome {
+    fn set_range(&mut self, key: &[u8], offset: u64, value: &[u8]) -> Result<Outcome, WriteError> {
         self.load(key);
-        let Ok(byte) = usize::try_from(offset >> 3) else {
-            return Outcome::Err(WriteError::ValueTooLarge);
-        };
-        if byte >= self.table.limits().max_value_bytes as usize {
-            return Outcome::Err(WriteError::ValueTooLarge);
+        // Nothing to write: a missing key stays missing.
+        if !value.is_empty() {
+            let end = offset.saturating_add(value.len() as u64);
+            self.pad_to(end)?;
+            let end = end as usize;
+            self.scratch[end - value.len()..end].copy_from_slice(value);
+            self.store_scratch(key)?;
         }
-        if self.scratch.len() <= byte {
-            self.scratch.resize(byte + 1, 0);
-        }
+        Ok(Outcome::Int(self.scratch.len() as i64))
+    }
+
+    fn set_bit(&mut self, key: &[u8], offset: u64, bit: bool) -> Result<Outcome, WriteError> {
+        self.load(key);
+        let byte = offset >> 3;
+        self.pad_to(byte + 1)?;
+        let byte = &mut self.scratch[byte as usize];
         let mask = 0x80u8 >> (offset & 7);
-        let old = self.scratch[byte] & mask != 0;
+        let old = *byte & mask != 0;
         if bit {
-            self.scratch[byte] |= mask;
+            *byte |= mask;
         } else {
-            self.scratch[byte] &= !mask;
+            *byte &= !mask;
         }
-        self.store_scratch(key, Outcome::Int(i64::from(old)))
+        self.store_scratch(key)?;
+        Ok(Outcome::Int(i64::from(old)))
     }
 
     fn get_del(&mut self, key: &[u8]) -> Outcome {
         if self.load(key) {
             self.table.remove(key);
-            Outcome::Bulk(self.scratch.clone())
+            Outcome::Bulk(std::mem::take(&mut self.scratch))
         } else {
             Outcome::Nil
         }
@@ -207,21 +193,22 @@ impl<M: TableMemory> KvMachine<M> {
 
 impl<M: TableMemory> StateMachine for KvMachine<M> {
     fn apply(&mut self, op: &Op<'_>) -> Outcome {
-        match *op {
+        let applied = match *op {
             Op::Set {
                 key,
                 value,
                 condition,
                 get,
             } => self.set(key, value, condition, get),
-            Op::Del { key } => Outcome::Int(i64::from(self.table.remove(key))),
+            Op::Del { key } => Ok(Outcome::Int(i64::from(self.table.remove(key)))),
             Op::IncrBy { key, delta } => self.incr_by(key, delta),
             Op::IncrByFloat { key, delta } => self.incr_by_float(key, delta),
             Op::Append { key, value } => self.append(key, value),
             Op::SetRange { key, offset, value } => self.set_range(key, offset, value),
             Op::SetBit { key, offset, bit } => self.set_bit(key, offset, bit),
-            Op::GetDel { key } => self.get_del(key),
-        }
+            Op::GetDel { key } => Ok(self.get_del(key)),
+        };
+        applied.unwrap_or_else(Outcome::Err)
     }
 
     fn digest(&self) -> u64 {
@@ -271,12 +258,15 @@ pub fn parse_i64(bytes: &[u8]) -> Option<i64> {
     Some(value)
 }
 
+/// The longest number text INCRBYFLOAT reads (Redis' limit for a long double's text).
+const FLOAT_TEXT_MAX_BYTES: usize = 5 * 1024;
+
 /// Parses a number as INCRBYFLOAT reads one: decimal or exponent notation, no spaces,
 /// not NaN (infinities parse, and then fail the finite-result check).
 #[must_use]
 pub fn parse_f64(bytes: &[u8]) -> Option<f64> {
     let text = std::str::from_utf8(bytes).ok()?;
-    if text.is_empty() || text.len() > 5000 || text.trim() != text {
+    if text.is_empty() || text.len() > FLOAT_TEXT_MAX_BYTES || text.trim() != text {
         return None;
     }
     let v: f64 = text.parse().ok()?;

@@ -1,7 +1,7 @@
 //! A client write as the supervisor owns it, and a write handed to a worker awaiting its
 //! completion.
 
-use corral_worker::command::Op;
+use corral_worker::command::{Op, Parts};
 
 use crate::base::ticket::Pending;
 
@@ -16,14 +16,24 @@ pub struct OwnedOp {
 }
 
 impl OwnedOp {
-    /// Borrowed form for encoding.
+    /// The op as it is carried (the ring and the log encode these).
+    #[must_use]
+    pub fn parts(&self) -> Parts<'_> {
+        Parts {
+            tag: self.tag,
+            key: &self.key,
+            value: &self.value,
+            arg: self.arg,
+        }
+    }
+
+    /// The op.
     ///
     /// # Panics
     /// Never: the parts came from an op.
     #[must_use]
     pub fn as_op(&self) -> Op<'_> {
-        Op::from_parts(self.tag, &self.key, &self.value, self.arg)
-            .expect("an OwnedOp holds the parts of an op")
+        Op::from_parts(self.parts()).expect("an OwnedOp holds the parts of an op")
     }
 
     /// The key written.
@@ -35,7 +45,12 @@ impl OwnedOp {
 
 impl From<Op<'_>> for OwnedOp {
     fn from(op: Op<'_>) -> Self {
-        let (tag, key, value, arg) = op.parts();
+        let Parts {
+            tag,
+            key,
+            value,
+            arg,
+        } = op.parts();
         Self {
             tag,
             key: key.to_vec(),

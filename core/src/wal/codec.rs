@@ -7,7 +7,7 @@ use bincode::de::BorrowDecoder;
 use bincode::enc::Encoder;
 use bincode::error::EncodeError;
 use bincode::{BorrowDecode, Decode, Encode};
-use corral_worker::command::{Op, SetCondition};
+use corral_worker::command::{Op, Parts, SetCondition};
 
 use crate::base::ops::OwnedOp;
 use crate::wal::RECORD_VERSION;
@@ -23,11 +23,11 @@ fn config() -> impl bincode::config::Config {
 /// tag, key, value, argument (one shape for every op, as in the request ring).
 impl Encode for OwnedOp {
     fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
-        let (tag, key, value, arg) = self.as_op().parts();
-        tag.encode(e)?;
-        key.encode(e)?;
-        value.encode(e)?;
-        arg.encode(e)
+        let parts = self.parts();
+        parts.tag.encode(e)?;
+        parts.key.encode(e)?;
+        parts.value.encode(e)?;
+        parts.arg.encode(e)
     }
 }
 
@@ -38,11 +38,13 @@ impl<'de, C> BorrowDecode<'de, C> for LoggedOp<'de> {
     fn borrow_decode<D: BorrowDecoder<'de, Context = C>>(
         d: &mut D,
     ) -> Result<Self, bincode::error::DecodeError> {
-        let tag = u32::borrow_decode(d)?;
-        let key = <&[u8]>::borrow_decode(d)?;
-        let value = <&[u8]>::borrow_decode(d)?;
-        let arg = i64::borrow_decode(d)?;
-        Op::from_parts(tag, key, value, arg)
+        let parts = Parts {
+            tag: u32::borrow_decode(d)?,
+            key: <&[u8]>::borrow_decode(d)?,
+            value: <&[u8]>::borrow_decode(d)?,
+            arg: i64::borrow_decode(d)?,
+        };
+        Op::from_parts(parts)
             .map(Self)
             .map_err(|_| bincode::error::DecodeError::Other("unknown write op"))
     }

@@ -116,6 +116,9 @@ impl Group {
     }
 }
 
+/// The key flags of one call, from its arguments (the name first).
+pub type KeyFlagsOf = fn(&[&[u8]]) -> &'static [&'static str];
+
 /// One command.
 #[derive(Debug)]
 pub struct Spec<H: 'static> {
@@ -139,6 +142,10 @@ pub struct Spec<H: 'static> {
     pub acl: &'static [&'static str],
     /// The flags of its key specification (`RO`, `access`, ...; empty without keys).
     pub key_flags: &'static [&'static str],
+    /// With `variable_flags` among them: the flags one call uses its keys with, from its
+    /// arguments (SET reads its key only with GET), as Redis' per-command key procedure
+    /// decides them for COMMAND GETKEYSANDFLAGS.
+    pub call_key_flags: Option<KeyFlagsOf>,
     /// Its command tips (`request_policy:multi_shard`, ...).
     pub tips: &'static [&'static str],
     /// A container's subcommands (`client|list`, ...): each a command of its own, run in
@@ -173,6 +180,7 @@ impl<H> Spec<H> {
             flags: &[],
             acl: &[],
             key_flags: &[],
+            call_key_flags: None,
             tips: &[],
             subcommands: &[],
             run,
@@ -194,6 +202,20 @@ impl<H> Spec<H> {
         self.key_flags = key_flags;
         self.tips = tips;
         self
+    }
+
+    /// Its key flags depend on the arguments: `flags` gives them for one call.
+    #[must_use]
+    pub const fn call_key_flags(mut self, flags: fn(&[&[u8]]) -> &'static [&'static str]) -> Self {
+        self.call_key_flags = Some(flags);
+        self
+    }
+
+    /// The flags the call `args` (the name first) uses its keys with.
+    #[must_use]
+    pub fn key_flags_of(&self, args: &[&[u8]]) -> &'static [&'static str] {
+        self.call_key_flags
+            .map_or(self.key_flags, |flags| flags(args))
     }
 
     /// A container with these subcommands.

@@ -477,25 +477,14 @@ pub(super) fn command_list(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _
     Step::Done
 }
 
-/// COMMAND GETKEYS command [arg ...].
+/// COMMAND GETKEYS and GETKEYSANDFLAGS command [arg ...].
 pub(super) fn command_getkeys_command(
     s: &mut Session,
     args: &[&[u8]],
     out: &mut Vec<u8>,
     _: usize,
 ) -> Step {
-    command_getkeys(s, &args[2..], false, out);
-    Step::Done
-}
-
-/// COMMAND GETKEYSANDFLAGS command [arg ...].
-pub(super) fn command_getkeysandflags(
-    s: &mut Session,
-    args: &[&[u8]],
-    out: &mut Vec<u8>,
-    _: usize,
-) -> Step {
-    command_getkeys(s, &args[2..], true, out);
+    command_getkeys(s, &args[2..], eq(args[1], "getkeysandflags"), out);
     Step::Done
 }
 
@@ -595,7 +584,7 @@ fn command_getkeys(s: &Session, target: &[&[u8]], with_flags: bool, out: &mut Ve
         return reply::error(out, "ERR Invalid number of arguments specified for command");
     }
     let keys: Vec<usize> = spec.keys.positions(target.len()).collect();
-    let flags = key_flags(spec, target);
+    let flags = spec.key_flags_of(target);
     reply::array(out, keys.len());
     for k in keys {
         if with_flags {
@@ -608,16 +597,6 @@ fn command_getkeys(s: &Session, target: &[&[u8]], with_flags: bool, out: &mut Ve
         } else {
             reply::bulk(out, target[k]);
         }
-    }
-}
-
-/// How `target` uses its keys: the key-spec flags, except where they depend on the
-/// arguments (`variable_flags`: SET reads its key only with GET, as Redis decides it).
-fn key_flags(spec: &Spec<Handler>, target: &[&[u8]]) -> &'static [&'static str] {
-    match spec.name {
-        "set" if target[3..].iter().any(|a| eq(a, "get")) => &["RW", "access", "update"],
-        "set" => &["OW", "update"],
-        _ => spec.key_flags,
     }
 }
 

@@ -496,13 +496,7 @@ impl Session {
 
     pub(super) fn queue(&mut self, kind: WriteKind, ops: impl ExactSizeIterator<Item = OwnedOp>) {
         let shards = self.shared.shards.len() as u32;
-        self.owed.push(Owed::Write {
-            kind,
-            ops: ops.len() as u32,
-            command: self.command,
-            read_at: self.read_at,
-            silent: false,
-        });
+        self.owe(kind, ops.len() as u32);
         for op in ops {
             self.ops
                 .push(Request::Write(shard_of(op.key(), shards), op));
@@ -512,14 +506,19 @@ impl Session {
     /// Queues a SAVE: its `+OK` is owed until every shard with new writes has written a
     /// checkpoint.
     pub(super) fn queue_save(&mut self) {
+        self.owe(WriteKind::AllOk, 1);
+        self.ops.push(Request::Save);
+    }
+
+    /// Owes the running command's reply: `kind` of the outcomes of its next `ops` requests.
+    fn owe(&mut self, kind: WriteKind, ops: u32) {
         self.owed.push(Owed::Write {
-            kind: WriteKind::AllOk,
-            ops: 1,
+            kind,
+            ops,
             command: self.command,
             read_at: self.read_at,
             silent: false,
         });
-        self.ops.push(Request::Save);
     }
 
     /// Submits the queued writes to the sequencer as one batch; returns whether there
@@ -709,6 +708,21 @@ impl Session {
     pub(super) fn count_read(&self, found: bool) {
         if self.shared.config.command_metrics {
             self.stats.keyspace(found);
+        }
+    }
+
+    /// Reads `key` for a command's reply: looks it up (the value in `self.value`) and
+    /// counts the hit or miss; on the shard's error, replies with it and answers `None`.
+    pub(super) fn read(&mut self, key: &[u8], out: &mut Vec<u8>) -> Option<bool> {
+        match self.lookup(key) {
+            Ok(found) => {
+                self.count_read(found);
+                Some(found)
+            }
+            Err(e) => {
+                reply::error(out, &e);
+                None
+            }
         }
     }
 

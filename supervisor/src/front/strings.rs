@@ -7,21 +7,24 @@ use slog::warn;
 
 use crate::base::ops::OwnedOp;
 use crate::front::resp::reply;
-use crate::front::session::{Session, Step, WriteKind};
+use crate::front::session::{eq, Session, Step, WriteKind};
 
 pub(super) fn get(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-    match s.lookup(args[1]) {
-        Ok(found) => {
-            s.count_read(found);
-            if found {
-                reply::bulk(out, &s.value);
-            } else {
-                reply::null(out, s.proto);
-            }
-        }
-        Err(e) => reply::error(out, &e),
+    match s.read(args[1], out) {
+        Some(true) => reply::bulk(out, &s.value),
+        Some(false) => reply::null(out, s.proto),
+        None => {}
     }
     Step::Done
+}
+
+/// An integer argument, or Redis' error for one that is not (written to `out`).
+fn integer(arg: &[u8], out: &mut Vec<u8>) -> Option<i64> {
+    let n = corral_worker::machine::parse_i64(arg);
+    if n.is_none() {
+        reply::error(out, "ERR value is not an integer or out of range");
+    }
+    n
 }
 
 pub(super) fn mget_command(
@@ -124,6 +127,16 @@ pub(super) fn set(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) 
         },
         out,
     )
+}
+
+/// How a SET call uses its key: it reads it only with GET (arity checked: a key and a
+/// value come first).
+pub(super) fn set_key_flags(args: &[&[u8]]) -> &'static [&'static str] {
+    if args[3..].iter().any(|a| eq(a, "get")) {
+        &["RW", "access", "update"]
+    } else {
+        &["OW", "update"]
+    }
 }
 
 pub(super) fn getset(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
@@ -261,8 +274,8 @@ pub(super) fn incrbyfloat(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _:
 
 /// Queues one write replied to as `kind`, after checking its key's and value's sizes.
 fn write_one(s: &mut Session, kind: WriteKind, op: Op<'_>, out: &mut Vec<u8>) -> Step {
-    let (_, key, value, _) = op.parts();
-    if let Some(e) = size_error(s, key, Some(value)) {
+    let parts = op.parts();
+    if let Some(e) = size_error(s, parts.key, Some(parts.value)) {
         s.error(out, &e);
         return Step::Done;
     }
@@ -271,29 +284,23 @@ fn write_one(s: &mut Session, kind: WriteKind, op: Op<'_>, out: &mut Vec<u8>) ->
 }
 
 pub(super) fn strlen(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-    match s.lookup(args[1]) {
-        Ok(found) => {
-            s.count_read(found);
-            reply::int(out, if found { s.value.len() as i64 } else { 0 });
-        }
-        Err(e) => reply::error(out, &e),
+    if s.read(args[1], out).is_some() {
+        // A missing key reads as empty.
+        reply::int(out, s.value.len() as i64);
     }
     Step::Done
 }
 
 pub(super) fn getrange(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-    let parse = corral_worker::machine::parse_i64;
-    let (Some(start), Some(end)) = (parse(args[2]), parse(args[3])) else {
-        reply::error(out, "ERR value is not an integer or out of range");
+    let Some(start) = integer(args[2], out) else {
         return Step::Done;
     };
-    match s.lookup(args[1]) {
-        Ok(found) => {
-            s.count_read(found);
-            let range = byte_range(s.value.len(), start, end);
-            reply::bulk(out, range.map_or(&[][..], |(a, b)| &s.value[a..=b]));
-        }
-        Err(e) => reply::error(out, &e),
+    let Some(end) = integer(args[3], out) else {
+        return Step::Done;
+    };
+    if s.read(args[1], out).is_some() {
+        let range = byte_range(s.value.len(), start, end);
+        reply::bulk(out, range.map_or(&[][..], |(a, b)| &s.value[a..=b]));
     }
     Step::Done
 }
@@ -324,13 +331,9 @@ pub(super) fn getbit(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usiz
         reply::error(out, "ERR bit offset is not an integer or out of range");
         return Step::Done;
     };
-    match s.lookup(args[1]) {
-        Ok(found) => {
-            s.count_read(found);
-            let byte = s.value.get((offset >> 3) as usize).copied().unwrap_or(0);
-            reply::int(out, i64::from(byte & (0x80 >> (offset & 7)) != 0));
-        }
-        Err(e) => reply::error(out, &e),
+    if s.read(args[1], out).is_some() {
+        let byte = s.value.get((offset >> 3) as usize).copied().unwrap_or(0);
+        reply::int(out, i64::from(byte & (0x80 >> (offset & 7)) != 0));
     }
     Step::Done
 }
@@ -419,22 +422,17 @@ pub(super) fn size_error(s: &Session, key: &[u8], value: Option<&[u8]>) -> Optio
 }
 
 pub(super) fn bitcount(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-    let parse = corral_worker::machine::parse_i64;
     let range = match args.len() {
         2 => None,
         4 | 5 => {
-            let (Some(start), Some(end)) = (parse(args[2]), parse(args[3])) else {
-                reply::error(out, "ERR value is not an integer or out of range");
+            let Some(start) = integer(args[2], out) else {
                 return Step::Done;
             };
-            let bits = match args.get(4) {
-                None => false,
-                Some(unit) if unit.eq_ignore_ascii_case(b"bit") => true,
-                Some(unit) if unit.eq_ignore_ascii_case(b"byte") => false,
-                Some(_) => {
-                    reply::error(out, "ERR syntax error");
-                    return Step::Done;
-                }
+            let Some(end) = integer(args[3], out) else {
+                return Step::Done;
+            };
+            let Some(bits) = unit_is_bits(args.get(4), out) else {
+                return Step::Done;
             };
             Some((start, end, bits))
         }
@@ -443,14 +441,24 @@ pub(super) fn bitcount(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: us
             return Step::Done;
         }
     };
-    match s.lookup(args[1]) {
-        Ok(found) => {
-            s.count_read(found);
-            reply::int(out, count_bits(&s.value, range) as i64);
-        }
-        Err(e) => reply::error(out, &e),
+    if s.read(args[1], out).is_some() {
+        reply::int(out, count_bits(&s.value, range) as i64);
     }
     Step::Done
+}
+
+/// Whether a range's unit (BITCOUNT's and BITPOS's last argument) is BIT rather than BYTE,
+/// the default; `None` after a syntax error (written to `out`).
+fn unit_is_bits(unit: Option<&&[u8]>, out: &mut Vec<u8>) -> Option<bool> {
+    match unit {
+        None => Some(false),
+        Some(u) if u.eq_ignore_ascii_case(b"bit") => Some(true),
+        Some(u) if u.eq_ignore_ascii_case(b"byte") => Some(false),
+        Some(_) => {
+            reply::error(out, "ERR syntax error");
+            None
+        }
+    }
 }
 
 /// The set bits of `value`, or of its range `(start, end, in bits)` as BITCOUNT reads one
@@ -486,16 +494,14 @@ pub(super) fn type_command(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _
 }
 
 pub(super) fn bitpos(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-    let parse = corral_worker::machine::parse_i64;
-    let bit = match parse(args[2]) {
-        Some(0) => false,
-        Some(1) => true,
-        Some(_) => {
+    let Some(bit) = integer(args[2], out) else {
+        return Step::Done;
+    };
+    let bit = match bit {
+        0 => false,
+        1 => true,
+        _ => {
             reply::error(out, "ERR The bit argument must be 1 or 0.");
-            return Step::Done;
-        }
-        None => {
-            reply::error(out, "ERR value is not an integer or out of range");
             return Step::Done;
         }
     };
@@ -504,32 +510,23 @@ pub(super) fn bitpos(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usiz
         return Step::Done;
     }
     let mut range = (0, -1);
-    let mut in_bits = false;
-    for (i, arg) in args.iter().enumerate().skip(3) {
-        match (i, parse(arg)) {
-            (3, Some(v)) => range.0 = v,
-            (4, Some(v)) => range.1 = v,
-            (5, _) if arg.eq_ignore_ascii_case(b"bit") => in_bits = true,
-            (5, _) if arg.eq_ignore_ascii_case(b"byte") => {}
-            (5, _) => {
-                reply::error(out, "ERR syntax error");
-                return Step::Done;
-            }
-            _ => {
-                reply::error(out, "ERR value is not an integer or out of range");
-                return Step::Done;
-            }
-        }
+    for (bound, arg) in [&mut range.0, &mut range.1]
+        .into_iter()
+        .zip(args.iter().skip(3))
+    {
+        let Some(v) = integer(arg, out) else {
+            return Step::Done;
+        };
+        *bound = v;
     }
+    let Some(in_bits) = unit_is_bits(args.get(5), out) else {
+        return Step::Done;
+    };
     let end_given = args.len() >= 5;
-    match s.lookup(args[1]) {
-        Ok(false) => {
-            s.count_read(false);
-            // A missing key is all clear bits.
-            reply::int(out, if bit { -1 } else { 0 });
-        }
-        Ok(true) => {
-            s.count_read(true);
+    match s.read(args[1], out) {
+        // A missing key is all clear bits.
+        Some(false) => reply::int(out, if bit { -1 } else { 0 }),
+        Some(true) => {
             let unit = if in_bits { 1 } else { 8 };
             let found = clamped_range(s.value.len() * 8 / unit, range.0, range.1).map(|(a, b)| {
                 let (from, to) = (a * unit, b * unit + unit - 1);
@@ -538,7 +535,7 @@ pub(super) fn bitpos(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usiz
             });
             reply::int(out, found.flatten().map_or(-1, |p| p as i64));
         }
-        Err(e) => reply::error(out, &e),
+        None => {}
     }
     Step::Done
 }
@@ -578,8 +575,7 @@ pub(super) fn lcs(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) 
         } else if opt.eq_ignore_ascii_case(b"withmatchlen") {
             with_len = true;
         } else if opt.eq_ignore_ascii_case(b"minmatchlen") && i + 1 < args.len() {
-            let Some(n) = corral_worker::machine::parse_i64(args[i + 1]) else {
-                reply::error(out, "ERR value is not an integer or out of range");
+            let Some(n) = integer(args[i + 1], out) else {
                 return Step::Done;
             };
             min_len = n.max(0) as u64;
@@ -599,16 +595,10 @@ pub(super) fn lcs(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) 
     }
     let mut values = [Vec::new(), Vec::new()];
     for (value, key) in values.iter_mut().zip(&args[1..3]) {
-        match s.lookup(key) {
-            Ok(found) => {
-                s.count_read(found);
-                std::mem::swap(value, &mut s.value);
-            }
-            Err(e) => {
-                reply::error(out, &e);
-                return Step::Done;
-            }
+        if s.read(key, out).is_none() {
+            return Step::Done;
         }
+        std::mem::swap(value, &mut s.value);
     }
     let [a, b] = &values;
     let cells = (a.len() as u64 + 1) * (b.len() as u64 + 1);

@@ -37,7 +37,7 @@ use Kind::{Read, Write};
 static SPECS: [Spec<Handler>; 47] = [
     spec("ping", -1, Read, Keys::NONE, Connection, "Answers PONG, or echoes its argument.", connection::ping).meta(&["fast"], &["@fast", "@connection"], &[], &["request_policy:all_shards", "response_policy:all_succeeded"]),
     spec("echo", 2, Read, Keys::NONE, Connection, "Answers its argument.", connection::echo).meta(&["loading", "stale", "fast"], &["@fast", "@connection"], &[], &[]),
-    spec("set", -3, Write, Keys::ONE, String, "Sets a key's value, optionally only if it is absent (NX) or present (XX).", strings::set).meta(&["write", "denyoom"], &["@write", "@string", "@slow"], &["RW", "access", "update", "variable_flags"], &[]),
+    spec("set", -3, Write, Keys::ONE, String, "Sets a key's value, optionally only if it is absent (NX) or present (XX).", strings::set).meta(&["write", "denyoom"], &["@write", "@string", "@slow"], &["RW", "access", "update", "variable_flags"], &[]).call_key_flags(strings::set_key_flags),
     spec("get", 2, Read, Keys::ONE, String, "Reads a key's value.", strings::get).meta(&["readonly", "fast"], &["@read", "@string", "@fast"], &["RO", "access"], &[]),
     spec("del", -2, Write, Keys::ALL, Generic, "Deletes keys; answers how many existed.", strings::del).meta(&["write"], &["@keyspace", "@write", "@slow"], &["RM", "delete"], &["request_policy:multi_shard", "response_policy:agg_sum"]),
     spec("unlink", -2, Write, Keys::ALL, Generic, "Deletes keys, as DEL.", strings::del).meta(&["write", "fast"], &["@keyspace", "@write", "@fast"], &["RM", "delete"], &["request_policy:multi_shard", "response_policy:agg_sum"]),
@@ -113,7 +113,7 @@ static COMMAND: [Spec<Handler>; 6] = [
     spec("command|list", -2, Read, Keys::NONE, Server, "Lists the command names.", introspect::command_list).meta(&["loading", "stale"], &["@slow", "@connection"], &[], &["nondeterministic_output_order"]),
     spec("command|docs", -2, Read, Keys::NONE, Server, "Documents commands.", introspect::command_docs).meta(&["loading", "stale"], &["@slow", "@connection"], &[], &["nondeterministic_output_order"]),
     spec("command|getkeys", -4, Read, Keys::NONE, Server, "Finds the keys of a command.", introspect::command_getkeys_command).meta(&["loading", "stale"], &["@slow", "@connection"], &[], &[]),
-    spec("command|getkeysandflags", -4, Read, Keys::NONE, Server, "Finds the keys of a command and how it uses each.", introspect::command_getkeysandflags).meta(&["loading", "stale"], &["@slow", "@connection"], &[], &[]),
+    spec("command|getkeysandflags", -4, Read, Keys::NONE, Server, "Finds the keys of a command and how it uses each.", introspect::command_getkeys_command).meta(&["loading", "stale"], &["@slow", "@connection"], &[], &[]),
 ];
 
 #[rustfmt::skip]
@@ -182,6 +182,12 @@ mod tests {
                 spec.keys != Keys::NONE,
                 !spec.key_flags.is_empty(),
                 "{}: key positions and key-spec flags go together",
+                spec.name
+            );
+            assert_eq!(
+                spec.key_flags.contains(&"variable_flags"),
+                spec.call_key_flags.is_some(),
+                "{}: variable key flags and the function that decides them go together",
                 spec.name
             );
             assert_eq!(

@@ -245,7 +245,8 @@ impl Run {
                     .complete(Err(Failure::WorkerDied(self.generation.shard)));
             }
         }
-        let (tag, words) = op.record_shape();
+        let parts = op.parts();
+        let words = parts.record_words();
         let mut spins = 0u32;
         while !self.producer.has_room(words as u32) {
             if self.generation.is_dead() {
@@ -260,7 +261,7 @@ impl Run {
             }
         }
         // Only a write someone waits for (an orphan) gets a completion.
-        let mut tag = tag | TAG_SILENT;
+        let mut tag = parts.tag | TAG_SILENT;
         if self.orphans.peek().is_some_and(|o| o.seq == seq) {
             if let Some(o) = self.orphans.next() {
                 // Before the record: the completion may come back at once.
@@ -270,7 +271,7 @@ impl Run {
         }
         self.producer
             .try_push(tag, words as u32, |w| {
-                assert!(op.encode(seq, w), "record_shape sized the record");
+                assert!(parts.encode(seq, w), "record_words sized the record");
             })
             .expect("the replay is the ring's only producer while it runs: has_room said it fits");
         self.records += 1;

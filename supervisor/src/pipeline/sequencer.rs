@@ -475,7 +475,7 @@ impl Sequencer {
             };
             let mut pushed = false;
             while let Some(q) = lane.outbox.front() {
-                let (tag, words) = q.op.as_op().record_shape();
+                let words = q.op.parts().record_words();
                 if !active.producer.has_room(words as u32) {
                     full = true;
                     break;
@@ -487,11 +487,11 @@ impl Sequencer {
                 // completion reader has ended, the worker is dead and the dropped claim
                 // fails its write.)
                 let _ = active.inflight.send(InFlight { seq, pending });
-                let op = op.as_op();
+                let parts = op.parts();
                 active
                     .producer
-                    .try_push(tag, words as u32, |w| {
-                        assert!(op.encode(seq, w), "record_shape sized the record");
+                    .try_push(parts.tag, words as u32, |w| {
+                        assert!(parts.encode(seq, w), "record_words sized the record");
                     })
                     .expect("the sequencer is the ring's only producer: has_room said it fits");
                 lane.replay_through = seq;
