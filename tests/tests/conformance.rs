@@ -162,6 +162,8 @@ const CASES: &[Case] = &[
     case(&["BITPOS", "{k}missing", "1"], &[":-1"]),
     case(&["BITPOS", "{k}bq", "2"], &["-ERR The bit argument must be 1 or 0."]),
     case(&["BITPOS", "{k}bq", "1", "0", "1", "WORD"], &["-ERR syntax error"]),
+    case(&["BITPOS", "{k}bq", "1", "0", "x", "WORD"], &["-ERR syntax error"]),
+    case(&["BITPOS", "{k}bq", "1", "0", "x", "BIT"], &["-ERR value is not an integer or out of range"]),
     case(&["MSET", "{k}l1", "ohmytext", "{k}l2", "mynewtext"], &["+OK"]),
     case(&["LCS", "{k}l1", "{k}l2"], &["$mytext"]),
     case(&["LCS", "{k}l1", "{k}l2", "LEN"], &[":6"]),

@@ -509,19 +509,23 @@ pub(super) fn bitpos(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usiz
         reply::error(out, "ERR syntax error");
         return Step::Done;
     }
+    // In Redis' order: the start, the unit, then the end.
     let mut range = (0, -1);
-    for (bound, arg) in [&mut range.0, &mut range.1]
-        .into_iter()
-        .zip(args.iter().skip(3))
-    {
+    if let Some(arg) = args.get(3) {
         let Some(v) = integer(arg, out) else {
             return Step::Done;
         };
-        *bound = v;
+        range.0 = v;
     }
     let Some(in_bits) = unit_is_bits(args.get(5), out) else {
         return Step::Done;
     };
+    if let Some(arg) = args.get(4) {
+        let Some(v) = integer(arg, out) else {
+            return Step::Done;
+        };
+        range.1 = v;
+    }
     let end_given = args.len() >= 5;
     match s.read(args[1], out) {
         // A missing key is all clear bits.
