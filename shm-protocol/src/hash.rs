@@ -50,6 +50,20 @@ pub fn pair_digest(key: &[u8], value: &[u8]) -> u64 {
     fmix(absorb(h ^ K0.rotate_left(17) ^ value.len() as u64, value))
 }
 
+/// The digest contribution of one entry: its pair and its expiry deadline (Unix ms, 0 for
+/// none). An entry without a deadline contributes exactly its [`pair_digest`], so digests
+/// of states without deadlines are those of earlier builds.
+#[inline]
+#[must_use]
+pub fn entry_digest(key: &[u8], value: &[u8], deadline_ms: u64) -> u64 {
+    let pair = pair_digest(key, value);
+    if deadline_ms == 0 {
+        pair
+    } else {
+        pair.wrapping_add(fmix(pair ^ deadline_ms.wrapping_mul(K0) ^ K1))
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -60,6 +74,9 @@ mod tests {
         assert_ne!(key_hash(b"ab"), key_hash(b"ba"));
         assert_ne!(pair_digest(b"a", b"bc"), pair_digest(b"ab", b"c"));
         assert_ne!(key_hash(b"12345678"), key_hash(b"12345678\0"));
+        assert_eq!(entry_digest(b"a", b"b", 0), pair_digest(b"a", b"b"));
+        assert_ne!(entry_digest(b"a", b"b", 1), entry_digest(b"a", b"b", 2));
+        assert_ne!(entry_digest(b"a", b"b", 1), pair_digest(b"a", b"b"));
     }
 
     #[test]

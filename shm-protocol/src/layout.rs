@@ -305,8 +305,8 @@ pub const AUTO_RING_MIN_BYTES: u64 = 8 << 20;
 /// for 65,536); larger only when the largest value needs it.
 pub const COMPLETION_RING_MAX_WORDS: u64 = 1 << 18;
 
-/// Words of a request's fixed part: seq, op word, lengths word.
-pub const REQUEST_FIXED_WORDS: u64 = 3;
+/// Words of a request's fixed part: seq, lengths, argument, deadline, time applied.
+pub const REQUEST_FIXED_WORDS: u64 = 5;
 /// Words of a completion record's payload: seq, status, value.
 pub const COMPLETION_WORDS: u64 = 3;
 
@@ -394,11 +394,12 @@ impl Geometry {
             ));
         }
         let heap_half_words = limits.data_bytes.div_ceil(WORD);
-        if heap_half_words < entry_words {
+        let largest_entry_words = entry_words + crate::table::ENTRY_FIXED_WORDS as u64;
+        if heap_half_words < largest_entry_words {
             return err(format!(
                 "shard data bytes ({}) must hold at least one largest key and value ({} bytes)",
                 limits.data_bytes,
-                entry_words * WORD
+                largest_entry_words * WORD
             ));
         }
         // Slots at most 3/4 full keeps linear probe chains short.

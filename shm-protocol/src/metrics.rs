@@ -45,7 +45,11 @@ pub struct MetricsBlock {
     pub apply_sum_ns: AtomicU64,
     /// Number of apply latency observations.
     pub apply_count: AtomicU64,
-    _reserved: [AtomicU64; 2],
+    /// Keys removed because their deadline had come (by a write that met them, or the
+    /// active expiry sweep), replays included.
+    pub expired_keys: AtomicU64,
+    /// Keys with a deadline now (a gauge).
+    pub expiring_keys: AtomicU64,
 }
 
 const _: () = assert!(core::mem::size_of::<MetricsBlock>() == 192);

@@ -3,8 +3,12 @@
 //!
 //! ```text
 //! slot (4 words) = seq | hash (0 = empty) | key_len (low 32) + value_len (high 32) | heap offset
-//! heap entry     = key bytes, padded to a word | value bytes, padded to a word
+//! heap entry     = deadline | key bytes, padded to a word | value bytes, padded to a word
 //! ```
+//!
+//! The deadline is when the key expires, in Unix milliseconds (0: never). A reader is given
+//! the time it reads at and reports an entry whose deadline has come as missing, so no reader
+//! ever returns an expired key, whether or not the writer has removed it yet.
 //!
 //! Exactly one process writes (the worker). Readers follow the seqlock protocol of
 //! crossbeam's `SeqLock` and Boehm's "Can Seqlocks Get Along With Programming Language Memory
@@ -20,15 +24,27 @@
 //! * Deletion shifts later entries of the probe chain back (no tombstones, so the table never
 //!   degrades). Moving entries could make a concurrent probe miss a present key, so shifts
 //!   are bracketed by the table-wide `moves` sequence, which every lookup validates too.
+//! * A deadline is the one word changed in place: inside its slot's seqlock, so a reader
+//!   sees the old deadline or the new one with a validated sequence.
 //! * When the active heap half is full, live entries are copied to the other half, each slot
 //!   switched inside its own seqlock (compaction).
 
-use crate::hash::{key_hash, pair_digest};
+use crate::hash::{entry_digest, key_hash};
 use crate::sync::{backoff, fence, load_own, AtomicU64, Ordering, BACKOFF_YIELDS_MAX};
 use crate::words::{self, words_for};
 
 /// Words per slot.
 pub const SLOT_WORDS: usize = 4;
+
+/// Words of an entry before its key: the deadline.
+pub const ENTRY_FIXED_WORDS: usize = 1;
+
+/// Whether an entry with `deadline_ms` has expired at `now_ms` (its deadline has come).
+#[inline]
+#[must_use]
+pub fn expired(deadline_ms: u64, now_ms: u64) -> bool {
+    deadline_ms != 0 && deadline_ms <= now_ms
+}
 
 /// How many times a reader retries a lookup that raced the writer before giving up: spins,
 /// then yields, then 1,000 sleeps of at least 50 µs, so a reader waits at least 50 ms (many
@@ -55,9 +71,12 @@ pub trait TableMemory {
 /// The answer of a lock-free read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lookup {
-    /// The key is present; its value was appended to the output buffer.
-    Found,
-    /// The key is absent.
+    /// The key is present and live; its value was appended to the output buffer.
+    Found {
+        /// When it expires (Unix ms; 0: never).
+        deadline_ms: u64,
+    },
+    /// The key is absent (or expired).
     Missing,
     /// Every retry raced the writer (or a killed writer left a slot mid-update).
     Busy,
@@ -65,37 +84,59 @@ pub enum Lookup {
 
 struct Torn;
 
-impl<'a> TableView<'a> {
-    fn slot_count(&self) -> usize {
-        self.slots.len() / SLOT_WORDS
-    }
+/// A key seen by [`TableView::scan`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scanned {
+    /// The key.
+    pub key: Vec<u8>,
+    /// When it expires (Unix ms; 0: never); the scan returns expired keys too.
+    pub deadline_ms: u64,
+    /// The length of its value.
+    pub value_len: u64,
+}
 
+/// Every retry of [`TableView::scan`] raced the writer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Busy;
+
+impl<'a> TableView<'a> {
     fn slot(&self, index: usize) -> &'a [AtomicU64] {
         &self.slots[index * SLOT_WORDS..(index + 1) * SLOT_WORDS]
     }
 
-    /// Reads the value of `key` into `out` (appended), lock-free.
+    /// The number of slots (a power of two): the home slots [`TableView::scan`] walks.
+    #[must_use]
+    pub fn slot_count(&self) -> usize {
+        self.slots.len() / SLOT_WORDS
+    }
+
+    /// Reads the value of `key` as of `now_ms` (Unix ms) into `out` (appended), lock-free;
+    /// a key whose deadline has come is missing.
     ///
     /// A hit needs only its slot's seqlock: the slot held the key and that value at one
     /// instant, and heap words are reused only after every slot pointing at them has been
     /// rewritten. A miss also needs `moves` unchanged across the probe, since a backward
     /// shift can carry the key past the probe; so a reader racing a stream of deletes
     /// retries only for absent keys.
-    pub fn get(&self, key: &[u8], out: &mut Vec<u8>) -> Lookup {
+    pub fn get(&self, key: &[u8], now_ms: u64, out: &mut Vec<u8>) -> Lookup {
         let hash = key_hash(key);
         let start_len = out.len();
         for attempt in 0..READ_RETRIES_MAX {
             // SYNC POINT: pairs with the writer's release store that ends a shift.
             let moves = self.moves.load(Ordering::Acquire);
             match self.probe(key, hash, out) {
-                Ok(true) => return Lookup::Found,
-                Ok(false) if moves & 1 == 0 => {
+                Ok(Some(deadline_ms)) if expired(deadline_ms, now_ms) => {
+                    out.truncate(start_len);
+                    return Lookup::Missing;
+                }
+                Ok(Some(deadline_ms)) => return Lookup::Found { deadline_ms },
+                Ok(None) if moves & 1 == 0 => {
                     fence(Ordering::Acquire);
                     if self.moves.load(Ordering::Relaxed) == moves {
                         return Lookup::Missing;
                     }
                 }
-                Ok(false) | Err(Torn) => {}
+                Ok(None) | Err(Torn) => {}
             }
             out.truncate(start_len);
             backoff(attempt);
@@ -103,10 +144,99 @@ impl<'a> TableView<'a> {
         Lookup::Busy
     }
 
-    fn probe(&self, key: &[u8], hash: u64, out: &mut Vec<u8>) -> Result<bool, Torn> {
+    /// Appends to `out` every key whose home slot is in `start..start + homes` (clamped to
+    /// the slot count), expired ones included, and answers where the next call starts
+    /// ([`TableView::slot_count`] when the walk is done).
+    ///
+    /// A key lives in the run of taken slots that begins at or before its home slot and
+    /// never moves out of it (a backward shift stops at the key's home), so the walk reads
+    /// the range and then the rest of the run past it, and keeps what it read only if
+    /// `moves` did not change meanwhile. A key is reported by the one call whose range holds
+    /// its home slot, so a walk in several calls returns every key present for the whole
+    /// walk at least once, however the writer inserts, deletes, shifts and compacts between
+    /// calls.
+    pub fn scan(&self, start: usize, homes: usize, out: &mut Vec<Scanned>) -> Result<usize, Busy> {
+        let count = self.slot_count();
+        let end = start.saturating_add(homes).min(count);
+        if start >= end {
+            return Ok(count);
+        }
+        let mask = count - 1;
+        let first = out.len();
+        for attempt in 0..READ_RETRIES_MAX {
+            // SYNC POINT: pairs with the writer's release store that ends a shift.
+            let moves = self.moves.load(Ordering::Acquire);
+            if moves & 1 == 0 && self.walk(start, end, mask, out).is_ok() {
+                fence(Ordering::Acquire);
+                if self.moves.load(Ordering::Relaxed) == moves {
+                    return Ok(end);
+                }
+            }
+            out.truncate(first);
+            backoff(attempt);
+        }
+        Err(Busy)
+    }
+
+    fn walk(
+        &self,
+        start: usize,
+        end: usize,
+        mask: usize,
+        out: &mut Vec<Scanned>,
+    ) -> Result<(), Torn> {
+        let mut index = start;
+        for read in 1..=mask + 1 {
+            let slot = self.slot(index);
+            // SYNC POINT: pairs with the writer's release store that closes the slot's
+            // critical section.
+            let seq = slot[0].load(Ordering::Acquire);
+            if seq & 1 == 1 {
+                return Err(Torn);
+            }
+            let hash = slot[1].load(Ordering::Relaxed);
+            let home = (hash as usize) & mask;
+            let mut seen = None;
+            if hash != 0 && (start..end).contains(&home) {
+                let lens = slot[2].load(Ordering::Relaxed);
+                let offset = slot[3].load(Ordering::Relaxed);
+                let key_len = (lens & u64::from(u32::MAX)) as usize;
+                let entry = usize::try_from(offset)
+                    .ok()
+                    .and_then(|o| self.heap.get(o..))
+                    .unwrap_or(&[]);
+                let mut key = Vec::with_capacity(key_len);
+                if let (Some(deadline), Some(bytes)) =
+                    (entry.first(), entry.get(ENTRY_FIXED_WORDS..))
+                {
+                    if words::load_bytes(bytes, key_len, &mut key) {
+                        seen = Some(Scanned {
+                            key,
+                            deadline_ms: deadline.load(Ordering::Relaxed),
+                            value_len: lens >> 32,
+                        });
+                    }
+                }
+            }
+            fence(Ordering::Acquire);
+            if slot[0].load(Ordering::Relaxed) != seq {
+                return Err(Torn);
+            }
+            out.extend(seen);
+            index = (index + 1) & mask;
+            // Past the range, the walk goes on to the end of the run it is in (a slot seen
+            // empty stayed empty unless an insert filled it: emptying one moves `moves`).
+            if read >= end - start && self.slot(index)[1].load(Ordering::Relaxed) == 0 {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    fn probe(&self, key: &[u8], hash: u64, out: &mut Vec<u8>) -> Result<Option<u64>, Torn> {
         let count = self.slot_count();
         if count == 0 {
-            return Ok(false);
+            return Ok(None);
         }
         let mask = count - 1;
         let mut index = (hash as usize) & mask;
@@ -119,7 +249,7 @@ impl<'a> TableView<'a> {
                 return Err(Torn);
             }
             let slot_hash = slot[1].load(Ordering::Relaxed);
-            let mut matched = false;
+            let mut matched = None;
             if slot_hash == hash {
                 let lens = slot[2].load(Ordering::Relaxed);
                 let offset = slot[3].load(Ordering::Relaxed);
@@ -129,14 +259,18 @@ impl<'a> TableView<'a> {
                     .ok()
                     .and_then(|o| self.heap.get(o..))
                     .unwrap_or(&[]);
-                if key_len == key.len() && words::bytes_equal(entry, key) {
+                let (deadline, bytes) = match entry.split_first() {
+                    Some((deadline, bytes)) => (deadline.load(Ordering::Relaxed), bytes),
+                    None => (0, &[][..]),
+                };
+                if key_len == key.len() && words::bytes_equal(bytes, key) {
                     let value_at = words_for(key_len as u64) as usize;
                     let before = out.len();
-                    if entry
+                    if bytes
                         .get(value_at..)
                         .is_some_and(|v| words::load_bytes(v, value_len, out))
                     {
-                        matched = true;
+                        matched = Some(deadline);
                     } else {
                         out.truncate(before);
                     }
@@ -146,15 +280,15 @@ impl<'a> TableView<'a> {
             if slot[0].load(Ordering::Relaxed) != seq {
                 return Err(Torn);
             }
-            if matched {
-                return Ok(true);
+            if matched.is_some() {
+                return Ok(matched);
             }
             if slot_hash == 0 {
-                return Ok(false);
+                return Ok(None);
             }
             index = (index + 1) & mask;
         }
-        Ok(false)
+        Ok(None)
     }
 }
 
@@ -233,8 +367,35 @@ pub struct TableWriter<M: TableMemory> {
     bump_words: usize,
     live_words: usize,
     keys: u64,
+    expiring: u64,
     digest: u64,
     compactions: u64,
+}
+
+/// Where an entry's parts are: its heap offset (the deadline word), key and value lengths.
+#[derive(Clone, Copy)]
+struct Entry {
+    offset: usize,
+    key_len: usize,
+    value_len: usize,
+}
+
+impl Entry {
+    fn key_at(self) -> usize {
+        self.offset + ENTRY_FIXED_WORDS
+    }
+
+    fn value_at(self) -> usize {
+        self.key_at() + self.key_len.div_ceil(8)
+    }
+
+    fn words(self) -> usize {
+        entry_words(self.key_len, self.value_len)
+    }
+}
+
+fn entry_words(key_len: usize, value_len: usize) -> usize {
+    ENTRY_FIXED_WORDS + key_len.div_ceil(8) + value_len.div_ceil(8)
 }
 
 impl<M: TableMemory> TableWriter<M> {
@@ -258,6 +419,7 @@ impl<M: TableMemory> TableWriter<M> {
             bump_words: 0,
             live_words: 0,
             keys: 0,
+            expiring: 0,
             digest: 0,
             compactions: 0,
         }
@@ -269,7 +431,13 @@ impl<M: TableMemory> TableWriter<M> {
         self.keys
     }
 
-    /// Order-independent digest of all pairs (wrapping sum of [`pair_digest`]).
+    /// Number of keys with a deadline (expired ones not yet removed included).
+    #[must_use]
+    pub fn expiring(&self) -> u64 {
+        self.expiring
+    }
+
+    /// Order-independent digest of all entries (wrapping sum of [`entry_digest`]).
     #[must_use]
     pub fn digest(&self) -> u64 {
         self.digest
@@ -328,10 +496,9 @@ impl<M: TableMemory> TableWriter<M> {
                 return Err(index);
             }
             if slot_hash == hash {
-                let lens = load_own(&slot[2]);
-                let offset = load_own(&slot[3]) as usize;
-                if (lens & u64::from(u32::MAX)) as usize == key.len()
-                    && words::bytes_equal(&view.heap[offset..], key)
+                let entry = self.entry_of(index);
+                if entry.key_len == key.len()
+                    && words::bytes_equal(&view.heap[entry.key_at()..], key)
                 {
                     return Ok(index);
                 }
@@ -342,48 +509,61 @@ impl<M: TableMemory> TableWriter<M> {
         Err(usize::MAX)
     }
 
-    fn entry_of(&self, index: usize) -> (usize, usize, usize) {
+    fn entry_of(&self, index: usize) -> Entry {
         let slot = self.mem.table().slot(index);
         let lens = load_own(&slot[2]);
-        (
-            load_own(&slot[3]) as usize,
-            (lens & u64::from(u32::MAX)) as usize,
-            (lens >> 32) as usize,
-        )
-    }
-
-    fn entry_words(key_len: usize, value_len: usize) -> usize {
-        key_len.div_ceil(8) + value_len.div_ceil(8)
-    }
-
-    /// Appends the value of `key` to `out`; the writer reads its own table without retries.
-    pub fn get(&self, key: &[u8], out: &mut Vec<u8>) -> bool {
-        match self.find(key, key_hash(key)) {
-            Ok(index) => {
-                let (offset, key_len, value_len) = self.entry_of(index);
-                let value_at = offset + key_len.div_ceil(8);
-                words::load_bytes(&self.mem.table().heap[value_at..], value_len, out)
-            }
-            Err(_) => false,
+        Entry {
+            offset: load_own(&slot[3]) as usize,
+            key_len: (lens & u64::from(u32::MAX)) as usize,
+            value_len: (lens >> 32) as usize,
         }
     }
 
-    /// Calls `f` with every key and value (order unspecified).
-    pub fn for_each(&self, mut f: impl FnMut(&[u8], &[u8])) {
+    fn deadline_of(&self, entry: Entry) -> u64 {
+        load_own(&self.mem.table().heap[entry.offset])
+    }
+
+    fn value_of(&self, entry: Entry, out: &mut Vec<u8>) {
+        let ok = words::load_bytes(
+            &self.mem.table().heap[entry.value_at()..],
+            entry.value_len,
+            out,
+        );
+        debug_assert!(ok, "an entry's value lies inside the heap");
+    }
+
+    /// Appends the value of `key` to `out` and answers its deadline (Unix ms, 0: none), or
+    /// `None` when it is absent; the writer reads its own table without retries, and
+    /// judges expiry itself (at the time of the write it applies).
+    pub fn get(&self, key: &[u8], out: &mut Vec<u8>) -> Option<u64> {
+        let index = self.find(key, key_hash(key)).ok()?;
+        let entry = self.entry_of(index);
+        self.value_of(entry, out);
+        Some(self.deadline_of(entry))
+    }
+
+    /// The deadline of `key` (Unix ms, 0: none), or `None` when it is absent.
+    #[must_use]
+    pub fn deadline(&self, key: &[u8]) -> Option<u64> {
+        let index = self.find(key, key_hash(key)).ok()?;
+        Some(self.deadline_of(self.entry_of(index)))
+    }
+
+    /// Calls `f` with every key, value and deadline (order unspecified).
+    pub fn for_each(&self, mut f: impl FnMut(&[u8], &[u8], u64)) {
         let view = self.mem.table();
         let (mut key, mut value) = (Vec::new(), Vec::new());
         for index in 0..view.slot_count() {
             if load_own(&view.slot(index)[1]) == 0 {
                 continue;
             }
-            let (offset, key_len, value_len) = self.entry_of(index);
+            let entry = self.entry_of(index);
             key.clear();
             value.clear();
-            let heap = view.heap;
-            let ok = words::load_bytes(&heap[offset..], key_len, &mut key)
-                && words::load_bytes(&heap[offset + key_len.div_ceil(8)..], value_len, &mut value);
+            let ok = words::load_bytes(&view.heap[entry.key_at()..], entry.key_len, &mut key);
             debug_assert!(ok);
-            f(&key, &value);
+            self.value_of(entry, &mut value);
+            f(&key, &value, self.deadline_of(entry));
         }
     }
 
@@ -435,14 +615,13 @@ impl<M: TableMemory> TableWriter<M> {
             if hash == 0 {
                 continue;
             }
-            let (offset, key_len, value_len) = self.entry_of(index);
-            let words = Self::entry_words(key_len, value_len);
+            let entry = self.entry_of(index);
             let to = target * half + bump;
-            for i in 0..words {
-                let word = load_own(&view.heap[offset + i]);
+            for i in 0..entry.words() {
+                let word = load_own(&view.heap[entry.offset + i]);
                 view.heap[to + i].store(word, Ordering::Relaxed);
             }
-            bump += words;
+            bump += entry.words();
             self.write_slot(index, hash, load_own(&slot[2]), to as u64);
         }
         debug_assert_eq!(bump, self.live_words);
@@ -451,8 +630,13 @@ impl<M: TableMemory> TableWriter<M> {
         self.compactions += 1;
     }
 
-    /// Sets `key` to `value`.
-    pub fn set(&mut self, key: &[u8], value: &[u8]) -> Result<SetResult, TableError> {
+    /// Sets `key` to `value`, expiring at `deadline_ms` (Unix ms; 0: never).
+    pub fn set(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        deadline_ms: u64,
+    ) -> Result<SetResult, TableError> {
         if key.len() > self.limits.max_key_bytes as usize {
             return Err(TableError::KeyTooLarge {
                 max_bytes: self.limits.max_key_bytes,
@@ -465,44 +649,90 @@ impl<M: TableMemory> TableWriter<M> {
         }
         let hash = key_hash(key);
         let found = self.find(key, hash);
-        let words = Self::entry_words(key.len(), value.len());
-        let mut old = Vec::new();
-        let replacing_words = match found {
-            Ok(index) => {
-                let (_, key_len, value_len) = self.entry_of(index);
-                if !self.get(key, &mut old) {
-                    debug_assert!(false, "present key unreadable");
-                }
-                Self::entry_words(key_len, value_len)
-            }
+        let words = entry_words(key.len(), value.len());
+        let replacing = match found {
+            Ok(index) => Some(self.entry_of(index)),
             Err(_) if self.keys >= self.limits.max_keys => {
                 return Err(TableError::TooManyKeys {
                     max_keys: self.limits.max_keys,
                 })
             }
-            Err(_) => 0,
+            Err(_) => None,
         };
-        let at = self.allocate(words, replacing_words)?;
+        let at = self.allocate(words, replacing.map_or(0, Entry::words))?;
+        // After `allocate`: a compaction moves the entry being replaced.
+        if let Ok(index) = found {
+            self.forget(key, self.entry_of(index));
+        }
         let heap = self.mem.table().heap;
-        let stored = words::store_bytes(&heap[at..], key)
-            && words::store_bytes(&heap[at + key.len().div_ceil(8)..], value);
+        heap[at].store(deadline_ms, Ordering::Relaxed);
+        let stored = words::store_bytes(&heap[at + ENTRY_FIXED_WORDS..], key)
+            && words::store_bytes(
+                &heap[at + ENTRY_FIXED_WORDS + key.len().div_ceil(8)..],
+                value,
+            );
         debug_assert!(stored);
         let lens = key.len() as u64 | (value.len() as u64) << 32;
-        self.live_words = self.live_words - replacing_words + words;
-        let result = match found {
+        self.live_words += words;
+        self.expiring += u64::from(deadline_ms != 0);
+        self.digest = self
+            .digest
+            .wrapping_add(entry_digest(key, value, deadline_ms));
+        match found {
             Ok(index) => {
                 self.write_slot(index, hash, lens, at as u64);
-                self.digest = self.digest.wrapping_sub(pair_digest(key, &old));
-                SetResult::Replaced
+                Ok(SetResult::Replaced)
             }
             Err(index) => {
                 self.write_slot(index, hash, lens, at as u64);
                 self.keys += 1;
-                SetResult::Inserted
+                Ok(SetResult::Inserted)
             }
+        }
+    }
+
+    /// Takes an entry's contribution out of the counts and the digest (before it is
+    /// replaced or removed).
+    fn forget(&mut self, key: &[u8], entry: Entry) {
+        let mut value = Vec::new();
+        self.value_of(entry, &mut value);
+        let deadline = self.deadline_of(entry);
+        self.digest = self
+            .digest
+            .wrapping_sub(entry_digest(key, &value, deadline));
+        self.live_words -= entry.words();
+        self.expiring -= u64::from(deadline != 0);
+    }
+
+    /// Changes the deadline of `key` (Unix ms; 0: never) in place; returns whether it was
+    /// present.
+    pub fn set_deadline(&mut self, key: &[u8], deadline_ms: u64) -> bool {
+        let Ok(index) = self.find(key, key_hash(key)) else {
+            return false;
         };
-        self.digest = self.digest.wrapping_add(pair_digest(key, value));
-        Ok(result)
+        let entry = self.entry_of(index);
+        let old = self.deadline_of(entry);
+        if old == deadline_ms {
+            return true;
+        }
+        let mut value = Vec::new();
+        self.value_of(entry, &mut value);
+        self.digest = self
+            .digest
+            .wrapping_sub(entry_digest(key, &value, old))
+            .wrapping_add(entry_digest(key, &value, deadline_ms));
+        self.expiring = self.expiring - u64::from(old != 0) + u64::from(deadline_ms != 0);
+        let view = self.mem.table();
+        let slot = view.slot(index);
+        let seq = load_own(&slot[0]);
+        debug_assert!(seq & 1 == 0);
+        slot[0].store(seq.wrapping_add(1), Ordering::Relaxed);
+        // SYNC POINT: as in `write_slot`: the odd sequence is ordered before the store.
+        fence(Ordering::Release);
+        view.heap[entry.offset].store(deadline_ms, Ordering::Relaxed);
+        // SYNC POINT: pairs with the reader's acquire load of the sequence.
+        slot[0].store(seq.wrapping_add(2), Ordering::Release);
+        true
     }
 
     /// Removes `key`; returns whether it was present.
@@ -511,13 +741,7 @@ impl<M: TableMemory> TableWriter<M> {
         let Ok(index) = self.find(key, hash) else {
             return false;
         };
-        let mut old = Vec::new();
-        let (_, key_len, value_len) = self.entry_of(index);
-        if !self.get(key, &mut old) {
-            debug_assert!(false, "present key unreadable");
-        }
-        self.digest = self.digest.wrapping_sub(pair_digest(key, &old));
-        self.live_words -= Self::entry_words(key_len, value_len);
+        self.forget(key, self.entry_of(index));
         self.keys -= 1;
 
         let view = self.mem.table();
@@ -604,10 +828,13 @@ mod tests {
         max_keys: 48,
     };
 
+    /// The time the tests read at; deadlines before it have expired.
+    const NOW: u64 = 1_000;
+
     fn read(table: &HeapTable, key: &[u8]) -> Option<Vec<u8>> {
         let mut out = Vec::new();
-        match table.table().get(key, &mut out) {
-            Lookup::Found => Some(out),
+        match table.table().get(key, NOW, &mut out) {
+            Lookup::Found { .. } => Some(out),
             Lookup::Missing => None,
             Lookup::Busy => panic!("no concurrent writer, yet busy"),
         }
@@ -622,24 +849,29 @@ mod tests {
             writer.home_entry(key).is_none(),
             "an empty home slot has no entry"
         );
-        writer.set(key, b"v").unwrap();
+        writer.set(key, b"v", 0).unwrap();
         // In an otherwise empty table the key sits in its home slot: the slot's hash word
-        // and the entry's first word (the key's first bytes) are what the hints point at.
+        // and the entry's first word (its deadline, the key's first bytes next) are what
+        // the hints point at.
         let view = table.table();
         let home = writer.home_slot(key) as *const AtomicU64;
         let index = (key_hash(key) as usize) & (view.slot_count() - 1);
         assert_eq!(home, &view.slot(index)[0] as *const AtomicU64);
-        let entry = writer.home_entry(key).unwrap().load(Ordering::Relaxed);
-        assert_eq!(entry.to_le_bytes(), key[..8]);
+        let entry = writer.home_entry(key).unwrap() as *const AtomicU64;
+        let offset = view.slot(index)[3].load(Ordering::Relaxed) as usize;
+        assert_eq!(entry, &view.heap[offset] as *const AtomicU64);
+        let first = view.heap[offset + 1].load(Ordering::Relaxed);
+        assert_eq!(first.to_le_bytes(), key[..8]);
     }
 
-    /// Drives random sets and removes against a HashMap model, checking every key after
-    /// every step through the lock-free reader, and the digest.
+    /// Drives random sets, deadline changes and removes against a HashMap model, checking
+    /// every key after every step through the lock-free reader (expired ones missing),
+    /// the digest and the count of expiring keys.
     #[test]
     fn matches_a_model_through_sets_removes_and_compactions() {
-        let table = HeapTable::new(64, 160);
+        let table = HeapTable::new(64, 200);
         let mut writer = TableWriter::new(&table, LIMITS);
-        let mut model: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        let mut model: HashMap<Vec<u8>, (Vec<u8>, u64)> = HashMap::new();
         let mut rng = 0x1234_5678_9abc_def0u64;
         // Miri interprets every access (about a second per step here): a short walk.
         let steps = if cfg!(miri) { 30 } else { 4000 };
@@ -648,17 +880,28 @@ mod tests {
             rng ^= rng >> 7;
             rng ^= rng << 17;
             let key = format!("k{}", rng % 60).into_bytes();
+            // Deadlines before, at and after NOW, or none.
+            let deadline = [0, NOW - 1, NOW, NOW + 1][(rng >> 40) as usize % 4];
             if rng % 3 == 0 {
                 assert_eq!(
                     writer.remove(&key),
                     model.remove(&key).is_some(),
                     "step {step}"
                 );
+            } else if rng % 7 == 1 {
+                let present = match model.get_mut(&key) {
+                    Some(entry) => {
+                        entry.1 = deadline;
+                        true
+                    }
+                    None => false,
+                };
+                assert_eq!(writer.set_deadline(&key, deadline), present);
             } else {
                 let value = vec![b'a' + (step % 26) as u8; (rng >> 20) as usize % 40];
-                match writer.set(&key, &value) {
+                match writer.set(&key, &value, deadline) {
                     Ok(result) => {
-                        let was = model.insert(key.clone(), value);
+                        let was = model.insert(key.clone(), (value, deadline));
                         assert_eq!(result == SetResult::Replaced, was.is_some());
                     }
                     Err(TableError::TooManyKeys { .. }) => assert_eq!(model.len(), 48),
@@ -667,15 +910,22 @@ mod tests {
                 }
             }
             assert_eq!(writer.keys(), model.len() as u64);
-            let digest = model
-                .iter()
-                .fold(0u64, |d, (k, v)| d.wrapping_add(pair_digest(k, v)));
+            let expiring = model.values().filter(|(_, d)| *d != 0).count();
+            assert_eq!(writer.expiring(), expiring as u64);
+            let digest = model.iter().fold(0u64, |sum, (k, (v, d))| {
+                sum.wrapping_add(entry_digest(k, v, *d))
+            });
             assert_eq!(writer.digest(), digest, "step {step}");
             for i in 0..60 {
                 let key = format!("k{i}").into_bytes();
+                let live = model
+                    .get(&key)
+                    .filter(|(_, d)| !expired(*d, NOW))
+                    .map(|(v, _)| v.clone());
+                assert_eq!(read(&table, &key), live, "step {step} key {i}");
                 assert_eq!(
-                    read(&table, &key),
-                    model.get(&key).cloned(),
+                    writer.deadline(&key),
+                    model.get(&key).map(|(_, d)| *d),
                     "step {step} key {i}"
                 );
             }
@@ -690,18 +940,18 @@ mod tests {
     fn limits_are_errors_and_change_nothing() {
         let table = HeapTable::new(64, 16);
         let mut writer = TableWriter::new(&table, LIMITS);
-        writer.set(b"a", b"1").unwrap();
+        writer.set(b"a", b"1", 0).unwrap();
         let digest = writer.digest();
         assert_eq!(
-            writer.set(&[b'k'; 65], b"v"),
+            writer.set(&[b'k'; 65], b"v", 0),
             Err(TableError::KeyTooLarge { max_bytes: 64 })
         );
         assert_eq!(
-            writer.set(b"b", &[0; 201]),
+            writer.set(b"b", &[0; 201], 0),
             Err(TableError::ValueTooLarge { max_bytes: 200 })
         );
         assert_eq!(
-            writer.set(b"c", &[0; 150]),
+            writer.set(b"c", &[0; 150], 0),
             Err(TableError::OutOfMemory {
                 heap_half_bytes: 128
             })
@@ -724,7 +974,7 @@ mod tests {
     fn concurrent_reader_never_sees_torn_or_foreign_values() {
         use std::sync::atomic::AtomicBool;
         use std::sync::Arc;
-        let table = Arc::new(HeapTable::new(64, 256));
+        let table = Arc::new(HeapTable::new(64, 320));
         let stop = Arc::new(AtomicBool::new(false));
         let reader = {
             let table = Arc::clone(&table);
@@ -738,8 +988,8 @@ mod tests {
                     last_pass = stop.load(std::sync::atomic::Ordering::Relaxed);
                     for key in 0..40u8 {
                         out.clear();
-                        match table.table().get(&[b'k', key], &mut out) {
-                            Lookup::Found => {
+                        match table.table().get(&[b'k', key], NOW, &mut out) {
+                            Lookup::Found { .. } => {
                                 let round = u16::from_le_bytes([out[0], out[1]]);
                                 assert_eq!(out, stress_value(key, round), "torn read of {key}");
                                 reads += 1;
@@ -759,7 +1009,9 @@ mod tests {
                 if (u16::from(key) + round) % 5 == 0 {
                     writer.remove(&[b'k', key]);
                 } else {
-                    writer.set(&[b'k', key], &stress_value(key, round)).unwrap();
+                    writer
+                        .set(&[b'k', key], &stress_value(key, round), 0)
+                        .unwrap();
                 }
             }
         }
@@ -773,9 +1025,87 @@ mod tests {
     fn empty_values_and_keys_are_values() {
         let table = HeapTable::new(64, 16);
         let mut writer = TableWriter::new(&table, LIMITS);
-        writer.set(b"", b"").unwrap();
+        writer.set(b"", b"", 0).unwrap();
         assert_eq!(read(&table, b""), Some(Vec::new()));
         assert!(writer.remove(b""));
         assert_eq!(read(&table, b""), None);
+    }
+
+    /// A scan in small steps, racing a writer that deletes (shifting probe chains),
+    /// inserts and compacts, returns every key present for the whole scan.
+    #[test]
+    fn scan_returns_every_key_present_throughout() {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        let table = Arc::new(HeapTable::new(64, 400));
+        let mut writer = TableWriter::new(Arc::clone(&table), LIMITS);
+        // Keys k0..k19 stay; k20..k47 come and go.
+        for key in 0..48u8 {
+            writer.set(&[b'k', key], &[key; 3], u64::from(key)).unwrap();
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let churn = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut round = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for key in 20..48u8 {
+                        if (usize::from(key) + round) % 2 == 0 {
+                            writer.remove(&[b'k', key]);
+                        } else {
+                            writer.set(&[b'k', key], &vec![key; round % 30], 0).unwrap();
+                        }
+                    }
+                    round += 1;
+                }
+                writer
+            })
+        };
+        let scans = if cfg!(miri) { 2 } else { 300 };
+        for _ in 0..scans {
+            let mut seen = Vec::new();
+            let mut start = 0;
+            while start < table.table().slot_count() {
+                start = table.table().scan(start, 3, &mut seen).unwrap();
+            }
+            for key in 0..20u8 {
+                let found = seen.iter().find(|s| s.key == [b'k', key]);
+                let found = found.unwrap_or_else(|| panic!("k{key} missed"));
+                assert_eq!((found.deadline_ms, found.value_len), (u64::from(key), 3));
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let writer = churn.join().unwrap();
+        let mut all = Vec::new();
+        assert_eq!(table.table().scan(0, usize::MAX, &mut all), Ok(64));
+        assert_eq!(
+            all.len() as u64,
+            writer.keys(),
+            "one pass reports each key once"
+        );
+    }
+
+    #[test]
+    fn a_deadline_hides_the_key_from_readers_once_it_comes() {
+        let table = HeapTable::new(64, 64);
+        let mut writer = TableWriter::new(&table, LIMITS);
+        writer.set(b"k", b"v", NOW + 1).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(
+            table.table().get(b"k", NOW, &mut out),
+            Lookup::Found {
+                deadline_ms: NOW + 1
+            }
+        );
+        out.clear();
+        assert_eq!(table.table().get(b"k", NOW + 1, &mut out), Lookup::Missing);
+        assert!(out.is_empty(), "an expired value is not handed out");
+        assert!(writer.set_deadline(b"k", 0));
+        assert_eq!(
+            table.table().get(b"k", u64::MAX, &mut out),
+            Lookup::Found { deadline_ms: 0 }
+        );
+        assert_eq!(writer.expiring(), 0);
+        assert!(!writer.set_deadline(b"absent", 5));
     }
 }

@@ -55,15 +55,15 @@ const LIMITS: TableLimits = TableLimits {
 #[test]
 fn seqlock_reader_never_sees_a_torn_value() {
     loom::model(|| {
-        let table = Arc::new(HeapTable::new(4, 6));
+        let table = Arc::new(HeapTable::new(4, 8));
         let mut writer = TableWriter::new(Arc::clone(&table), LIMITS);
-        writer.set(b"k", b"aaaaaaaaaaaa").unwrap();
+        writer.set(b"k", b"aaaaaaaaaaaa", 0).unwrap();
         let w = thread::spawn(move || {
-            writer.set(b"k", b"bbbbbbbbbbbbbbbb").unwrap();
+            writer.set(b"k", b"bbbbbbbbbbbbbbbb", 0).unwrap();
         });
         let mut out = Vec::new();
         let got = table_get(&table, b"k", &mut out);
-        assert_eq!(got, Lookup::Found);
+        assert_eq!(got, Lookup::Found { deadline_ms: 0 });
         assert!(
             out == b"aaaaaaaaaaaa" || out == b"bbbbbbbbbbbbbbbb",
             "torn read {out:?}"
@@ -92,16 +92,19 @@ fn present_key_is_found_during_a_backward_shift() {
     // interrupted between each of its probes and its re-check.
     model.preemption_bound = Some(3);
     model.check(move || {
-        let table = Arc::new(HeapTable::new(4, 8));
+        let table = Arc::new(HeapTable::new(4, 12));
         let mut writer = TableWriter::new(Arc::clone(&table), LIMITS);
-        writer.set(&head, &head).unwrap();
-        writer.set(&tail, &tail).unwrap();
+        writer.set(&head, &head, 0).unwrap();
+        writer.set(&tail, &tail, 0).unwrap();
         let removed = head.clone();
         let w = thread::spawn(move || {
             assert!(writer.remove(&removed));
         });
         let mut out = Vec::new();
-        assert_eq!(table_get(&table, &tail, &mut out), Lookup::Found);
+        assert_eq!(
+            table_get(&table, &tail, &mut out),
+            Lookup::Found { deadline_ms: 0 }
+        );
         assert_eq!(out, tail);
         w.join().unwrap();
     });
@@ -109,5 +112,31 @@ fn present_key_is_found_during_a_backward_shift() {
 
 fn table_get(table: &HeapTable, key: &[u8], out: &mut Vec<u8>) -> Lookup {
     use shm_protocol::table::TableMemory;
-    table.table().get(key, out)
+    table.table().get(key, NOW, out)
+}
+
+/// The time the models read at.
+const NOW: u64 = 1_000;
+
+/// A reader racing a deadline change sees the key live with its old deadline, or gone
+/// once the new deadline has come, never a torn mix of the two.
+#[test]
+fn reader_sees_a_deadline_change_whole() {
+    loom::model(|| {
+        let table = Arc::new(HeapTable::new(4, 8));
+        let mut writer = TableWriter::new(Arc::clone(&table), LIMITS);
+        writer.set(b"k", b"v", NOW + 5).unwrap();
+        let w = thread::spawn(move || {
+            assert!(writer.set_deadline(b"k", NOW - 5));
+        });
+        let mut out = Vec::new();
+        match table_get(&table, b"k", &mut out) {
+            Lookup::Found { deadline_ms } => {
+                assert_eq!((deadline_ms, out.as_slice()), (NOW + 5, &b"v"[..]));
+            }
+            Lookup::Missing => assert!(out.is_empty()),
+            Lookup::Busy => panic!("busy"),
+        }
+        w.join().unwrap();
+    });
 }

@@ -10,17 +10,18 @@ use corral::base::ops::OwnedOp;
 use corral::wal::codec::{decode_lifecycle, decode_write, LifecycleRecord};
 use corral::wal::{self, Kind};
 use corral_tests::{key_on_shard, Corral, TempDir};
-use corral_worker::command::{Op, SetCondition};
+use corral_worker::command::{Expiry, Op, SetCondition};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-fn read_log(data_dir: &Path) -> (Vec<(u32, OwnedOp)>, Vec<LifecycleRecord>) {
+/// The log's writes (shard, time sequenced, op) and lifecycle events.
+fn read_log(data_dir: &Path) -> (Vec<(u32, u64, OwnedOp)>, Vec<LifecycleRecord>) {
     let (mut writes, mut events) = (Vec::new(), Vec::new());
     wal::scan(&data_dir.join("wal"), .., |r| {
         match r.kind {
             Kind::Write => {
-                let (shard, op) = decode_write(r.version, r.payload).unwrap();
-                writes.push((shard, OwnedOp::from(op)));
+                let w = decode_write(r.version, r.payload).unwrap();
+                writes.push((w.shard, w.now_ms, OwnedOp::from(w.op)));
             }
             Kind::Lifecycle => events.push(decode_lifecycle(r.version, r.payload).unwrap()),
             Kind::Skip => {}
@@ -46,6 +47,14 @@ fn acknowledged_writes_and_lifecycle_events_are_logged_in_order() {
         .unwrap();
     let _: i64 = redis::cmd("INCRBY").arg("n").arg(5).query(&mut c).unwrap();
     let _: i64 = redis::cmd("DEL").arg(&k0).query(&mut c).unwrap();
+    let before_ex = corral::wal::codec::unix_ms();
+    let _: () = redis::cmd("SET")
+        .arg(&k0)
+        .arg("e")
+        .arg("EX")
+        .arg(100)
+        .query(&mut c)
+        .unwrap();
     // Refused before logging: a syntax error is no write.
     assert!(redis::cmd("SET")
         .arg("x")
@@ -64,7 +73,19 @@ fn acknowledged_writes_and_lifecycle_events_are_logged_in_order() {
     assert!(corral.stop(Duration::from_secs(20)).success());
 
     let (writes, events) = read_log(&corral.data_dir);
-    let ops: Vec<OwnedOp> = writes.iter().map(|(_, op)| op.clone()).collect();
+    let ops: Vec<OwnedOp> = writes.iter().map(|(_, _, op)| op.clone()).collect();
+    // SET EX is logged with its absolute deadline: 100 s after the time it was read at,
+    // which is no later than the time it was sequenced at.
+    let (_, set_ex_at, set_ex) = writes.last().unwrap();
+    let deadline = set_ex.parts().deadline;
+    assert!(
+        (before_ex + 100_000..=set_ex_at + 100_000).contains(&deadline),
+        "deadline {deadline}, read after {before_ex}, sequenced at {set_ex_at}"
+    );
+    // Every write carries the time it was sequenced, in order.
+    let times: Vec<u64> = writes.iter().map(|(_, t, _)| *t).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    assert!(times[0] >= before_ex - 60_000, "{times:?}");
     assert_eq!(
         ops,
         vec![
@@ -72,12 +93,14 @@ fn acknowledged_writes_and_lifecycle_events_are_logged_in_order() {
                 key: k0.as_bytes(),
                 value: b"a",
                 condition: SetCondition::Always,
+                expiry: Expiry::Never,
                 get: false,
             }),
             OwnedOp::from(Op::Set {
                 key: k1.as_bytes(),
                 value: b"b",
                 condition: SetCondition::IfAbsent,
+                expiry: Expiry::Never,
                 get: false,
             }),
             OwnedOp::from(Op::IncrBy {
@@ -85,6 +108,13 @@ fn acknowledged_writes_and_lifecycle_events_are_logged_in_order() {
                 delta: 5
             }),
             OwnedOp::from(Op::Del { key: k0.as_bytes() }),
+            OwnedOp::from(Op::Set {
+                key: k0.as_bytes(),
+                value: b"e",
+                condition: SetCondition::Always,
+                expiry: Expiry::At(deadline),
+                get: false,
+            }),
         ]
     );
     assert_eq!(writes[0].0, 0);
@@ -212,6 +242,11 @@ fn torn_tail_is_cut_and_damage_stops_start_up_naming_file_and_offset() {
                 } else {
                     0
                 };
+            }
+            if torn == bytes {
+                // The record ends in zero bytes (a deadline of none): zeroing them tears
+                // nothing.
+                continue;
             }
             std::fs::write(path, &torn).unwrap();
             let (ok, text) = verify(&data_dir);

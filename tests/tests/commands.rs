@@ -51,7 +51,7 @@ fn command_set_follows_redis() {
         (&["SET", "k", "v3", "XX"], ok()),
         (&["SET", "other", "x", "XX"], Ok(Value::Nil)),
         (&["SET", "k", "v", "NX", "XX"], Err("syntax error")),
-        (&["SET", "k", "v", "EX", "10"], Err("not supported")),
+        (&["SET", "k", "v", "EX", "0"], Err("invalid expire time")),
         (&["GET", "k"], bulk("v3")),
         (&["SET", "empty", ""], ok()),
         (&["GET", "empty"], bulk("")),

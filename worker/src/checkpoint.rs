@@ -7,17 +7,21 @@
 //! ```text
 //! offset size  header (64 bytes, little-endian)
 //!      0    8  magic "CORRALCK"
-//!      8    4  format version (1)
+//!      8    4  format version (2; 1 is still read)
 //!     12    4  worker (shard index)
 //!     16    8  seq covered
-//!     24    8  state digest (wrapping sum of pair digests, as the table keeps it)
+//!     24    8  state digest (wrapping sum of entry digests, as the table keeps it)
 //!     32    8  entry count
 //!     40    8  body length in bytes
 //!     48    4  crc32c of the body
 //!     52    8  reserved (0)
 //!     60    4  crc32c of bytes 0..60
-//!     64       body: count x [key_len u32 | value_len u32 | key | value]
+//!     64       body: count x [key_len u32 | value_len u32 | deadline u64 | key | value]
 //! ```
+//!
+//! The deadline is when the key expires, Unix ms (0: never); format 1 had none. An expired
+//! key is kept as it is in the table (its removal is a write in the event log, replayed
+//! after the checkpoint like any other).
 //!
 //! A checkpoint is written to a temporary file, fsynced, renamed into place, and the
 //! directory fsynced: a crash leaves either the old set of checkpoints or the new one. The
@@ -29,13 +33,15 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use shm_protocol::hash::pair_digest;
+use shm_protocol::hash::entry_digest;
 use shm_protocol::table::{TableMemory, TableWriter};
 
 /// File magic.
 pub const MAGIC: [u8; 8] = *b"CORRALCK";
-/// Format version written and read.
-pub const VERSION: u32 = 1;
+/// Format version written.
+pub const VERSION: u32 = 2;
+/// The oldest format version read.
+const OLDEST_VERSION: u32 = 1;
 /// Header size.
 pub const HEADER_BYTES: usize = 64;
 /// How many checkpoints are kept.
@@ -50,9 +56,11 @@ pub struct Snapshot {
     pub seq: u64,
     /// State digest.
     pub digest: u64,
-    /// Number of pairs.
+    /// Number of entries.
     pub count: u64,
-    /// The pairs, encoded as in the file body.
+    /// The body's format version.
+    pub version: u32,
+    /// The entries, encoded as in the file body.
     pub body: Vec<u8>,
 }
 
@@ -94,12 +102,13 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> CheckpointError 
 }
 
 impl Snapshot {
-    /// Copies every pair of `table`, which includes the writes up to `seq`.
+    /// Copies every entry of `table`, which includes the writes up to `seq`.
     pub fn take<M: TableMemory>(worker: u32, seq: u64, table: &TableWriter<M>) -> Self {
         let mut body = Vec::with_capacity(usize::try_from(table.live_bytes()).unwrap_or(0));
-        table.for_each(|key, value| {
+        table.for_each(|key, value, deadline| {
             body.extend_from_slice(&(key.len() as u32).to_le_bytes());
             body.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            body.extend_from_slice(&deadline.to_le_bytes());
             body.extend_from_slice(key);
             body.extend_from_slice(value);
         });
@@ -108,19 +117,21 @@ impl Snapshot {
             seq,
             digest: table.digest(),
             count: table.keys(),
+            version: VERSION,
             body,
         }
     }
 
-    /// Calls `f` with every pair. The body must have been verified (see [`read`]).
-    pub fn for_each(&self, mut f: impl FnMut(&[u8], &[u8])) {
-        let _ = walk(&self.body, |k, v| f(k, v));
+    /// Calls `f` with every key, value and deadline. The body must have been verified
+    /// (see [`read`]).
+    pub fn for_each(&self, f: impl FnMut(&[u8], &[u8], u64)) {
+        let _ = walk(&self.body, self.version, f);
     }
 
     fn header(&self) -> [u8; HEADER_BYTES] {
         let mut h = [0u8; HEADER_BYTES];
         h[0..8].copy_from_slice(&MAGIC);
-        h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        h[8..12].copy_from_slice(&self.version.to_le_bytes());
         h[12..16].copy_from_slice(&self.worker.to_le_bytes());
         h[16..24].copy_from_slice(&self.seq.to_le_bytes());
         h[24..32].copy_from_slice(&self.digest.to_le_bytes());
@@ -133,24 +144,33 @@ impl Snapshot {
     }
 }
 
-/// Walks an encoded body; returns the number of pairs and their digest, or where it breaks.
-fn walk(body: &[u8], mut f: impl FnMut(&[u8], &[u8])) -> Result<(u64, u64), String> {
+/// Walks a body of format `version`; returns the number of entries and their digest, or
+/// where it breaks.
+fn walk(
+    body: &[u8],
+    version: u32,
+    mut f: impl FnMut(&[u8], &[u8], u64),
+) -> Result<(u64, u64), String> {
+    let entry_header = if version == 1 { 8 } else { 16 };
     let (mut at, mut count, mut digest) = (0usize, 0u64, 0u64);
     while at < body.len() {
-        let Some(lens) = body.get(at..at + 8) else {
+        let Some(lens) = body.get(at..at + entry_header) else {
             return Err(format!("entry {count} header cut off at body offset {at}"));
         };
         let key_len = u32::from_le_bytes([lens[0], lens[1], lens[2], lens[3]]) as usize;
         let value_len = u32::from_le_bytes([lens[4], lens[5], lens[6], lens[7]]) as usize;
-        let key_at = at + 8;
+        let deadline = lens
+            .get(8..16)
+            .map_or(0, |d| u64::from_le_bytes(d.try_into().unwrap_or([0; 8])));
+        let key_at = at + entry_header;
         let Some(pair) = body.get(key_at..key_at + key_len + value_len) else {
             return Err(format!(
                 "entry {count} runs past the end at body offset {at}"
             ));
         };
         let (key, value) = pair.split_at(key_len);
-        digest = digest.wrapping_add(pair_digest(key, value));
-        f(key, value);
+        digest = digest.wrapping_add(entry_digest(key, value, deadline));
+        f(key, value, deadline);
         count += 1;
         at = key_at + key_len + value_len;
     }
@@ -217,8 +237,9 @@ pub fn read(path: &Path, worker: u32) -> Result<Snapshot, CheckpointError> {
     if crc32c::crc32c(&h[0..60]) != u32_at(60) {
         return Err(damaged("header checksum mismatch".into()));
     }
-    if u32_at(8) != VERSION {
-        return Err(damaged(format!("unsupported format version {}", u32_at(8))));
+    let version = u32_at(8);
+    if !(OLDEST_VERSION..=VERSION).contains(&version) {
+        return Err(damaged(format!("unsupported format version {version}")));
     }
     if u32_at(12) != worker {
         return Err(damaged(format!(
@@ -231,6 +252,7 @@ pub fn read(path: &Path, worker: u32) -> Result<Snapshot, CheckpointError> {
         seq: u64_at(16),
         digest: u64_at(24),
         count: u64_at(32),
+        version,
         body: body.to_vec(),
     };
     if u64_at(40) != body.len() as u64 {
@@ -243,7 +265,7 @@ pub fn read(path: &Path, worker: u32) -> Result<Snapshot, CheckpointError> {
     if crc32c::crc32c(body) != u32_at(48) {
         return Err(damaged("body checksum mismatch".into()));
     }
-    let (count, digest) = walk(body, |_, _| ()).map_err(damaged)?;
+    let (count, digest) = walk(body, version, |_, _, _| ()).map_err(damaged)?;
     if count != snapshot.count || digest != snapshot.digest {
         return Err(damaged(format!(
             "holds {count} entries with digest {digest:016x}, header says {} and {:016x}",
@@ -408,8 +430,17 @@ mod tests {
             },
         );
         for i in 0..pairs {
-            t.set(format!("key{i}").as_bytes(), format!("value{i}").as_bytes())
-                .unwrap();
+            let deadline = if i % 3 == 0 {
+                0
+            } else {
+                1_700_000_000_000 + u64::from(i)
+            };
+            t.set(
+                format!("key{i}").as_bytes(),
+                format!("value{i}").as_bytes(),
+                deadline,
+            )
+            .unwrap();
         }
         t
     }
@@ -431,8 +462,8 @@ mod tests {
         let newest = loaded.snapshot.unwrap();
         assert_eq!((newest.seq, newest.count, loaded.oldest_seq), (30, 100, 20));
         let mut rebuilt = table(0);
-        newest.for_each(|k, v| {
-            rebuilt.set(k, v).unwrap();
+        newest.for_each(|k, v, deadline| {
+            rebuilt.set(k, v, deadline).unwrap();
         });
         assert_eq!(rebuilt.digest(), table(100).digest());
 

@@ -2,7 +2,8 @@
 //! supervisor (which encodes requests and decodes completions) and the worker.
 //!
 //! ```text
-//! request  (tag = op):  seq | key_len:32 value_len:32 | arg (i64) | key words | value words
+//! request  (tag = op):  seq | key_len:32 value_len:32 | arg (i64) | deadline | now
+//!                       | key words | value words
 //! completion (tag 1):   seq | status | value (i64)
 //! ```
 
@@ -21,7 +22,41 @@ pub enum SetCondition {
     IfPresent = 2,
 }
 
+/// The expiry a write gives its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    /// None: the key never expires (a plain SET; GETEX PERSIST).
+    Never,
+    /// The key keeps the deadline it has (SET KEEPTTL).
+    Keep,
+    /// The key expires at this Unix time in milliseconds (at least 1); a deadline that has
+    /// already come when the write is applied deletes the key.
+    At(u64),
+}
+
+/// When EXPIRE sets a deadline (its NX, XX, GT and LT options; a key without a deadline
+/// counts as expiring never, later than any deadline).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpireCondition {
+    /// Always.
+    Always = 0,
+    /// Only if the key has no deadline.
+    IfNone = 1,
+    /// Only if the key has a deadline.
+    IfSome = 2,
+    /// Only if the new deadline is later than the current one.
+    IfLater = 3,
+    /// Only if the new deadline is earlier than the current one.
+    IfEarlier = 4,
+    /// Only if the key has a deadline and the new one is earlier (XX with LT).
+    IfSomeEarlier = 5,
+}
+
 /// One write, borrowed from its encoding.
+///
+/// A write is applied at the time it was sequenced (the `now` its record carries, Unix ms),
+/// never at the worker's own clock, so whether a key has expired when a write meets it is
+/// the same on replay.
 ///
 /// Every op has one shape where it is carried (the request ring and the event log), its
 /// [`Parts`] ([`Op::parts`], [`Op::from_parts`]); a new op is a variant here, its parts,
@@ -38,6 +73,8 @@ pub enum Op<'a> {
         condition: SetCondition,
         /// Whether the outcome is the old value (GET).
         get: bool,
+        /// The key's expiry (EX, PX, EXAT, PXAT, KEEPTTL; SETEX, PSETEX).
+        expiry: Expiry,
     },
     /// `DEL key` (one key; the front door splits multi-key deletes).
     Del {
@@ -89,6 +126,35 @@ pub enum Op<'a> {
         /// Key.
         key: &'a [u8],
     },
+    /// `PEXPIREAT key deadline [NX|XX|GT|LT]` (EXPIRE, PEXPIRE and EXPIREAT as the absolute
+    /// deadline they give, as Redis logs them).
+    Expire {
+        /// Key.
+        key: &'a [u8],
+        /// Unix ms (at least 1); one that has come deletes the key.
+        deadline: u64,
+        /// When to set it.
+        condition: ExpireCondition,
+    },
+    /// `PERSIST key`.
+    Persist {
+        /// Key.
+        key: &'a [u8],
+    },
+    /// `GETEX key EX|PX|EXAT|PXAT|PERSIST` (GETEX without options is a read).
+    GetEx {
+        /// Key.
+        key: &'a [u8],
+        /// The new expiry ([`Expiry::Never`] for PERSIST; never [`Expiry::Keep`]).
+        expiry: Expiry,
+    },
+    /// Removes `key` if its deadline has come (the active expiry sweep's delete, decided
+    /// by the worker at the record's time, so a key written again since the sweep saw it
+    /// stays).
+    Expired {
+        /// Key.
+        key: &'a [u8],
+    },
 }
 
 /// An op as it is carried: a tag, a key, a value and one integer argument. Every op has
@@ -103,6 +169,8 @@ pub struct Parts<'a> {
     pub value: &'a [u8],
     /// The op's number (a delta, an offset, flags).
     pub arg: i64,
+    /// The deadline the op gives its key (Unix ms; 0: none).
+    pub deadline: u64,
 }
 
 impl Parts<'_> {
@@ -112,12 +180,15 @@ impl Parts<'_> {
         REQUEST_FIXED_WORDS + words_for(self.key.len() as u64) + words_for(self.value.len() as u64)
     }
 
-    /// Writes the request record for sequence number `seq` ([`Parts::record_words`] words).
-    pub fn encode(&self, seq: u64, out: &mut RecordWriter<'_>) -> bool {
+    /// Writes the request record for sequence number `seq`, applied at `now_ms` (Unix ms)
+    /// ([`Parts::record_words`] words).
+    pub fn encode(&self, seq: u64, now_ms: u64, out: &mut RecordWriter<'_>) -> bool {
         let key_words = words_for(self.key.len() as u64) as usize;
         out.put(0, seq)
             && out.put(1, self.key.len() as u64 | (self.value.len() as u64) << 32)
             && out.put(2, self.arg as u64)
+            && out.put(3, self.deadline)
+            && out.put(4, now_ms)
             && out.put_bytes(REQUEST_FIXED_WORDS as usize, self.key)
             && out.put_bytes(REQUEST_FIXED_WORDS as usize + key_words, self.value)
     }
@@ -131,8 +202,33 @@ const TAG_APPEND: u32 = 5;
 const TAG_SETRANGE: u32 = 6;
 const TAG_SETBIT: u32 = 7;
 const TAG_GETDEL: u32 = 8;
-/// SET's argument: the condition in the low bits, GET above them.
+const TAG_EXPIRE: u32 = 9;
+const TAG_PERSIST: u32 = 10;
+const TAG_GETEX: u32 = 11;
+const TAG_EXPIRED: u32 = 12;
+/// SET's argument: the condition in the low bits, GET and KEEPTTL above them.
 const SET_GET: i64 = 1 << 2;
+const SET_KEEPTTL: i64 = 1 << 3;
+
+impl Expiry {
+    /// Its carried form: the deadline, and whether the deadline is kept.
+    fn parts(self) -> (u64, bool) {
+        match self {
+            Self::Never => (0, false),
+            Self::Keep => (0, true),
+            Self::At(deadline) => (deadline, false),
+        }
+    }
+
+    fn from_parts(deadline: u64, keep: bool) -> Option<Self> {
+        match (deadline, keep) {
+            (0, false) => Some(Self::Never),
+            (0, true) => Some(Self::Keep),
+            (deadline, false) => Some(Self::At(deadline)),
+            (_, true) => None,
+        }
+    }
+}
 /// Tag of completion records.
 pub const TAG_COMPLETION: u32 = 1;
 /// Flag on a request's tag: apply it without a completion (a replayed write nobody waits
@@ -149,18 +245,20 @@ impl<'a> Op<'a> {
     /// The op as it is carried.
     #[must_use]
     pub fn parts(&self) -> Parts<'a> {
+        let mut deadline = 0;
         let (tag, key, value, arg) = match *self {
             Self::Set {
                 key,
                 value,
                 condition,
                 get,
-            } => (
-                TAG_SET,
-                key,
-                value,
-                condition as i64 | if get { SET_GET } else { 0 },
-            ),
+                expiry,
+            } => {
+                let keep;
+                (deadline, keep) = expiry.parts();
+                let flags = if get { SET_GET } else { 0 } | if keep { SET_KEEPTTL } else { 0 };
+                (TAG_SET, key, value, condition as i64 | flags)
+            }
             Self::Del { key } => (TAG_DEL, key, &[][..], 0),
             Self::IncrBy { key, delta } => (TAG_INCRBY, key, &[][..], delta),
             Self::IncrByFloat { key, delta } => {
@@ -175,12 +273,27 @@ impl<'a> Op<'a> {
                 (offset << 1 | u64::from(bit)) as i64,
             ),
             Self::GetDel { key } => (TAG_GETDEL, key, &[][..], 0),
+            Self::Expire {
+                key,
+                deadline: at,
+                condition,
+            } => {
+                deadline = at;
+                (TAG_EXPIRE, key, &[][..], condition as i64)
+            }
+            Self::Persist { key } => (TAG_PERSIST, key, &[][..], 0),
+            Self::GetEx { key, expiry } => {
+                (deadline, _) = expiry.parts();
+                (TAG_GETEX, key, &[][..], 0)
+            }
+            Self::Expired { key } => (TAG_EXPIRED, key, &[][..], 0),
         };
         Parts {
             tag,
             key,
             value,
             arg,
+            deadline,
         }
     }
 
@@ -191,20 +304,26 @@ impl<'a> Op<'a> {
             key,
             value,
             arg,
+            deadline,
         } = parts;
         let bad = Malformed { tag };
         let no_value = |op: Self| if value.is_empty() { Ok(op) } else { Err(bad) };
+        // Only the ops that give a deadline carry one.
+        if deadline != 0 && !matches!(tag, TAG_SET | TAG_EXPIRE | TAG_GETEX) {
+            return Err(bad);
+        }
         match tag {
             TAG_SET => Ok(Self::Set {
                 key,
                 value,
-                condition: match arg & !SET_GET {
+                condition: match arg & !(SET_GET | SET_KEEPTTL) {
                     0 => SetCondition::Always,
                     1 => SetCondition::IfAbsent,
                     2 => SetCondition::IfPresent,
                     _ => return Err(bad),
                 },
                 get: arg & SET_GET != 0,
+                expiry: Expiry::from_parts(deadline, arg & SET_KEEPTTL != 0).ok_or(bad)?,
             }),
             TAG_DEL if arg == 0 => no_value(Self::Del { key }),
             TAG_INCRBY => no_value(Self::IncrBy { key, delta: arg }),
@@ -227,6 +346,25 @@ impl<'a> Op<'a> {
                 bit: arg & 1 == 1,
             }),
             TAG_GETDEL if arg == 0 => no_value(Self::GetDel { key }),
+            TAG_EXPIRE if deadline != 0 => no_value(Self::Expire {
+                key,
+                deadline,
+                condition: match arg {
+                    0 => ExpireCondition::Always,
+                    1 => ExpireCondition::IfNone,
+                    2 => ExpireCondition::IfSome,
+                    3 => ExpireCondition::IfLater,
+                    4 => ExpireCondition::IfEarlier,
+                    5 => ExpireCondition::IfSomeEarlier,
+                    _ => return Err(bad),
+                },
+            }),
+            TAG_PERSIST if arg == 0 => no_value(Self::Persist { key }),
+            TAG_GETEX if arg == 0 => no_value(Self::GetEx {
+                key,
+                expiry: Expiry::from_parts(deadline, false).ok_or(bad)?,
+            }),
+            TAG_EXPIRED if arg == 0 => no_value(Self::Expired { key }),
             _ => Err(bad),
         }
     }
@@ -239,8 +377,11 @@ pub struct DecodedRequest {
     pub seq: u64,
     /// Whether the request wants no completion ([`TAG_SILENT`]).
     pub silent: bool,
+    /// When it is applied (Unix ms): the time it was sequenced at.
+    pub now_ms: u64,
     tag: u32,
     arg: i64,
+    deadline: u64,
     key: Vec<u8>,
     value: Vec<u8>,
 }
@@ -259,6 +400,8 @@ impl DecodedRequest {
         self.seq = record.word(0);
         let lens = record.word(1);
         self.arg = record.word(2) as i64;
+        self.deadline = record.word(3);
+        self.now_ms = record.word(4);
         self.silent = record.tag & TAG_SILENT != 0;
         self.tag = record.tag & !TAG_SILENT;
         let key_len = (lens & u64::from(u32::MAX)) as usize;
@@ -291,6 +434,7 @@ impl DecodedRequest {
             key: &self.key,
             value: &self.value,
             arg: self.arg,
+            deadline: self.deadline,
         })
     }
 }
@@ -426,13 +570,16 @@ mod tests {
                 parts.tag
             };
             p.try_push(tag, parts.record_words() as u32, |w| {
-                assert!(parts.encode(77, w));
+                assert!(parts.encode(77, 1_700_000_000_123, w));
             })
             .unwrap();
             let mut c = Consumer::new(&ring);
             let mut req = DecodedRequest::default();
             c.pop(|r| req.decode_from(&r)).unwrap().unwrap().unwrap();
-            assert_eq!((req.seq, req.silent), (77, silent));
+            assert_eq!(
+                (req.seq, req.silent, req.now_ms),
+                (77, silent, 1_700_000_000_123)
+            );
             assert_eq!(req.op().unwrap(), op);
         }
     }
@@ -444,13 +591,46 @@ mod tests {
             value: b"hello world, longer than a word",
             condition: SetCondition::IfAbsent,
             get: false,
+            expiry: Expiry::Never,
         });
         round_trip(Op::Set {
             key: b"",
             value: b"",
             condition: SetCondition::IfPresent,
             get: true,
+            expiry: Expiry::Keep,
         });
+        round_trip(Op::Set {
+            key: b"s",
+            value: b"v",
+            condition: SetCondition::Always,
+            get: true,
+            expiry: Expiry::At(u64::MAX),
+        });
+        for condition in [
+            ExpireCondition::Always,
+            ExpireCondition::IfNone,
+            ExpireCondition::IfSome,
+            ExpireCondition::IfLater,
+            ExpireCondition::IfEarlier,
+            ExpireCondition::IfSomeEarlier,
+        ] {
+            round_trip(Op::Expire {
+                key: b"e",
+                deadline: 1,
+                condition,
+            });
+        }
+        round_trip(Op::Persist { key: b"p" });
+        round_trip(Op::GetEx {
+            key: b"x",
+            expiry: Expiry::At(1_700_000_000_000),
+        });
+        round_trip(Op::GetEx {
+            key: b"x",
+            expiry: Expiry::Never,
+        });
+        round_trip(Op::Expired { key: b"gone" });
         round_trip(Op::IncrByFloat {
             key: b"f",
             delta: -1.5e-300,
@@ -505,21 +685,29 @@ mod tests {
 
     #[test]
     fn parts_that_are_no_op_are_malformed() {
-        for (tag, value, arg) in [
-            (TAG_SET, &b""[..], 3),
-            (TAG_DEL, b"v", 0),
-            (TAG_INCRBY, b"v", 1),
-            (TAG_INCRBYFLOAT, b"", f64::NAN.to_bits() as i64),
-            (TAG_SETRANGE, b"v", -1),
-            (TAG_SETBIT, b"", -2),
-            (TAG_GETDEL, b"", 1),
-            (99, b"", 0),
+        for (tag, value, arg, deadline) in [
+            (TAG_SET, &b""[..], 3, 0),
+            (TAG_SET, b"", SET_KEEPTTL, 5),
+            (TAG_DEL, b"v", 0, 0),
+            (TAG_DEL, b"", 0, 5),
+            (TAG_INCRBY, b"v", 1, 0),
+            (TAG_INCRBYFLOAT, b"", f64::NAN.to_bits() as i64, 0),
+            (TAG_SETRANGE, b"v", -1, 0),
+            (TAG_SETBIT, b"", -2, 0),
+            (TAG_GETDEL, b"", 1, 0),
+            (TAG_EXPIRE, b"", 0, 0),
+            (TAG_EXPIRE, b"", 6, 7),
+            (TAG_PERSIST, b"", 0, 9),
+            (TAG_GETEX, b"", 1, 9),
+            (TAG_EXPIRED, b"v", 0, 0),
+            (99, b"", 0, 0),
         ] {
             let parts = Parts {
                 tag,
                 key: b"k",
                 value,
                 arg,
+                deadline,
             };
             assert_eq!(Op::from_parts(parts), Err(Malformed { tag }));
         }
@@ -529,7 +717,7 @@ mod tests {
     fn a_short_record_is_malformed_not_a_panic() {
         let ring = HeapRing::new(16);
         let mut p = Producer::new(&ring);
-        p.try_push(TAG_SET, 3, |w| {
+        p.try_push(TAG_SET, REQUEST_FIXED_WORDS as u32, |w| {
             w.put(1, 100 | 5 << 32);
         })
         .unwrap();

@@ -165,9 +165,9 @@ fn recover(
         return Ok(0);
     };
     let mut refused = None;
-    snapshot.for_each(|key, value| {
+    snapshot.for_each(|key, value, deadline| {
         if refused.is_none() {
-            if let Err(e) = machine.table_mut().set(key, value) {
+            if let Err(e) = machine.table_mut().set(key, value, deadline) {
                 refused = Some(e);
             }
         }
@@ -269,6 +269,13 @@ fn publish<M: StateMachine>(segment: &Segment, machine: &M, applied_seq: u64, no
     status
         .live_bytes
         .store(machine.live_bytes(), Ordering::Relaxed);
+    let metrics = &segment.head().metrics;
+    metrics
+        .expiring_keys
+        .store(machine.expiring(), Ordering::Relaxed);
+    metrics
+        .expired_keys
+        .store(machine.expired(), Ordering::Relaxed);
     if applied_seq != 0 {
         status.applied_seq.store(applied_seq, Ordering::Release);
     }
@@ -375,7 +382,7 @@ impl ApplyLoop {
                 self.checkpoint_if_requested(machine, Some(seq));
                 let (request, decoded) = &self.window[i];
                 let outcome = match decoded.and_then(|()| request.op()) {
-                    Ok(op) => machine.apply(&op),
+                    Ok(op) => machine.apply(&op, request.now_ms),
                     Err(_) => Outcome::Err(WriteError::Malformed),
                 };
                 let silent = request.silent;

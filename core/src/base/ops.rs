@@ -5,7 +5,7 @@ use corral_worker::command::{Op, Parts};
 
 use crate::base::ticket::Pending;
 
-/// An owned write: the parts of an [`Op`] (tag, key, value, argument), owned. Built only
+/// An owned write: the parts of an [`Op`] (tag, key, value, argument, deadline), owned. Built only
 /// from an op, so its parts always form one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OwnedOp {
@@ -13,6 +13,7 @@ pub struct OwnedOp {
     key: Vec<u8>,
     value: Vec<u8>,
     arg: i64,
+    deadline: u64,
 }
 
 impl OwnedOp {
@@ -24,6 +25,7 @@ impl OwnedOp {
             key: &self.key,
             value: &self.value,
             arg: self.arg,
+            deadline: self.deadline,
         }
     }
 
@@ -50,12 +52,14 @@ impl From<Op<'_>> for OwnedOp {
             key,
             value,
             arg,
+            deadline,
         } = op.parts();
         Self {
             tag,
             key: key.to_vec(),
             value: value.to_vec(),
             arg,
+            deadline,
         }
     }
 }

@@ -7,7 +7,7 @@ use bincode::de::BorrowDecoder;
 use bincode::enc::Encoder;
 use bincode::error::EncodeError;
 use bincode::{BorrowDecode, Decode, Encode};
-use corral_worker::command::{Op, Parts, SetCondition};
+use corral_worker::command::{Expiry, Op, Parts, SetCondition};
 
 use crate::base::ops::OwnedOp;
 use crate::wal::RECORD_VERSION;
@@ -19,34 +19,77 @@ fn config() -> impl bincode::config::Config {
         .with_limit::<{ crate::wal::MAX_PAYLOAD_BYTES }>()
 }
 
-/// A logged client write is `(shard, op)`; since record format 2 the op is its parts:
-/// tag, key, value, argument (one shape for every op, as in the request ring).
-impl Encode for OwnedOp {
+/// A logged client write is `(shard, now, op)`: the time it was sequenced at (Unix ms, the
+/// time the worker applies it at, on replay too) and, since record format 2, the op as its
+/// parts: tag, key, value, argument, and since format 3 its deadline (one shape for every
+/// op, as in the request ring).
+struct EncodedOp<'a>(&'a OwnedOp);
+
+impl Encode for EncodedOp<'_> {
     fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
-        let parts = self.parts();
+        let parts = self.0.parts();
         parts.tag.encode(e)?;
         parts.key.encode(e)?;
         parts.value.encode(e)?;
-        parts.arg.encode(e)
+        parts.arg.encode(e)?;
+        parts.deadline.encode(e)
     }
 }
 
-/// A logged op read back in place: its key and value borrow the record's payload.
-struct LoggedOp<'a>(Op<'a>);
+/// A logged write read back in place: its key and value borrow the record's payload.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Write<'a> {
+    /// The shard.
+    pub shard: u32,
+    /// When it was sequenced (Unix ms; 0 in records of formats 1 and 2, which had no
+    /// deadlines to judge).
+    pub now_ms: u64,
+    /// The op.
+    pub op: Op<'a>,
+}
 
-impl<'de, C> BorrowDecode<'de, C> for LoggedOp<'de> {
+/// The op of record format 2 or 3 (`deadline`: whether it has the deadline field).
+fn decode_parts<'de, D: BorrowDecoder<'de>>(
+    d: &mut D,
+    deadline: bool,
+) -> Result<Op<'de>, bincode::error::DecodeError> {
+    let parts = Parts {
+        tag: u32::borrow_decode(d)?,
+        key: <&[u8]>::borrow_decode(d)?,
+        value: <&[u8]>::borrow_decode(d)?,
+        arg: i64::borrow_decode(d)?,
+        deadline: if deadline { u64::borrow_decode(d)? } else { 0 },
+    };
+    Op::from_parts(parts).map_err(|_| bincode::error::DecodeError::Other("unknown write op"))
+}
+
+/// A write of record format 3.
+struct LoggedWrite<'a>(Write<'a>);
+
+impl<'de, C> BorrowDecode<'de, C> for LoggedWrite<'de> {
     fn borrow_decode<D: BorrowDecoder<'de, Context = C>>(
         d: &mut D,
     ) -> Result<Self, bincode::error::DecodeError> {
-        let parts = Parts {
-            tag: u32::borrow_decode(d)?,
-            key: <&[u8]>::borrow_decode(d)?,
-            value: <&[u8]>::borrow_decode(d)?,
-            arg: i64::borrow_decode(d)?,
-        };
-        Op::from_parts(parts)
-            .map(Self)
-            .map_err(|_| bincode::error::DecodeError::Other("unknown write op"))
+        Ok(Self(Write {
+            shard: u32::borrow_decode(d)?,
+            now_ms: u64::borrow_decode(d)?,
+            op: decode_parts(d, true)?,
+        }))
+    }
+}
+
+/// A write of record format 2: no time, no deadline.
+struct Format2Write<'a>(Write<'a>);
+
+impl<'de, C> BorrowDecode<'de, C> for Format2Write<'de> {
+    fn borrow_decode<D: BorrowDecoder<'de, Context = C>>(
+        d: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        Ok(Self(Write {
+            shard: u32::borrow_decode(d)?,
+            now_ms: 0,
+            op: decode_parts(d, false)?,
+        }))
     }
 }
 
@@ -70,6 +113,7 @@ impl<'de, C> BorrowDecode<'de, C> for LegacyOp<'de> {
                     _ => return Err(other("unknown SET condition")),
                 },
                 get: false,
+                expiry: Expiry::Never,
             },
             1 => Op::Del {
                 key: <&[u8]>::borrow_decode(d)?,
@@ -109,31 +153,42 @@ fn check_version(version: u8) -> Result<(), DecodeError> {
     }
 }
 
-/// Appends the payload of a write of `op` to `shard` to `buf`.
-pub fn encode_write(shard: u32, op: &OwnedOp, buf: &mut Vec<u8>) {
+/// Appends the payload of a write of `op` to `shard`, sequenced at `now_ms`, to `buf`.
+pub fn encode_write(shard: u32, now_ms: u64, op: &OwnedOp, buf: &mut Vec<u8>) {
     // Writing into a Vec cannot fail, and keys and values are far below the size limit.
-    let _ = bincode::encode_into_std_write((shard, op), buf, config());
+    let _ = bincode::encode_into_std_write((shard, now_ms, EncodedOp(op)), buf, config());
 }
 
-/// Decodes a write payload of record format `version`: the shard and the op, borrowing
-/// the payload (replay decodes millions of these; none allocates).
-pub fn decode_write(version: u8, payload: &[u8]) -> Result<(u32, Op<'_>), DecodeError> {
+/// Decodes a write payload of record format `version`, borrowing the payload (replay
+/// decodes millions of these; none allocates).
+pub fn decode_write(version: u8, payload: &[u8]) -> Result<Write<'_>, DecodeError> {
     check_version(version)?;
-    let decoded = if version == 1 {
-        bincode::borrow_decode_from_slice(payload, config())
-            .map(|((shard, LegacyOp(op)), used): ((u32, LegacyOp<'_>), usize)| ((shard, op), used))
-    } else {
-        bincode::borrow_decode_from_slice(payload, config())
-            .map(|((shard, LoggedOp(op)), used): ((u32, LoggedOp<'_>), usize)| ((shard, op), used))
+    let decoded = match version {
+        1 => bincode::borrow_decode_from_slice(payload, config()).map(
+            |((shard, LegacyOp(op)), used): ((u32, LegacyOp<'_>), usize)| {
+                (
+                    Write {
+                        shard,
+                        now_ms: 0,
+                        op,
+                    },
+                    used,
+                )
+            },
+        ),
+        2 => bincode::borrow_decode_from_slice(payload, config())
+            .map(|(Format2Write(w), used)| (w, used)),
+        _ => bincode::borrow_decode_from_slice(payload, config())
+            .map(|(LoggedWrite(w), used)| (w, used)),
     };
-    let ((shard, op), used) = decoded.map_err(|e| DecodeError(format!("write record: {e}")))?;
+    let (write, used) = decoded.map_err(|e| DecodeError(format!("write record: {e}")))?;
     if used != payload.len() {
         return Err(DecodeError(format!(
             "write record: {} trailing bytes",
             payload.len() - used
         )));
     }
-    Ok((shard, op))
+    Ok(write)
 }
 
 /// The shard of a write payload of record format `version`, without decoding the op.
@@ -277,6 +332,12 @@ mod tests {
                 value: &[0, 255, 7],
                 condition: SetCondition::IfPresent,
                 get: true,
+                expiry: Expiry::At(1_700_000_000_000),
+            }),
+            OwnedOp::from(Op::Expire {
+                key: b"e",
+                deadline: u64::MAX,
+                condition: corral_worker::command::ExpireCondition::IfLater,
             }),
             OwnedOp::from(Op::Del { key: b"" }),
             OwnedOp::from(Op::IncrBy {
@@ -295,10 +356,15 @@ mod tests {
         ];
         for (shard, op) in ops.iter().enumerate() {
             let mut buf = Vec::new();
-            encode_write(shard as u32, op, &mut buf);
+            let now_ms = 1_700_000_000_000 + shard as u64;
+            encode_write(shard as u32, now_ms, op, &mut buf);
             assert_eq!(
                 decode_write(RECORD_VERSION, &buf),
-                Ok((shard as u32, op.as_op()))
+                Ok(Write {
+                    shard: shard as u32,
+                    now_ms,
+                    op: op.as_op()
+                })
             );
             assert_eq!(write_shard(RECORD_VERSION, &buf), Ok(shard as u32));
             assert!(decode_write(RECORD_VERSION + 1, &buf).is_err());
@@ -321,6 +387,7 @@ mod tests {
                         value: b"v",
                         condition: SetCondition::IfAbsent,
                         get: false,
+                        expiry: Expiry::Never,
                     },
                 ),
             ),
@@ -336,11 +403,34 @@ mod tests {
                 ),
             ),
         ];
-        for (payload, want) in cases {
+        for (payload, (shard, op)) in cases {
+            let want = Write {
+                shard,
+                now_ms: 0,
+                op,
+            };
             assert_eq!(decode_write(1, payload), Ok(want));
-            assert_eq!(write_shard(1, payload), Ok(want.0));
+            assert_eq!(write_shard(1, payload), Ok(shard));
         }
         assert!(decode_write(1, &[0, 3, 1, b'k']).is_err());
+    }
+
+    #[test]
+    fn format_2_writes_still_decode() {
+        // (shard 1, SET "k" "v" NX) as format 2 wrote it: tag, key, value, argument.
+        let want = Write {
+            shard: 1,
+            now_ms: 0,
+            op: Op::Set {
+                key: b"k",
+                value: b"v",
+                condition: SetCondition::IfAbsent,
+                get: false,
+                expiry: Expiry::Never,
+            },
+        };
+        assert_eq!(decode_write(2, &[1, 1, 1, b'k', 1, b'v', 2]), Ok(want));
+        assert!(decode_write(2, &[1, 1, 1, b'k', 1, b'v', 2, 0]).is_err());
     }
 
     #[test]

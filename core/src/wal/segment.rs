@@ -78,8 +78,9 @@ pub const SEGMENT_VERSION: u32 = 2;
 pub const SEGMENT_HEADER_BYTES: usize = 64;
 /// Bytes of a record before its payload.
 pub const RECORD_HEADER_BYTES: usize = 32;
-/// Current record payload format version (2: a write is its op's parts; 1 is still read).
-pub const RECORD_VERSION: u8 = 2;
+/// Current record payload format version (3: a write carries the time it was sequenced
+/// at and its op's parts with a deadline; 2, parts without either, and 1 are still read).
+pub const RECORD_VERSION: u8 = 3;
 /// Largest payload accepted, far above any legal write (keys and values are bounded).
 pub const MAX_PAYLOAD_BYTES: usize = 256 << 20;
 /// The smallest record on disk (every payload has at least one byte, padded to a word):

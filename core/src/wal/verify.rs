@@ -119,8 +119,8 @@ fn check_log(
             Kind::Write => {
                 writes += 1;
                 match codec::decode_write(r.version, r.payload) {
-                    Ok((shard, _)) if shard >= workers => {
-                        Some(format!("write for shard {shard} of {workers}"))
+                    Ok(w) if w.shard >= workers => {
+                        Some(format!("write for shard {} of {workers}", w.shard))
                     }
                     Ok(_) => None,
                     Err(e) => Some(e.to_string()),
@@ -247,8 +247,8 @@ fn rebuild(
     let mut machine = KvMachine::new(table);
     let mut refused = None;
     if let Some(snapshot) = base {
-        snapshot.for_each(|k, v| {
-            if let Err(e) = machine.table_mut().set(k, v) {
+        snapshot.for_each(|k, v, deadline| {
+            if let Err(e) = machine.table_mut().set(k, v, deadline) {
                 refused.get_or_insert(e);
             }
         });
@@ -261,8 +261,8 @@ fn rebuild(
     let (mut replayed, mut last) = (0u64, base.map_or(0, |s| s.seq));
     wal::scan(dir, last + 1.., |r| {
         if r.kind == Kind::Write && codec::write_shard(r.version, r.payload) == Ok(worker) {
-            if let Ok((_, op)) = codec::decode_write(r.version, r.payload) {
-                machine.apply(&op);
+            if let Ok(w) = codec::decode_write(r.version, r.payload) {
+                machine.apply(&w.op, w.now_ms);
                 replayed += 1;
                 last = r.seq;
             }
@@ -279,7 +279,7 @@ mod tests {
     use crate::base::ops::OwnedOp;
     use crate::wal::datadir::DataDir;
     use crate::wal::testing::{write_log, Encode, Group, TestDir};
-    use corral_worker::command::{Op, SetCondition};
+    use corral_worker::command::{Expiry, Op, SetCondition};
     use shm_protocol::layout::ShardLimits;
 
     fn geometry() -> Geometry {
@@ -293,7 +293,8 @@ mod tests {
         .unwrap()
     }
 
-    /// Shard `i`'s writes: sets, increments and deletes over a few keys.
+    /// Shard `i`'s writes: sets (some of them expiring a few writes later: the log's
+    /// writes are at 10 ms apart), increments and deletes over a few keys.
     fn ops(i: u32) -> Vec<OwnedOp> {
         let key = |k: u32| format!("s{i}k{k}").into_bytes();
         let mut ops = Vec::new();
@@ -306,6 +307,7 @@ mod tests {
                     key: &a,
                     value: &value,
                     condition: SetCondition::Always,
+                    expiry: Expiry::At(u64::from(n) * 10 + 25),
                     get: false,
                 },
                 1 => Op::IncrBy {
@@ -316,6 +318,7 @@ mod tests {
                     key: &b,
                     value: b"nx",
                     condition: SetCondition::IfAbsent,
+                    expiry: Expiry::Never,
                     get: false,
                 },
                 _ => Op::Del { key: &d },
@@ -332,12 +335,13 @@ mod tests {
         let groups: Vec<Group> = ops(0)
             .into_iter()
             .zip(ops(1))
-            .map(|(a, b)| {
+            .zip((0u64..).map(|n| n * 10))
+            .map(|((a, b), now_ms)| {
                 [(0, a), (1, b)]
                     .into_iter()
                     .map(|(shard, op)| {
                         let encode: Encode =
-                            Box::new(move |buf| codec::encode_write(shard, &op, buf));
+                            Box::new(move |buf| codec::encode_write(shard, now_ms, &op, buf));
                         (Kind::Write, encode)
                     })
                     .collect()
@@ -358,8 +362,9 @@ mod tests {
                 max_keys: g.max_keys,
             },
         ));
-        for op in ops {
-            m.apply(&op.as_op());
+        // At the times `data_dir` logs them.
+        for (n, op) in (0u64..).zip(ops) {
+            m.apply(&op.as_op(), n * 10);
         }
         (m.keys(), m.digest())
     }

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use corral_worker::command::{Outcome, WriteError};
+use corral_worker::command::{Op, Outcome, WriteError};
 use shm_protocol::table::Lookup;
 use slog::{debug, error, info, warn};
 
@@ -121,6 +121,11 @@ pub struct Session {
     results: Vec<Option<WriteResult>>,
     /// The value of the last [`Session::lookup`].
     pub(super) value: Vec<u8>,
+    /// The deadline of the last key [`Session::lookup`] found (Unix ms; 0: none).
+    pub(super) deadline_ms: u64,
+    /// When the current batch's commands were read, Unix ms: the time its reads see keys
+    /// at (expired or not) and its relative expiry times count from.
+    now_ms: u64,
     /// Index (in the table, the metric index) of the command being run.
     pub(super) command: usize,
     /// State of the sampling of write logs (xorshift).
@@ -197,6 +202,8 @@ impl Session {
             ticket,
             results: Vec::new(),
             value: Vec::new(),
+            deadline_ms: 0,
+            now_ms: 0,
             command: table.other(),
             sample: seed,
             read_at: Instant::now(),
@@ -238,6 +245,7 @@ impl Session {
         // now are sent after it: two clock reads for all of them.
         self.read_at = Instant::now();
         self.clock_ns = coarse_ns();
+        self.now_ms = crate::wal::codec::unix_ms();
         let mut commands = 0;
         let batch = loop {
             let limits = self.limits();
@@ -440,7 +448,7 @@ impl Session {
         };
         // Reads (and everything else that answers at once) see this connection's earlier
         // writes.
-        if spec.kind == Kind::Read && !self.owed.is_empty() {
+        if spec.kind == Kind::Read && self.writes_pending() {
             return Step::Flush;
         }
         let threshold_us = self
@@ -471,7 +479,7 @@ impl Session {
 
     /// Redis' reply to a command run with the wrong number of arguments.
     pub(super) fn arity_error(&mut self, out: &mut Vec<u8>) -> Step {
-        let name = self.table.label(self.command);
+        let name = self.command_name();
         self.error(
             out,
             &format!("ERR wrong number of arguments for '{name}' command"),
@@ -492,6 +500,35 @@ impl Session {
             ));
         }
         self.error(out, &msg);
+    }
+
+    /// Queues one write replied to as `kind`, after checking its key's and value's sizes.
+    pub(super) fn write_one(&mut self, kind: WriteKind, op: Op<'_>, out: &mut Vec<u8>) -> Step {
+        let parts = op.parts();
+        if let Some(e) = self.size_error(parts.key, Some(parts.value)) {
+            self.error(out, &e);
+            return Step::Done;
+        }
+        self.queue(kind, std::iter::once(OwnedOp::from(op)));
+        Step::Done
+    }
+
+    /// The error for a key or value longer than the configured limits.
+    pub(super) fn size_error(&self, key: &[u8], value: Option<&[u8]>) -> Option<String> {
+        let c = &self.shared.config;
+        if key.len() > c.max_key_bytes {
+            return Some(format!(
+                "ERR key exceeds the maximum of {} bytes (max-key-bytes)",
+                c.max_key_bytes
+            ));
+        }
+        if value.is_some_and(|v| v.len() > c.max_value_bytes) {
+            return Some(format!(
+                "ERR value exceeds the maximum of {} bytes (max-value-bytes)",
+                c.max_value_bytes
+            ));
+        }
+        None
     }
 
     pub(super) fn queue(&mut self, kind: WriteKind, ops: impl ExactSizeIterator<Item = OwnedOp>) {
@@ -726,12 +763,36 @@ impl Session {
         }
     }
 
-    /// Looks up `key`; `Ok(true)` with the value in `self.value` when present.
+    /// Whether writes of this connection are still unacknowledged (a handler that reads
+    /// must return [`Step::Flush`] then, to run again once they are).
+    pub(super) fn writes_pending(&self) -> bool {
+        !self.owed.is_empty()
+    }
+
+    /// The running command's name, as Redis' errors give it.
+    pub(super) fn command_name(&self) -> &'static str {
+        self.table.label(self.command)
+    }
+
+    /// The time the current batch reads at (Unix ms).
+    pub(super) fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    /// Looks up `key` as of the batch's time; `Ok(true)` with the value in `self.value`
+    /// and its deadline in `self.deadline_ms` when present (and not expired).
     pub(super) fn lookup(&mut self, key: &[u8]) -> Result<bool, String> {
         let (id, generation) = self.generation_for(key)?;
         self.value.clear();
-        match generation.segment.table().get(key, &mut self.value) {
-            Lookup::Found => Ok(true),
+        match generation
+            .segment
+            .table()
+            .get(key, self.now_ms, &mut self.value)
+        {
+            Lookup::Found { deadline_ms } => {
+                self.deadline_ms = deadline_ms;
+                Ok(true)
+            }
             Lookup::Missing => Ok(false),
             Lookup::Busy => Err(format!(
                 "TRYAGAIN shard {id} is busy (its table stayed mid-update); retry"

@@ -2,7 +2,7 @@
 //! shared-memory tables; SET, MSET, DEL, INCR and the rest of the family queue writes for
 //! the sequencer.
 
-use corral_worker::command::{Op, SetCondition};
+use corral_worker::command::{Expiry, Op, SetCondition};
 use slog::warn;
 
 use crate::base::ops::OwnedOp;
@@ -94,41 +94,6 @@ pub(super) fn exists(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usiz
     Step::Done
 }
 
-pub(super) fn set(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-    let mut condition = SetCondition::Always;
-    let mut get = false;
-    for opt in &args[3..] {
-        let o = String::from_utf8_lossy(opt).to_ascii_uppercase();
-        match o.as_str() {
-            "NX" if condition != SetCondition::IfPresent => condition = SetCondition::IfAbsent,
-            "XX" if condition != SetCondition::IfAbsent => condition = SetCondition::IfPresent,
-            "GET" => get = true,
-            "EX" | "PX" | "EXAT" | "PXAT" | "KEEPTTL" => {
-                s.error(
-                    out,
-                    &format!("ERR SET option '{o}' is not supported: Corral keys do not expire"),
-                );
-                return Step::Done;
-            }
-            _ => {
-                s.error(out, "ERR syntax error");
-                return Step::Done;
-            }
-        }
-    }
-    write_one(
-        s,
-        WriteKind::One,
-        Op::Set {
-            key: args[1],
-            value: args[2],
-            condition,
-            get,
-        },
-        out,
-    )
-}
-
 /// How a SET call uses its key: it reads it only with GET (arity checked: a key and a
 /// value come first).
 pub(super) fn set_key_flags(args: &[&[u8]]) -> &'static [&'static str] {
@@ -140,13 +105,13 @@ pub(super) fn set_key_flags(args: &[&[u8]]) -> &'static [&'static str] {
 }
 
 pub(super) fn getset(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-    write_one(
-        s,
+    s.write_one(
         WriteKind::One,
         Op::Set {
             key: args[1],
             value: args[2],
             condition: SetCondition::Always,
+            expiry: Expiry::Never,
             get: true,
         },
         out,
@@ -154,13 +119,13 @@ pub(super) fn getset(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usiz
 }
 
 pub(super) fn setnx(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-    write_one(
-        s,
+    s.write_one(
         WriteKind::Applied,
         Op::Set {
             key: args[1],
             value: args[2],
             condition: SetCondition::IfAbsent,
+            expiry: Expiry::Never,
             get: false,
         },
         out,
@@ -168,12 +133,11 @@ pub(super) fn setnx(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize
 }
 
 pub(super) fn getdel(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-    write_one(s, WriteKind::One, Op::GetDel { key: args[1] }, out)
+    s.write_one(WriteKind::One, Op::GetDel { key: args[1] }, out)
 }
 
 pub(super) fn append(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-    write_one(
-        s,
+    s.write_one(
         WriteKind::One,
         Op::Append {
             key: args[1],
@@ -206,8 +170,7 @@ pub(super) fn setrange(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: us
         );
         return Step::Done;
     }
-    write_one(
-        s,
+    s.write_one(
         WriteKind::One,
         Op::SetRange {
             key: args[1],
@@ -231,8 +194,7 @@ pub(super) fn setbit(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usiz
             return Step::Done;
         }
     };
-    write_one(
-        s,
+    s.write_one(
         WriteKind::One,
         Op::SetBit {
             key: args[1],
@@ -252,8 +214,7 @@ fn bit_offset(arg: &[u8]) -> Option<u64> {
 
 pub(super) fn incrbyfloat(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
     match corral_worker::machine::parse_f64(args[2]) {
-        Some(delta) if delta.is_finite() => write_one(
-            s,
+        Some(delta) if delta.is_finite() => s.write_one(
             WriteKind::One,
             Op::IncrByFloat {
                 key: args[1],
@@ -270,17 +231,6 @@ pub(super) fn incrbyfloat(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _:
             Step::Done
         }
     }
-}
-
-/// Queues one write replied to as `kind`, after checking its key's and value's sizes.
-fn write_one(s: &mut Session, kind: WriteKind, op: Op<'_>, out: &mut Vec<u8>) -> Step {
-    let parts = op.parts();
-    if let Some(e) = size_error(s, parts.key, Some(parts.value)) {
-        s.error(out, &e);
-        return Step::Done;
-    }
-    s.queue(kind, std::iter::once(OwnedOp::from(op)));
-    Step::Done
 }
 
 pub(super) fn strlen(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
@@ -345,7 +295,7 @@ pub(super) fn mset(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize)
     let pairs = args[1..].chunks_exact(2);
     if let Some(e) = pairs
         .clone()
-        .find_map(|pair| size_error(s, pair[0], Some(pair[1])))
+        .find_map(|pair| s.size_error(pair[0], Some(pair[1])))
     {
         s.error(out, &e);
         return Step::Done;
@@ -355,6 +305,7 @@ pub(super) fn mset(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize)
             key: pair[0],
             value: pair[1],
             condition: SetCondition::Always,
+            expiry: Expiry::Never,
             get: false,
         })
     });
@@ -401,24 +352,7 @@ pub(super) fn decrby(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usiz
 }
 
 pub(super) fn incr_by(s: &mut Session, key: &[u8], delta: i64, out: &mut Vec<u8>) -> Step {
-    write_one(s, WriteKind::One, Op::IncrBy { key, delta }, out)
-}
-
-pub(super) fn size_error(s: &Session, key: &[u8], value: Option<&[u8]>) -> Option<String> {
-    let c = &s.shared.config;
-    if key.len() > c.max_key_bytes {
-        return Some(format!(
-            "ERR key exceeds the maximum of {} bytes (max-key-bytes)",
-            c.max_key_bytes
-        ));
-    }
-    if value.is_some_and(|v| v.len() > c.max_value_bytes) {
-        return Some(format!(
-            "ERR value exceeds the maximum of {} bytes (max-value-bytes)",
-            c.max_value_bytes
-        ));
-    }
-    None
+    s.write_one(WriteKind::One, Op::IncrBy { key, delta }, out)
 }
 
 pub(super) fn bitcount(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {

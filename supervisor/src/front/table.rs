@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 
 use crate::front::command::{Group, Keys, Kind, Spec, Table};
 use crate::front::session::Handler;
-use crate::front::{admin, connection, introspect, keyspace, strings};
+use crate::front::{admin, connection, expiry, introspect, keyspace, strings};
 
 /// [`Spec::new`] with the handler as a [`Handler`] (a function item is its own type).
 const fn spec(
@@ -34,10 +34,10 @@ use Kind::{Read, Write};
 /// positions, group, summary, handler; then Redis' command flags, ACL categories, key-spec
 /// flags and tips, as COMMAND INFO reports them). The order is the metric label order.
 #[rustfmt::skip]
-static SPECS: [Spec<Handler>; 47] = [
+static SPECS: [Spec<Handler>; 59] = [
     spec("ping", -1, Read, Keys::NONE, Connection, "Answers PONG, or echoes its argument.", connection::ping).meta(&["fast"], &["@fast", "@connection"], &[], &["request_policy:all_shards", "response_policy:all_succeeded"]),
     spec("echo", 2, Read, Keys::NONE, Connection, "Answers its argument.", connection::echo).meta(&["loading", "stale", "fast"], &["@fast", "@connection"], &[], &[]),
-    spec("set", -3, Write, Keys::ONE, String, "Sets a key's value, optionally only if it is absent (NX) or present (XX).", strings::set).meta(&["write", "denyoom"], &["@write", "@string", "@slow"], &["RW", "access", "update", "variable_flags"], &[]).call_key_flags(strings::set_key_flags),
+    spec("set", -3, Write, Keys::ONE, String, "Sets a key's value, optionally only if it is absent (NX) or present (XX), with an expiry (EX, PX, EXAT, PXAT) or keeping its own (KEEPTTL).", expiry::set).meta(&["write", "denyoom"], &["@write", "@string", "@slow"], &["RW", "access", "update", "variable_flags"], &[]).call_key_flags(strings::set_key_flags),
     spec("get", 2, Read, Keys::ONE, String, "Reads a key's value.", strings::get).meta(&["readonly", "fast"], &["@read", "@string", "@fast"], &["RO", "access"], &[]),
     spec("del", -2, Write, Keys::ALL, Generic, "Deletes keys; answers how many existed.", strings::del).meta(&["write"], &["@keyspace", "@write", "@slow"], &["RM", "delete"], &["request_policy:multi_shard", "response_policy:agg_sum"]),
     spec("unlink", -2, Write, Keys::ALL, Generic, "Deletes keys, as DEL.", strings::del).meta(&["write", "fast"], &["@keyspace", "@write", "@fast"], &["RM", "delete"], &["request_policy:multi_shard", "response_policy:agg_sum"]),
@@ -51,6 +51,18 @@ static SPECS: [Spec<Handler>; 47] = [
     spec("getset", 3, Write, Keys::ONE, String, "Sets a key's value and answers the old one.", strings::getset).meta(&["write", "denyoom", "fast"], &["@write", "@string", "@fast"], &["RW", "access", "update"], &[]),
     spec("setnx", 3, Write, Keys::ONE, String, "Sets a key's value if it is absent; answers whether it did.", strings::setnx).meta(&["write", "denyoom", "fast"], &["@write", "@string", "@fast"], &["OW", "insert"], &[]),
     spec("getdel", 2, Write, Keys::ONE, String, "Deletes a key and answers its value.", strings::getdel).meta(&["write", "fast"], &["@write", "@string", "@fast"], &["RW", "access", "delete"], &[]),
+    spec("getex", -2, Write, Keys::ONE, String, "Reads a key's value and sets or removes its expiry.", expiry::getex).meta(&["write", "fast"], &["@write", "@string", "@fast"], &["RW", "access", "update"], &[]),
+    spec("setex", 4, Write, Keys::ONE, String, "Sets a key's value with an expiry in seconds.", expiry::setex).meta(&["write", "denyoom"], &["@write", "@string", "@slow"], &["OW", "update"], &[]),
+    spec("psetex", 4, Write, Keys::ONE, String, "Sets a key's value with an expiry in milliseconds.", expiry::psetex).meta(&["write", "denyoom"], &["@write", "@string", "@slow"], &["OW", "update"], &[]),
+    spec("expire", -3, Write, Keys::ONE, Generic, "Sets a key's expiry in seconds from now (NX, XX, GT, LT: only if it has none, has one, is later, is earlier).", expiry::expire).meta(&["write", "fast"], &["@keyspace", "@write", "@fast"], &["RW", "update"], &[]),
+    spec("pexpire", -3, Write, Keys::ONE, Generic, "Sets a key's expiry in milliseconds from now.", expiry::pexpire).meta(&["write", "fast"], &["@keyspace", "@write", "@fast"], &["RW", "update"], &[]),
+    spec("expireat", -3, Write, Keys::ONE, Generic, "Sets a key's expiry to a Unix time in seconds.", expiry::expireat).meta(&["write", "fast"], &["@keyspace", "@write", "@fast"], &["RW", "update"], &[]),
+    spec("pexpireat", -3, Write, Keys::ONE, Generic, "Sets a key's expiry to a Unix time in milliseconds.", expiry::pexpireat).meta(&["write", "fast"], &["@keyspace", "@write", "@fast"], &["RW", "update"], &[]),
+    spec("persist", 2, Write, Keys::ONE, Generic, "Removes a key's expiry.", expiry::persist).meta(&["write", "fast"], &["@keyspace", "@write", "@fast"], &["RW", "update"], &[]),
+    spec("ttl", 2, Read, Keys::ONE, Generic, "Answers a key's time to live in seconds (-1: none, -2: no key).", expiry::ttl).meta(&["readonly", "fast"], &["@keyspace", "@read", "@fast"], &["RO", "access"], &["nondeterministic_output"]),
+    spec("pttl", 2, Read, Keys::ONE, Generic, "Answers a key's time to live in milliseconds.", expiry::pttl).meta(&["readonly", "fast"], &["@keyspace", "@read", "@fast"], &["RO", "access"], &["nondeterministic_output"]),
+    spec("expiretime", 2, Read, Keys::ONE, Generic, "Answers a key's expiry as a Unix time in seconds.", expiry::expiretime).meta(&["readonly", "fast"], &["@keyspace", "@read", "@fast"], &["RO", "access"], &[]),
+    spec("pexpiretime", 2, Read, Keys::ONE, Generic, "Answers a key's expiry as a Unix time in milliseconds.", expiry::pexpiretime).meta(&["readonly", "fast"], &["@keyspace", "@read", "@fast"], &["RO", "access"], &[]),
     spec("append", 3, Write, Keys::ONE, String, "Appends to a key's value; answers the new length.", strings::append).meta(&["write", "denyoom", "fast"], &["@write", "@string", "@fast"], &["RW", "insert"], &[]),
     spec("setrange", 4, Write, Keys::ONE, String, "Overwrites part of a key's value from an offset.", strings::setrange).meta(&["write", "denyoom"], &["@write", "@string", "@slow"], &["RW", "update"], &[]),
     spec("incrbyfloat", 3, Write, Keys::ONE, String, "Adds a floating-point number to a key's value.", strings::incrbyfloat).meta(&["write", "denyoom", "fast"], &["@write", "@string", "@fast"], &["RW", "access", "update"], &[]),

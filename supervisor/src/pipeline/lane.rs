@@ -16,6 +16,8 @@ use crate::pipeline::msg::{RequestProducer, WriteOp};
 /// A logged write waiting in its shard's outbox for room in the ring.
 pub(crate) struct Queued {
     pub(crate) seq: u64,
+    /// When it was sequenced (Unix ms): the time the worker applies it at.
+    pub(crate) now_ms: u64,
     pub(crate) op: OwnedOp,
     pub(crate) pending: Pending,
 }

@@ -220,9 +220,9 @@ impl Run {
                 if shard != self.generation.shard {
                     return Ok(());
                 }
-                let (_, op) = codec::decode_write(r.version, r.payload)
+                let write = codec::decode_write(r.version, r.payload)
                     .map_err(|e| ReplayError::Decode(r.seq, e))?;
-                self.push(r.seq, &op)
+                self.push(r.seq, write.now_ms, &write.op)
             })?;
         }
         self.notify();
@@ -238,7 +238,7 @@ impl Run {
         Ok(())
     }
 
-    fn push(&mut self, seq: u64, op: &Op<'_>) -> Result<(), ReplayError> {
+    fn push(&mut self, seq: u64, now_ms: u64, op: &Op<'_>) -> Result<(), ReplayError> {
         while self.orphans.peek().is_some_and(|o| o.seq < seq) {
             if let Some(o) = self.orphans.next() {
                 o.pending
@@ -271,7 +271,10 @@ impl Run {
         }
         self.producer
             .try_push(tag, words as u32, |w| {
-                assert!(parts.encode(seq, w), "record_words sized the record");
+                assert!(
+                    parts.encode(seq, now_ms, w),
+                    "record_words sized the record"
+                );
             })
             .expect("the replay is the ring's only producer while it runs: has_room said it fits");
         self.records += 1;
@@ -323,7 +326,7 @@ mod tests {
     use crate::base::ticket::{Ticket, WriteResult};
     use crate::wal::codec::LifecycleRecord;
     use crate::wal::testing::{write_log, Encode, Group, TestDir};
-    use corral_worker::command::{DecodedRequest, Op, SetCondition};
+    use corral_worker::command::{DecodedRequest, Expiry, Op, SetCondition};
     use shm_protocol::os::{RingSide, Segment, SegmentRing};
     use shm_protocol::ring::{Consumer, Producer};
 
@@ -335,6 +338,7 @@ mod tests {
             key: key.as_bytes(),
             value: b"v",
             condition: SetCondition::Always,
+            expiry: Expiry::Never,
             get: false,
         })
     }
@@ -357,7 +361,7 @@ mod tests {
                     let (shard, op) = ((seq % 2 == 0) as u32, set(&format!("k{seq}")));
                     (
                         Kind::Write,
-                        Box::new(move |b| codec::encode_write(shard, &op, b)),
+                        Box::new(move |b| codec::encode_write(shard, seq * 10, &op, b)),
                     )
                 };
                 vec![record]
@@ -427,7 +431,7 @@ mod tests {
             let mut request = DecodedRequest::default();
             if let Some(decoded) = ring.pop(|r| request.decode_from(&r)).unwrap() {
                 decoded.unwrap();
-                got.push((request.seq, request.silent));
+                got.push((request.seq, request.silent, request.now_ms));
                 status.applied_seq.store(request.seq, Ordering::Release);
             }
             match seq_rx.try_recv() {
@@ -436,7 +440,12 @@ mod tests {
                 Err(_) => std::thread::yield_now(),
             }
         };
-        assert_eq!(got, [(6, false), (10, true)], "shard 1's writes in 5..=11");
+        // Each at the time its record was sequenced (here ten times its sequence number).
+        assert_eq!(
+            got,
+            [(6, false, 60), (10, true, 100)],
+            "shard 1's writes in 5..=11"
+        );
         assert!(Arc::ptr_eq(&replayed.generation.segment, &segment));
         assert_eq!(shards[1].pushed_seq(), 10);
         assert_eq!(shards[0].pushed_seq(), 0);

@@ -29,7 +29,7 @@ use crate::pipeline::save::{Progress, Saves};
 use crate::telemetry::heartbeat::Heartbeat;
 use crate::telemetry::metrics::Metrics;
 use crate::wal::appender::Appender;
-use crate::wal::codec::LifecycleRecord;
+use crate::wal::codec::{self, LifecycleRecord};
 
 /// How long the sequencer waits before retrying a full ring.
 const RING_FULL_RETRY: Duration = Duration::from_micros(100);
@@ -63,6 +63,8 @@ pub struct Sequencer {
     next_checkpoint_check: Instant,
     /// SAVEs waiting for checkpoints.
     saves: Saves,
+    /// The current group's time (Unix ms), never going back.
+    now_ms: u64,
     heartbeat: Arc<Heartbeat>,
     metrics: Arc<Metrics>,
 }
@@ -100,6 +102,7 @@ impl Sequencer {
             checkpoints,
             next_checkpoint_check: Instant::now(),
             saves: Saves::default(),
+            now_ms: 0,
             heartbeat,
             metrics,
         }
@@ -121,13 +124,15 @@ impl Sequencer {
         }
     }
 
-    /// Stages a write for the log (committed with the current group).
+    /// Stages a write for the log (committed with the current group), sequenced at the
+    /// group's time.
     fn log_write(&mut self, w: WriteOp) {
-        let seq = self.wal.append_write(w.shard, &w.op);
+        let seq = self.wal.append_write(w.shard, self.now_ms, &w.op);
         self.staged.push((
             w.shard,
             Queued {
                 seq,
+                now_ms: self.now_ms,
                 op: w.op,
                 pending: w.pending,
             },
@@ -160,6 +165,9 @@ impl Sequencer {
                 }
             };
             if let Some(msg) = first {
+                // The group's time: the wall clock, never going back in the log (a write is
+                // applied at it, on replay too).
+                self.now_ms = self.now_ms.max(codec::unix_ms());
                 stopping |= self.handle(msg);
                 for _ in 0..DRAIN_MAX {
                     match rx.try_recv() {
@@ -480,7 +488,13 @@ impl Sequencer {
                     full = true;
                     break;
                 }
-                let Some(Queued { seq, op, pending }) = lane.outbox.pop_front() else {
+                let Some(Queued {
+                    seq,
+                    now_ms,
+                    op,
+                    pending,
+                }) = lane.outbox.pop_front()
+                else {
                     break;
                 };
                 // The entry goes first: the completion may come back at once. (If the
@@ -491,7 +505,10 @@ impl Sequencer {
                 active
                     .producer
                     .try_push(parts.tag, words as u32, |w| {
-                        assert!(parts.encode(seq, w), "record_words sized the record");
+                        assert!(
+                            parts.encode(seq, now_ms, w),
+                            "record_words sized the record"
+                        );
                     })
                     .expect("the sequencer is the ring's only producer: has_room said it fits");
                 lane.replay_through = seq;
