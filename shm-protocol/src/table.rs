@@ -145,8 +145,9 @@ impl<'a> TableView<'a> {
     }
 
     /// Appends to `out` every key whose home slot is in `start..start + homes` (clamped to
-    /// the slot count), expired ones included, and answers where the next call starts
-    /// ([`TableView::slot_count`] when the walk is done).
+    /// the slot count) and whose deadline `keep` accepts (expired ones included: `keep`
+    /// decides), and answers where the next call starts ([`TableView::slot_count`] when the
+    /// walk is done). A key `keep` refuses is not copied.
     ///
     /// A key lives in the run of taken slots that begins at or before its home slot and
     /// never moves out of it (a backward shift stops at the key's home), so the walk reads
@@ -155,7 +156,13 @@ impl<'a> TableView<'a> {
     /// its home slot, so a walk in several calls returns every key present for the whole
     /// walk at least once, however the writer inserts, deletes, shifts and compacts between
     /// calls.
-    pub fn scan(&self, start: usize, homes: usize, out: &mut Vec<Scanned>) -> Result<usize, Busy> {
+    pub fn scan(
+        &self,
+        start: usize,
+        homes: usize,
+        keep: impl Fn(u64) -> bool,
+        out: &mut Vec<Scanned>,
+    ) -> Result<usize, Busy> {
         let count = self.slot_count();
         let end = start.saturating_add(homes).min(count);
         if start >= end {
@@ -166,7 +173,7 @@ impl<'a> TableView<'a> {
         for attempt in 0..READ_RETRIES_MAX {
             // SYNC POINT: pairs with the writer's release store that ends a shift.
             let moves = self.moves.load(Ordering::Acquire);
-            if moves & 1 == 0 && self.walk(start, end, mask, out).is_ok() {
+            if moves & 1 == 0 && self.walk(start, end, mask, &keep, out).is_ok() {
                 fence(Ordering::Acquire);
                 if self.moves.load(Ordering::Relaxed) == moves {
                     return Ok(end);
@@ -183,6 +190,7 @@ impl<'a> TableView<'a> {
         start: usize,
         end: usize,
         mask: usize,
+        keep: &impl Fn(u64) -> bool,
         out: &mut Vec<Scanned>,
     ) -> Result<(), Torn> {
         let mut index = start;
@@ -205,14 +213,17 @@ impl<'a> TableView<'a> {
                     .ok()
                     .and_then(|o| self.heap.get(o..))
                     .unwrap_or(&[]);
-                let mut key = Vec::with_capacity(key_len);
                 if let (Some(deadline), Some(bytes)) =
                     (entry.first(), entry.get(ENTRY_FIXED_WORDS..))
                 {
-                    if words::load_bytes(bytes, key_len, &mut key) {
+                    // A torn read of the deadline is caught by the slot's re-check below
+                    // (the entry is only rewritten under the slot's seqlock).
+                    let deadline_ms = deadline.load(Ordering::Relaxed);
+                    let mut key = Vec::new();
+                    if keep(deadline_ms) && words::load_bytes(bytes, key_len, &mut key) {
                         seen = Some(Scanned {
                             key,
-                            deadline_ms: deadline.load(Ordering::Relaxed),
+                            deadline_ms,
                             value_len: lens >> 32,
                         });
                     }
@@ -1066,7 +1077,7 @@ mod tests {
             let mut seen = Vec::new();
             let mut start = 0;
             while start < table.table().slot_count() {
-                start = table.table().scan(start, 3, &mut seen).unwrap();
+                start = table.table().scan(start, 3, |_| true, &mut seen).unwrap();
             }
             for key in 0..20u8 {
                 let found = seen.iter().find(|s| s.key == [b'k', key]);
@@ -1077,12 +1088,22 @@ mod tests {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let writer = churn.join().unwrap();
         let mut all = Vec::new();
-        assert_eq!(table.table().scan(0, usize::MAX, &mut all), Ok(64));
+        assert_eq!(
+            table.table().scan(0, usize::MAX, |_| true, &mut all),
+            Ok(64)
+        );
         assert_eq!(
             all.len() as u64,
             writer.keys(),
             "one pass reports each key once"
         );
+        // A filter on the deadline: only the keys it accepts are copied out.
+        let mut due = Vec::new();
+        let filter = |d: u64| d != 0 && d < 10;
+        assert_eq!(table.table().scan(0, 64, filter, &mut due), Ok(64));
+        let mut keys: Vec<u8> = due.iter().map(|s| s.key[1]).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, (1..10).collect::<Vec<u8>>());
     }
 
     #[test]

@@ -26,6 +26,7 @@ use corral::pipeline::lane::CheckpointPolicy;
 use corral::pipeline::msg::{LifecycleEvent, SeqMsg};
 use corral::pipeline::replay::ReplayContext;
 use corral::pipeline::sequencer::Sequencer;
+use corral::pipeline::sweeper::Sweeper;
 use corral::supervision::lifecycle::{Ending, Executable, Lifecycle};
 use corral::supervision::policy::{History, Policy};
 use corral::telemetry::heartbeat::Heartbeat;
@@ -390,6 +391,11 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
         );
         spawn_thread("sequencer", move || seq.run(&seq_rx))?
     };
+    let (sweeper_stop, sweeper_stopped) = crossbeam_channel::bounded::<()>(1);
+    let sweeper = {
+        let sweeper = Sweeper::new(Arc::clone(&shards), seq_tx.clone(), log.clone());
+        spawn_thread("sweeper", move || sweeper.run(&sweeper_stopped))?
+    };
     let _ = seq_tx.send(SeqMsg::Lifecycle(LifecycleRecord::SupervisorStarted {
         pid: std::process::id(),
         workers,
@@ -453,6 +459,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
         server,
         listen_addr: listeners.resp_addr,
         acceptor,
+        sweeper: (sweeper_stop, sweeper),
         sequencer,
         seq_tx,
         lifecycle,
@@ -632,6 +639,8 @@ struct Running {
     server: Arc<Server>,
     listen_addr: std::net::SocketAddr,
     acceptor: std::thread::JoinHandle<()>,
+    /// The expiry sweep: told to stop, then joined, before the sequencer stops.
+    sweeper: (crossbeam_channel::Sender<()>, std::thread::JoinHandle<()>),
     sequencer: std::thread::JoinHandle<()>,
     seq_tx: crossbeam_channel::Sender<SeqMsg>,
     lifecycle: std::thread::JoinHandle<Ending>,
@@ -664,6 +673,9 @@ impl Running {
               "connections" => self.server.connections());
         let stuck = self.server.close_connections(until());
         server::log_stopped(&self.server);
+        let (stop_sweeping, sweeper) = self.sweeper;
+        drop(stop_sweeping);
+        let _ = sweeper.join();
         info!(log, "shutdown: draining rings"; "component" => "supervisor", "connections_left" => stuck);
         let _ = self
             .seq_tx

@@ -1,7 +1,7 @@
-//! Durability on the real binary: the seed experiment (10,000 writes, stop, rebuild from
-//! checkpoints and from the event log alone, identical state), a damaged newest checkpoint
-//! falling back to the older one, and retention that never removes a segment a kept
-//! checkpoint still needs.
+//! Durability on the real binary: the seed experiment (10,000 writes, deadlines among them,
+//! stop, rebuild from checkpoints and from the event log alone, identical state), a damaged
+//! newest checkpoint falling back to the older one, and retention that never removes a
+//! segment a kept checkpoint still needs.
 
 use std::collections::HashMap;
 use std::fs;
@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use corral_tests::{http_get, shard_of, Corral, ShardInfo};
-use shm_protocol::hash::pair_digest;
+use shm_protocol::hash::entry_digest;
 
 /// Deterministic op stream (xorshift64*).
 struct Rng(u64);
@@ -23,10 +23,15 @@ impl Rng {
     }
 }
 
-type Model = HashMap<String, String>;
+/// Each key's value and deadline (Unix ms; 0: none).
+type Model = HashMap<String, (String, u64)>;
 
-/// Sends `n` random writes (SET, DEL, INCRBY over 2,000 keys) in pipelines of 100, checking
-/// every reply against the model.
+/// A deadline far ahead (2100), so the keys given one never expire during a test: their
+/// deadlines must come back exactly all the same.
+const FAR_MS: u64 = 4_102_444_800_000;
+
+/// Sends `n` random writes (SET, SET PXAT, PEXPIREAT ahead and in the past, PERSIST, DEL,
+/// INCRBY over 2,000 keys) in pipelines of 100, checking every reply against the model.
 fn write_random(corral: &Corral, model: &mut Model, rng: &mut Rng, n: usize) {
     let mut c = corral.client();
     let mut sent = 0;
@@ -38,21 +43,55 @@ fn write_random(corral: &Corral, model: &mut Model, rng: &mut Rng, n: usize) {
             let k = rng.below(2000);
             if k < 1000 {
                 let key = format!("s{k}");
-                if rng.below(4) == 0 {
-                    pipe.cmd("DEL").arg(&key);
-                    expect.push(redis::Value::Int(i64::from(model.remove(&key).is_some())));
-                } else {
-                    let value = format!("v{}-{i}", sent);
-                    pipe.cmd("SET").arg(&key).arg(&value);
-                    model.insert(key, value);
-                    expect.push(redis::Value::Okay);
+                let value = format!("v{}-{i}", sent);
+                let exists = i64::from(model.contains_key(&key));
+                match rng.below(8) {
+                    0 | 1 => {
+                        pipe.cmd("DEL").arg(&key);
+                        expect.push(redis::Value::Int(exists));
+                        model.remove(&key);
+                    }
+                    2 => {
+                        let at = FAR_MS + rng.below(1_000_000);
+                        pipe.cmd("SET").arg(&key).arg(&value).arg("PXAT").arg(at);
+                        model.insert(key, (value, at));
+                        expect.push(redis::Value::Okay);
+                    }
+                    3 => {
+                        let at = FAR_MS + rng.below(1_000_000);
+                        pipe.cmd("PEXPIREAT").arg(&key).arg(at);
+                        if let Some(entry) = model.get_mut(&key) {
+                            entry.1 = at;
+                        }
+                        expect.push(redis::Value::Int(exists));
+                    }
+                    4 => {
+                        pipe.cmd("PERSIST").arg(&key);
+                        let had = model.get_mut(&key).map_or(0, |e| {
+                            let had = i64::from(e.1 != 0);
+                            e.1 = 0;
+                            had
+                        });
+                        expect.push(redis::Value::Int(had));
+                    }
+                    5 => {
+                        // A time that has come: the key is deleted.
+                        pipe.cmd("PEXPIREAT").arg(&key).arg(1);
+                        model.remove(&key);
+                        expect.push(redis::Value::Int(exists));
+                    }
+                    _ => {
+                        pipe.cmd("SET").arg(&key).arg(&value);
+                        model.insert(key, (value, 0));
+                        expect.push(redis::Value::Okay);
+                    }
                 }
             } else {
                 let key = format!("n{k}");
                 let delta = rng.below(100) as i64 - 30;
-                let now: i64 = model.get(&key).map_or(0, |v| v.parse().unwrap());
+                let now: i64 = model.get(&key).map_or(0, |v| v.0.parse().unwrap());
                 pipe.cmd("INCRBY").arg(&key).arg(delta);
-                model.insert(key, (now + delta).to_string());
+                model.insert(key, ((now + delta).to_string(), 0));
                 expect.push(redis::Value::Int(now + delta));
             }
         }
@@ -62,22 +101,28 @@ fn write_random(corral: &Corral, model: &mut Model, rng: &mut Rng, n: usize) {
     }
 }
 
-/// Every key of the model, the key count and the per-shard digests, as served.
+/// Every key of the model (value and deadline), the key count and the per-shard digests
+/// (which cover deadlines), as served.
 fn check(corral: &Corral, model: &Model) -> Vec<ShardInfo> {
     let mut c = corral.client();
     let keys: Vec<&String> = model.keys().collect();
     for chunk in keys.chunks(500) {
         let got: Vec<Option<String>> = redis::cmd("MGET").arg(chunk).query(&mut c).unwrap();
         for (k, v) in chunk.iter().zip(got) {
-            assert_eq!(v.as_ref(), model.get(*k), "key {k}");
+            assert_eq!(v.as_ref(), model.get(*k).map(|e| &e.0), "key {k}");
         }
+    }
+    for k in keys.iter().take(200) {
+        let at: i64 = redis::cmd("PEXPIRETIME").arg(k).query(&mut c).unwrap();
+        let want = model[*k].1;
+        assert_eq!(at, if want == 0 { -1 } else { want as i64 }, "key {k}");
     }
     let dbsize: usize = redis::cmd("DBSIZE").query(&mut c).unwrap();
     assert_eq!(dbsize, model.len());
     let mut digests = vec![0u64; corral.workers as usize];
-    for (k, v) in model {
+    for (k, (v, at)) in model {
         let s = shard_of(k.as_bytes(), corral.workers) as usize;
-        digests[s] = digests[s].wrapping_add(pair_digest(k.as_bytes(), v.as_bytes()));
+        digests[s] = digests[s].wrapping_add(entry_digest(k.as_bytes(), v.as_bytes(), *at));
     }
     let shards = corral.shards();
     for (i, s) in shards.iter().enumerate() {

@@ -193,6 +193,8 @@ pub struct WorkerCounts {
     pub sum_ns: u64,
     /// CPU time of the worker processes, nanoseconds.
     pub cpu_ns: u64,
+    /// Keys removed because their deadline had come (replays included).
+    pub expired: u64,
 }
 
 impl WorkerCounts {
@@ -204,6 +206,7 @@ impl WorkerCounts {
             *total += b.load(Ordering::Acquire);
         }
         self.sum_ns += m.apply_sum_ns.load(Ordering::Acquire);
+        self.expired += m.expired_keys.load(Ordering::Acquire);
         // A dead worker is still a zombie here (reaped after its counts are folded).
         if let Some((cpu, _)) = process_usage(generation.pid) {
             self.cpu_ns += (cpu * 1e9) as u64;

@@ -110,6 +110,9 @@ pub struct CommandTotals {
     pub misses: u64,
     /// Error replies by code.
     pub error_codes: BTreeMap<String, u64>,
+    /// Keys removed because their deadline had come (the shards' counts: the event loops
+    /// leave it 0; whoever reads the shards fills it in).
+    pub expired_keys: u64,
 }
 
 impl CommandTotals {
@@ -172,6 +175,7 @@ impl CommandTotals {
             bytes_out: minus(self.bytes_out, earlier.bytes_out),
             hits: minus(self.hits, earlier.hits),
             misses: minus(self.misses, earlier.misses),
+            expired_keys: minus(self.expired_keys, earlier.expired_keys),
             error_codes: self
                 .error_codes
                 .iter()
@@ -749,6 +753,18 @@ const WORKER_FAMILIES: &[(&str, &str, MetricType, Option<&str>)] = &[
         None,
     ),
     (
+        "corral_worker_expired_keys_total",
+        "Keys removed because their deadline had come (by a write that met them or the expiry sweep; replays included).",
+        MetricType::COUNTER,
+        None,
+    ),
+    (
+        "corral_worker_expiring_keys",
+        "Keys of the shard with a deadline.",
+        MetricType::GAUGE,
+        None,
+    ),
+    (
         "corral_worker_queue_depth_words",
         "Request ring words not yet applied.",
         MetricType::GAUGE,
@@ -914,6 +930,11 @@ fn lifecycle_samples(shard: &Shard, counts: &WorkerCounts, out: &mut Vec<Sample>
     out.push(("corral_worker_applied_total", None, counts.applied as f64));
     out.push(("corral_worker_errors_total", None, counts.errors as f64));
     out.push((
+        "corral_worker_expired_keys_total",
+        None,
+        counts.expired as f64,
+    ));
+    out.push((
         "corral_worker_cpu_seconds_total",
         None,
         counts.cpu_ns as f64 / 1e9,
@@ -945,7 +966,7 @@ fn segment_samples(shard: &Shard, out: &mut Vec<Sample>) {
     } else {
         0.0
     };
-    let values: [(&'static str, f64); 12] = [
+    let values: [(&'static str, f64); 13] = [
         (
             "corral_worker_queue_depth_words",
             tail.saturating_sub(consumed) as f64,
@@ -970,6 +991,10 @@ fn segment_samples(shard: &Shard, out: &mut Vec<Sample>) {
         (
             "corral_worker_data_capacity_bytes",
             load(&|h| h.header.heap_half_words.load(Ordering::Relaxed) * 8) as f64,
+        ),
+        (
+            "corral_worker_expiring_keys",
+            load(&|h| h.metrics.expiring_keys.load(Ordering::Acquire)) as f64,
         ),
         ("corral_worker_applied_seq", applied_seq as f64),
         (

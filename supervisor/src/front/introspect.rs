@@ -73,9 +73,16 @@ fn info(s: &Session, asked: &[&[u8]]) -> String {
     text
 }
 
+/// INFO's counters now: the event loops' command statistics and the shards' expired keys.
+fn totals_now(s: &Session) -> CommandTotals {
+    let mut now = s.shared.metrics.command_totals();
+    now.expired_keys = s.shared.shards.iter().map(|sh| sh.counts().expired).sum();
+    now
+}
+
 /// The command statistics since start (or the last CONFIG RESETSTAT).
 fn totals(s: &Session) -> CommandTotals {
-    let now = s.shared.metrics.command_totals();
+    let now = totals_now(s);
     let base = s
         .shared
         .stats_base
@@ -213,7 +220,7 @@ fn section(s: &Session, name: &str, totals: &CommandTotals, text: &mut String) {
                 "rejected_connections",
                 shared.metrics.connections_rejected.get(),
             );
-            line(text, "expired_keys", 0);
+            line(text, "expired_keys", totals.expired_keys);
             line(text, "evicted_keys", 0);
             line(text, "keyspace_hits", totals.hits);
             line(text, "keyspace_misses", totals.misses);
@@ -275,8 +282,10 @@ fn section(s: &Session, name: &str, totals: &CommandTotals, text: &mut String) {
         "cluster" => line(text, "cluster_enabled", 0),
         "keyspace" => {
             let keys = dbsize(s);
+            let expires = live_heads(s, |h| h.metrics.expiring_keys.load(Ordering::Acquire));
             if keys > 0 {
-                let _ = write!(text, "db0:keys={keys},expires=0,avg_ttl=0\r\n");
+                // avg_ttl is Redis' sampled estimate; Corral does not sample it.
+                let _ = write!(text, "db0:keys={keys},expires={expires},avg_ttl=0\r\n");
             }
         }
         "corral" => {
@@ -821,7 +830,7 @@ pub(super) fn config_resetstat(s: &mut Session, _: &[&[u8]], out: &mut Vec<u8>, 
     *s.shared
         .stats_base
         .lock()
-        .unwrap_or_else(PoisonError::into_inner) = s.shared.metrics.command_totals();
+        .unwrap_or_else(PoisonError::into_inner) = totals_now(s);
     reply::simple(out, "OK");
     Step::Done
 }

@@ -1,5 +1,6 @@
 //! The write pipeline: the sequencer (the single producer of every request ring), the
-//! completion readers, and the replay of the event log into a new worker.
+//! completion readers, the replay of the event log into a new worker, and the expiry sweep
+//! (which submits its removals as writes).
 
 pub mod completions;
 pub mod lane;
@@ -7,3 +8,4 @@ pub mod msg;
 pub mod replay;
 pub mod save;
 pub mod sequencer;
+pub mod sweeper;
