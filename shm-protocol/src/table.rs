@@ -786,6 +786,31 @@ impl<M: TableMemory> TableWriter<M> {
     }
 }
 
+impl<M: TableMemory> TableWriter<M> {
+    /// Removes every key (FLUSHDB). Bracketed by `moves` like a removal's shifts, so a
+    /// miss that raced it retries; a hit needs only its slot, which is emptied under the
+    /// slot's seqlock. The heap starts over: no slot refers to it any more.
+    pub fn clear(&mut self) {
+        let view = self.mem.table();
+        let moves = load_own(view.moves);
+        view.moves.store(moves.wrapping_add(1), Ordering::Relaxed);
+        // SYNC POINT: orders the odd `moves` before the slot changes below, as in `remove`.
+        fence(Ordering::Release);
+        for index in 0..view.slot_count() {
+            if load_own(&view.slot(index)[1]) != 0 {
+                self.write_slot(index, 0, 0, 0);
+            }
+        }
+        // SYNC POINT: pairs with the reader's acquire load of `moves`.
+        view.moves.store(moves.wrapping_add(2), Ordering::Release);
+        self.bump_words = 0;
+        self.live_words = 0;
+        self.keys = 0;
+        self.expiring = 0;
+        self.digest = 0;
+    }
+}
+
 /// Heap memory for a table, for tests and model checking.
 #[derive(Debug)]
 pub struct HeapTable {
@@ -1104,6 +1129,34 @@ mod tests {
         let mut keys: Vec<u8> = due.iter().map(|s| s.key[1]).collect();
         keys.sort_unstable();
         assert_eq!(keys, (1..10).collect::<Vec<u8>>());
+    }
+
+    #[test]
+    fn clear_empties_the_table_and_it_fills_again() {
+        let table = HeapTable::new(64, 64);
+        let mut writer = TableWriter::new(&table, LIMITS);
+        for key in 0..12u8 {
+            writer.set(&[key], &[key; 9], u64::from(key % 2)).unwrap();
+        }
+        writer.clear();
+        assert_eq!(
+            (writer.keys(), writer.expiring(), writer.digest()),
+            (0, 0, 0)
+        );
+        assert_eq!(writer.live_bytes(), 0);
+        for key in 0..12u8 {
+            assert_eq!(read(&table, &[key]), None);
+        }
+        let mut all = Vec::new();
+        assert_eq!(table.table().scan(0, 64, |_| true, &mut all), Ok(64));
+        assert!(all.is_empty());
+        // The whole heap is free again: 12 more entries fit without a compaction (24 would
+        // not fit in one half).
+        for key in 12..24u8 {
+            writer.set(&[key], &[key; 9], 0).unwrap();
+            assert_eq!(read(&table, &[key]), Some(vec![key; 9]));
+        }
+        assert_eq!(writer.compactions(), 0);
     }
 
     #[test]

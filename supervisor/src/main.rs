@@ -622,6 +622,7 @@ fn server_config(
         data_dir: args.data_dir.clone(),
         fsync: args.fsync,
         shard_data_bytes: geometry.heap_half_words * 8,
+        table_slots: geometry.table_slots,
         requirepass: args.requirepass.clone(),
         max_clients: args.max_clients,
         max_pipeline: args.max_pipeline.max(1) as usize,

@@ -155,6 +155,8 @@ pub enum Op<'a> {
         /// Key.
         key: &'a [u8],
     },
+    /// `FLUSHDB`, `FLUSHALL`: removes every key of the shard (one op per shard).
+    Flush,
 }
 
 /// An op as it is carried: a tag, a key, a value and one integer argument. Every op has
@@ -206,6 +208,7 @@ const TAG_EXPIRE: u32 = 9;
 const TAG_PERSIST: u32 = 10;
 const TAG_GETEX: u32 = 11;
 const TAG_EXPIRED: u32 = 12;
+const TAG_FLUSH: u32 = 13;
 /// SET's argument: the condition in the low bits, GET and KEEPTTL above them.
 const SET_GET: i64 = 1 << 2;
 const SET_KEEPTTL: i64 = 1 << 3;
@@ -287,6 +290,7 @@ impl<'a> Op<'a> {
                 (TAG_GETEX, key, &[][..], 0)
             }
             Self::Expired { key } => (TAG_EXPIRED, key, &[][..], 0),
+            Self::Flush => (TAG_FLUSH, &[][..], &[][..], 0),
         };
         Parts {
             tag,
@@ -365,6 +369,7 @@ impl<'a> Op<'a> {
                 expiry: Expiry::from_parts(deadline, false).ok_or(bad)?,
             }),
             TAG_EXPIRED if arg == 0 => no_value(Self::Expired { key }),
+            TAG_FLUSH if arg == 0 && key.is_empty() => no_value(Self::Flush),
             _ => Err(bad),
         }
     }
@@ -631,6 +636,7 @@ mod tests {
             expiry: Expiry::Never,
         });
         round_trip(Op::Expired { key: b"gone" });
+        round_trip(Op::Flush);
         round_trip(Op::IncrByFloat {
             key: b"f",
             delta: -1.5e-300,
@@ -700,6 +706,7 @@ mod tests {
             (TAG_PERSIST, b"", 0, 9),
             (TAG_GETEX, b"", 1, 9),
             (TAG_EXPIRED, b"v", 0, 0),
+            (TAG_FLUSH, b"", 1, 0),
             (99, b"", 0, 0),
         ] {
             let parts = Parts {

@@ -333,6 +333,10 @@ impl<M: TableMemory> StateMachine for KvMachine<M> {
             Op::Persist { key } => Ok(self.persist(key)),
             Op::GetEx { key, expiry } => Ok(self.get_ex(key, expiry)),
             Op::Expired { key } => Ok(self.remove_expired(key)),
+            Op::Flush => {
+                self.table.clear();
+                Ok(Outcome::Ok)
+            }
         };
         applied.unwrap_or_else(Outcome::Err)
     }
@@ -611,6 +615,34 @@ mod tests {
                 Outcome::Err(WriteError::ValueTooLarge),
             ],
         );
+    }
+
+    #[test]
+    fn flush_removes_every_key() {
+        let table = HeapTable::new(64, 512);
+        let mut m = machine(&table);
+        for key in [&b"a"[..], b"b", b"c"] {
+            m.apply(&set(key, b"v", SetCondition::Always), 1);
+        }
+        m.apply(
+            &Op::Expire {
+                key: b"a",
+                deadline: 9,
+                condition: ExpireCondition::Always,
+            },
+            1,
+        );
+        assert_eq!(m.apply(&Op::Flush, 2), Outcome::Ok);
+        assert_eq!(
+            (m.keys(), m.expiring(), m.digest(), m.live_bytes()),
+            (0, 0, 0, 0)
+        );
+        assert_eq!(m.apply(&Op::GetDel { key: b"b" }, 3), Outcome::Nil);
+        assert_eq!(
+            m.apply(&set(b"b", b"w", SetCondition::IfAbsent), 3),
+            Outcome::Ok
+        );
+        assert_eq!(m.keys(), 1);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod connection;
 pub mod expiry;
 pub mod introspect;
 pub mod keyspace;
+pub mod pattern;
 pub mod resp;
 pub mod server;
 pub mod session;

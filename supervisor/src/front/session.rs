@@ -128,7 +128,7 @@ pub struct Session {
     now_ms: u64,
     /// Index (in the table, the metric index) of the command being run.
     pub(super) command: usize,
-    /// State of the sampling of write logs (xorshift).
+    /// State of [`Session::random`] (xorshift): write-log sampling, RANDOMKEY.
     sample: u64,
     /// When the current batch's commands were read.
     read_at: Instant,
@@ -540,6 +540,15 @@ impl Session {
         }
     }
 
+    /// Queues `op` for every shard (FLUSHALL), replied to as `kind`.
+    pub(super) fn queue_every_shard(&mut self, kind: WriteKind, op: &OwnedOp) {
+        let shards = self.shared.shards.len() as u32;
+        self.owe(kind, shards);
+        for shard in 0..shards {
+            self.ops.push(Request::Write(shard, op.clone()));
+        }
+    }
+
     /// Queues a SAVE: its `+OK` is owed until every shard with new writes has written a
     /// checkpoint.
     pub(super) fn queue_save(&mut self) {
@@ -707,10 +716,7 @@ impl Session {
         if rate <= 0.0 {
             return;
         }
-        self.sample ^= self.sample << 13;
-        self.sample ^= self.sample >> 7;
-        self.sample ^= self.sample << 17;
-        if (self.sample >> 11) as f64 / (1u64 << 53) as f64 >= rate {
+        if (self.random() >> 11) as f64 / (1u64 << 53) as f64 >= rate {
             return;
         }
         info!(self.shared.log, "write"; "component" => "server", "conn" => self.client.id,
@@ -724,6 +730,14 @@ impl Session {
         key: &[u8],
     ) -> Result<(u32, Arc<crate::base::shard::Generation>), String> {
         let id = shard_of(key, self.shared.shards.len() as u32);
+        Ok((id, self.generation_of(id)?))
+    }
+
+    /// The serving generation of shard `id`, or the error a read of it answers.
+    pub(super) fn generation_of(
+        &self,
+        id: u32,
+    ) -> Result<Arc<crate::base::shard::Generation>, String> {
         let shard = &self.shared.shards[id as usize];
         match shard.state() {
             ShardState::Ready => {}
@@ -736,7 +750,7 @@ impl Session {
             }
         }
         match shard.current() {
-            Some(g) if !g.is_dead() => Ok((id, g)),
+            Some(g) if !g.is_dead() => Ok(g),
             _ => Err(restarting(id)),
         }
     }
@@ -772,6 +786,14 @@ impl Session {
     /// The running command's name, as Redis' errors give it.
     pub(super) fn command_name(&self) -> &'static str {
         self.table.label(self.command)
+    }
+
+    /// A pseudo-random number (xorshift; RANDOMKEY's choices, not for secrets).
+    pub(super) fn random(&mut self) -> u64 {
+        self.sample ^= self.sample << 13;
+        self.sample ^= self.sample >> 7;
+        self.sample ^= self.sample << 17;
+        self.sample
     }
 
     /// The time the current batch reads at (Unix ms).

@@ -44,6 +44,8 @@ pub struct ServerConfig {
     pub fsync: crate::wal::FsyncPolicy,
     /// Key and value bytes each shard holds at most (`--shard-memory`).
     pub shard_data_bytes: u64,
+    /// Slots of every shard's table (SCAN's cursor counts them).
+    pub table_slots: u64,
 }
 
 /// State the sessions share.

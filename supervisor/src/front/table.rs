@@ -34,7 +34,7 @@ use Kind::{Read, Write};
 /// positions, group, summary, handler; then Redis' command flags, ACL categories, key-spec
 /// flags and tips, as COMMAND INFO reports them). The order is the metric label order.
 #[rustfmt::skip]
-static SPECS: [Spec<Handler>; 59] = [
+static SPECS: [Spec<Handler>; 64] = [
     spec("ping", -1, Read, Keys::NONE, Connection, "Answers PONG, or echoes its argument.", connection::ping).meta(&["fast"], &["@fast", "@connection"], &[], &["request_policy:all_shards", "response_policy:all_succeeded"]),
     spec("echo", 2, Read, Keys::NONE, Connection, "Answers its argument.", connection::echo).meta(&["loading", "stale", "fast"], &["@fast", "@connection"], &[], &[]),
     spec("set", -3, Write, Keys::ONE, String, "Sets a key's value, optionally only if it is absent (NX) or present (XX), with an expiry (EX, PX, EXAT, PXAT) or keeping its own (KEEPTTL).", expiry::set).meta(&["write", "denyoom"], &["@write", "@string", "@slow"], &["RW", "access", "update", "variable_flags"], &[]).call_key_flags(strings::set_key_flags),
@@ -76,6 +76,11 @@ static SPECS: [Spec<Handler>; 59] = [
     spec("type", 2, Read, Keys::ONE, Generic, "Answers the type of a key's value.", strings::type_command).meta(&["readonly", "fast"], &["@keyspace", "@read", "@fast"], &["RO"], &[]),
     spec("touch", -2, Read, Keys::ALL, Generic, "Counts the given keys that exist (Corral keeps no access times).", strings::exists).meta(&["readonly", "fast"], &["@keyspace", "@read", "@fast"], &["RO"], &["request_policy:multi_shard", "response_policy:agg_sum"]),
     spec("dbsize", 1, Read, Keys::NONE, Server, "Counts the keys of every shard.", introspect::dbsize_command).meta(&["readonly", "fast"], &["@keyspace", "@read", "@fast"], &[], &["request_policy:all_shards", "response_policy:agg_sum"]),
+    spec("keys", 2, Read, Keys::NONE, Generic, "Answers every key that matches a glob pattern.", keyspace::keys).meta(&["readonly"], &["@keyspace", "@read", "@slow", "@dangerous"], &[], &["request_policy:all_shards", "nondeterministic_output_order"]),
+    spec("scan", -2, Read, Keys::NONE, Generic, "Walks the keys a part at a time from a cursor (MATCH, COUNT, TYPE).", keyspace::scan).meta(&["readonly"], &["@keyspace", "@read", "@slow"], &[], &["nondeterministic_output", "request_policy:special"]),
+    spec("randomkey", 1, Read, Keys::NONE, Generic, "Answers a random key.", keyspace::randomkey).meta(&["readonly"], &["@keyspace", "@read", "@slow"], &[], &["request_policy:all_shards", "nondeterministic_output"]),
+    spec("flushdb", -1, Write, Keys::NONE, Server, "Removes every key (ASYNC and SYNC are the same).", keyspace::flush).meta(&["write"], &["@keyspace", "@write", "@slow", "@dangerous"], &[], &["request_policy:all_shards", "response_policy:all_succeeded"]),
+    spec("flushall", -1, Write, Keys::NONE, Server, "Removes every key of every database (there is one).", keyspace::flush).meta(&["write"], &["@keyspace", "@write", "@slow", "@dangerous"], &[], &["request_policy:all_shards", "response_policy:all_succeeded"]),
     spec("info", -1, Read, Keys::NONE, Server, "Describes the server, by section.", introspect::info_command).meta(&["loading", "stale"], &["@slow", "@dangerous"], &[], &["nondeterministic_output", "request_policy:all_shards", "response_policy:special"]),
     unauthenticated(spec("auth", -2, Read, Keys::NONE, Connection, "Authenticates the connection.", connection::auth_command).meta(&["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], &["@fast", "@connection"], &[], &[])),
     spec("select", 2, Read, Keys::NONE, Connection, "Selects database 0, the only one.", connection::select).meta(&["loading", "stale", "fast"], &["@fast", "@connection"], &[], &[]),
@@ -178,11 +183,16 @@ mod tests {
             table.find(b"INCRBY").map(|(i, _)| table.label(i)),
             Some("incrby")
         );
-        assert!(table.find(b"flushall").is_none());
+        assert!(table.find(b"nosuch").is_none());
         for spec in table.specs() {
-            // A write routes its keys; one without keys would go nowhere.
+            // A write routes its keys; one without keys goes to every shard, and says so
+            // as Redis' tip does (FLUSHALL).
             if spec.kind == Kind::Write {
-                assert_ne!(spec.keys, Keys::NONE, "{}", spec.name);
+                assert!(
+                    spec.keys != Keys::NONE || spec.tips.contains(&"request_policy:all_shards"),
+                    "{}: a write without keys or an all-shards tip",
+                    spec.name
+                );
                 assert!(
                     spec.flags.contains(&"write"),
                     "{}: a write flagged {:?}",
