@@ -25,7 +25,7 @@ use corral::observe::http::{Http, Probes};
 use corral::pipeline::lane::CheckpointPolicy;
 use corral::pipeline::msg::{LifecycleEvent, SeqMsg};
 use corral::pipeline::replay::ReplayContext;
-use corral::pipeline::sequencer::Sequencer;
+use corral::pipeline::sequencer::{Sequencer, Watched};
 use corral::pipeline::sweeper::Sweeper;
 use corral::supervision::lifecycle::{Ending, Executable, Lifecycle};
 use corral::supervision::policy::{History, Policy};
@@ -361,6 +361,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
     let (seq_tx, seq_rx) = crossbeam_channel::bounded::<SeqMsg>(4096);
     let (events_tx, events_rx) = crossbeam_channel::unbounded::<LifecycleEvent>();
     let shards: Arc<Vec<Shard>> = Arc::new((0..workers).map(Shard::new).collect());
+    let gates = Arc::new(corral::base::gate::Gates::default());
     let metrics = Metrics::new(
         Arc::clone(&shards),
         Arc::clone(&logging.dropped),
@@ -386,8 +387,11 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
             args.restart_queue_max as usize,
             replay,
             checkpoint_policy(args),
-            Arc::clone(&sequencer_beat),
-            Arc::clone(&metrics),
+            Watched {
+                heartbeat: Arc::clone(&sequencer_beat),
+                metrics: Arc::clone(&metrics),
+                gates: Arc::clone(&gates),
+            },
         );
         spawn_thread("sequencer", move || seq.run(&seq_rx))?
     };
@@ -426,6 +430,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fatal> {
     let server = Server::start(
         Arc::clone(&shards),
         seq_tx.clone(),
+        gates,
         Arc::clone(&durability),
         Arc::clone(&metrics),
         server_config(args, &geometry, listeners.resp_addr),

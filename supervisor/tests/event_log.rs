@@ -21,7 +21,9 @@ fn read_log(data_dir: &Path) -> (Vec<(u32, u64, OwnedOp)>, Vec<LifecycleRecord>)
         match r.kind {
             Kind::Write => {
                 let w = decode_write(r.version, r.payload).unwrap();
-                writes.push((w.shard, w.now_ms, OwnedOp::from(w.op)));
+                for (shard, op) in w.ops {
+                    writes.push((shard, w.now_ms, OwnedOp::from(op)));
+                }
             }
             Kind::Lifecycle => events.push(decode_lifecycle(r.version, r.payload).unwrap()),
             Kind::Skip => {}

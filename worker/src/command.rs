@@ -157,6 +157,12 @@ pub enum Op<'a> {
     },
     /// `FLUSHDB`, `FLUSHALL`: removes every key of the shard (one op per shard).
     Flush,
+    /// Reads `key` (a read inside a transaction, answered in its place among the writes):
+    /// [`Outcome::Entry`] or nil. Changes nothing, an expired key included.
+    Read {
+        /// Key.
+        key: &'a [u8],
+    },
 }
 
 /// An op as it is carried: a tag, a key, a value and one integer argument. Every op has
@@ -209,6 +215,7 @@ const TAG_PERSIST: u32 = 10;
 const TAG_GETEX: u32 = 11;
 const TAG_EXPIRED: u32 = 12;
 const TAG_FLUSH: u32 = 13;
+const TAG_READ: u32 = 14;
 /// SET's argument: the condition in the low bits, GET and KEEPTTL above them.
 const SET_GET: i64 = 1 << 2;
 const SET_KEEPTTL: i64 = 1 << 3;
@@ -237,6 +244,11 @@ pub const TAG_COMPLETION: u32 = 1;
 /// Flag on a request's tag: apply it without a completion (a replayed write nobody waits
 /// for).
 pub const TAG_SILENT: u32 = 1 << 15;
+/// Flag on a request's tag: more ops of the same record (a transaction's) follow for this
+/// shard, with the same sequence number. The worker's state is at a record boundary only
+/// after an op without it: it never checkpoints or reports the sequence number applied
+/// in between.
+pub const TAG_MORE: u32 = 1 << 14;
 
 impl<'a> Op<'a> {
     /// The key written.
@@ -291,6 +303,7 @@ impl<'a> Op<'a> {
             }
             Self::Expired { key } => (TAG_EXPIRED, key, &[][..], 0),
             Self::Flush => (TAG_FLUSH, &[][..], &[][..], 0),
+            Self::Read { key } => (TAG_READ, key, &[][..], 0),
         };
         Parts {
             tag,
@@ -370,6 +383,7 @@ impl<'a> Op<'a> {
             }),
             TAG_EXPIRED if arg == 0 => no_value(Self::Expired { key }),
             TAG_FLUSH if arg == 0 && key.is_empty() => no_value(Self::Flush),
+            TAG_READ if arg == 0 => no_value(Self::Read { key }),
             _ => Err(bad),
         }
     }
@@ -382,6 +396,8 @@ pub struct DecodedRequest {
     pub seq: u64,
     /// Whether the request wants no completion ([`TAG_SILENT`]).
     pub silent: bool,
+    /// Whether more ops of its record follow ([`TAG_MORE`]).
+    pub more: bool,
     /// When it is applied (Unix ms): the time it was sequenced at.
     pub now_ms: u64,
     tag: u32,
@@ -408,7 +424,8 @@ impl DecodedRequest {
         self.deadline = record.word(3);
         self.now_ms = record.word(4);
         self.silent = record.tag & TAG_SILENT != 0;
-        self.tag = record.tag & !TAG_SILENT;
+        self.more = record.tag & TAG_MORE != 0;
+        self.tag = record.tag & !(TAG_SILENT | TAG_MORE);
         let key_len = (lens & u64::from(u32::MAX)) as usize;
         let value_len = (lens >> 32) as usize;
         let fixed = REQUEST_FIXED_WORDS as usize;
@@ -496,6 +513,13 @@ pub enum Outcome {
     Bulk(Vec<u8>),
     /// An error.
     Err(WriteError),
+    /// A key's value and deadline (Unix ms; 0: none): a transaction's read.
+    Entry {
+        /// The value.
+        value: Vec<u8>,
+        /// The deadline.
+        deadline: u64,
+    },
 }
 
 const STATUS_OK: u64 = 0;
@@ -503,6 +527,7 @@ const STATUS_NIL: u64 = 1;
 const STATUS_INT: u64 = 2;
 const STATUS_ERR: u64 = 3;
 const STATUS_BULK: u64 = 4;
+const STATUS_ENTRY: u64 = 5;
 
 /// Payload words of a completion record without a value.
 pub const COMPLETION_PAYLOAD_WORDS: u32 = shm_protocol::layout::COMPLETION_WORDS as u32;
@@ -514,6 +539,10 @@ impl Outcome {
     pub fn record_words(&self) -> u32 {
         match self {
             Self::Bulk(v) => COMPLETION_PAYLOAD_WORDS + words_for(v.len() as u64) as u32,
+            // The deadline, then the value.
+            Self::Entry { value, .. } => {
+                COMPLETION_PAYLOAD_WORDS + 1 + words_for(value.len() as u64) as u32
+            }
             _ => COMPLETION_PAYLOAD_WORDS,
         }
     }
@@ -526,9 +555,14 @@ impl Outcome {
             Self::Int(v) => (STATUS_INT, *v as u64),
             Self::Bulk(v) => (STATUS_BULK, v.len() as u64),
             Self::Err(e) => (STATUS_ERR, *e as u64),
+            Self::Entry { value, .. } => (STATUS_ENTRY, value.len() as u64),
         };
+        let fixed = COMPLETION_PAYLOAD_WORDS as usize;
         let bytes = match self {
-            Self::Bulk(v) => out.put_bytes(COMPLETION_PAYLOAD_WORDS as usize, v),
+            Self::Bulk(v) => out.put_bytes(fixed, v),
+            Self::Entry { value, deadline } => {
+                out.put(fixed, *deadline) && out.put_bytes(fixed + 1, value)
+            }
             _ => true,
         };
         out.put(0, seq) && out.put(1, status) && out.put(2, value) && bytes
@@ -549,6 +583,19 @@ impl Outcome {
                     record.bytes(COMPLETION_PAYLOAD_WORDS as usize, len, &mut bytes)
                 }) {
                     Self::Bulk(bytes)
+                } else {
+                    Self::Err(WriteError::Malformed)
+                }
+            }
+            STATUS_ENTRY => {
+                let fixed = COMPLETION_PAYLOAD_WORDS as usize;
+                let mut bytes = Vec::new();
+                if usize::try_from(value).is_ok_and(|len| record.bytes(fixed + 1, len, &mut bytes))
+                {
+                    Self::Entry {
+                        value: bytes,
+                        deadline: record.word(fixed),
+                    }
                 } else {
                     Self::Err(WriteError::Malformed)
                 }
@@ -637,6 +684,7 @@ mod tests {
         });
         round_trip(Op::Expired { key: b"gone" });
         round_trip(Op::Flush);
+        round_trip(Op::Read { key: b"r" });
         round_trip(Op::IncrByFloat {
             key: b"f",
             delta: -1.5e-300,
@@ -674,6 +722,14 @@ mod tests {
             Outcome::Err(WriteError::NanOrInfinity),
             Outcome::Bulk(Vec::new()),
             Outcome::Bulk(b"a value of several words".to_vec()),
+            Outcome::Entry {
+                value: b"an entry's value".to_vec(),
+                deadline: 1_700_000_000_000,
+            },
+            Outcome::Entry {
+                value: Vec::new(),
+                deadline: 0,
+            },
         ] {
             let ring = HeapRing::new(16);
             let mut p = Producer::new(&ring);

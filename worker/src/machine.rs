@@ -295,6 +295,16 @@ impl<M: TableMemory> KvMachine<M> {
         Outcome::Bulk(std::mem::take(&mut self.scratch))
     }
 
+    /// A read: changes nothing (an expired key reads as missing and stays for the sweep),
+    /// so it is the same whether it is logged or not.
+    fn read(&mut self, key: &[u8]) -> Outcome {
+        let mut value = Vec::new();
+        match self.table.get(key, &mut value) {
+            Some(deadline) if !expired(deadline, self.now_ms) => Outcome::Entry { value, deadline },
+            _ => Outcome::Nil,
+        }
+    }
+
     fn remove_expired(&mut self, key: &[u8]) -> Outcome {
         let due = self
             .table
@@ -337,6 +347,7 @@ impl<M: TableMemory> StateMachine for KvMachine<M> {
                 self.table.clear();
                 Ok(Outcome::Ok)
             }
+            Op::Read { key } => Ok(self.read(key)),
         };
         applied.unwrap_or_else(Outcome::Err)
     }

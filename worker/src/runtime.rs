@@ -121,6 +121,7 @@ pub fn run(args: &WorkerArgs, log: &Logger) -> Result<(), WorkerError> {
         applied_seq: covered,
         checkpoints: Checkpointer::start(args.checkpoint_dir.clone(), Arc::clone(&segment), log)?,
         checkpoint_taken: 0,
+        mid_record: false,
     };
     publish(&segment, &machine, covered, monotonic_ns());
     status
@@ -295,6 +296,8 @@ struct ApplyLoop {
     checkpoints: Checkpointer,
     /// The last checkpoint request a snapshot was taken for.
     checkpoint_taken: u64,
+    /// The last op applied had [`crate::command::TAG_MORE`]: its record is not done.
+    mid_record: bool,
 }
 
 impl ApplyLoop {
@@ -386,7 +389,12 @@ impl ApplyLoop {
                     Err(_) => Outcome::Err(WriteError::Malformed),
                 };
                 let silent = request.silent;
-                self.applied_seq = seq;
+                // At a record's end only: a transaction's ops are all applied or the
+                // sequence number is not reported (nor checkpointed).
+                self.mid_record = request.more;
+                if !request.more {
+                    self.applied_seq = seq;
+                }
                 let finished = monotonic_ns();
                 if matches!(outcome, Outcome::Err(_)) {
                     bump(&head.metrics.errors, 1);
@@ -414,7 +422,7 @@ impl ApplyLoop {
     fn checkpoint_if_requested(&mut self, machine: &KvMachine<Arc<Segment>>, next: Option<u64>) {
         let control = &self.segment.head().supervisor;
         let request = control.checkpoint_request.load(Ordering::Acquire);
-        if request <= self.checkpoint_taken {
+        if request <= self.checkpoint_taken || self.mid_record {
             return;
         }
         let within_limit = match next {

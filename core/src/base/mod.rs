@@ -1,6 +1,8 @@
-//! The supervisor's core types: a write, its ticket, a shard's shared state, the hash slot.
+//! The supervisor's core types: a write, its ticket, a shard's shared state, the hash slot,
+//! the transaction gates.
 //! No threads and no I/O here; every other layer builds on these.
 
+pub mod gate;
 pub mod ops;
 pub mod shard;
 pub mod slot;

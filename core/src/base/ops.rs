@@ -71,6 +71,10 @@ impl From<Op<'_>> for OwnedOp {
 pub struct InFlight {
     /// Sequence number.
     pub seq: u64,
+    /// Its place among the ops its record holds for this shard (0 but in a transaction).
+    pub part: u32,
     /// Where the outcome goes.
     pub pending: Pending,
+    /// A transaction's closed gates, held until its every op is done with.
+    pub guard: Option<std::sync::Arc<crate::base::gate::Guard>>,
 }

@@ -723,11 +723,12 @@ impl Appender {
         self.writer.next_seq()
     }
 
-    /// Stages a client write, sequenced at `now_ms` (Unix ms); returns its sequence number.
-    pub fn append_write(&mut self, shard: u32, now_ms: u64, op: &OwnedOp) -> u64 {
+    /// Stages a client write of `ops` (each with its shard: one, or a transaction's),
+    /// sequenced at `now_ms` (Unix ms), as one record; returns its sequence number.
+    pub fn append_write(&mut self, now_ms: u64, ops: &[(u32, &OwnedOp)]) -> u64 {
         let durable = self.durability.synced();
         self.writer.append(Kind::Write, durable, |buf| {
-            codec::encode_write(shard, now_ms, op, buf)
+            codec::encode_write(now_ms, ops, buf)
         })
     }
 

@@ -19,10 +19,11 @@ fn config() -> impl bincode::config::Config {
         .with_limit::<{ crate::wal::MAX_PAYLOAD_BYTES }>()
 }
 
-/// A logged client write is `(shard, now, op)`: the time it was sequenced at (Unix ms, the
-/// time the worker applies it at, on replay too) and, since record format 2, the op as its
-/// parts: tag, key, value, argument, and since format 3 its deadline (one shape for every
-/// op, as in the request ring).
+/// A logged client write is `(now, [(shard, op)...])` since record format 4: the time it was
+/// sequenced at (Unix ms, the time the workers apply it at, on replay too) and its ops, each
+/// with its shard: one for a plain write, several for a transaction (all of it is in the
+/// log, or none). Each op is its parts: tag, key, value, argument and deadline (one shape
+/// for every op, as in the request ring). Formats 1 to 3 logged one `(shard, ...)` op.
 struct EncodedOp<'a>(&'a OwnedOp);
 
 impl Encode for EncodedOp<'_> {
@@ -36,17 +37,29 @@ impl Encode for EncodedOp<'_> {
     }
 }
 
-/// A logged write read back in place: its key and value borrow the record's payload.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// A logged write read back in place: its keys and values borrow the record's payload.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Write<'a> {
-    /// The shard.
-    pub shard: u32,
     /// When it was sequenced (Unix ms; 0 in records of formats 1 and 2, which had no
     /// deadlines to judge).
     pub now_ms: u64,
-    /// The op.
-    pub op: Op<'a>,
+    /// Its ops, in order, each with its shard (one but for a transaction).
+    pub ops: Vec<(u32, Op<'a>)>,
 }
+
+impl<'a> Write<'a> {
+    /// The ops for `shard`, in order.
+    pub fn ops_of(&self, shard: u32) -> impl Iterator<Item = Op<'a>> + '_ {
+        self.ops
+            .iter()
+            .filter(move |(s, _)| *s == shard)
+            .map(|(_, op)| *op)
+    }
+}
+
+/// Most ops one record holds (a transaction's), so that a damaged count cannot make the
+/// decoder reserve without bound.
+pub const MAX_RECORD_OPS: usize = 1 << 20;
 
 /// The op of record format 2 or 3 (`deadline`: whether it has the deadline field).
 fn decode_parts<'de, D: BorrowDecoder<'de>>(
@@ -63,17 +76,37 @@ fn decode_parts<'de, D: BorrowDecoder<'de>>(
     Op::from_parts(parts).map_err(|_| bincode::error::DecodeError::Other("unknown write op"))
 }
 
-/// A write of record format 3.
+/// A write of record format 4.
 struct LoggedWrite<'a>(Write<'a>);
 
 impl<'de, C> BorrowDecode<'de, C> for LoggedWrite<'de> {
     fn borrow_decode<D: BorrowDecoder<'de, Context = C>>(
         d: &mut D,
     ) -> Result<Self, bincode::error::DecodeError> {
+        let now_ms = u64::borrow_decode(d)?;
+        let count = usize::borrow_decode(d)?;
+        if count == 0 || count > MAX_RECORD_OPS {
+            return Err(bincode::error::DecodeError::Other("bad op count"));
+        }
+        let mut ops = Vec::with_capacity(count.min(64));
+        for _ in 0..count {
+            ops.push((u32::borrow_decode(d)?, decode_parts(d, true)?));
+        }
+        Ok(Self(Write { now_ms, ops }))
+    }
+}
+
+/// A write of record format 3: one op.
+struct Format3Write<'a>(Write<'a>);
+
+impl<'de, C> BorrowDecode<'de, C> for Format3Write<'de> {
+    fn borrow_decode<D: BorrowDecoder<'de, Context = C>>(
+        d: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        let shard = u32::borrow_decode(d)?;
         Ok(Self(Write {
-            shard: u32::borrow_decode(d)?,
             now_ms: u64::borrow_decode(d)?,
-            op: decode_parts(d, true)?,
+            ops: vec![(shard, decode_parts(d, true)?)],
         }))
     }
 }
@@ -85,10 +118,10 @@ impl<'de, C> BorrowDecode<'de, C> for Format2Write<'de> {
     fn borrow_decode<D: BorrowDecoder<'de, Context = C>>(
         d: &mut D,
     ) -> Result<Self, bincode::error::DecodeError> {
+        let shard = u32::borrow_decode(d)?;
         Ok(Self(Write {
-            shard: u32::borrow_decode(d)?,
             now_ms: 0,
-            op: decode_parts(d, false)?,
+            ops: vec![(shard, decode_parts(d, false)?)],
         }))
     }
 }
@@ -153,10 +186,19 @@ fn check_version(version: u8) -> Result<(), DecodeError> {
     }
 }
 
-/// Appends the payload of a write of `op` to `shard`, sequenced at `now_ms`, to `buf`.
-pub fn encode_write(shard: u32, now_ms: u64, op: &OwnedOp, buf: &mut Vec<u8>) {
+/// Appends the payload of a write of `ops` (each with its shard; at least one), sequenced
+/// at `now_ms`, to `buf`.
+pub fn encode_write(now_ms: u64, ops: &[(u32, &OwnedOp)], buf: &mut Vec<u8>) {
+    assert!(
+        (1..=MAX_RECORD_OPS).contains(&ops.len()),
+        "a write record holds 1 to {MAX_RECORD_OPS} ops, not {}",
+        ops.len()
+    );
     // Writing into a Vec cannot fail, and keys and values are far below the size limit.
-    let _ = bincode::encode_into_std_write((shard, now_ms, EncodedOp(op)), buf, config());
+    let _ = bincode::encode_into_std_write((now_ms, ops.len()), &mut *buf, config());
+    for (shard, op) in ops {
+        let _ = bincode::encode_into_std_write((*shard, EncodedOp(op)), &mut *buf, config());
+    }
 }
 
 /// Decodes a write payload of record format `version`, borrowing the payload (replay
@@ -168,9 +210,8 @@ pub fn decode_write(version: u8, payload: &[u8]) -> Result<Write<'_>, DecodeErro
             |((shard, LegacyOp(op)), used): ((u32, LegacyOp<'_>), usize)| {
                 (
                     Write {
-                        shard,
                         now_ms: 0,
-                        op,
+                        ops: vec![(shard, op)],
                     },
                     used,
                 )
@@ -178,6 +219,8 @@ pub fn decode_write(version: u8, payload: &[u8]) -> Result<Write<'_>, DecodeErro
         ),
         2 => bincode::borrow_decode_from_slice(payload, config())
             .map(|(Format2Write(w), used)| (w, used)),
+        3 => bincode::borrow_decode_from_slice(payload, config())
+            .map(|(Format3Write(w), used)| (w, used)),
         _ => bincode::borrow_decode_from_slice(payload, config())
             .map(|(LoggedWrite(w), used)| (w, used)),
     };
@@ -189,14 +232,6 @@ pub fn decode_write(version: u8, payload: &[u8]) -> Result<Write<'_>, DecodeErro
         )));
     }
     Ok(write)
-}
-
-/// The shard of a write payload of record format `version`, without decoding the op.
-pub fn write_shard(version: u8, payload: &[u8]) -> Result<u32, DecodeError> {
-    check_version(version)?;
-    bincode::decode_from_slice::<u32, _>(payload, config())
-        .map(|(shard, _)| shard)
-        .map_err(|e| DecodeError(format!("write record: {e}")))
 }
 
 /// A lifecycle event, as logged. Times are milliseconds since the Unix epoch. New variants go
@@ -357,19 +392,39 @@ mod tests {
         for (shard, op) in ops.iter().enumerate() {
             let mut buf = Vec::new();
             let now_ms = 1_700_000_000_000 + shard as u64;
-            encode_write(shard as u32, now_ms, op, &mut buf);
+            encode_write(now_ms, &[(shard as u32, op)], &mut buf);
             assert_eq!(
                 decode_write(RECORD_VERSION, &buf),
                 Ok(Write {
-                    shard: shard as u32,
                     now_ms,
-                    op: op.as_op()
+                    ops: vec![(shard as u32, op.as_op())],
                 })
             );
-            assert_eq!(write_shard(RECORD_VERSION, &buf), Ok(shard as u32));
             assert!(decode_write(RECORD_VERSION + 1, &buf).is_err());
             assert!(decode_write(RECORD_VERSION, &buf[..buf.len() - 1]).is_err());
         }
+        // A transaction: every op in one record, in order, each with its shard.
+        let mut buf = Vec::new();
+        let all: Vec<(u32, &OwnedOp)> = ops
+            .iter()
+            .enumerate()
+            .map(|(i, op)| (i as u32 % 2, op))
+            .collect();
+        encode_write(7, &all, &mut buf);
+        let write = decode_write(RECORD_VERSION, &buf).unwrap();
+        assert_eq!(write.now_ms, 7);
+        let want: Vec<(u32, Op<'_>)> = all.iter().map(|(s, op)| (*s, op.as_op())).collect();
+        assert_eq!(write.ops, want);
+        let odd: Vec<Op<'_>> = write.ops_of(1).collect();
+        assert_eq!(odd, [ops[1].as_op(), ops[3].as_op(), ops[5].as_op()]);
+        assert!(decode_write(RECORD_VERSION, &buf[..buf.len() - 1]).is_err());
+        // No ops, or an absurd count: damage, not an allocation.
+        assert!(decode_write(RECORD_VERSION, &[0, 0]).is_err());
+        assert!(decode_write(
+            RECORD_VERSION,
+            &[0, 0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]
+        )
+        .is_err());
         assert!(decode_write(RECORD_VERSION, &[0, 9]).is_err());
     }
 
@@ -405,32 +460,36 @@ mod tests {
         ];
         for (payload, (shard, op)) in cases {
             let want = Write {
-                shard,
                 now_ms: 0,
-                op,
+                ops: vec![(shard, op)],
             };
             assert_eq!(decode_write(1, payload), Ok(want));
-            assert_eq!(write_shard(1, payload), Ok(shard));
         }
         assert!(decode_write(1, &[0, 3, 1, b'k']).is_err());
     }
 
     #[test]
-    fn format_2_writes_still_decode() {
-        // (shard 1, SET "k" "v" NX) as format 2 wrote it: tag, key, value, argument.
-        let want = Write {
-            shard: 1,
-            now_ms: 0,
-            op: Op::Set {
-                key: b"k",
-                value: b"v",
-                condition: SetCondition::IfAbsent,
-                get: false,
-                expiry: Expiry::Never,
-            },
+    fn formats_2_and_3_writes_still_decode() {
+        // (shard 1, SET "k" "v" NX) as format 2 wrote it: tag, key, value, argument; and
+        // as format 3 did, with the time (5) before and the deadline (none) after.
+        let set = Op::Set {
+            key: b"k",
+            value: b"v",
+            condition: SetCondition::IfAbsent,
+            get: false,
+            expiry: Expiry::Never,
         };
-        assert_eq!(decode_write(2, &[1, 1, 1, b'k', 1, b'v', 2]), Ok(want));
+        let want = |now_ms| Write {
+            now_ms,
+            ops: vec![(1, set)],
+        };
+        assert_eq!(decode_write(2, &[1, 1, 1, b'k', 1, b'v', 2]), Ok(want(0)));
         assert!(decode_write(2, &[1, 1, 1, b'k', 1, b'v', 2, 0]).is_err());
+        assert_eq!(
+            decode_write(3, &[1, 5, 1, 1, b'k', 1, b'v', 2, 0]),
+            Ok(want(5))
+        );
+        assert!(decode_write(3, &[1, 5, 1, 1, b'k', 1, b'v', 2]).is_err());
     }
 
     #[test]

@@ -78,9 +78,10 @@ pub const SEGMENT_VERSION: u32 = 2;
 pub const SEGMENT_HEADER_BYTES: usize = 64;
 /// Bytes of a record before its payload.
 pub const RECORD_HEADER_BYTES: usize = 32;
-/// Current record payload format version (3: a write carries the time it was sequenced
-/// at and its op's parts with a deadline; 2, parts without either, and 1 are still read).
-pub const RECORD_VERSION: u8 = 3;
+/// Current record payload format version (4: a write carries the time it was sequenced
+/// at and a list of ops, each with its shard, as parts with a deadline; 3, one such op,
+/// 2, parts without time or deadline, and 1 are still read).
+pub const RECORD_VERSION: u8 = 4;
 /// Largest payload accepted, far above any legal write (keys and values are bounded).
 pub const MAX_PAYLOAD_BYTES: usize = 256 << 20;
 /// The smallest record on disk (every payload has at least one byte, padded to a word):

@@ -119,10 +119,11 @@ fn check_log(
             Kind::Write => {
                 writes += 1;
                 match codec::decode_write(r.version, r.payload) {
-                    Ok(w) if w.shard >= workers => {
-                        Some(format!("write for shard {} of {workers}", w.shard))
-                    }
-                    Ok(_) => None,
+                    Ok(w) => w
+                        .ops
+                        .iter()
+                        .find(|(shard, _)| *shard >= workers)
+                        .map(|(shard, _)| format!("write for shard {shard} of {workers}")),
                     Err(e) => Some(e.to_string()),
                 }
             }
@@ -260,11 +261,16 @@ fn rebuild(
     }
     let (mut replayed, mut last) = (0u64, base.map_or(0, |s| s.seq));
     wal::scan(dir, last + 1.., |r| {
-        if r.kind == Kind::Write && codec::write_shard(r.version, r.payload) == Ok(worker) {
+        if r.kind == Kind::Write {
             if let Ok(w) = codec::decode_write(r.version, r.payload) {
-                machine.apply(&w.op, w.now_ms);
-                replayed += 1;
-                last = r.seq;
+                let mut ours = w.ops_of(worker).peekable();
+                if ours.peek().is_some() {
+                    for op in ours {
+                        machine.apply(&op, w.now_ms);
+                    }
+                    replayed += 1;
+                    last = r.seq;
+                }
             }
         }
         Ok::<(), WalError>(())
@@ -341,7 +347,7 @@ mod tests {
                     .into_iter()
                     .map(|(shard, op)| {
                         let encode: Encode =
-                            Box::new(move |buf| codec::encode_write(shard, now_ms, &op, buf));
+                            Box::new(move |buf| codec::encode_write(now_ms, &[(shard, &op)], buf));
                         (Kind::Write, encode)
                     })
                     .collect()

@@ -100,6 +100,8 @@ pub enum Group {
     Connection,
     /// The server: introspection and settings.
     Server,
+    /// Transactions: MULTI, EXEC, DISCARD.
+    Transaction,
 }
 
 impl Group {
@@ -110,6 +112,7 @@ impl Group {
             Self::String => "string",
             Self::Bitmap => "bitmap",
             Self::Generic => "generic",
+            Self::Transaction => "transactions",
             Self::Connection => "connection",
             Self::Server => "server",
         }

@@ -16,3 +16,4 @@ pub mod session;
 pub mod shared;
 pub mod strings;
 pub mod table;
+pub mod transaction;

@@ -97,6 +97,7 @@ impl Server {
     pub fn start(
         shards: Arc<Vec<Shard>>,
         sequencer: Sender<SeqMsg>,
+        gates: Arc<crate::base::gate::Gates>,
         durability: Arc<Durability>,
         metrics: Arc<Metrics>,
         config: ServerConfig,
@@ -110,6 +111,7 @@ impl Server {
             shared: Arc::new(Shared {
                 shards,
                 sequencer,
+                gates,
                 config,
                 log,
                 started: Instant::now(),

@@ -19,7 +19,7 @@ use crate::base::shard::ShardState;
 use crate::base::slot::shard_of;
 use crate::base::ticket::{Failure, Ticket, WriteResult};
 use crate::front::clients::Client;
-use crate::front::command::{Kind, Table};
+use crate::front::command::{Kind, Spec, Table};
 use crate::front::resp::{
     self, reply, Frame, ParseLimits, Parsed, Proto, ProtocolError, Rejection,
 };
@@ -101,6 +101,30 @@ enum Owed {
     },
     /// A reply already encoded (an error found without running the command).
     Encoded(Vec<u8>),
+    /// EXEC's reply: the array of the next `entries` owed replies, whose writes are the
+    /// transaction's `ops` (refused whole, it is one error instead).
+    Exec { entries: usize, ops: u32 },
+    /// A read inside a transaction: its handler runs on the values its `ops` reads
+    /// ([`Op::Read`], one per key) found at the transaction's place in the log.
+    Read {
+        args: Vec<Vec<u8>>,
+        ops: u32,
+        command: usize,
+    },
+}
+
+/// A key a transaction's read looked up, and its value and deadline if it was there.
+type Prefetched = (Vec<u8>, Option<(Vec<u8>, u64)>);
+
+/// A transaction being queued (MULTI until EXEC or DISCARD).
+#[derive(Debug, Default)]
+pub(super) struct Multi {
+    /// The queued commands' arguments.
+    commands: Vec<Vec<Vec<u8>>>,
+    /// Their bytes (bounded by `--max-request-bytes`).
+    bytes: usize,
+    /// A command was refused while queueing: EXEC fails with EXECABORT.
+    aborted: bool,
 }
 
 /// One client's session: authentication, name, and the writes of its current batch.
@@ -148,6 +172,19 @@ pub struct Session {
     pub(super) replies: Replies,
     /// Whether the reply of the command being run is dropped.
     pub(super) silent: bool,
+    /// The transaction being queued (after MULTI).
+    multi: Option<Multi>,
+    /// EXEC is turning its queued commands into one transaction: every reply is owed.
+    exec: bool,
+    /// The values a transaction's reads found (key, value and deadline or missing), which
+    /// [`Session::lookup`] answers from while a read's reply is built.
+    prefetched: Option<Vec<Prefetched>>,
+    /// Ranges of `ops` that are transactions (each submitted as one).
+    transactions: Vec<std::ops::Range<usize>>,
+    /// The gate words (slot, word) the running read loaded before its lookups.
+    gate_words: Vec<(u32, u64)>,
+    /// A lookup of the running read met a closed gate.
+    gated: bool,
 }
 
 /// Arguments of a command that are passed without an allocation.
@@ -214,6 +251,12 @@ impl Session {
             resume: None,
             replies: Replies::On,
             silent: false,
+            multi: None,
+            exec: false,
+            prefetched: None,
+            transactions: Vec::new(),
+            gate_words: Vec::new(),
+            gated: false,
         }
     }
 
@@ -356,7 +399,7 @@ impl Session {
                     *silent = true;
                     i += 1;
                 }
-                Owed::Encoded(_) => {
+                Owed::Encoded(_) | Owed::Exec { .. } | Owed::Read { .. } => {
                     self.owed.remove(i);
                 }
             }
@@ -391,7 +434,7 @@ impl Session {
     /// (a queued write counts when its outcome arrives): an error if it replied with one.
     fn count_immediate(&mut self, before: usize, owed: usize, out: &[u8]) {
         let reply = match self.owed.get(owed..) {
-            Some([Owed::Write { .. }, ..]) => return,
+            Some([Owed::Write { .. } | Owed::Exec { .. } | Owed::Read { .. }, ..]) => return,
             Some([Owed::Encoded(bytes), ..]) => bytes.as_slice(),
             _ => out.get(before..).unwrap_or_default(),
         };
@@ -405,7 +448,7 @@ impl Session {
     /// Appends an encoded reply to `out`, or, while writes are pending, owes it after
     /// theirs.
     pub fn reply_in_order(&mut self, encoded: &[u8], out: &mut Vec<u8>) {
-        if self.owed.is_empty() {
+        if self.owed.is_empty() && !self.exec {
             out.extend_from_slice(encoded);
         } else {
             self.owed.push(Owed::Encoded(encoded.to_vec()));
@@ -429,23 +472,29 @@ impl Session {
         }
         let Some((index, spec)) = found else {
             self.command = self.table.other();
+            self.abort_multi();
             self.unknown(args, out);
             return Step::Done;
         };
         self.command = index;
         if !spec.arity.allows(args.len()) {
+            self.abort_multi();
             return self.arity_error(out);
         }
         let spec = match self.table.subcommand(index, args) {
             Some((index, sub)) => {
                 self.command = index;
                 if !sub.arity.allows(args.len()) {
+                    self.abort_multi();
                     return self.arity_error(out);
                 }
                 sub
             }
             None => spec,
         };
+        if self.multi.is_some() && !spec.acl.contains(&"@transaction") {
+            return self.queue_in_multi(args, spec.flags, out);
+        }
         // Reads (and everything else that answers at once) see this connection's earlier
         // writes.
         if spec.kind == Kind::Read && self.writes_pending() {
@@ -457,11 +506,11 @@ impl Session {
             .slowlog_slower_than_us
             .load(Ordering::Relaxed);
         if threshold_us < 0 {
-            return (spec.run)(self, args, out, out_limit);
+            return self.run_handler(spec, args, out, out_limit);
         }
         // One clock read per command: it started when the previous one of its batch ended
         // (the parsing between them is far below the slow log's resolution).
-        let step = (spec.run)(self, args, out, out_limit);
+        let step = self.run_handler(spec, args, out, out_limit);
         let ended = coarse_ns();
         let took_us = ended.saturating_sub(self.clock_ns) / 1000;
         self.clock_ns = ended;
@@ -475,6 +524,61 @@ impl Session {
                 .add(args, took_us, &self.client.addr, &name, max_len);
         }
         step
+    }
+
+    /// Runs a command's handler. A read whose lookups met a transaction in flight (a closed
+    /// or moved gate: `base::gate`) may have seen part of it: its reply is dropped and the
+    /// read asked again through the sequencer, after every transaction in flight.
+    fn run_handler(
+        &mut self,
+        spec: &'static Spec<Handler>,
+        args: &[&[u8]],
+        out: &mut Vec<u8>,
+        out_limit: usize,
+    ) -> Step {
+        if spec.kind != Kind::Read || self.exec {
+            return (spec.run)(self, args, out, out_limit);
+        }
+        self.gate_words.clear();
+        self.gated = false;
+        let (before, owed, resuming) = (out.len(), self.owed.len(), self.resume.is_some());
+        let step = (spec.run)(self, args, out, out_limit);
+        let gates = &self.shared.gates;
+        let moved = self.gated
+            || self
+                .gate_words
+                .iter()
+                .any(|&(slot, w)| gates.word(slot) != w);
+        // An MGET answered in parts has sent parts already: it is not one snapshot.
+        let partial = resuming || self.resume.is_some() || matches!(step, Step::Partial);
+        let keys = spec.keys.positions(args.len()).count();
+        if !moved || partial || keys == 0 || matches!(step, Step::Flush) {
+            return step;
+        }
+        out.truncate(before);
+        self.owed.truncate(owed);
+        self.queue_read(args, spec.keys.positions(args.len()));
+        Step::Done
+    }
+
+    /// Queues a read of `args`' keys at `positions` as a transaction of [`Op::Read`]s, and
+    /// owes the reply its handler builds from what they find.
+    fn queue_read(&mut self, args: &[&[u8]], positions: impl Iterator<Item = usize>) {
+        let shards = self.shared.shards.len() as u32;
+        let first = self.ops.len();
+        for i in positions {
+            let op = OwnedOp::from(Op::Read { key: args[i] });
+            self.ops.push(Request::Write(shard_of(args[i], shards), op));
+        }
+        let ops = self.ops.len() - first;
+        if !self.exec {
+            self.transactions.push(first..self.ops.len());
+        }
+        self.owed.push(Owed::Read {
+            args: args.iter().map(|a| a.to_vec()).collect(),
+            ops: ops as u32,
+            command: self.command,
+        });
     }
 
     /// Redis' reply to a command run with the wrong number of arguments.
@@ -544,8 +648,13 @@ impl Session {
     pub(super) fn queue_every_shard(&mut self, kind: WriteKind, op: &OwnedOp) {
         let shards = self.shared.shards.len() as u32;
         self.owe(kind, shards);
+        let first = self.ops.len();
         for shard in 0..shards {
             self.ops.push(Request::Write(shard, op.clone()));
+        }
+        // One record: no reader sees one shard emptied and another not yet.
+        if !self.exec {
+            self.transactions.push(first..self.ops.len());
         }
     }
 
@@ -577,16 +686,34 @@ impl Session {
         let claims = self.ticket.arm(self.ops.len());
         let mut batch = Vec::with_capacity(self.ops.len());
         let mut saves = Vec::new();
-        for (request, pending) in self.ops.drain(..).zip(claims) {
+        let mut transactions = std::mem::take(&mut self.transactions)
+            .into_iter()
+            .peekable();
+        let mut transaction = Vec::new();
+        // A send fails only when the sequencer is gone; the returned message's claims drop
+        // and fail, so the ticket still completes.
+        let send = |msg| drop(self.shared.sequencer.send(msg));
+        for (i, (request, pending)) in self.ops.drain(..).zip(claims).enumerate() {
+            let inside = transactions.peek().is_some_and(|t| t.contains(&i));
             match request {
+                Request::Write(shard, op) if inside => {
+                    if transaction.is_empty() && !batch.is_empty() {
+                        // The writes before it go first, in order.
+                        send(SeqMsg::Submit(std::mem::take(&mut batch)));
+                    }
+                    transaction.push(WriteOp { shard, op, pending });
+                    if transactions.peek().is_some_and(|t| t.end == i + 1) {
+                        transactions.next();
+                        send(SeqMsg::Transaction(std::mem::take(&mut transaction)));
+                    }
+                }
                 Request::Write(shard, op) => batch.push(WriteOp { shard, op, pending }),
                 Request::Save => saves.push(SeqMsg::Save(pending)),
             }
         }
-        // A send fails only when the sequencer is gone; the returned message's claims drop
-        // and fail, so the ticket still completes.
+        debug_assert!(transaction.is_empty(), "a transaction ended past the ops");
         if !batch.is_empty() {
-            drop(self.shared.sequencer.send(SeqMsg::Submit(batch)));
+            send(SeqMsg::Submit(batch));
         }
         for save in saves {
             drop(self.shared.sequencer.send(save));
@@ -622,11 +749,45 @@ impl Session {
         let mut at = 0usize;
         let now = Instant::now();
         let mut owed_replies = std::mem::take(&mut self.owed);
+        // Owed replies of a refused transaction, skipped (their writes with them).
+        let mut skip = 0usize;
         for owed in owed_replies.drain(..) {
             if self.closing {
                 break;
             }
+            if skip > 0 {
+                skip -= 1;
+                if let Owed::Write { ops, .. } | Owed::Read { ops, .. } = owed {
+                    at += ops as usize;
+                }
+                continue;
+            }
             match owed {
+                Owed::Exec { entries, ops } => {
+                    let results = self.results.get(at..at + ops as usize).unwrap_or_default();
+                    // Refused before the log: nothing of it was applied, one error says so.
+                    let refused = results.iter().find_map(|r| match r {
+                        Some(Err(f)) if !f.outcome_unknown() => Some(*f),
+                        _ => None,
+                    });
+                    if let Some(failure) = refused {
+                        let durability = &self.shared.durability;
+                        let text = failure_text(failure, || durability.failure());
+                        reply::error(out, &format!("EXECABORT Transaction discarded: {text}"));
+                        skip = entries;
+                    } else {
+                        reply::array(out, entries);
+                    }
+                }
+                Owed::Read { args, ops, command } => {
+                    // Taken out while the read's handler runs on the session.
+                    let all = std::mem::take(&mut self.results);
+                    let results = all.get(at..at + ops as usize).unwrap_or_default();
+                    at += ops as usize;
+                    let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+                    self.reply_read(command, &args, results, out);
+                    self.results = all;
+                }
                 Owed::Write {
                     kind,
                     ops,
@@ -780,7 +941,182 @@ impl Session {
     /// Whether writes of this connection are still unacknowledged (a handler that reads
     /// must return [`Step::Flush`] then, to run again once they are).
     pub(super) fn writes_pending(&self) -> bool {
-        !self.owed.is_empty()
+        !self.owed.is_empty() && !self.exec
+    }
+
+    /// Marks the transaction being queued as failed (a command refused while queueing):
+    /// its EXEC answers EXECABORT.
+    fn abort_multi(&mut self) {
+        if let Some(m) = self.multi.as_mut() {
+            m.aborted = true;
+        }
+    }
+
+    /// Queues a command of the transaction being built (after MULTI): `+QUEUED`, or the
+    /// refusal that aborts it.
+    fn queue_in_multi(&mut self, args: &[&[u8]], flags: &[&str], out: &mut Vec<u8>) -> Step {
+        let limit = self.shared.config.max_request_bytes;
+        let bytes: usize = args.iter().map(|a| a.len()).sum();
+        let Some(m) = self.multi.as_mut() else {
+            unreachable!("queue_in_multi runs inside MULTI");
+        };
+        let refusal = if flags.contains(&"no_multi") {
+            Some("ERR Command not allowed inside a transaction".to_string())
+        } else if m.bytes + bytes > limit {
+            Some(format!(
+                "ERR the transaction's queued commands exceed {limit} bytes (max-request-bytes)"
+            ))
+        } else {
+            None
+        };
+        match refusal {
+            Some(e) => {
+                m.aborted = true;
+                self.error(out, &e);
+            }
+            None => {
+                m.bytes += bytes;
+                m.commands.push(args.iter().map(|a| a.to_vec()).collect());
+                let mut queued = Vec::new();
+                reply::simple(&mut queued, "QUEUED");
+                self.reply_in_order(&queued, out);
+            }
+        }
+        Step::Done
+    }
+
+    /// MULTI: starts queueing a transaction.
+    pub(super) fn multi(&mut self, out: &mut Vec<u8>) {
+        if self.multi.is_some() {
+            self.error(out, "ERR MULTI calls can not be nested");
+            return;
+        }
+        self.multi = Some(Multi::default());
+        let mut ok = Vec::new();
+        reply::simple(&mut ok, "OK");
+        self.reply_in_order(&ok, out);
+    }
+
+    /// DISCARD: drops the transaction being queued.
+    pub(super) fn discard(&mut self, out: &mut Vec<u8>) {
+        if self.multi.take().is_none() {
+            self.error(out, "ERR DISCARD without MULTI");
+            return;
+        }
+        let mut ok = Vec::new();
+        reply::simple(&mut ok, "OK");
+        self.reply_in_order(&ok, out);
+    }
+
+    /// EXEC: the queued commands become one transaction, logged as one record and applied
+    /// whole on every shard it writes, its reply the array of theirs. A write command queues
+    /// its ops as it would outside; a read command queues an [`Op::Read`] of each of its
+    /// keys, so it sees the transaction's earlier writes, and its reply is built from what
+    /// they found. Commands without keys answer when EXEC runs.
+    pub(super) fn exec(&mut self, out: &mut Vec<u8>, out_limit: usize) {
+        let Some(m) = self.multi.take() else {
+            self.error(out, "ERR EXEC without MULTI");
+            return;
+        };
+        if m.aborted {
+            self.error(
+                out,
+                "EXECABORT Transaction discarded because of previous errors.",
+            );
+            return;
+        }
+        let exec_command = self.command;
+        let (owed_before, ops_before) = (self.owed.len(), self.ops.len());
+        self.owed.push(Owed::Exec {
+            entries: m.commands.len(),
+            ops: 0,
+        });
+        self.exec = true;
+        for command in &m.commands {
+            let args: Vec<&[u8]> = command.iter().map(Vec::as_slice).collect();
+            self.exec_one(&args, out_limit);
+        }
+        self.exec = false;
+        self.command = exec_command;
+        let ops = self.ops.len() - ops_before;
+        if let Some(Owed::Exec { ops: n, .. }) = self.owed.get_mut(owed_before) {
+            *n = ops as u32;
+        }
+        if ops > 0 {
+            self.transactions.push(ops_before..self.ops.len());
+        } else if owed_before == 0 {
+            // Nothing to wait for: every reply is here already.
+            for owed in self.owed.drain(..) {
+                match owed {
+                    Owed::Exec { entries, .. } => reply::array(out, entries),
+                    Owed::Encoded(bytes) => out.extend_from_slice(&bytes),
+                    Owed::Write { .. } | Owed::Read { .. } => {
+                        unreachable!("a transaction without ops owes no outcome")
+                    }
+                }
+            }
+        }
+    }
+
+    /// The spec (and metric index) a queued command runs: its subcommand's, if any.
+    fn queued_spec(&self, args: &[&[u8]]) -> Option<(usize, &'static Spec<Handler>)> {
+        let (index, spec) = self.table.find(args[0])?;
+        Some(self.table.subcommand(index, args).unwrap_or((index, spec)))
+    }
+
+    /// One queued command of an EXEC: its ops and owed reply.
+    fn exec_one(&mut self, args: &[&[u8]], out_limit: usize) {
+        let Some((index, spec)) = self.queued_spec(args) else {
+            unreachable!("only known commands are queued");
+        };
+        self.command = index;
+        if spec.kind == Kind::Read && spec.keys.positions(args.len()).next().is_some() {
+            self.queue_read(args, spec.keys.positions(args.len()));
+            return;
+        }
+        let mut immediate = Vec::new();
+        let owed = self.owed.len();
+        // Writes queue their ops and owe their replies; errors are owed too (every reply
+        // is owed while `exec` is set); what answers at once lands in `immediate`.
+        let _ = (spec.run)(self, args, &mut immediate, out_limit);
+        if !immediate.is_empty() {
+            self.owed.insert(owed, Owed::Encoded(immediate));
+        }
+    }
+
+    /// The reply of a transaction's read command: its handler run on what its reads found
+    /// (the outcomes of its `Op::Read`s, one per key, in key order).
+    fn reply_read(
+        &mut self,
+        command: usize,
+        args: &[&[u8]],
+        results: &[Option<WriteResult>],
+        out: &mut Vec<u8>,
+    ) {
+        let Some((_, spec)) = self.queued_spec(args) else {
+            unreachable!("only known commands are queued");
+        };
+        let mut found = Vec::new();
+        for (key_at, result) in spec.keys.positions(args.len()).zip(results) {
+            let entry = match result {
+                Some(Ok(Outcome::Entry { value, deadline })) => Some((value.clone(), *deadline)),
+                Some(Ok(_)) => None,
+                Some(Err(f)) => {
+                    let durability = &self.shared.durability;
+                    reply::error(out, &failure_text(*f, || durability.failure()));
+                    return;
+                }
+                None => {
+                    reply::error(out, "ERR server is shutting down");
+                    return;
+                }
+            };
+            found.push((args[key_at].to_vec(), entry));
+        }
+        self.prefetched = Some(found);
+        self.command = command;
+        let _ = (spec.run)(self, args, out, usize::MAX);
+        self.prefetched = None;
     }
 
     /// The running command's name, as Redis' errors give it.
@@ -804,7 +1140,30 @@ impl Session {
     /// Looks up `key` as of the batch's time; `Ok(true)` with the value in `self.value`
     /// and its deadline in `self.deadline_ms` when present (and not expired).
     pub(super) fn lookup(&mut self, key: &[u8]) -> Result<bool, String> {
+        if let Some(found) = &self.prefetched {
+            // A transaction's read: what its place in the log saw.
+            let entry = found.iter().find(|(k, _)| k.as_slice() == key);
+            self.value.clear();
+            return Ok(match entry.and_then(|(_, e)| e.as_ref()) {
+                Some((value, deadline)) => {
+                    self.value.extend_from_slice(value);
+                    self.deadline_ms = *deadline;
+                    true
+                }
+                None => false,
+            });
+        }
         let (id, generation) = self.generation_for(key)?;
+        let slot = crate::base::slot::hash_slot(key);
+        let word = self.shared.gates.word(slot);
+        if !crate::base::gate::Gates::is_open(word) {
+            // A transaction writing the key is in flight: asked again in order.
+            self.gated = true;
+            return Err(format!(
+                "TRYAGAIN shard {id}: the key is in a transaction being applied"
+            ));
+        }
+        self.gate_words.push((slot, word));
         self.value.clear();
         match generation
             .segment

@@ -57,6 +57,8 @@ pub struct Shared {
     pub shards: Arc<Vec<Shard>>,
     /// The sequencer's channel.
     pub sequencer: Sender<SeqMsg>,
+    /// The transaction gates (closed by the sequencer, checked by every read).
+    pub gates: Arc<crate::base::gate::Gates>,
     /// When writes are durable.
     pub durability: Arc<Durability>,
     /// Logger.

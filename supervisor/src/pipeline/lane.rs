@@ -16,6 +16,12 @@ use crate::pipeline::msg::{RequestProducer, WriteOp};
 /// A logged write waiting in its shard's outbox for room in the ring.
 pub(crate) struct Queued {
     pub(crate) seq: u64,
+    /// Its place among its record's ops for this shard, and whether more follow
+    /// (a transaction's; pushed with `TAG_MORE`).
+    pub(crate) part: u32,
+    pub(crate) more: bool,
+    /// A transaction's closed gates (see `base::gate`).
+    pub(crate) guard: Option<Arc<crate::base::gate::Guard>>,
     /// When it was sequenced (Unix ms): the time the worker applies it at.
     pub(crate) now_ms: u64,
     pub(crate) op: OwnedOp,

@@ -30,6 +30,9 @@ pub struct WriteOp {
 pub enum SeqMsg {
     /// Writes of one connection's batch, in order.
     Submit(Vec<WriteOp>),
+    /// A transaction: its writes in order, logged as one record (all or none), on any
+    /// shards; refused whole if one of its shards does not serve.
+    Transaction(Vec<WriteOp>),
     /// A lifecycle event for the event log.
     Lifecycle(LifecycleRecord),
     /// A shard changed state or generation.

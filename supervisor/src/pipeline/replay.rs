@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use corral_worker::command::{Op, TAG_SILENT};
+use corral_worker::command::{Op, TAG_MORE, TAG_SILENT};
 use crossbeam_channel::Sender;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -215,14 +215,16 @@ impl Run {
                 if r.kind != Kind::Write {
                     return Ok(());
                 }
-                let shard = codec::write_shard(r.version, r.payload)
-                    .map_err(|e| ReplayError::Decode(r.seq, e))?;
-                if shard != self.generation.shard {
-                    return Ok(());
-                }
                 let write = codec::decode_write(r.version, r.payload)
                     .map_err(|e| ReplayError::Decode(r.seq, e))?;
-                self.push(r.seq, write.now_ms, &write.op)
+                let ours: Vec<Op<'_>> = write.ops_of(self.generation.shard).collect();
+                // A transaction's ops for this shard go in together, all but the last
+                // marked: the worker's state is at a record boundary only after the last.
+                for (part, op) in ours.iter().enumerate() {
+                    let more = part + 1 < ours.len();
+                    self.push(r.seq, part as u32, more, write.now_ms, op)?;
+                }
+                Ok::<(), ReplayError>(())
             })?;
         }
         self.notify();
@@ -238,8 +240,19 @@ impl Run {
         Ok(())
     }
 
-    fn push(&mut self, seq: u64, now_ms: u64, op: &Op<'_>) -> Result<(), ReplayError> {
-        while self.orphans.peek().is_some_and(|o| o.seq < seq) {
+    fn push(
+        &mut self,
+        seq: u64,
+        part: u32,
+        more: bool,
+        now_ms: u64,
+        op: &Op<'_>,
+    ) -> Result<(), ReplayError> {
+        while self
+            .orphans
+            .peek()
+            .is_some_and(|o| (o.seq, o.part) < (seq, part))
+        {
             if let Some(o) = self.orphans.next() {
                 o.pending
                     .complete(Err(Failure::WorkerDied(self.generation.shard)));
@@ -262,7 +275,14 @@ impl Run {
         }
         // Only a write someone waits for (an orphan) gets a completion.
         let mut tag = parts.tag | TAG_SILENT;
-        if self.orphans.peek().is_some_and(|o| o.seq == seq) {
+        if more {
+            tag |= TAG_MORE;
+        }
+        if self
+            .orphans
+            .peek()
+            .is_some_and(|o| (o.seq, o.part) == (seq, part))
+        {
             if let Some(o) = self.orphans.next() {
                 // Before the record: the completion may come back at once.
                 let _ = self.inflight.send(o);
@@ -361,7 +381,7 @@ mod tests {
                     let (shard, op) = ((seq % 2 == 0) as u32, set(&format!("k{seq}")));
                     (
                         Kind::Write,
-                        Box::new(move |b| codec::encode_write(shard, seq * 10, &op, b)),
+                        Box::new(move |b| codec::encode_write(seq * 10, &[(shard, &op)], b)),
                     )
                 };
                 vec![record]
@@ -394,7 +414,12 @@ mod tests {
         let orphans: Vec<InFlight> = [3, 6, 8, 12]
             .into_iter()
             .zip(ticket.arm(4))
-            .map(|(seq, pending)| InFlight { seq, pending })
+            .map(|(seq, pending)| InFlight {
+                seq,
+                part: 0,
+                pending,
+                guard: None,
+            })
             .collect();
         let (seq_tx, seq_rx) = crossbeam_channel::unbounded();
         let (events_tx, events_rx) = crossbeam_channel::unbounded();

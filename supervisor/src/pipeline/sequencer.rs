@@ -17,8 +17,12 @@ use shm_protocol::wake;
 use slog::error;
 use std::sync::atomic::Ordering;
 
-use crate::base::ops::InFlight;
+use corral_worker::command::{Op, TAG_MORE};
+
+use crate::base::gate::Gates;
+use crate::base::ops::{InFlight, OwnedOp};
 use crate::base::shard::{Shard, ShardState};
+use crate::base::slot::{hash_slot, SLOTS};
 use crate::base::ticket::{Failure, Pending};
 use crate::pipeline::lane::{
     admit, on_park, Active, Admission, CheckpointPolicy, Lane, LaneCheckpoint, ParkStep, Queued,
@@ -50,6 +54,18 @@ fn not_serving(shard: &Shard, id: u32) -> Failure {
     }
 }
 
+/// What the sequencer shares with the threads that watch it: its heartbeat, the metric
+/// handles, and the transaction gates the front's readers check.
+#[derive(Debug)]
+pub struct Watched {
+    /// Its sign of life.
+    pub heartbeat: Arc<Heartbeat>,
+    /// The metric handles.
+    pub metrics: Arc<Metrics>,
+    /// The transaction gates.
+    pub gates: Arc<Gates>,
+}
+
 /// The sequencer thread's state.
 pub struct Sequencer {
     shards: Arc<Vec<Shard>>,
@@ -67,6 +83,8 @@ pub struct Sequencer {
     now_ms: u64,
     heartbeat: Arc<Heartbeat>,
     metrics: Arc<Metrics>,
+    /// The transaction gates the front's readers check.
+    gates: Arc<Gates>,
 }
 
 impl std::fmt::Debug for Sequencer {
@@ -87,9 +105,13 @@ impl Sequencer {
         restart_queue_max: usize,
         replay: ReplayContext,
         checkpoints: CheckpointPolicy,
-        heartbeat: Arc<Heartbeat>,
-        metrics: Arc<Metrics>,
+        watched: Watched,
     ) -> Self {
+        let Watched {
+            heartbeat,
+            metrics,
+            gates,
+        } = watched;
         let logged_through = wal.next_seq() - 1;
         let lanes = shards.iter().map(|_| Lane::new(logged_through)).collect();
         Self {
@@ -105,6 +127,7 @@ impl Sequencer {
             now_ms: 0,
             heartbeat,
             metrics,
+            gates,
         }
     }
 
@@ -127,16 +150,85 @@ impl Sequencer {
     /// Stages a write for the log (committed with the current group), sequenced at the
     /// group's time.
     fn log_write(&mut self, w: WriteOp) {
-        let seq = self.wal.append_write(w.shard, self.now_ms, &w.op);
+        let seq = self.wal.append_write(self.now_ms, &[(w.shard, &w.op)]);
         self.staged.push((
             w.shard,
             Queued {
                 seq,
+                part: 0,
+                more: false,
+                guard: None,
                 now_ms: self.now_ms,
                 op: w.op,
                 pending: w.pending,
             },
         ));
+    }
+
+    /// Stages a transaction as one record, or refuses all of it: logged only if every
+    /// shard it writes serves now (a shard that does not would hold part of it, and a
+    /// transaction is never half waiting).
+    fn log_transaction(&mut self, writes: Vec<WriteOp>) {
+        let refusal = writes.iter().find_map(|w| {
+            let id = w.shard;
+            let Some(lane) = self.lanes.get(id as usize) else {
+                return Some(Failure::Unavailable(id));
+            };
+            let shard = &self.shards[id as usize];
+            let parked = shard.state() == ShardState::Parked;
+            let serving = lane.active.is_some() && lane.held.is_empty();
+            match admit(
+                parked,
+                self.wal.stopped(),
+                serving,
+                0,
+                self.restart_queue_max,
+            ) {
+                Admission::Log => None,
+                Admission::Hold => Some(not_serving(shard, id)),
+                Admission::Refuse(refusal) => Some(refusal.failure(id)),
+            }
+        });
+        if let Some(failure) = refusal {
+            for w in writes {
+                w.pending.complete(Err(failure));
+            }
+            return;
+        }
+        let ops: Vec<(u32, &OwnedOp)> = writes.iter().map(|w| (w.shard, &w.op)).collect();
+        let seq = self.wal.append_write(self.now_ms, &ops);
+        // Closed before any of its ops reaches a ring; open once all are done with.
+        let mut slots: Vec<u32> = if writes.iter().any(|w| w.op.as_op() == Op::Flush) {
+            (0..SLOTS).collect()
+        } else {
+            writes.iter().map(|w| hash_slot(w.op.key())).collect()
+        };
+        slots.sort_unstable();
+        slots.dedup();
+        let guard = self.gates.close(slots);
+        // Each op's place among the record's ops of its shard, and the last of each.
+        let mut parts = vec![0u32; self.lanes.len()];
+        let mut last = vec![0usize; self.lanes.len()];
+        for (i, w) in writes.iter().enumerate() {
+            last[w.shard as usize] = i;
+        }
+        for (i, w) in writes.into_iter().enumerate() {
+            let shard = w.shard as usize;
+            let part = parts[shard];
+            parts[shard] += 1;
+            self.staged.push((
+                w.shard,
+                Queued {
+                    seq,
+                    part,
+                    more: last[shard] != i,
+                    guard: Some(Arc::clone(&guard)),
+                    now_ms: self.now_ms,
+                    op: w.op,
+                    pending: w.pending,
+                },
+            ));
+        }
     }
 
     /// Runs until [`SeqMsg::Stop`] and every ready shard's queue is pushed.
@@ -238,6 +330,10 @@ impl Sequencer {
                 }
                 false
             }
+            SeqMsg::Transaction(writes) => {
+                self.log_transaction(writes);
+                false
+            }
             SeqMsg::Lifecycle(record) => {
                 self.wal.append_lifecycle(&record);
                 false
@@ -251,7 +347,7 @@ impl Sequencer {
                     // From a dead generation's completion reader and from an abandoned
                     // replay, in any order: the next replay takes them in sequence order.
                     lane.orphans.extend(orphans);
-                    lane.orphans.sort_by_key(|o| o.seq);
+                    lane.orphans.sort_by_key(|o| (o.seq, o.part));
                     self.reload(shard);
                 }
                 false
@@ -490,6 +586,9 @@ impl Sequencer {
                 }
                 let Some(Queued {
                     seq,
+                    part,
+                    more,
+                    guard,
                     now_ms,
                     op,
                     pending,
@@ -500,11 +599,21 @@ impl Sequencer {
                 // The entry goes first: the completion may come back at once. (If the
                 // completion reader has ended, the worker is dead and the dropped claim
                 // fails its write.)
-                let _ = active.inflight.send(InFlight { seq, pending });
+                let _ = active.inflight.send(InFlight {
+                    seq,
+                    part,
+                    pending,
+                    guard,
+                });
                 let parts = op.parts();
+                let tag = if more {
+                    parts.tag | TAG_MORE
+                } else {
+                    parts.tag
+                };
                 active
                     .producer
-                    .try_push(parts.tag, words as u32, |w| {
+                    .try_push(tag, words as u32, |w| {
                         assert!(
                             parts.encode(seq, now_ms, w),
                             "record_words sized the record"

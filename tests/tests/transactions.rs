@@ -1,0 +1,167 @@
+//! Transactions on the real binary: MULTI/EXEC across shards is one record in the event
+//! log, so through kill -9 of a worker and of the supervisor every transaction is applied
+//! whole or not at all, and every acknowledged one survives.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use corral_tests::{key_on_shard, Corral};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// Transactions that add 1 to each of `keys` (one per shard, plus a second on shard 0),
+/// until `stop`: counts the acknowledged ones and the ones sent at all.
+fn increment_all(
+    url: String,
+    keys: Vec<String>,
+    stop: Arc<AtomicBool>,
+    acked: Arc<AtomicU64>,
+    sent: Arc<AtomicU64>,
+) {
+    let connect = || {
+        redis::Client::open(url.as_str())
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+            .ok()
+    };
+    let mut con = connect();
+    while !stop.load(Ordering::Relaxed) {
+        let Some(c) = con.as_mut() else {
+            std::thread::sleep(Duration::from_millis(20));
+            con = connect();
+            continue;
+        };
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for k in &keys {
+            pipe.cmd("INCR").arg(k);
+        }
+        sent.fetch_add(1, Ordering::SeqCst);
+        match pipe.query::<Vec<i64>>(c) {
+            Ok(counts) => {
+                // Whole: every key moved to the same count.
+                assert!(counts.windows(2).all(|w| w[0] == w[1]), "{counts:?}");
+                acked.fetch_add(1, Ordering::SeqCst);
+            }
+            // Refused (a shard restarting) or of unknown outcome (the connection closed).
+            Err(_) => con = connect(),
+        }
+    }
+}
+
+fn counts(c: &mut redis::Connection, keys: &[String]) -> Vec<u64> {
+    redis::cmd("MGET")
+        .arg(keys)
+        .query::<Vec<Option<u64>>>(c)
+        .unwrap()
+        .into_iter()
+        .map(|v| v.unwrap_or(0))
+        .collect()
+}
+
+#[test]
+fn cross_shard_transactions_survive_kill_9_whole_or_not_at_all() {
+    let mut corral = Corral::start(3, &[]);
+    let keys: Vec<String> = [0, 1, 2, 0]
+        .iter()
+        .enumerate()
+        .map(|(i, &shard)| key_on_shard(shard, 3, &format!("txn{i}")))
+        .collect();
+    let (stop, acked, sent) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let writer = {
+        let (url, keys) = (corral.url(), keys.clone());
+        let (stop, acked, sent) = (Arc::clone(&stop), Arc::clone(&acked), Arc::clone(&sent));
+        std::thread::spawn(move || increment_all(url, keys, stop, acked, sent))
+    };
+    let wait_acked = |n: u64| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while acked.load(Ordering::SeqCst) < n {
+            assert!(Instant::now() < deadline, "transactions stalled");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    wait_acked(200);
+    // A worker killed mid-stream: its shard's parts are replayed with the rest.
+    let victim = corral.shards()[1].pid;
+    kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
+    corral.wait_until("shard 1 back", Duration::from_secs(15), || {
+        corral
+            .try_shards()
+            .is_some_and(|s| s[1].state == "ready" && s[1].pid != victim)
+    });
+    let after_kill = acked.load(Ordering::SeqCst);
+    wait_acked(after_kill + 200);
+    {
+        let mut c = corral.client();
+        let now = counts(&mut c, &keys);
+        assert!(now.windows(2).all(|w| w[0] == w[1]), "{now:?}");
+    }
+    // The supervisor killed mid-stream too.
+    let data_dir = corral.data_dir.clone();
+    let root = corral.crash();
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let (acked, sent) = (acked.load(Ordering::SeqCst), sent.load(Ordering::SeqCst));
+    let corral = Corral::start_in(root, &data_dir, 3, &[]);
+    let mut c = corral.client();
+    let after = counts(&mut c, &keys);
+    assert!(after.windows(2).all(|w| w[0] == w[1]), "{after:?}");
+    assert!(
+        (acked..=sent).contains(&after[0]),
+        "{after:?}: acknowledged {acked}, sent {sent}"
+    );
+}
+
+#[test]
+fn no_reader_sees_part_of_a_transaction() {
+    let corral = Corral::start(3, &[]);
+    let keys: Vec<String> = (0..3).map(|s| key_on_shard(s, 3, "iso")).collect();
+    let (stop, acked, sent) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let writers: Vec<_> = (0..2)
+        .map(|_| {
+            let (url, keys) = (corral.url(), keys.clone());
+            let (stop, acked, sent) = (Arc::clone(&stop), Arc::clone(&acked), Arc::clone(&sent));
+            std::thread::spawn(move || increment_all(url, keys, stop, acked, sent))
+        })
+        .collect();
+    let mut c = corral.client();
+    let (mut snapshots, mut sequences) = (0u64, 0u64);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline || snapshots < 500 {
+        // One MGET is one snapshot: every key at the same count.
+        let all = counts(&mut c, &keys);
+        assert!(all.windows(2).all(|w| w[0] == w[1]), "MGET saw {all:?}");
+        snapshots += 1;
+        // Reads one after another, last key first: a transaction seen by a read is seen by
+        // every later one, so the counts never go down along the way.
+        let mut last = 0;
+        for k in keys.iter().rev() {
+            let n: Option<u64> = redis::cmd("GET").arg(k).query(&mut c).unwrap();
+            let n = n.unwrap_or(0);
+            assert!(n >= last, "{k} read {n} after a key read {last}");
+            last = n;
+        }
+        sequences += 1;
+        assert!(snapshots < 1_000_000);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert!(
+        acked.load(Ordering::SeqCst) > 10,
+        "the writers made progress"
+    );
+    assert!(sequences > 0);
+    let end = counts(&mut c, &keys);
+    assert_eq!(end, vec![acked.load(Ordering::SeqCst); 3]);
+    let _ = sent;
+}
