@@ -200,7 +200,7 @@ pub struct RunArgs {
     /// Event log segments roll past this size.
     #[arg(long, env = "CORRAL_WAL_SEGMENT_BYTES", default_value = "64MiB", value_parser = parse_bytes)]
     pub wal_segment_bytes: u64,
-    /// Event log size past which every shard is checkpointed so that old segments can go.
+    /// Event log size to stay below: past half of it every shard is checkpointed, so old segments go.
     #[arg(long, env = "CORRAL_WAL_MAX_BYTES", default_value = "1GiB", value_parser = parse_bytes)]
     pub wal_max_bytes: u64,
     /// Checkpoint a shard at least this often (when it has new writes).

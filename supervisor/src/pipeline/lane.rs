@@ -165,7 +165,8 @@ pub struct CheckpointPolicy {
     pub writes: u64,
     /// After this many log bytes of a shard's writes.
     pub log_bytes: u64,
-    /// Checkpoint every shard while the log is larger than this.
+    /// Checkpoint every shard while the log is larger than half of this (the log keeps
+    /// what follows the older kept checkpoint).
     pub wal_max_bytes: u64,
 }
 
