@@ -397,6 +397,41 @@ const CASES: &[Case] = &[
     case(&["SET", "{k}t1", "z"], &["+QUEUED"]),
     case(&["GETDEL", "{k}t1"], &["+QUEUED"]),
     case(&["EXEC"], &["*4", ":2", ":0", "+OK", "$z"]),
+    // WATCH: a write to a watched key before EXEC (this connection's too) aborts it.
+    case(&["WATCH"], &["-ERR wrong number of arguments for 'watch' command"]),
+    case(&["WATCH", "{k}w1", "{k}w2"], &["+OK"]),
+    case(&["SET", "{k}w1", "x"], &["+OK"]),
+    case(&["MULTI"], &["+OK"]),
+    case(&["INCR", "{k}w3"], &["+QUEUED"]),
+    case(&["EXEC"], &["nil*"]),
+    case(&["EXISTS", "{k}w3"], &[":0"]),
+    // EXEC unwatched: the next one runs.
+    case(&["SET", "{k}w1", "y"], &["+OK"]),
+    case(&["MULTI"], &["+OK"]),
+    case(&["INCR", "{k}w3"], &["+QUEUED"]),
+    case(&["EXEC"], &["*1", ":1"]),
+    case(&["WATCH", "{k}w1", "{k}w3"], &["+OK"]),
+    case(&["MULTI"], &["+OK"]),
+    case(&["INCR", "{k}w3"], &["+QUEUED"]),
+    case(&["GET", "{k}w1"], &["+QUEUED"]),
+    case(&["EXEC"], &["*2", ":2", "$y"]),
+    case(&["WATCH", "{k}w1"], &["+OK"]),
+    case(&["UNWATCH"], &["+OK"]),
+    case(&["SET", "{k}w1", "z"], &["+OK"]),
+    case(&["MULTI"], &["+OK"]),
+    case(&["WATCH", "{k}w1"], &["-ERR WATCH inside MULTI is not allowed"]),
+    case(&["UNWATCH"], &["+QUEUED"]),
+    case(&["GET", "{k}w1"], &["+QUEUED"]),
+    case(&["EXEC"], &["*2", "+OK", "$z"]),
+    // DISCARD unwatches too; a watched key that is only read stays unchanged.
+    case(&["WATCH", "{k}w1"], &["+OK"]),
+    case(&["MULTI"], &["+OK"]),
+    case(&["DISCARD"], &["+OK"]),
+    case(&["SET", "{k}w1", "v"], &["+OK"]),
+    case(&["WATCH", "{k}w1", "{k}w2"], &["+OK"]),
+    case(&["GET", "{k}w1"], &["$v"]),
+    case(&["MULTI"], &["+OK"]),
+    case(&["EXEC"], &["*0"]),
     // The keyspace (last: FLUSHALL empties it).
     case(&["SET", "{k}pat:hello", "1"], &["+OK"]),
     case(&["SET", "{k}pat:hallo", "2"], &["+OK"]),
@@ -440,6 +475,9 @@ fn encode(tokens: &[&str], proto: u8, prefix: &str) -> Vec<u8> {
                 out.extend_from_slice(format!("*{}\r\n", 2 * n).as_bytes());
             }
             "~" if proto == 2 => out.extend_from_slice(format!("*{rest}\r\n").as_bytes()),
+            _ if token == "nil*" => {
+                out.extend_from_slice(if proto == 2 { b"*-1\r\n" } else { b"_\r\n" })
+            }
             _ if token == "nil" => {
                 out.extend_from_slice(if proto == 2 { b"$-1\r\n" } else { b"_\r\n" })
             }

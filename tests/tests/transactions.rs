@@ -165,3 +165,93 @@ fn no_reader_sees_part_of_a_transaction() {
     assert_eq!(end, vec![acked.load(Ordering::SeqCst); 3]);
     let _ = sent;
 }
+
+/// One optimistic increment of every key of `keys` (WATCH, read, MULTI/EXEC), retried until
+/// EXEC runs; returns how many tries it took.
+fn watched_increment(c: &mut redis::Connection, keys: &[String]) -> u32 {
+    for tries in 1.. {
+        redis::cmd("WATCH").arg(keys).query::<()>(c).unwrap();
+        let now = counts(c, keys);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (k, n) in keys.iter().zip(&now) {
+            pipe.cmd("SET").arg(k).arg(n + 1).ignore();
+        }
+        // A null reply: a watched key changed, nothing was applied.
+        if pipe.query::<Option<()>>(c).unwrap().is_some() {
+            return tries;
+        }
+        assert!(tries < 10_000, "EXEC never ran");
+    }
+    unreachable!()
+}
+
+#[test]
+fn watch_makes_read_modify_write_transactions_lose_no_update_across_shards() {
+    let corral = Corral::start(3, &[]);
+    // Read, then write the values read plus one: only WATCH keeps concurrent ones apart.
+    let keys: Vec<String> = (0..3)
+        .map(|shard| key_on_shard(shard, 3, &format!("watched{shard}")))
+        .collect();
+    let (clients, rounds) = (4, 150);
+    let aborted = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..clients)
+        .map(|_| {
+            let (mut c, keys, aborted) = (corral.client(), keys.clone(), Arc::clone(&aborted));
+            std::thread::spawn(move || {
+                for _ in 0..rounds {
+                    let tries = watched_increment(&mut c, &keys);
+                    aborted.fetch_add(u64::from(tries - 1), Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let mut c = corral.client();
+    assert_eq!(counts(&mut c, &keys), vec![clients * rounds; 3]);
+    // Four clients on the same keys: some EXECs must have been aborted, or the test tested
+    // nothing.
+    assert!(aborted.load(Ordering::Relaxed) > 0);
+}
+
+#[test]
+fn a_watched_key_that_expires_aborts_exec_and_one_read_after_watch_sees_earlier_writes() {
+    let corral = Corral::start(2, &[]);
+    let mut c = corral.client();
+    let key = key_on_shard(1, 2, "expiring");
+    let other = key_on_shard(0, 2, "other");
+    redis::cmd("SET")
+        .arg(&key)
+        .arg("v")
+        .arg("PX")
+        .arg(300)
+        .query::<()>(&mut c)
+        .unwrap();
+    redis::cmd("WATCH").arg(&key).query::<()>(&mut c).unwrap();
+    let mut probe = corral.client();
+    corral.wait_until("the key expired", Duration::from_secs(10), || {
+        redis::cmd("EXISTS")
+            .arg(&key)
+            .query::<i64>(&mut probe)
+            .unwrap()
+            == 0
+    });
+    let mut pipe = redis::pipe();
+    pipe.atomic().cmd("SET").arg(&other).arg("x").ignore();
+    assert_eq!(pipe.query::<Option<()>>(&mut c).unwrap(), None);
+    assert_eq!(
+        redis::cmd("EXISTS")
+            .arg(&other)
+            .query::<i64>(&mut c)
+            .unwrap(),
+        0,
+        "an aborted EXEC applied nothing"
+    );
+    // A key without deadline watched, nothing changes: EXEC runs.
+    redis::cmd("WATCH").arg(&other).query::<()>(&mut c).unwrap();
+    let mut pipe = redis::pipe();
+    pipe.atomic().cmd("SET").arg(&other).arg("y").ignore();
+    assert_eq!(pipe.query::<Option<()>>(&mut c).unwrap(), Some(()));
+}

@@ -31,6 +31,9 @@ pub enum Failure {
     /// Refused: the event log stopped taking writes (a failed sync, or the data dir deleted
     /// or replaced under the supervisor); a restart is required.
     LogStopped,
+    /// Refused: a key the transaction read before (WATCH) was written or expired since;
+    /// nothing of it was applied.
+    Aborted,
     /// Refused (SAVE): the checkpoint of this shard could not be written (its worker says
     /// why in the log); the event log still holds every write.
     CheckpointFailed(u32),

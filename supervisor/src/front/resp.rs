@@ -511,6 +511,14 @@ pub mod reply {
         });
     }
 
+    /// A missing array (an aborted EXEC): `*-1` in RESP2, `_` in RESP3.
+    pub fn null_array(out: &mut Vec<u8>, proto: Proto) {
+        out.extend_from_slice(match proto {
+            Proto::Resp2 => b"*-1\r\n",
+            Proto::Resp3 => b"_\r\n",
+        });
+    }
+
     fn header(out: &mut Vec<u8>, marker: u8, n: usize) {
         out.push(marker);
         out.extend_from_slice(n.to_string().as_bytes());

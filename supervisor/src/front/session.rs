@@ -24,7 +24,7 @@ use crate::front::resp::{
     self, reply, Frame, ParseLimits, Parsed, Proto, ProtocolError, Rejection,
 };
 use crate::front::shared::Shared;
-use crate::pipeline::msg::{SeqMsg, WriteOp};
+use crate::pipeline::msg::{SeqMsg, Unchanged, WriteOp};
 use crate::telemetry::metrics::CommandStats;
 use crate::wal::appender::Acknowledge;
 
@@ -102,16 +102,39 @@ enum Owed {
     /// A reply already encoded (an error found without running the command).
     Encoded(Vec<u8>),
     /// EXEC's reply: the array of the next `entries` owed replies, whose writes are the
-    /// transaction's `ops` (refused whole, it is one error instead).
-    Exec { entries: usize, ops: u32 },
+    /// transaction's `ops` (refused whole, it is one error instead; aborted by a WATCHed
+    /// key, a null array). A transaction of no ops but with WATCHed keys carries one read
+    /// (`carrier`) so the sequencer can check them; it has no reply.
+    Exec {
+        entries: usize,
+        ops: u32,
+        carrier: bool,
+        silent: bool,
+    },
     /// A read inside a transaction: its handler runs on the values its `ops` reads
     /// ([`Op::Read`], one per key) found at the transaction's place in the log.
     Read {
         args: Vec<Vec<u8>>,
         ops: u32,
         command: usize,
+        silent: bool,
     },
+    /// WATCH: its keys were read (one [`Op::Read`] each) at a place in the log, from which
+    /// on EXEC depends on them.
+    Watch { keys: Vec<Vec<u8>>, silent: bool },
 }
+
+/// A run of queued requests submitted as one transaction, and what it depends on.
+struct Txn {
+    ops: std::ops::Range<usize>,
+    unchanged: Vec<Unchanged>,
+}
+
+/// The commands that run at once after MULTI (as in Redis); every other one is queued.
+const RUN_IN_MULTI: [&str; 6] = ["exec", "discard", "multi", "watch", "quit", "reset"];
+
+/// The most keys one connection may WATCH at a time (what it holds is bounded).
+const MAX_WATCHED: usize = 10_000;
 
 /// A key a transaction's read looked up, and its value and deadline if it was there.
 type Prefetched = (Vec<u8>, Option<(Vec<u8>, u64)>);
@@ -179,8 +202,11 @@ pub struct Session {
     /// The values a transaction's reads found (key, value and deadline or missing), which
     /// [`Session::lookup`] answers from while a read's reply is built.
     prefetched: Option<Vec<Prefetched>>,
-    /// Ranges of `ops` that are transactions (each submitted as one).
-    transactions: Vec<std::ops::Range<usize>>,
+    /// Runs of `ops` that are transactions (each submitted as one).
+    transactions: Vec<Txn>,
+    /// The keys WATCHed (where they were read, their deadline then) until EXEC, DISCARD
+    /// or UNWATCH.
+    watched: Vec<Unchanged>,
     /// The gate words (slot, word) the running read loaded before its lookups.
     gate_words: Vec<(u32, u64)>,
     /// A lookup of the running read met a closed gate.
@@ -255,6 +281,7 @@ impl Session {
             exec: false,
             prefetched: None,
             transactions: Vec::new(),
+            watched: Vec::new(),
             gate_words: Vec::new(),
             gated: false,
         }
@@ -395,11 +422,15 @@ impl Session {
         let mut i = owed;
         while i < self.owed.len() {
             match &mut self.owed[i] {
-                Owed::Write { silent, .. } => {
+                // Their outcomes are still taken in order: only the reply is dropped.
+                Owed::Write { silent, .. }
+                | Owed::Exec { silent, .. }
+                | Owed::Read { silent, .. }
+                | Owed::Watch { silent, .. } => {
                     *silent = true;
                     i += 1;
                 }
-                Owed::Encoded(_) | Owed::Exec { .. } | Owed::Read { .. } => {
+                Owed::Encoded(_) => {
                     self.owed.remove(i);
                 }
             }
@@ -434,7 +465,9 @@ impl Session {
     /// (a queued write counts when its outcome arrives): an error if it replied with one.
     fn count_immediate(&mut self, before: usize, owed: usize, out: &[u8]) {
         let reply = match self.owed.get(owed..) {
-            Some([Owed::Write { .. } | Owed::Exec { .. } | Owed::Read { .. }, ..]) => return,
+            Some(
+                [Owed::Write { .. } | Owed::Exec { .. } | Owed::Read { .. } | Owed::Watch { .. }, ..],
+            ) => return,
             Some([Owed::Encoded(bytes), ..]) => bytes.as_slice(),
             _ => out.get(before..).unwrap_or_default(),
         };
@@ -492,7 +525,7 @@ impl Session {
             }
             None => spec,
         };
-        if self.multi.is_some() && !spec.acl.contains(&"@transaction") {
+        if self.multi.is_some() && !RUN_IN_MULTI.contains(&spec.name) {
             return self.queue_in_multi(args, spec.flags, out);
         }
         // Reads (and everything else that answers at once) see this connection's earlier
@@ -572,12 +605,16 @@ impl Session {
         }
         let ops = self.ops.len() - first;
         if !self.exec {
-            self.transactions.push(first..self.ops.len());
+            self.transactions.push(Txn {
+                ops: first..self.ops.len(),
+                unchanged: Vec::new(),
+            });
         }
         self.owed.push(Owed::Read {
             args: args.iter().map(|a| a.to_vec()).collect(),
             ops: ops as u32,
             command: self.command,
+            silent: false,
         });
     }
 
@@ -654,7 +691,10 @@ impl Session {
         }
         // One record: no reader sees one shard emptied and another not yet.
         if !self.exec {
-            self.transactions.push(first..self.ops.len());
+            self.transactions.push(Txn {
+                ops: first..self.ops.len(),
+                unchanged: Vec::new(),
+            });
         }
     }
 
@@ -690,11 +730,12 @@ impl Session {
             .into_iter()
             .peekable();
         let mut transaction = Vec::new();
+        let mut unchanged = Vec::new();
         // A send fails only when the sequencer is gone; the returned message's claims drop
         // and fail, so the ticket still completes.
         let send = |msg| drop(self.shared.sequencer.send(msg));
         for (i, (request, pending)) in self.ops.drain(..).zip(claims).enumerate() {
-            let inside = transactions.peek().is_some_and(|t| t.contains(&i));
+            let inside = transactions.peek().is_some_and(|t| t.ops.contains(&i));
             match request {
                 Request::Write(shard, op) if inside => {
                     if transaction.is_empty() && !batch.is_empty() {
@@ -702,9 +743,14 @@ impl Session {
                         send(SeqMsg::Submit(std::mem::take(&mut batch)));
                     }
                     transaction.push(WriteOp { shard, op, pending });
-                    if transactions.peek().is_some_and(|t| t.end == i + 1) {
-                        transactions.next();
-                        send(SeqMsg::Transaction(std::mem::take(&mut transaction)));
+                    if transactions.peek().is_some_and(|t| t.ops.end == i + 1) {
+                        if let Some(t) = transactions.next() {
+                            unchanged = t.unchanged;
+                        }
+                        send(SeqMsg::Transaction {
+                            writes: std::mem::take(&mut transaction),
+                            unchanged: std::mem::take(&mut unchanged),
+                        });
                     }
                 }
                 Request::Write(shard, op) => batch.push(WriteOp { shard, op, pending }),
@@ -762,24 +808,43 @@ impl Session {
                 }
                 continue;
             }
+            let before = out.len();
             match owed {
-                Owed::Exec { entries, ops } => {
+                Owed::Exec {
+                    entries,
+                    ops,
+                    carrier,
+                    silent,
+                } => {
                     let results = self.results.get(at..at + ops as usize).unwrap_or_default();
-                    // Refused before the log: nothing of it was applied, one error says so.
+                    // Refused before the log: nothing of it was applied, one reply says so.
                     let refused = results.iter().find_map(|r| match r {
                         Some(Err(f)) if !f.outcome_unknown() => Some(*f),
                         _ => None,
                     });
-                    if let Some(failure) = refused {
-                        let durability = &self.shared.durability;
-                        let text = failure_text(failure, || durability.failure());
-                        reply::error(out, &format!("EXECABORT Transaction discarded: {text}"));
+                    match refused {
+                        Some(Failure::Aborted) => reply::null_array(out, self.proto),
+                        Some(failure) => {
+                            let durability = &self.shared.durability;
+                            let text = failure_text(failure, || durability.failure());
+                            reply::error(out, &format!("EXECABORT Transaction discarded: {text}"));
+                        }
+                        None => reply::array(out, entries),
+                    }
+                    if refused.is_some() {
                         skip = entries;
-                    } else {
-                        reply::array(out, entries);
+                    }
+                    at += usize::from(carrier);
+                    if silent {
+                        out.truncate(before);
                     }
                 }
-                Owed::Read { args, ops, command } => {
+                Owed::Read {
+                    args,
+                    ops,
+                    command,
+                    silent,
+                } => {
                     // Taken out while the read's handler runs on the session.
                     let all = std::mem::take(&mut self.results);
                     let results = all.get(at..at + ops as usize).unwrap_or_default();
@@ -787,6 +852,21 @@ impl Session {
                     let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
                     self.reply_read(command, &args, results, out);
                     self.results = all;
+                    if silent {
+                        out.truncate(before);
+                    }
+                }
+                Owed::Watch { keys, silent } => {
+                    let all = std::mem::take(&mut self.results);
+                    let results = all.get(at..at + keys.len()).unwrap_or_default();
+                    // One record: every key was read at the same place.
+                    let since = self.ticket.seq_of(at);
+                    at += keys.len();
+                    self.watched_read(keys, results, since, out);
+                    self.results = all;
+                    if silent {
+                        out.truncate(before);
+                    }
                 }
                 Owed::Write {
                     kind,
@@ -833,7 +913,6 @@ impl Session {
                         self.closing = true;
                         continue;
                     }
-                    let before = out.len();
                     let durability = &self.shared.durability;
                     write_reply(kind, self.proto, results, || durability.failure(), out);
                     let ok = out.get(before) != Some(&b'-');
@@ -997,12 +1076,13 @@ impl Session {
         self.reply_in_order(&ok, out);
     }
 
-    /// DISCARD: drops the transaction being queued.
+    /// DISCARD: drops the transaction being queued (and the WATCHed keys).
     pub(super) fn discard(&mut self, out: &mut Vec<u8>) {
         if self.multi.take().is_none() {
             self.error(out, "ERR DISCARD without MULTI");
             return;
         }
+        self.watched.clear();
         let mut ok = Vec::new();
         reply::simple(&mut ok, "OK");
         self.reply_in_order(&ok, out);
@@ -1018,6 +1098,8 @@ impl Session {
             self.error(out, "ERR EXEC without MULTI");
             return;
         };
+        // EXEC unwatches, whatever its outcome.
+        let unchanged = std::mem::take(&mut self.watched);
         if m.aborted {
             self.error(
                 out,
@@ -1030,6 +1112,8 @@ impl Session {
         self.owed.push(Owed::Exec {
             entries: m.commands.len(),
             ops: 0,
+            carrier: false,
+            silent: false,
         });
         self.exec = true;
         for command in &m.commands {
@@ -1038,24 +1122,112 @@ impl Session {
         }
         self.exec = false;
         self.command = exec_command;
+        let carrier = self.ops.len() == ops_before && !unchanged.is_empty();
+        if carrier {
+            // Nothing to log, but the WATCHed keys are the sequencer's to check.
+            let key = unchanged[0].key.as_slice();
+            let shard = shard_of(key, self.shared.shards.len() as u32);
+            let op = OwnedOp::from(Op::Read { key });
+            self.ops.push(Request::Write(shard, op));
+        }
         let ops = self.ops.len() - ops_before;
-        if let Some(Owed::Exec { ops: n, .. }) = self.owed.get_mut(owed_before) {
+        if let Some(Owed::Exec {
+            ops: n, carrier: c, ..
+        }) = self.owed.get_mut(owed_before)
+        {
             *n = ops as u32;
+            *c = carrier;
         }
         if ops > 0 {
-            self.transactions.push(ops_before..self.ops.len());
+            self.transactions.push(Txn {
+                ops: ops_before..self.ops.len(),
+                unchanged,
+            });
         } else if owed_before == 0 {
             // Nothing to wait for: every reply is here already.
             for owed in self.owed.drain(..) {
                 match owed {
                     Owed::Exec { entries, .. } => reply::array(out, entries),
                     Owed::Encoded(bytes) => out.extend_from_slice(&bytes),
-                    Owed::Write { .. } | Owed::Read { .. } => {
+                    Owed::Write { .. } | Owed::Read { .. } | Owed::Watch { .. } => {
                         unreachable!("a transaction without ops owes no outcome")
                     }
                 }
             }
         }
+    }
+
+    /// WATCH: reads `keys` through the log (one [`Op::Read`] each, in one record, so each
+    /// is read after every write logged before it and this connection's later reads see at
+    /// least that); the next EXEC is aborted if one is written or expires after that place.
+    pub(super) fn watch(&mut self, keys: &[&[u8]], out: &mut Vec<u8>) {
+        if self.multi.is_some() {
+            self.error(out, "ERR WATCH inside MULTI is not allowed");
+            return;
+        }
+        if self.watched.len() + keys.len() > MAX_WATCHED {
+            self.error(
+                out,
+                &format!("ERR a connection watches at most {MAX_WATCHED} keys; UNWATCH first"),
+            );
+            return;
+        }
+        let shards = self.shared.shards.len() as u32;
+        let first = self.ops.len();
+        for key in keys {
+            let op = OwnedOp::from(Op::Read { key });
+            self.ops.push(Request::Write(shard_of(key, shards), op));
+        }
+        self.transactions.push(Txn {
+            ops: first..self.ops.len(),
+            unchanged: Vec::new(),
+        });
+        self.owed.push(Owed::Watch {
+            keys: keys.iter().map(|k| k.to_vec()).collect(),
+            silent: false,
+        });
+    }
+
+    /// UNWATCH: forgets the WATCHed keys.
+    pub(super) fn unwatch(&mut self, out: &mut Vec<u8>) {
+        self.watched.clear();
+        let mut ok = Vec::new();
+        reply::simple(&mut ok, "OK");
+        self.reply_in_order(&ok, out);
+    }
+
+    /// WATCH's reply once its reads are in: the keys are watched from `since` on.
+    fn watched_read(
+        &mut self,
+        keys: Vec<Vec<u8>>,
+        results: &[Option<WriteResult>],
+        since: u64,
+        out: &mut Vec<u8>,
+    ) {
+        let mut unchanged = Vec::with_capacity(keys.len());
+        for (key, result) in keys.into_iter().zip(results) {
+            let deadline_ms = match result {
+                Some(Ok(Outcome::Entry { deadline, .. })) => *deadline,
+                Some(Ok(_)) => 0,
+                Some(Err(f)) => {
+                    let durability = &self.shared.durability;
+                    reply::error(out, &failure_text(*f, || durability.failure()));
+                    return;
+                }
+                None => {
+                    reply::error(out, "ERR server is shutting down");
+                    return;
+                }
+            };
+            // Watched twice, a key depends on both reads, which is its first.
+            unchanged.push(Unchanged {
+                key,
+                since,
+                deadline_ms,
+            });
+        }
+        self.watched.extend(unchanged);
+        reply::simple(out, "OK");
     }
 
     /// The spec (and metric index) a queued command runs: its subcommand's, if any.
@@ -1211,6 +1383,7 @@ fn failure_text(f: Failure, log_failure: impl FnOnce() -> Option<String>) -> Str
             };
             format!("ERR event log write failed ({reason}); the write was not applied")
         }
+        Failure::Aborted => "ERR a key it read was written since; not applied".into(),
         Failure::CheckpointFailed(id) => format!(
             "ERR checkpoint of shard {id} failed (its worker logged why); \
              the event log still holds every write"

@@ -34,7 +34,7 @@ use Kind::{Read, Write};
 /// positions, group, summary, handler; then Redis' command flags, ACL categories, key-spec
 /// flags and tips, as COMMAND INFO reports them). The order is the metric label order.
 #[rustfmt::skip]
-static SPECS: [Spec<Handler>; 67] = [
+static SPECS: [Spec<Handler>; 69] = [
     spec("ping", -1, Read, Keys::NONE, Connection, "Answers PONG, or echoes its argument.", connection::ping).meta(&["fast"], &["@fast", "@connection"], &[], &["request_policy:all_shards", "response_policy:all_succeeded"]),
     spec("echo", 2, Read, Keys::NONE, Connection, "Answers its argument.", connection::echo).meta(&["loading", "stale", "fast"], &["@fast", "@connection"], &[], &[]),
     spec("set", -3, Write, Keys::ONE, String, "Sets a key's value, optionally only if it is absent (NX) or present (XX), with an expiry (EX, PX, EXAT, PXAT) or keeping its own (KEEPTTL).", expiry::set).meta(&["write", "denyoom"], &["@write", "@string", "@slow"], &["RW", "access", "update", "variable_flags"], &[]).call_key_flags(strings::set_key_flags),
@@ -87,6 +87,8 @@ static SPECS: [Spec<Handler>; 67] = [
     spec("multi", 1, Read, Keys::NONE, Transaction, "Starts a transaction: the commands until EXEC are queued.", transaction::multi).meta(&["noscript", "loading", "stale", "fast", "allow_busy"], &["@fast", "@transaction"], &[], &[]),
     spec("exec", 1, Read, Keys::NONE, Transaction, "Runs the queued commands as one transaction (one record in the event log, on any shards).", transaction::exec).meta(&["noscript", "loading", "stale", "skip_slowlog"], &["@slow", "@transaction"], &[], &[]),
     spec("discard", 1, Read, Keys::NONE, Transaction, "Drops the queued commands.", transaction::discard).meta(&["noscript", "loading", "stale", "fast", "allow_busy"], &["@fast", "@transaction"], &[], &[]),
+    spec("watch", -2, Read, Keys::ALL, Transaction, "Watches keys: the next EXEC is aborted (a null reply) if one is written or expires first.", transaction::watch).meta(&["noscript", "loading", "stale", "fast", "allow_busy"], &["@fast", "@transaction"], &["RO"], &[]),
+    spec("unwatch", 1, Read, Keys::NONE, Transaction, "Forgets the watched keys.", transaction::unwatch).meta(&["noscript", "loading", "stale", "fast", "allow_busy"], &["@fast", "@transaction"], &[], &[]),
     unauthenticated(spec("quit", -1, Read, Keys::NONE, Connection, "Closes the connection after replying.", connection::quit).meta(&["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], &["@fast", "@connection"], &[], &[])),
     spec("command", -1, Read, Keys::NONE, Server, "Describes the commands.", introspect::command_command).meta(&["loading", "stale"], &["@slow", "@connection"], &[], &["nondeterministic_output_order"]).with_subcommands(&COMMAND),
     spec("config", -2, Read, Keys::NONE, Server, "Reads the server's settings.", introspect::container).meta(&[], &["@slow"], &[], &[]).with_subcommands(&CONFIG),

@@ -1,6 +1,6 @@
 //! The write pipeline: the sequencer (the single producer of every request ring), the
-//! completion readers, the replay of the event log into a new worker, and the expiry sweep
-//! (which submits its removals as writes).
+//! completion readers, the replay of the event log into a new worker, the expiry sweep
+//! (which submits its removals as writes), and the versions conditional transactions check.
 
 pub mod completions;
 pub mod lane;
@@ -9,3 +9,4 @@ pub mod replay;
 pub mod save;
 pub mod sequencer;
 pub mod sweeper;
+pub mod versions;

@@ -25,14 +25,32 @@ pub struct WriteOp {
     pub pending: Pending,
 }
 
+/// A condition of a transaction: `key` unwritten since the record `since` (where it was
+/// read) and, if it had a deadline then, not expired.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unchanged {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The record it was read at.
+    pub since: u64,
+    /// Its deadline then (Unix ms; 0: none or missing).
+    pub deadline_ms: u64,
+}
+
 /// Messages to the sequencer.
 #[derive(Debug)]
 pub enum SeqMsg {
     /// Writes of one connection's batch, in order.
     Submit(Vec<WriteOp>),
     /// A transaction: its writes in order, logged as one record (all or none), on any
-    /// shards; refused whole if one of its shards does not serve.
-    Transaction(Vec<WriteOp>),
+    /// shards; refused whole if one of its shards does not serve, or
+    /// ([`crate::base::ticket::Failure::Aborted`]) if one of its conditions fails.
+    Transaction {
+        /// The writes.
+        writes: Vec<WriteOp>,
+        /// What must not have changed since it was read (WATCH).
+        unchanged: Vec<Unchanged>,
+    },
     /// A lifecycle event for the event log.
     Lifecycle(LifecycleRecord),
     /// A shard changed state or generation.

@@ -27,9 +27,10 @@ use crate::base::ticket::{Failure, Pending};
 use crate::pipeline::lane::{
     admit, on_park, Active, Admission, CheckpointPolicy, Lane, LaneCheckpoint, ParkStep, Queued,
 };
-use crate::pipeline::msg::{SeqMsg, WriteOp};
+use crate::pipeline::msg::{SeqMsg, Unchanged, WriteOp};
 use crate::pipeline::replay::{self, ReplayContext, ReplayJob};
 use crate::pipeline::save::{Progress, Saves};
+use crate::pipeline::versions::Versions;
 use crate::telemetry::heartbeat::Heartbeat;
 use crate::telemetry::metrics::Metrics;
 use crate::wal::appender::Appender;
@@ -85,6 +86,8 @@ pub struct Sequencer {
     metrics: Arc<Metrics>,
     /// The transaction gates the front's readers check.
     gates: Arc<Gates>,
+    /// Which keys the log wrote when: what conditional transactions are checked against.
+    versions: Versions,
 }
 
 impl std::fmt::Debug for Sequencer {
@@ -128,6 +131,7 @@ impl Sequencer {
             heartbeat,
             metrics,
             gates,
+            versions: Versions::default(),
         }
     }
 
@@ -151,6 +155,7 @@ impl Sequencer {
     /// group's time.
     fn log_write(&mut self, w: WriteOp) {
         let seq = self.wal.append_write(self.now_ms, &[(w.shard, &w.op)]);
+        self.versions.wrote(&w.op, seq);
         self.staged.push((
             w.shard,
             Queued {
@@ -168,7 +173,16 @@ impl Sequencer {
     /// Stages a transaction as one record, or refuses all of it: logged only if every
     /// shard it writes serves now (a shard that does not would hold part of it, and a
     /// transaction is never half waiting).
-    fn log_transaction(&mut self, writes: Vec<WriteOp>) {
+    fn log_transaction(&mut self, writes: Vec<WriteOp>, unchanged: &[Unchanged]) {
+        if !unchanged
+            .iter()
+            .all(|c| self.versions.holds(c, self.now_ms))
+        {
+            for w in writes {
+                w.pending.complete(Err(Failure::Aborted));
+            }
+            return;
+        }
         let refusal = writes.iter().find_map(|w| {
             let id = w.shard;
             let Some(lane) = self.lanes.get(id as usize) else {
@@ -197,6 +211,9 @@ impl Sequencer {
         }
         let ops: Vec<(u32, &OwnedOp)> = writes.iter().map(|w| (w.shard, &w.op)).collect();
         let seq = self.wal.append_write(self.now_ms, &ops);
+        for w in &writes {
+            self.versions.wrote(&w.op, seq);
+        }
         // Closed before any of its ops reaches a ring; open once all are done with.
         let mut slots: Vec<u32> = if writes.iter().any(|w| w.op.as_op() == Op::Flush) {
             (0..SLOTS).collect()
@@ -330,8 +347,8 @@ impl Sequencer {
                 }
                 false
             }
-            SeqMsg::Transaction(writes) => {
-                self.log_transaction(writes);
+            SeqMsg::Transaction { writes, unchanged } => {
+                self.log_transaction(writes, &unchanged);
                 false
             }
             SeqMsg::Lifecycle(record) => {
