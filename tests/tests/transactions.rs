@@ -255,3 +255,77 @@ fn a_watched_key_that_expires_aborts_exec_and_one_read_after_watch_sees_earlier_
     pipe.atomic().cmd("SET").arg(&other).arg("y").ignore();
     assert_eq!(pipe.query::<Option<()>>(&mut c).unwrap(), Some(()));
 }
+
+#[test]
+fn msetnx_across_shards_has_exactly_one_winner() {
+    let corral = Corral::start(3, &[]);
+    let clients = 4;
+    for round in 0..30 {
+        let keys: Vec<String> = (0..3)
+            .map(|shard| key_on_shard(shard, 3, &format!("nx{round}-{shard}")))
+            .collect();
+        let racers: Vec<_> = (0..clients)
+            .map(|id| {
+                let (mut c, keys) = (corral.client(), keys.clone());
+                std::thread::spawn(move || {
+                    let mut cmd = redis::cmd("MSETNX");
+                    for k in &keys {
+                        cmd.arg(k).arg(id);
+                    }
+                    (id, cmd.query::<i64>(&mut c).unwrap())
+                })
+            })
+            .collect();
+        let results: Vec<(i32, i64)> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+        let winners: Vec<i32> = results.iter().filter(|r| r.1 == 1).map(|r| r.0).collect();
+        assert_eq!(winners.len(), 1, "round {round}: {results:?}");
+        let mut c = corral.client();
+        let values: Vec<Option<i32>> = redis::cmd("MGET").arg(&keys).query(&mut c).unwrap();
+        assert_eq!(values, vec![Some(winners[0]); 3], "round {round}");
+    }
+}
+
+#[test]
+fn a_key_renamed_back_and_forth_across_shards_is_always_in_exactly_one_place() {
+    let corral = Corral::start(2, &[]);
+    let a = key_on_shard(0, 2, "bounce");
+    let b = key_on_shard(1, 2, "bounce");
+    let mut c = corral.client();
+    redis::cmd("SET")
+        .arg(&a)
+        .arg("v")
+        .query::<()>(&mut c)
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let renamed = Arc::new(AtomicU64::new(0));
+    let movers: Vec<_> = [(a.clone(), b.clone()), (b.clone(), a.clone())]
+        .into_iter()
+        .map(|(from, to)| {
+            let (mut c, stop, renamed) = (corral.client(), Arc::clone(&stop), Arc::clone(&renamed));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match redis::cmd("RENAME").arg(&from).arg(&to).query::<()>(&mut c) {
+                        Ok(()) => drop(renamed.fetch_add(1, Ordering::Relaxed)),
+                        // The other mover has it.
+                        Err(e) => assert!(e.to_string().contains("no such key"), "{e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut reads = 0;
+    while renamed.load(Ordering::Relaxed) < 300 {
+        assert!(Instant::now() < deadline, "renames stalled");
+        let both: Vec<Option<String>> = redis::cmd("MGET").arg(&a).arg(&b).query(&mut c).unwrap();
+        let present: Vec<&String> = both.iter().flatten().collect();
+        assert_eq!(present, vec!["v"], "read {reads}: {both:?}");
+        reads += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for m in movers {
+        m.join().unwrap();
+    }
+    let both: Vec<Option<String>> = redis::cmd("MGET").arg(&a).arg(&b).query(&mut c).unwrap();
+    assert_eq!(both.iter().flatten().count(), 1, "{both:?}");
+}

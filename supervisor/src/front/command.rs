@@ -55,6 +55,12 @@ impl Keys {
         last: -1,
         step: 1,
     };
+    /// The first two arguments are keys (a source and a destination).
+    pub const TWO: Self = Self {
+        first: 1,
+        last: 2,
+        step: 1,
+    };
     /// Key, value, key, value, ...
     pub const PAIRS: Self = Self {
         first: 1,
@@ -149,6 +155,9 @@ pub struct Spec<H: 'static> {
     /// arguments (SET reads its key only with GET), as Redis' per-command key procedure
     /// decides them for COMMAND GETKEYSANDFLAGS.
     pub call_key_flags: Option<KeyFlagsOf>,
+    /// A command of a source and a destination key (RENAME, COPY): the destination's
+    /// flags. Its keys then have a key specification each, the source's `key_flags`.
+    pub destination_flags: &'static [&'static str],
     /// Its command tips (`request_policy:multi_shard`, ...).
     pub tips: &'static [&'static str],
     /// A container's subcommands (`client|list`, ...): each a command of its own, run in
@@ -184,6 +193,7 @@ impl<H> Spec<H> {
             acl: &[],
             key_flags: &[],
             call_key_flags: None,
+            destination_flags: &[],
             tips: &[],
             subcommands: &[],
             run,
@@ -211,6 +221,13 @@ impl<H> Spec<H> {
     #[must_use]
     pub const fn call_key_flags(mut self, flags: fn(&[&[u8]]) -> &'static [&'static str]) -> Self {
         self.call_key_flags = Some(flags);
+        self
+    }
+
+    /// Its second key is a destination, used with `flags`.
+    #[must_use]
+    pub const fn destination(mut self, flags: &'static [&'static str]) -> Self {
+        self.destination_flags = flags;
         self
     }
 

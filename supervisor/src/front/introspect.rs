@@ -522,44 +522,62 @@ fn command_info(s: &Session, spec: &Spec<Handler>, out: &mut Vec<u8>) {
     }
     if k == Keys::NONE {
         reply::set(out, proto, 0);
+    } else if !spec.destination_flags.is_empty() {
+        // A source and a destination: a key specification each.
+        reply::set(out, proto, 2);
+        key_spec(out, proto, spec.key_flags, k.first, 0, 1);
+        key_spec(out, proto, spec.destination_flags, k.first + 1, 0, 1);
     } else {
         // One key specification: keys from index `first`, a range to `last` (relative
         // to the first key, as Redis writes it) every `step`.
         reply::set(out, proto, 1);
-        reply::map(out, proto, 3);
-        reply::bulk(out, b"flags");
-        reply::set(out, proto, spec.key_flags.len());
-        for a in spec.key_flags {
-            reply::simple(out, a);
-        }
         let lastkey = if k.last < 0 {
             k.last
         } else {
             k.last - k.first as isize
         };
-        key_search(
-            out,
-            proto,
-            "begin_search",
-            "index",
-            &[("index", k.first as i64)],
-        );
-        key_search(
-            out,
-            proto,
-            "find_keys",
-            "range",
-            &[
-                ("lastkey", lastkey as i64),
-                ("keystep", k.step as i64),
-                ("limit", 0),
-            ],
-        );
+        key_spec(out, proto, spec.key_flags, k.first, lastkey, k.step);
     }
     reply::set(out, proto, spec.subcommands.len());
     for sub in spec.subcommands {
         command_info(s, sub, out);
     }
+}
+
+/// A key specification: keys with `flags` from index `first`, a range to `lastkey`
+/// (relative to the first key, as Redis writes it; negative from the end) every `step`.
+fn key_spec(
+    out: &mut Vec<u8>,
+    proto: Proto,
+    flags: &[&str],
+    first: usize,
+    lastkey: isize,
+    step: usize,
+) {
+    reply::map(out, proto, 3);
+    reply::bulk(out, b"flags");
+    reply::set(out, proto, flags.len());
+    for a in flags {
+        reply::simple(out, a);
+    }
+    key_search(
+        out,
+        proto,
+        "begin_search",
+        "index",
+        &[("index", first as i64)],
+    );
+    key_search(
+        out,
+        proto,
+        "find_keys",
+        "range",
+        &[
+            ("lastkey", lastkey as i64),
+            ("keystep", step as i64),
+            ("limit", 0),
+        ],
+    );
 }
 
 /// One part of a key specification: `name` → {type: `kind`, spec: {field: value, ...}}.
@@ -595,7 +613,12 @@ fn command_getkeys(s: &Session, target: &[&[u8]], with_flags: bool, out: &mut Ve
     let keys: Vec<usize> = spec.keys.positions(target.len()).collect();
     let flags = spec.key_flags_of(target);
     reply::array(out, keys.len());
-    for k in keys {
+    for (i, k) in keys.into_iter().enumerate() {
+        let flags = if i == 1 && !spec.destination_flags.is_empty() {
+            spec.destination_flags
+        } else {
+            flags
+        };
         if with_flags {
             reply::array(out, 2);
             reply::bulk(out, target[k]);

@@ -5,7 +5,7 @@
 //! (`TableView::scan`), never seeing expired keys: a key present for a whole SCAN is
 //! returned at least once, however the table changes between calls.
 
-use corral_worker::command::Op;
+use corral_worker::command::{Expiry, Op, SetCondition};
 use shm_protocol::table::{expired, Scanned, ENTRY_FIXED_WORDS, SLOT_WORDS};
 
 use crate::base::ops::OwnedOp;
@@ -341,5 +341,162 @@ pub(super) fn object_idletime(
             "ERR OBJECT IDLETIME is not available: Corral keeps no access times (it evicts nothing)",
         );
     }
+    Step::Done
+}
+
+/// The expiry a copied or renamed key takes: its source's deadline, or none.
+fn deadline_of(deadline_ms: u64) -> Expiry {
+    if deadline_ms == 0 {
+        Expiry::Never
+    } else {
+        Expiry::At(deadline_ms)
+    }
+}
+
+/// Replies with an integer, in order.
+fn int_in_order(s: &mut Session, n: i64, out: &mut Vec<u8>) {
+    let mut encoded = Vec::new();
+    reply::int(&mut encoded, n);
+    s.reply_in_order(&encoded, out);
+}
+
+/// Looks `key` up among a reading-first command's reads; `None` once the error is replied.
+fn found(s: &mut Session, key: &[u8], out: &mut Vec<u8>) -> Option<bool> {
+    match s.lookup(key) {
+        Ok(found) => Some(found),
+        Err(e) => {
+            s.error(out, &e);
+            None
+        }
+    }
+}
+
+/// RENAME key newkey, RENAMENX key newkey: one transaction (a SET of the new key with the
+/// value and deadline the old one had, and a DEL of the old one), on any shards, applied
+/// only if neither key changed since it was read.
+pub(super) fn rename(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    let nx = eq(args[0], "renamenx");
+    let (from, to) = (args[1], args[2]);
+    if let Some(e) = s.size_error(to, None) {
+        s.error(out, &e);
+        return Step::Done;
+    }
+    let keys: &[&[u8]] = if nx { &[from, to] } else { &[from] };
+    if !s.read_first(args, keys, out) {
+        return Step::Done;
+    }
+    match found(s, from, out) {
+        None => return Step::Done,
+        Some(false) => {
+            s.error(out, "ERR no such key");
+            return Step::Done;
+        }
+        Some(true) => {}
+    }
+    if from == to {
+        if nx {
+            int_in_order(s, 0, out);
+        } else {
+            let mut ok = Vec::new();
+            reply::simple(&mut ok, "OK");
+            s.reply_in_order(&ok, out);
+        }
+        return Step::Done;
+    }
+    let (value, expiry) = (s.value.clone(), deadline_of(s.deadline_ms));
+    if nx {
+        match found(s, to, out) {
+            None => return Step::Done,
+            Some(true) => {
+                int_in_order(s, 0, out);
+                return Step::Done;
+            }
+            Some(false) => {}
+        }
+    }
+    let set = OwnedOp::from(Op::Set {
+        key: to,
+        value: &value,
+        condition: SetCondition::Always,
+        get: false,
+        expiry,
+    });
+    let del = OwnedOp::from(Op::Del { key: from });
+    let kind = if nx {
+        WriteKind::Applied
+    } else {
+        WriteKind::AllOk
+    };
+    s.queue_conditional(kind, [set, del].into_iter());
+    Step::Done
+}
+
+/// COPY source destination [DB 0] [REPLACE]: one SET of the destination with the source's
+/// value and deadline, applied only if neither changed since they were read (one database:
+/// DB 0 only, as SELECT).
+pub(super) fn copy(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    let (from, to) = (args[1], args[2]);
+    let mut replace = false;
+    let mut i = 3;
+    while i < args.len() {
+        if eq(args[i], "replace") {
+            replace = true;
+        } else if eq(args[i], "db") && i + 1 < args.len() {
+            i += 1;
+            match corral_worker::machine::parse_i64(args[i]) {
+                Some(0) => {}
+                Some(n) if i32::try_from(n).is_ok() => {
+                    s.error(out, "ERR DB index is out of range");
+                    return Step::Done;
+                }
+                _ => {
+                    s.error(out, "ERR value is not an integer or out of range");
+                    return Step::Done;
+                }
+            }
+        } else {
+            s.error(out, "ERR syntax error");
+            return Step::Done;
+        }
+        i += 1;
+    }
+    if from == to {
+        s.error(out, "ERR source and destination objects are the same");
+        return Step::Done;
+    }
+    if let Some(e) = s.size_error(to, None) {
+        s.error(out, &e);
+        return Step::Done;
+    }
+    if !s.read_first(args, &[from, to], out) {
+        return Step::Done;
+    }
+    match found(s, from, out) {
+        None => return Step::Done,
+        Some(false) => {
+            int_in_order(s, 0, out);
+            return Step::Done;
+        }
+        Some(true) => {}
+    }
+    let (value, expiry) = (s.value.clone(), deadline_of(s.deadline_ms));
+    if !replace {
+        match found(s, to, out) {
+            None => return Step::Done,
+            Some(true) => {
+                int_in_order(s, 0, out);
+                return Step::Done;
+            }
+            Some(false) => {}
+        }
+    }
+    let set = OwnedOp::from(Op::Set {
+        key: to,
+        value: &value,
+        condition: SetCondition::Always,
+        get: false,
+        expiry,
+    });
+    s.queue_conditional(WriteKind::Applied, std::iter::once(set));
     Step::Done
 }

@@ -98,6 +98,8 @@ enum Owed {
         read_at: Instant,
         /// CLIENT REPLY OFF or SKIP: counted, never sent.
         silent: bool,
+        /// The writes of a [`Rerun`]: aborted ([`Failure::Aborted`]), it starts over.
+        conditional: bool,
     },
     /// A reply already encoded (an error found without running the command).
     Encoded(Vec<u8>),
@@ -119,6 +121,9 @@ enum Owed {
         command: usize,
         silent: bool,
     },
+    /// The reads of a [`Rerun`] (one [`Op::Read`] per key, one record): no reply, what
+    /// they found goes to its next step.
+    Prefetch { keys: Vec<Vec<u8>> },
     /// WATCH: its keys were read (one [`Op::Read`] each) at a place in the log, from which
     /// on EXEC depends on them.
     Watch { keys: Vec<Vec<u8>>, silent: bool },
@@ -129,6 +134,27 @@ struct Txn {
     ops: std::ops::Range<usize>,
     unchanged: Vec<Unchanged>,
 }
+
+/// A command that reads its keys before it decides what to write (MSETNX, RENAME, RENAMENX,
+/// COPY; its keys may live on different shards). It runs in steps across batches, from its
+/// own copy of its arguments, and nothing after it runs until it has replied: its reads are
+/// one record (every key read at one place in the log), its writes one transaction that
+/// the sequencer applies only if none of those keys was written since; if one was, it
+/// starts over.
+struct Rerun {
+    args: Vec<Vec<u8>>,
+    /// Its index in the table.
+    command: usize,
+    /// What its reads found, and the record they were read at, until its next step.
+    read: Option<(Vec<Prefetched>, u64)>,
+    /// Its reply is dropped (CLIENT REPLY).
+    silent: bool,
+    /// Its writes were aborted this many times.
+    aborts: u32,
+}
+
+/// A [`Rerun`] aborted this often gives up with an error (its keys keep changing).
+const MAX_ABORTS: u32 = 100;
 
 /// The commands that run at once after MULTI (as in Redis); every other one is queued.
 const RUN_IN_MULTI: [&str; 6] = ["exec", "discard", "multi", "watch", "quit", "reset"];
@@ -204,6 +230,10 @@ pub struct Session {
     prefetched: Option<Vec<Prefetched>>,
     /// Runs of `ops` that are transactions (each submitted as one).
     transactions: Vec<Txn>,
+    /// The command reading before it writes, between its steps.
+    rerun: Option<Rerun>,
+    /// Where the reads of the running [`Rerun`] step were read.
+    read_since: u64,
     /// The keys WATCHed (where they were read, their deadline then) until EXEC, DISCARD
     /// or UNWATCH.
     watched: Vec<Unchanged>,
@@ -282,6 +312,8 @@ impl Session {
             prefetched: None,
             transactions: Vec::new(),
             watched: Vec::new(),
+            rerun: None,
+            read_since: 0,
             gate_words: Vec::new(),
             gated: false,
         }
@@ -317,6 +349,13 @@ impl Session {
         self.clock_ns = coarse_ns();
         self.now_ms = crate::wal::codec::unix_ms();
         let mut commands = 0;
+        if self.rerun.is_some() {
+            self.step_rerun(out);
+            if self.rerun.is_some() {
+                // Its next outcomes first: nothing after it runs before it replied.
+                return Batch::Flush;
+            }
+        }
         let batch = loop {
             let limits = self.limits();
             match resp::parse(buf, *start, &limits, frame) {
@@ -329,6 +368,10 @@ impl Session {
                             Step::Close => {
                                 *start = next;
                                 break Batch::Close;
+                            }
+                            Step::Done if self.rerun.is_some() => {
+                                *start = next;
+                                break Batch::Flush;
                             }
                             Step::Done => {}
                         }
@@ -430,6 +473,7 @@ impl Session {
                     *silent = true;
                     i += 1;
                 }
+                Owed::Prefetch { .. } => i += 1,
                 Owed::Encoded(_) => {
                     self.owed.remove(i);
                 }
@@ -466,7 +510,11 @@ impl Session {
     fn count_immediate(&mut self, before: usize, owed: usize, out: &[u8]) {
         let reply = match self.owed.get(owed..) {
             Some(
-                [Owed::Write { .. } | Owed::Exec { .. } | Owed::Read { .. } | Owed::Watch { .. }, ..],
+                [Owed::Write { .. }
+                | Owed::Exec { .. }
+                | Owed::Read { .. }
+                | Owed::Watch { .. }
+                | Owed::Prefetch { .. }, ..],
             ) => return,
             Some([Owed::Encoded(bytes), ..]) => bytes.as_slice(),
             _ => out.get(before..).unwrap_or_default(),
@@ -713,6 +761,7 @@ impl Session {
             command: self.command,
             read_at: self.read_at,
             silent: false,
+            conditional: false,
         });
     }
 
@@ -856,6 +905,14 @@ impl Session {
                         out.truncate(before);
                     }
                 }
+                Owed::Prefetch { keys } => {
+                    let all = std::mem::take(&mut self.results);
+                    let results = all.get(at..at + keys.len()).unwrap_or_default();
+                    let since = self.ticket.seq_of(at);
+                    at += keys.len();
+                    self.prefetched_read(keys, results, since, out);
+                    self.results = all;
+                }
                 Owed::Watch { keys, silent } => {
                     let all = std::mem::take(&mut self.results);
                     let results = all.get(at..at + keys.len()).unwrap_or_default();
@@ -874,6 +931,7 @@ impl Session {
                     command,
                     read_at,
                     silent,
+                    conditional,
                 } => {
                     let Some(results) = self.results.get(at..at + ops as usize) else {
                         // Each submitted write has a result entry: a missing one is a bug,
@@ -892,6 +950,34 @@ impl Session {
                         continue;
                     };
                     at += ops as usize;
+                    if conditional
+                        && results
+                            .iter()
+                            .any(|r| matches!(r, Some(Err(Failure::Aborted))))
+                    {
+                        if let Some(rerun) = self.rerun.as_mut() {
+                            rerun.aborts += 1;
+                            if rerun.aborts < MAX_ABORTS {
+                                // Nothing applied: read again and decide again.
+                                continue;
+                            }
+                            self.rerun = None;
+                            reply::error(
+                                out,
+                                &format!(
+                                    "ERR its keys were written {MAX_ABORTS} times while it ran; \
+                                     not applied"
+                                ),
+                            );
+                            if silent {
+                                out.truncate(before);
+                            }
+                            continue;
+                        }
+                    }
+                    if conditional {
+                        self.rerun = None;
+                    }
                     let unknown = results.iter().find_map(|r| match r {
                         Some(Err(f)) if f.outcome_unknown() => Some(*f),
                         None => Some(Failure::Lost),
@@ -1149,7 +1235,10 @@ impl Session {
                 match owed {
                     Owed::Exec { entries, .. } => reply::array(out, entries),
                     Owed::Encoded(bytes) => out.extend_from_slice(&bytes),
-                    Owed::Write { .. } | Owed::Read { .. } | Owed::Watch { .. } => {
+                    Owed::Write { .. }
+                    | Owed::Read { .. }
+                    | Owed::Watch { .. }
+                    | Owed::Prefetch { .. } => {
                         unreachable!("a transaction without ops owes no outcome")
                     }
                 }
@@ -1194,6 +1283,160 @@ impl Session {
         let mut ok = Vec::new();
         reply::simple(&mut ok, "OK");
         self.reply_in_order(&ok, out);
+    }
+
+    /// For a command that reads `keys` before it decides what to write ([`Rerun`]): whether
+    /// its reads are in ([`Session::lookup`] answers from them, and
+    /// [`Session::queue_conditional`] queues its writes). If not, they are queued (the
+    /// command runs again once they are in) or, inside MULTI, refused with an error.
+    pub(super) fn read_first(&mut self, args: &[&[u8]], keys: &[&[u8]], out: &mut Vec<u8>) -> bool {
+        if self.prefetched.is_some() && self.rerun.is_some() {
+            return true;
+        }
+        if self.exec {
+            let name = self.command_name().to_uppercase();
+            self.error(
+                out,
+                &format!(
+                    "ERR {name} reads before it writes and cannot run inside MULTI; \
+                     run it on its own (it is atomic across shards)"
+                ),
+            );
+            return false;
+        }
+        if self.rerun.is_none() {
+            self.rerun = Some(Rerun {
+                args: args.iter().map(|a| a.to_vec()).collect(),
+                command: self.command,
+                read: None,
+                silent: self.silent,
+                aborts: 0,
+            });
+        }
+        let shards = self.shared.shards.len() as u32;
+        let first = self.ops.len();
+        for key in keys {
+            let op = OwnedOp::from(Op::Read { key });
+            self.ops.push(Request::Write(shard_of(key, shards), op));
+        }
+        self.transactions.push(Txn {
+            ops: first..self.ops.len(),
+            unchanged: Vec::new(),
+        });
+        self.owed.push(Owed::Prefetch {
+            keys: keys.iter().map(|k| k.to_vec()).collect(),
+        });
+        false
+    }
+
+    /// Queues the writes of a command whose reads are in ([`Session::read_first`]) as one
+    /// transaction, applied only if none of the keys it read was written since, replied to
+    /// as `kind`.
+    pub(super) fn queue_conditional(
+        &mut self,
+        kind: WriteKind,
+        ops: impl ExactSizeIterator<Item = OwnedOp>,
+    ) {
+        let since = self.read_since;
+        let unchanged = self
+            .prefetched
+            .iter()
+            .flatten()
+            .map(|(key, entry)| Unchanged {
+                key: key.clone(),
+                since,
+                deadline_ms: entry.as_ref().map_or(0, |(_, deadline)| *deadline),
+            })
+            .collect();
+        let first = self.ops.len();
+        self.queue(kind, ops);
+        if let Some(Owed::Write { conditional, .. }) = self.owed.last_mut() {
+            *conditional = true;
+        }
+        self.transactions.push(Txn {
+            ops: first..self.ops.len(),
+            unchanged,
+        });
+    }
+
+    /// Runs the next step of the command reading before it writes: its decision on what
+    /// its reads found, or its reads again after its writes were aborted.
+    fn step_rerun(&mut self, out: &mut Vec<u8>) {
+        let Some(rerun) = self.rerun.as_mut() else {
+            return;
+        };
+        let (args, command, silent) =
+            (std::mem::take(&mut rerun.args), rerun.command, rerun.silent);
+        let read = rerun.read.take();
+        let (before, owed) = (out.len(), self.owed.len());
+        self.command = command;
+        self.silent = silent;
+        if let Some((found, since)) = read {
+            self.prefetched = Some(found);
+            self.read_since = since;
+        }
+        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        if let Some((_, spec)) = self.queued_spec(&refs) {
+            let _ = (spec.run)(self, &refs, out, usize::MAX);
+        }
+        self.prefetched = None;
+        let waiting = self.owed[owed..].iter().any(|o| {
+            matches!(
+                o,
+                Owed::Prefetch { .. }
+                    | Owed::Write {
+                        conditional: true,
+                        ..
+                    }
+            )
+        });
+        match self.rerun.as_mut() {
+            Some(rerun) if waiting => rerun.args = args,
+            _ => self.rerun = None,
+        }
+        if self.shared.config.command_metrics {
+            self.count_immediate(before, owed, out);
+        }
+        if silent {
+            self.silence(before, owed, out);
+        }
+    }
+
+    /// The reads of a command reading before it writes are in: its next step decides on
+    /// them (a failed read is its reply).
+    fn prefetched_read(
+        &mut self,
+        keys: Vec<Vec<u8>>,
+        results: &[Option<WriteResult>],
+        since: u64,
+        out: &mut Vec<u8>,
+    ) {
+        let mut found = Vec::with_capacity(keys.len());
+        for (key, result) in keys.into_iter().zip(results) {
+            let entry = match result {
+                Some(Ok(Outcome::Entry { value, deadline })) => Some((value.clone(), *deadline)),
+                Some(Ok(_)) => None,
+                Some(Err(f)) => {
+                    let silent = self.rerun.take().is_some_and(|r| r.silent);
+                    let before = out.len();
+                    let durability = &self.shared.durability;
+                    reply::error(out, &failure_text(*f, || durability.failure()));
+                    if silent {
+                        out.truncate(before);
+                    }
+                    return;
+                }
+                None => {
+                    self.rerun = None;
+                    reply::error(out, "ERR server is shutting down");
+                    return;
+                }
+            };
+            found.push((key, entry));
+        }
+        if let Some(rerun) = self.rerun.as_mut() {
+            rerun.read = Some((found, since));
+        }
     }
 
     /// WATCH's reply once its reads are in: the keys are watched from `since` on.

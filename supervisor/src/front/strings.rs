@@ -313,6 +313,52 @@ pub(super) fn mset(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize)
     Step::Done
 }
 
+/// MSETNX key value [key value ...]: every key read, then, if none exists, one
+/// transaction of the SETs (on any shards) applied only if none was written since.
+pub(super) fn msetnx(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    if args.len() % 2 == 0 {
+        return s.arity_error(out);
+    }
+    let pairs = args[1..].chunks_exact(2);
+    if let Some(e) = pairs
+        .clone()
+        .find_map(|pair| s.size_error(pair[0], Some(pair[1])))
+    {
+        s.error(out, &e);
+        return Step::Done;
+    }
+    let keys: Vec<&[u8]> = pairs.clone().map(|pair| pair[0]).collect();
+    if !s.read_first(args, &keys, out) {
+        return Step::Done;
+    }
+    for key in keys {
+        match s.lookup(key) {
+            Ok(false) => {}
+            Ok(true) => {
+                let mut zero = Vec::new();
+                reply::int(&mut zero, 0);
+                s.reply_in_order(&zero, out);
+                return Step::Done;
+            }
+            Err(e) => {
+                s.error(out, &e);
+                return Step::Done;
+            }
+        }
+    }
+    let ops = pairs.map(|pair| {
+        OwnedOp::from(Op::Set {
+            key: pair[0],
+            value: pair[1],
+            condition: SetCondition::Always,
+            expiry: Expiry::Never,
+            get: false,
+        })
+    });
+    s.queue_conditional(WriteKind::Applied, ops);
+    Step::Done
+}
+
 pub(super) fn del(s: &mut Session, args: &[&[u8]], _: &mut Vec<u8>, _: usize) -> Step {
     let ops = args[1..].iter().map(|&key| OwnedOp::from(Op::Del { key }));
     s.queue(WriteKind::Sum, ops);

@@ -34,13 +34,16 @@ use Kind::{Read, Write};
 /// positions, group, summary, handler; then Redis' command flags, ACL categories, key-spec
 /// flags and tips, as COMMAND INFO reports them). The order is the metric label order.
 #[rustfmt::skip]
-static SPECS: [Spec<Handler>; 69] = [
+static SPECS: [Spec<Handler>; 73] = [
     spec("ping", -1, Read, Keys::NONE, Connection, "Answers PONG, or echoes its argument.", connection::ping).meta(&["fast"], &["@fast", "@connection"], &[], &["request_policy:all_shards", "response_policy:all_succeeded"]),
     spec("echo", 2, Read, Keys::NONE, Connection, "Answers its argument.", connection::echo).meta(&["loading", "stale", "fast"], &["@fast", "@connection"], &[], &[]),
     spec("set", -3, Write, Keys::ONE, String, "Sets a key's value, optionally only if it is absent (NX) or present (XX), with an expiry (EX, PX, EXAT, PXAT) or keeping its own (KEEPTTL).", expiry::set).meta(&["write", "denyoom"], &["@write", "@string", "@slow"], &["RW", "access", "update", "variable_flags"], &[]).call_key_flags(strings::set_key_flags),
     spec("get", 2, Read, Keys::ONE, String, "Reads a key's value.", strings::get).meta(&["readonly", "fast"], &["@read", "@string", "@fast"], &["RO", "access"], &[]),
     spec("del", -2, Write, Keys::ALL, Generic, "Deletes keys; answers how many existed.", strings::del).meta(&["write"], &["@keyspace", "@write", "@slow"], &["RM", "delete"], &["request_policy:multi_shard", "response_policy:agg_sum"]),
     spec("unlink", -2, Write, Keys::ALL, Generic, "Deletes keys, as DEL.", strings::del).meta(&["write", "fast"], &["@keyspace", "@write", "@fast"], &["RM", "delete"], &["request_policy:multi_shard", "response_policy:agg_sum"]),
+    spec("rename", 3, Write, Keys::TWO, Generic, "Renames a key, its deadline with it (atomic across shards).", keyspace::rename).meta(&["write"], &["@keyspace", "@write", "@slow"], &["RW", "access", "delete"], &[]).destination(&["OW", "update"]),
+    spec("renamenx", 3, Write, Keys::TWO, Generic, "Renames a key only if the new name is free (atomic across shards).", keyspace::rename).meta(&["write", "fast"], &["@keyspace", "@write", "@fast"], &["RW", "access", "delete"], &[]).destination(&["OW", "insert"]),
+    spec("copy", -3, Write, Keys::TWO, Generic, "Copies a key's value and deadline to another key (DB 0 only; REPLACE overwrites).", keyspace::copy).meta(&["write", "denyoom"], &["@keyspace", "@write", "@slow"], &["RO", "access"], &[]).destination(&["OW", "update"]),
     spec("exists", -2, Read, Keys::ALL, Generic, "Counts the given keys that exist.", strings::exists).meta(&["readonly", "fast"], &["@keyspace", "@read", "@fast"], &["RO"], &["request_policy:multi_shard", "response_policy:agg_sum"]),
     spec("incr", 2, Write, Keys::ONE, String, "Adds one to a key's integer value.", strings::incr).meta(&["write", "denyoom", "fast"], &["@write", "@string", "@fast"], &["RW", "access", "update"], &[]),
     spec("incrby", 3, Write, Keys::ONE, String, "Adds an integer to a key's integer value.", strings::incrby).meta(&["write", "denyoom", "fast"], &["@write", "@string", "@fast"], &["RW", "access", "update"], &[]),
@@ -48,6 +51,7 @@ static SPECS: [Spec<Handler>; 69] = [
     spec("decrby", 3, Write, Keys::ONE, String, "Subtracts an integer from a key's integer value.", strings::decrby).meta(&["write", "denyoom", "fast"], &["@write", "@string", "@fast"], &["RW", "access", "update"], &[]),
     spec("mget", -2, Read, Keys::ALL, String, "Reads the values of several keys.", strings::mget_command).meta(&["readonly", "fast"], &["@read", "@string", "@fast"], &["RO", "access"], &["request_policy:multi_shard"]),
     spec("mset", -3, Write, Keys::PAIRS, String, "Sets several keys' values.", strings::mset).meta(&["write", "denyoom"], &["@write", "@string", "@slow"], &["OW", "update"], &["request_policy:multi_shard", "response_policy:all_succeeded"]),
+    spec("msetnx", -3, Write, Keys::PAIRS, String, "Sets several keys' values only if none of them exists (atomic across shards).", strings::msetnx).meta(&["write", "denyoom"], &["@write", "@string", "@slow"], &["OW", "insert"], &["request_policy:multi_shard", "response_policy:agg_min"]),
     spec("getset", 3, Write, Keys::ONE, String, "Sets a key's value and answers the old one.", strings::getset).meta(&["write", "denyoom", "fast"], &["@write", "@string", "@fast"], &["RW", "access", "update"], &[]),
     spec("setnx", 3, Write, Keys::ONE, String, "Sets a key's value if it is absent; answers whether it did.", strings::setnx).meta(&["write", "denyoom", "fast"], &["@write", "@string", "@fast"], &["OW", "insert"], &[]),
     spec("getdel", 2, Write, Keys::ONE, String, "Deletes a key and answers its value.", strings::getdel).meta(&["write", "fast"], &["@write", "@string", "@fast"], &["RW", "access", "delete"], &[]),
