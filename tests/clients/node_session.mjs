@@ -1,6 +1,6 @@
 // A typical application session with node-redis and ioredis at their current versions and
 // default settings (then RESP3 explicitly for node-redis): connect, commands, a pipeline,
-// INFO. Exits non-zero with the reason on any mismatch.
+// MULTI/EXEC and WATCH, INFO. Exits non-zero with the reason on any mismatch.
 // Usage: node node_session.mjs PORT
 import assert from 'node:assert/strict';
 import { createClient } from 'redis';
@@ -25,6 +25,19 @@ async function nodeRedis(options, tag) {
   assert.equal(await c.del(k + 'a'), 1);
   const replies = await c.multi().set(k + 'p', 'v').get(k + 'p').incr(k + 'c').execAsPipeline();
   assert.deepEqual(replies, ['OK', 'v', 1]);
+  // MULTI/EXEC, keys on any shards.
+  assert.deepEqual(await c.multi().incr(k + 't1').incr(k + 't2').get(k + 'p').exec(), [1, 1, 'v']);
+  // WATCH: a write by another connection aborts EXEC.
+  const other = c.duplicate();
+  other.on('error', (e) => { console.error(`node-redis ${tag} (other):`, e.message); process.exit(1); });
+  await other.connect();
+  await c.watch(k + 't1');
+  await other.incr(k + 't1');
+  await assert.rejects(c.multi().incr(k + 't1').exec(), (e) => e.constructor.name === 'WatchError');
+  assert.equal(await c.get(k + 't1'), '2');
+  await c.watch(k + 't1');
+  assert.deepEqual(await c.multi().incr(k + 't1').exec(), [3]);
+  await other.quit();
   const info = await c.info();
   assert.match(info, /redis_version:/);
   assert.match(info, /connected_clients:\d+/);
@@ -42,6 +55,14 @@ async function ioredis() {
   assert.deepEqual(await r.mget(k + 'a', k + 'missing'), ['1', null]);
   const results = await r.pipeline().set(k + 'p', 'v').get(k + 'p').incr(k + 'n').exec();
   assert.deepEqual(results, [[null, 'OK'], [null, 'v'], [null, 1]]);
+  assert.deepEqual(await r.multi().incr(k + 'n').get(k + 'n').exec(), [[null, 2], [null, '2']]);
+  // WATCH: EXEC aborted by another connection's write answers null.
+  const other = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1, retryStrategy: () => null });
+  await r.watch(k + 'n');
+  await other.incr(k + 'n');
+  assert.equal(await r.multi().incr(k + 'n').exec(), null);
+  assert.equal(await r.get(k + 'n'), '3');
+  other.disconnect();
   assert.match(await r.info(), /redis_version:/);
   r.disconnect();
 }
