@@ -390,16 +390,32 @@ mod tests {
         write_log(wal, Box::new(|_| Ok(())), &groups);
     }
 
-    #[test]
-    fn replays_its_shards_writes_after_the_checkpoint_and_reattaches_orphans() {
-        let dir = TestDir::new("replay");
-        let wal_dir = dir.0.join("wal");
-        log(&wal_dir);
+    /// What a replay into shard 1 (checkpointed through `applied`, replaying through
+    /// `through`, with `orphans` as (seq, part)) pushed: (seq, silent, more, now_ms) per op,
+    /// the orphans its completion reader got back, the ticket of the orphans, and the shards.
+    struct Replayed1 {
+        got: Vec<(u64, bool, bool, u64)>,
+        attached: Vec<InFlight>,
+        ticket: Arc<Ticket>,
+        shards: Arc<Vec<Shard>>,
+        records: u64,
+        segment: Arc<Segment>,
+        replayed: Replayed,
+    }
+
+    fn replay_shard_1(
+        wal_dir: std::path::PathBuf,
+        applied: u64,
+        through: u64,
+        orphans: &[(u64, u32)],
+    ) -> Replayed1 {
         let geometry = crate::wal::testing::small_geometry();
-        let segment = Arc::new(Segment::create("corral-unit-replay", 1, 2, geometry).unwrap());
-        // The worker's checkpoint covers sequence 4.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("corral-unit-replay-{}-{n}", std::process::id());
+        let segment = Arc::new(Segment::create(&name, 1, 2, geometry).unwrap());
         let status = &segment.head().status;
-        status.applied_seq.store(4, Ordering::Release);
+        status.applied_seq.store(applied, Ordering::Release);
         let (unused_tx, _) = crossbeam_channel::unbounded();
         let generation = Arc::new(Generation::new(
             1,
@@ -409,14 +425,12 @@ mod tests {
             unused_tx,
         ));
         let ticket = Ticket::new(|| {});
-        // Orphans: 3 (before the checkpoint), 6 (a record to replay), 8 (no write of this
-        // shard), 12 (past `through`).
-        let orphans: Vec<InFlight> = [3, 6, 8, 12]
-            .into_iter()
-            .zip(ticket.arm(4))
-            .map(|(seq, pending)| InFlight {
+        let orphans: Vec<InFlight> = orphans
+            .iter()
+            .zip(ticket.arm(orphans.len()))
+            .map(|(&(seq, part), pending)| InFlight {
                 seq,
-                part: 0,
+                part,
                 pending,
                 guard: None,
             })
@@ -432,7 +446,7 @@ mod tests {
             }),
             generation,
             inflight: inflight_tx,
-            through: 11,
+            through,
             orphans,
             context: ReplayContext {
                 wal_dir,
@@ -442,9 +456,8 @@ mod tests {
                 log: Logger::root(slog::Discard, slog::o!()),
             },
         });
-
-        // The worker's side: apply what arrives (note the sequence and whether a completion
-        // is wanted), until the replay hands the ring back.
+        // The worker's side: apply what arrives (its record done at the last op of it),
+        // until the replay hands the ring back.
         let mut ring = Consumer::new(SegmentRing {
             segment: Arc::clone(&segment),
             side: RingSide::Request,
@@ -456,8 +469,10 @@ mod tests {
             let mut request = DecodedRequest::default();
             if let Some(decoded) = ring.pop(|r| request.decode_from(&r)).unwrap() {
                 decoded.unwrap();
-                got.push((request.seq, request.silent, request.now_ms));
-                status.applied_seq.store(request.seq, Ordering::Release);
+                got.push((request.seq, request.silent, request.more, request.now_ms));
+                if !request.more {
+                    status.applied_seq.store(request.seq, Ordering::Release);
+                }
             }
             match seq_rx.try_recv() {
                 Ok(SeqMsg::Replayed(r)) => break r,
@@ -465,38 +480,111 @@ mod tests {
                 Err(_) => std::thread::yield_now(),
             }
         };
-        // Each at the time its record was sequenced (here ten times its sequence number).
-        assert_eq!(
-            got,
-            [(6, false, 60), (10, true, 100)],
-            "shard 1's writes in 5..=11"
-        );
-        assert!(Arc::ptr_eq(&replayed.generation.segment, &segment));
-        assert_eq!(shards[1].pushed_seq(), 10);
-        assert_eq!(shards[0].pushed_seq(), 0);
-        match events_rx.recv_timeout(Duration::from_secs(5)) {
+        let records = match events_rx.recv_timeout(Duration::from_secs(5)) {
             Ok(LifecycleEvent::Recovered {
                 shard: 1,
                 generation: 2,
-                records: 2,
+                records,
                 ..
-            }) => {}
+            }) => records,
             other => panic!("{other:?}"),
+        };
+        Replayed1 {
+            got,
+            attached: inflight_rx.try_iter().collect(),
+            ticket,
+            shards,
+            records,
+            segment,
+            replayed,
         }
+    }
+
+    #[test]
+    fn replays_its_shards_writes_after_the_checkpoint_and_reattaches_orphans() {
+        let dir = TestDir::new("replay");
+        let wal_dir = dir.0.join("wal");
+        log(&wal_dir);
+        // Checkpointed through 4. Orphans: 3 (before the checkpoint), 6 (a record to
+        // replay), 8 (no write of this shard), 12 (past `through`).
+        let mut r = replay_shard_1(wal_dir, 4, 11, &[(3, 0), (6, 0), (8, 0), (12, 0)]);
+        // Each at the time its record was sequenced (here ten times its sequence number).
+        assert_eq!(
+            r.got,
+            [(6, false, false, 60), (10, true, false, 100)],
+            "shard 1's writes in 5..=11"
+        );
+        assert!(Arc::ptr_eq(&r.replayed.generation.segment, &r.segment));
+        assert_eq!(r.shards[1].pushed_seq(), 10);
+        assert_eq!(r.shards[0].pushed_seq(), 0);
+        assert_eq!(r.records, 2);
         // Orphan 6 waits for its completion; the others failed: their writes' worker died.
-        let attached = inflight_rx.try_recv().unwrap();
-        assert_eq!(attached.seq, 6);
-        assert!(inflight_rx.try_recv().is_err());
-        assert!(!ticket.is_complete());
-        drop(attached);
-        assert!(ticket.is_complete());
+        assert_eq!(r.attached.iter().map(|o| o.seq).collect::<Vec<_>>(), [6]);
+        assert!(!r.ticket.is_complete());
+        r.attached.clear();
+        assert!(r.ticket.is_complete());
         let mut results: Vec<Option<WriteResult>> = Vec::new();
-        ticket.take(&mut results);
+        r.ticket.take(&mut results);
         let died = |r: &Option<WriteResult>| matches!(r, Some(Err(Failure::WorkerDied(1))));
         assert!(
             died(&results[0]) && died(&results[2]) && died(&results[3]),
             "{results:?}"
         );
         assert!(!died(&results[1]), "{results:?}");
+    }
+
+    #[test]
+    fn a_transactions_parts_go_in_together_and_each_orphan_finds_its_part() {
+        let dir = TestDir::new("replay-txn");
+        let wal_dir = dir.0.join("wal");
+        // 1: a write of shard 1; 2: a transaction of shard 1 (twice) and shard 0 (once);
+        // 3: a transaction of shard 0 only.
+        let (a, b, c, d) = (set("a"), set("b"), set("c"), set("d"));
+        let groups: Vec<Group> = vec![
+            vec![(
+                Kind::Write,
+                Box::new(move |buf: &mut Vec<u8>| codec::encode_write(10, &[(1, &a)], buf))
+                    as Encode,
+            )],
+            vec![(
+                Kind::Write,
+                Box::new(move |buf: &mut Vec<u8>| {
+                    codec::encode_write(20, &[(1, &b), (0, &c), (1, &d)], buf)
+                }) as Encode,
+            )],
+            vec![(
+                Kind::Write,
+                Box::new(move |buf: &mut Vec<u8>| codec::encode_write(30, &[(0, &set("e"))], buf))
+                    as Encode,
+            )],
+        ];
+        write_log(&wal_dir, Box::new(|_| Ok(())), &groups);
+        // Orphans: the second part of 2 only (its first was completed before the crash),
+        // and a part that record never had.
+        let mut r = replay_shard_1(wal_dir, 0, 3, &[(2, 1), (2, 5)]);
+        assert_eq!(
+            r.got,
+            [
+                (1, true, false, 10),
+                (2, true, true, 20),
+                (2, false, false, 20)
+            ],
+            "the transaction's two ops for shard 1, the first marked as more to come"
+        );
+        assert_eq!(r.shards[1].pushed_seq(), 2);
+        assert_eq!(
+            r.attached
+                .iter()
+                .map(|o| (o.seq, o.part))
+                .collect::<Vec<_>>(),
+            [(2, 1)]
+        );
+        r.attached.clear();
+        let mut results: Vec<Option<WriteResult>> = Vec::new();
+        r.ticket.take(&mut results);
+        assert!(
+            matches!(results[1], Some(Err(Failure::WorkerDied(1)))),
+            "a part beyond the record's is never applied: {results:?}"
+        );
     }
 }
