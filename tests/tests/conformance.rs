@@ -397,6 +397,14 @@ const CASES: &[Case] = &[
     case(&["SET", "{k}t1", "z"], &["+QUEUED"]),
     case(&["GETDEL", "{k}t1"], &["+QUEUED"]),
     case(&["EXEC"], &["*4", ":2", ":0", "+OK", "$z"]),
+    // GETEX without an option reads at its place in the transaction.
+    case(&["MULTI"], &["+OK"]),
+    case(&["SET", "{k}gx", "v"], &["+QUEUED"]),
+    case(&["GETEX", "{k}gx"], &["+QUEUED"]),
+    case(&["GETEX", "{k}gx", "EX", "x"], &["+QUEUED"]),
+    case(&["GETEX", "{k}gx", "PX", "100000"], &["+QUEUED"]),
+    case(&["GETEX", "{k}gy", "EX", "x"], &["+QUEUED"]),
+    case(&["EXEC"], &["*5", "+OK", "$v", "-ERR value is not an integer or out of range", "$v", "nil"]),
     // WATCH: a write to a watched key before EXEC (this connection's too) aborts it.
     case(&["WATCH"], &["-ERR wrong number of arguments for 'watch' command"]),
     case(&["WATCH", "{k}w1", "{k}w2"], &["+OK"]),

@@ -205,7 +205,11 @@ pub(super) fn getex(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize
         Some((unit, arg)) => string_deadline(unit, arg, s.now_ms()).map(Expiry::At),
         None if o.persist => Ok(Expiry::Never),
         None => {
-            // No option: GET, after this connection's earlier writes.
+            // No option: GET, after this connection's earlier writes (or, inside EXEC, at
+            // its place in the transaction).
+            if s.transaction_read(args) {
+                return Step::Done;
+            }
             if s.writes_pending() {
                 return Step::Flush;
             }
@@ -226,6 +230,7 @@ pub(super) fn getex(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize
             },
             out,
         ),
+        Err(_) if s.transaction_read(args) => Step::Done,
         Err(_) if s.writes_pending() => Step::Flush,
         Err(bad) => match s.read(args[1], out) {
             Some(true) => expiry_error(s, bad, out),

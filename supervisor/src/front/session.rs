@@ -666,6 +666,20 @@ impl Session {
         });
     }
 
+    /// Inside EXEC, a write command that only reads this time (GETEX without an option)
+    /// reads its keys at its place in the transaction, as read commands do: whether it
+    /// was queued so (the reply is built from what the read finds).
+    pub(super) fn transaction_read(&mut self, args: &[&[u8]]) -> bool {
+        if !self.exec {
+            return false;
+        }
+        let Some((_, spec)) = self.queued_spec(args) else {
+            return false;
+        };
+        self.queue_read(args, spec.keys.positions(args.len()));
+        true
+    }
+
     /// Redis' reply to a command run with the wrong number of arguments.
     pub(super) fn arity_error(&mut self, out: &mut Vec<u8>) -> Step {
         let name = self.command_name();
