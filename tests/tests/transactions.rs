@@ -376,3 +376,41 @@ fn a_key_renamed_back_and_forth_across_shards_is_always_in_exactly_one_place() {
     let both: Vec<Option<String>> = redis::cmd("MGET").arg(&a).arg(&b).query(&mut c).unwrap();
     assert_eq!(both.iter().flatten().count(), 1, "{both:?}");
 }
+
+/// The value of `name` in INFO's `section` (a `cmdstat_` line's text).
+fn info_field(c: &mut redis::Connection, section: &str, name: &str) -> Option<String> {
+    let info: String = redis::cmd("INFO").arg(section).query(c).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")).map(str::to_owned))
+}
+
+#[test]
+fn exec_and_the_commands_it_ran_are_counted() {
+    let corral = Corral::start(2, &[]);
+    let mut c = corral.client();
+    let mut other = corral.client();
+    // EXEC behind a pipelined write (its reply owed), then one aborted by a WATCHed key.
+    let mut pipe = redis::pipe();
+    pipe.cmd("SET").arg("a").arg("1").ignore();
+    pipe.cmd("MULTI").ignore();
+    pipe.cmd("INCR").arg("a").ignore();
+    pipe.cmd("INCR").arg("b").ignore();
+    pipe.cmd("EXEC");
+    assert_eq!(pipe.query::<(Vec<i64>,)>(&mut c).unwrap().0, vec![2, 1]);
+    redis::cmd("WATCH").arg("a").query::<()>(&mut c).unwrap();
+    redis::cmd("SET")
+        .arg("a")
+        .arg("5")
+        .query::<()>(&mut other)
+        .unwrap();
+    let mut pipe = redis::pipe();
+    pipe.atomic().cmd("INCR").arg("a");
+    assert_eq!(pipe.query::<Option<(i64,)>>(&mut c).unwrap(), None);
+    let exec = info_field(&mut c, "commandstats", "cmdstat_exec").expect("EXEC counted");
+    assert!(exec.starts_with("calls=2,"), "{exec}");
+    assert!(exec.ends_with("failed_calls=0"), "{exec}");
+    let incr = info_field(&mut c, "commandstats", "cmdstat_incr").expect("INCR counted");
+    assert!(incr.starts_with("calls=2,"), "{incr}");
+    let watch = info_field(&mut c, "commandstats", "cmdstat_watch").expect("WATCH counted");
+    assert!(watch.starts_with("calls=1,"), "{watch}");
+}

@@ -112,6 +112,9 @@ enum Owed {
         ops: u32,
         carrier: bool,
         silent: bool,
+        /// EXEC's index in the table and when it was read, for the metrics.
+        command: usize,
+        read_at: Instant,
     },
     /// A read inside a transaction: its handler runs on the values its `ops` reads
     /// ([`Op::Read`], one per key) found at the transaction's place in the log.
@@ -119,6 +122,7 @@ enum Owed {
         args: Vec<Vec<u8>>,
         ops: u32,
         command: usize,
+        read_at: Instant,
         silent: bool,
     },
     /// The reads of a [`Rerun`] (one [`Op::Read`] per key, one record): no reply, what
@@ -126,7 +130,12 @@ enum Owed {
     Prefetch { keys: Vec<Vec<u8>> },
     /// WATCH: its keys were read (one [`Op::Read`] each) at a place in the log, from which
     /// on EXEC depends on them.
-    Watch { keys: Vec<Vec<u8>>, silent: bool },
+    Watch {
+        keys: Vec<Vec<u8>>,
+        command: usize,
+        read_at: Instant,
+        silent: bool,
+    },
 }
 
 /// A run of queued requests submitted as one transaction, and what it depends on.
@@ -223,6 +232,9 @@ pub struct Session {
     pub(super) silent: bool,
     /// The transaction being queued (after MULTI).
     multi: Option<Multi>,
+    /// The command just run was queued (`+QUEUED`): it counts when EXEC runs it, as in
+    /// Redis, not now.
+    queued: bool,
     /// EXEC is turning its queued commands into one transaction: every reply is owed.
     exec: bool,
     /// The values a transaction's reads found (key, value and deadline or missing), which
@@ -313,6 +325,7 @@ impl Session {
             transactions: Vec::new(),
             watched: Vec::new(),
             rerun: None,
+            queued: false,
             read_since: 0,
             gate_words: Vec::new(),
             gated: false,
@@ -435,8 +448,10 @@ impl Session {
         let (before, owed) = (out.len(), self.owed.len());
         // CLIENT REPLY: whether this command's reply is sent (the command may change it).
         self.silent = self.next_reply_silent();
+        self.queued = false;
         let step = self.command(args, out, out_limit);
-        if matches!(step, Step::Done | Step::Close) && self.shared.config.command_metrics {
+        let counted = matches!(step, Step::Done | Step::Close) && !self.queued;
+        if counted && self.shared.config.command_metrics {
             self.count_immediate(before, owed, out);
         }
         if self.silent {
@@ -662,6 +677,7 @@ impl Session {
             args: args.iter().map(|a| a.to_vec()).collect(),
             ops: ops as u32,
             command: self.command,
+            read_at: self.read_at,
             silent: false,
         });
     }
@@ -878,6 +894,8 @@ impl Session {
                     ops,
                     carrier,
                     silent,
+                    command,
+                    read_at,
                 } => {
                     let results = self.results.get(at..at + ops as usize).unwrap_or_default();
                     // Refused before the log: nothing of it was applied, one reply says so.
@@ -898,6 +916,7 @@ impl Session {
                         skip = entries;
                     }
                     at += usize::from(carrier);
+                    self.record_owed(command, read_at, now, &out[before..]);
                     if silent {
                         out.truncate(before);
                     }
@@ -906,6 +925,7 @@ impl Session {
                     args,
                     ops,
                     command,
+                    read_at,
                     silent,
                 } => {
                     // Taken out while the read's handler runs on the session.
@@ -915,6 +935,7 @@ impl Session {
                     let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
                     self.reply_read(command, &args, results, out);
                     self.results = all;
+                    self.record_owed(command, read_at, now, &out[before..]);
                     if silent {
                         out.truncate(before);
                     }
@@ -927,7 +948,12 @@ impl Session {
                     self.prefetched_read(keys, results, since, out);
                     self.results = all;
                 }
-                Owed::Watch { keys, silent } => {
+                Owed::Watch {
+                    keys,
+                    command,
+                    read_at,
+                    silent,
+                } => {
                     let all = std::mem::take(&mut self.results);
                     let results = all.get(at..at + keys.len()).unwrap_or_default();
                     // One record: every key was read at the same place.
@@ -935,6 +961,7 @@ impl Session {
                     at += keys.len();
                     self.watched_read(keys, results, since, out);
                     self.results = all;
+                    self.record_owed(command, read_at, now, &out[before..]);
                     if silent {
                         out.truncate(before);
                     }
@@ -1017,12 +1044,7 @@ impl Session {
                     write_reply(kind, self.proto, results, || durability.failure(), out);
                     let ok = out.get(before) != Some(&b'-');
                     let took = now.saturating_duration_since(read_at);
-                    if self.shared.config.command_metrics {
-                        self.stats.record(command, ok, crate::base::nanos(took));
-                        if !ok {
-                            self.stats.error_reply(&out[before..]);
-                        }
-                    }
+                    self.record_owed(command, read_at, now, &out[before..]);
                     self.maybe_log_write(command, at - ops as usize, ok, took);
                     if silent {
                         out.truncate(before);
@@ -1033,6 +1055,20 @@ impl Session {
         }
         owed_replies.clear();
         self.owed = owed_replies;
+    }
+
+    /// Counts an owed reply once it is written: `command` read at `read_at`, answered with
+    /// `reply` (an error reply fails it).
+    fn record_owed(&self, command: usize, read_at: Instant, now: Instant, reply: &[u8]) {
+        if !self.shared.config.command_metrics {
+            return;
+        }
+        let ok = reply.first() != Some(&b'-');
+        let took = crate::base::nanos(now.saturating_duration_since(read_at));
+        self.stats.record(command, ok, took);
+        if !ok {
+            self.stats.error_reply(reply);
+        }
     }
 
     /// Whether the connection must close now, sending nothing more (a write's outcome is
@@ -1156,6 +1192,7 @@ impl Session {
             None => {
                 m.bytes += bytes;
                 m.commands.push(args.iter().map(|a| a.to_vec()).collect());
+                self.queued = true;
                 let mut queued = Vec::new();
                 reply::simple(&mut queued, "QUEUED");
                 self.reply_in_order(&queued, out);
@@ -1214,6 +1251,8 @@ impl Session {
             ops: 0,
             carrier: false,
             silent: false,
+            command: exec_command,
+            read_at: self.read_at,
         });
         self.exec = true;
         for command in &m.commands {
@@ -1287,6 +1326,8 @@ impl Session {
         });
         self.owed.push(Owed::Watch {
             keys: keys.iter().map(|k| k.to_vec()).collect(),
+            command: self.command,
+            read_at: self.read_at,
             silent: false,
         });
     }
