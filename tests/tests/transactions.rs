@@ -345,13 +345,19 @@ fn a_key_renamed_back_and_forth_across_shards_is_always_in_exactly_one_place() {
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let renamed = Arc::new(AtomicU64::new(0));
-    let movers: Vec<_> = [(a.clone(), b.clone()), (b.clone(), a.clone())]
+    // One mover renames on its own, the other inside MULTI/EXEC.
+    let movers: Vec<_> = [(a.clone(), b.clone(), false), (b.clone(), a.clone(), true)]
         .into_iter()
-        .map(|(from, to)| {
+        .map(|(from, to, atomic)| {
             let (mut c, stop, renamed) = (corral.client(), Arc::clone(&stop), Arc::clone(&renamed));
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    match redis::cmd("RENAME").arg(&from).arg(&to).query::<()>(&mut c) {
+                    let mut pipe = redis::pipe();
+                    if atomic {
+                        pipe.atomic();
+                    }
+                    pipe.cmd("RENAME").arg(&from).arg(&to).ignore();
+                    match pipe.query::<()>(&mut c) {
                         Ok(()) => drop(renamed.fetch_add(1, Ordering::Relaxed)),
                         // The other mover has it.
                         Err(e) => assert!(e.to_string().contains("no such key"), "{e}"),

@@ -31,9 +31,12 @@ pub enum Failure {
     /// Refused: the event log stopped taking writes (a failed sync, or the data dir deleted
     /// or replaced under the supervisor); a restart is required.
     LogStopped,
-    /// Refused: a key the transaction read before (WATCH) was written or expired since;
-    /// nothing of it was applied.
+    /// Refused: a key the client WATCHed was written or expired since; nothing of the
+    /// transaction was applied (EXEC answers a null array).
     Aborted,
+    /// Refused: a key a command read to decide its writes (MSETNX, RENAME, COPY) was
+    /// written or expired since; nothing was applied, and the command reads again.
+    Changed,
     /// Refused (SAVE): the checkpoint of this shard could not be written (its worker says
     /// why in the log); the event log still holds every write.
     CheckpointFailed(u32),

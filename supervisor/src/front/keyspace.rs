@@ -382,7 +382,7 @@ pub(super) fn rename(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usiz
         return Step::Done;
     }
     let keys: &[&[u8]] = if nx { &[from, to] } else { &[from] };
-    if !s.read_first(args, keys, out) {
+    if !s.read_first(args, keys) {
         return Step::Done;
     }
     match found(s, from, out) {
@@ -468,7 +468,7 @@ pub(super) fn copy(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize)
         s.error(out, &e);
         return Step::Done;
     }
-    if !s.read_first(args, &[from, to], out) {
+    if !s.read_first(args, &[from, to]) {
         return Step::Done;
     }
     match found(s, from, out) {

@@ -98,7 +98,7 @@ enum Owed {
         read_at: Instant,
         /// CLIENT REPLY OFF or SKIP: counted, never sent.
         silent: bool,
-        /// The writes of a [`Rerun`]: aborted ([`Failure::Aborted`]), it starts over.
+        /// The writes of a [`Rerun`]: refused as [`Failure::Changed`], it starts over.
         conditional: bool,
     },
     /// A reply already encoded (an error found without running the command).
@@ -115,6 +115,9 @@ enum Owed {
         /// EXEC's index in the table and when it was read, for the metrics.
         command: usize,
         read_at: Instant,
+        /// It runs reading-first commands ([`Rerun`]): refused as [`Failure::Changed`], it
+        /// starts over.
+        conditional: bool,
     },
     /// A read inside a transaction: its handler runs on the values its `ops` reads
     /// ([`Op::Read`], one per key) found at the transaction's place in the log.
@@ -136,6 +139,29 @@ enum Owed {
         read_at: Instant,
         silent: bool,
     },
+}
+
+/// The keys the commands of an EXEC wrote so far ([`Session::may_run_in_exec`]).
+#[derive(Default)]
+struct Written {
+    keys: std::collections::HashSet<Vec<u8>>,
+    /// FLUSHALL: every key.
+    all: bool,
+}
+
+impl Written {
+    /// Notes the keys of the ops a command queued (its reads write nothing).
+    fn note(&mut self, requests: &[Request]) {
+        for request in requests {
+            if let Request::Write(_, op) = request {
+                match op.as_op() {
+                    Op::Read { .. } => {}
+                    Op::Flush => self.all = true,
+                    _ => drop(self.keys.insert(op.key().to_vec())),
+                }
+            }
+        }
+    }
 }
 
 /// A run of queued requests submitted as one transaction, and what it depends on.
@@ -160,10 +186,15 @@ struct Rerun {
     silent: bool,
     /// Its writes were aborted this many times.
     aborts: u32,
+    /// An EXEC: the transaction and the WATCHed keys it runs with, again at each step.
+    exec: Option<(Multi, Vec<Unchanged>)>,
 }
 
 /// A [`Rerun`] aborted this often gives up with an error (its keys keep changing).
 const MAX_ABORTS: u32 = 100;
+
+/// The commands that read before they write ([`Rerun`]).
+const READ_FIRST: [&str; 4] = ["msetnx", "rename", "renamenx", "copy"];
 
 /// The commands that run at once after MULTI (as in Redis); every other one is queued.
 const RUN_IN_MULTI: [&str; 6] = ["exec", "discard", "multi", "watch", "quit", "reset"];
@@ -175,7 +206,7 @@ const MAX_WATCHED: usize = 10_000;
 type Prefetched = (Vec<u8>, Option<(Vec<u8>, u64)>);
 
 /// A transaction being queued (MULTI until EXEC or DISCARD).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct Multi {
     /// The queued commands' arguments.
     commands: Vec<Vec<Vec<u8>>>,
@@ -246,6 +277,8 @@ pub struct Session {
     rerun: Option<Rerun>,
     /// Where the reads of the running [`Rerun`] step were read.
     read_since: u64,
+    /// The conditions of the reading-first commands of the EXEC being built.
+    exec_read: Vec<Unchanged>,
     /// The keys WATCHed (where they were read, their deadline then) until EXEC, DISCARD
     /// or UNWATCH.
     watched: Vec<Unchanged>,
@@ -327,6 +360,7 @@ impl Session {
             rerun: None,
             queued: false,
             read_since: 0,
+            exec_read: Vec::new(),
             gate_words: Vec::new(),
             gated: false,
         }
@@ -896,6 +930,7 @@ impl Session {
                     silent,
                     command,
                     read_at,
+                    conditional,
                 } => {
                     let results = self.results.get(at..at + ops as usize).unwrap_or_default();
                     // Refused before the log: nothing of it was applied, one reply says so.
@@ -903,8 +938,28 @@ impl Session {
                         Some(Err(f)) if !f.outcome_unknown() => Some(*f),
                         _ => None,
                     });
+                    if conditional {
+                        let aborts = self.rerun.as_ref().map_or(0, |r| r.aborts + 1);
+                        if refused == Some(Failure::Changed) && aborts < MAX_ABORTS {
+                            // Nothing applied: its reads again, then it runs again.
+                            if let Some(rerun) = self.rerun.as_mut() {
+                                rerun.aborts = aborts;
+                            }
+                            skip = entries;
+                            at += usize::from(carrier);
+                            continue;
+                        }
+                        self.rerun = None;
+                    }
                     match refused {
                         Some(Failure::Aborted) => reply::null_array(out, self.proto),
+                        Some(Failure::Changed) => reply::error(
+                            out,
+                            &format!(
+                                "EXECABORT Transaction discarded: the keys its commands read \
+                                 were written {MAX_ABORTS} times while it ran"
+                            ),
+                        ),
                         Some(failure) => {
                             let durability = &self.shared.durability;
                             let text = failure_text(failure, || durability.failure());
@@ -994,7 +1049,7 @@ impl Session {
                     if conditional
                         && results
                             .iter()
-                            .any(|r| matches!(r, Some(Err(Failure::Aborted))))
+                            .any(|r| matches!(r, Some(Err(Failure::Changed))))
                     {
                         if let Some(rerun) = self.rerun.as_mut() {
                             rerun.aborts += 1;
@@ -1244,6 +1299,19 @@ impl Session {
             );
             return;
         }
+        // Its reading-first commands' keys are read first (one record); it runs on what
+        // they found, applied only if none of them changed since.
+        let reads = self.read_first_keys(&m);
+        let conditional = !reads.is_empty();
+        if conditional {
+            let refs: Vec<&[u8]> = reads.iter().map(Vec::as_slice).collect();
+            if !self.read_first(&[b"exec"], &refs) {
+                if let Some(rerun) = self.rerun.as_mut() {
+                    rerun.exec = Some((m, unchanged));
+                }
+                return;
+            }
+        }
         let exec_command = self.command;
         let (owed_before, ops_before) = (self.owed.len(), self.ops.len());
         self.owed.push(Owed::Exec {
@@ -1253,14 +1321,25 @@ impl Session {
             silent: false,
             command: exec_command,
             read_at: self.read_at,
+            conditional,
         });
         self.exec = true;
+        let mut written = Written::default();
         for command in &m.commands {
             let args: Vec<&[u8]> = command.iter().map(Vec::as_slice).collect();
+            if conditional && !self.may_run_in_exec(&args, &written) {
+                continue;
+            }
+            let first = self.ops.len();
             self.exec_one(&args, out_limit);
+            if conditional {
+                written.note(&self.ops[first..]);
+            }
         }
         self.exec = false;
         self.command = exec_command;
+        let mut unchanged = unchanged;
+        unchanged.append(&mut self.exec_read);
         let carrier = self.ops.len() == ops_before && !unchanged.is_empty();
         if carrier {
             // Nothing to log, but the WATCHed keys are the sequencer's to check.
@@ -1342,22 +1421,16 @@ impl Session {
 
     /// For a command that reads `keys` before it decides what to write ([`Rerun`]): whether
     /// its reads are in ([`Session::lookup`] answers from them, and
-    /// [`Session::queue_conditional`] queues its writes). If not, they are queued (the
-    /// command runs again once they are in) or, inside MULTI, refused with an error.
-    pub(super) fn read_first(&mut self, args: &[&[u8]], keys: &[&[u8]], out: &mut Vec<u8>) -> bool {
+    /// [`Session::queue_conditional`] queues its writes). If not, they are queued and the
+    /// command runs again once they are in. (Inside EXEC they are in: EXEC reads the keys
+    /// of all its reading-first commands before it runs.)
+    pub(super) fn read_first(&mut self, args: &[&[u8]], keys: &[&[u8]]) -> bool {
         if self.prefetched.is_some() && self.rerun.is_some() {
             return true;
         }
         if self.exec {
-            let name = self.command_name().to_uppercase();
-            self.error(
-                out,
-                &format!(
-                    "ERR {name} reads before it writes and cannot run inside MULTI; \
-                     run it on its own (it is atomic across shards)"
-                ),
-            );
-            return false;
+            // EXEC reads the keys of its reading-first commands before it runs them.
+            unreachable!("{} ran inside EXEC without its reads", self.command_name());
         }
         if self.rerun.is_none() {
             self.rerun = Some(Rerun {
@@ -1366,6 +1439,7 @@ impl Session {
                 read: None,
                 silent: self.silent,
                 aborts: 0,
+                exec: None,
             });
         }
         let shards = self.shared.shards.len() as u32;
@@ -1401,8 +1475,15 @@ impl Session {
                 key: key.clone(),
                 since,
                 deadline_ms: entry.as_ref().map_or(0, |(_, deadline)| *deadline),
+                watched: false,
             })
             .collect();
+        if self.exec {
+            // Part of the EXEC's transaction, which carries the conditions.
+            self.queue(kind, ops);
+            self.exec_read.extend(unchanged);
+            return;
+        }
         let first = self.ops.len();
         self.queue(kind, ops);
         if let Some(Owed::Write { conditional, .. }) = self.owed.last_mut() {
@@ -1423,6 +1504,11 @@ impl Session {
         let (args, command, silent) =
             (std::mem::take(&mut rerun.args), rerun.command, rerun.silent);
         let read = rerun.read.take();
+        if let Some((multi, watched)) = &rerun.exec {
+            // EXEC runs again as it first ran.
+            self.multi = Some(multi.clone());
+            self.watched = watched.clone();
+        }
         let (before, owed) = (out.len(), self.owed.len());
         self.command = command;
         self.silent = silent;
@@ -1440,6 +1526,10 @@ impl Session {
                 o,
                 Owed::Prefetch { .. }
                     | Owed::Write {
+                        conditional: true,
+                        ..
+                    }
+                    | Owed::Exec {
                         conditional: true,
                         ..
                     }
@@ -1522,10 +1612,55 @@ impl Session {
                 key,
                 since,
                 deadline_ms,
+                watched: true,
             });
         }
         self.watched.extend(unchanged);
         reply::simple(out, "OK");
+    }
+
+    /// The keys the reading-first commands of `m` read ([`READ_FIRST`]), once each.
+    fn read_first_keys(&self, m: &Multi) -> Vec<Vec<u8>> {
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        for command in &m.commands {
+            let args: Vec<&[u8]> = command.iter().map(Vec::as_slice).collect();
+            let Some((_, spec)) = self.queued_spec(&args) else {
+                continue;
+            };
+            if READ_FIRST.contains(&spec.name) {
+                for i in spec.keys.positions(args.len()) {
+                    if !keys.iter().any(|k| k.as_slice() == args[i]) {
+                        keys.push(args[i].to_vec());
+                    }
+                }
+            }
+        }
+        keys
+    }
+
+    /// Whether a queued command of an EXEC with reading-first commands may run: one of
+    /// them may not when an earlier command of the transaction wrote one of its keys (it
+    /// decides on what its keys held before the transaction), and replies an error.
+    fn may_run_in_exec(&mut self, args: &[&[u8]], written: &Written) -> bool {
+        let Some((index, spec)) = self.queued_spec(args) else {
+            return true;
+        };
+        let mut keys = spec.keys.positions(args.len()).map(|i| args[i]);
+        if READ_FIRST.contains(&spec.name)
+            && (written.all || keys.any(|k| written.keys.contains(k)))
+        {
+            self.command = index;
+            let name = spec.name.to_uppercase();
+            self.error(
+                &mut Vec::new(),
+                &format!(
+                    "ERR {name} reads a key an earlier command of the transaction writes; \
+                     run it in a transaction of its own"
+                ),
+            );
+            return false;
+        }
+        true
     }
 
     /// The spec (and metric index) a queued command runs: its subcommand's, if any.
@@ -1681,7 +1816,9 @@ fn failure_text(f: Failure, log_failure: impl FnOnce() -> Option<String>) -> Str
             };
             format!("ERR event log write failed ({reason}); the write was not applied")
         }
-        Failure::Aborted => "ERR a key it read was written since; not applied".into(),
+        Failure::Aborted | Failure::Changed => {
+            "ERR a key it read was written since; not applied".into()
+        }
         Failure::CheckpointFailed(id) => format!(
             "ERR checkpoint of shard {id} failed (its worker logged why); \
              the event log still holds every write"

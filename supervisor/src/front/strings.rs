@@ -328,7 +328,7 @@ pub(super) fn msetnx(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usiz
         return Step::Done;
     }
     let keys: Vec<&[u8]> = pairs.clone().map(|pair| pair[0]).collect();
-    if !s.read_first(args, &keys, out) {
+    if !s.read_first(args, &keys) {
         return Step::Done;
     }
     for key in keys {

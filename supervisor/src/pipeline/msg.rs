@@ -35,6 +35,10 @@ pub struct Unchanged {
     pub since: u64,
     /// Its deadline then (Unix ms; 0: none or missing).
     pub deadline_ms: u64,
+    /// WATCHed by the client (a failure aborts the transaction for good:
+    /// [`crate::base::ticket::Failure::Aborted`]), or read by a command that decided its
+    /// writes on it (it reads again: [`crate::base::ticket::Failure::Changed`]).
+    pub watched: bool,
 }
 
 /// Messages to the sequencer.
@@ -44,7 +48,8 @@ pub enum SeqMsg {
     Submit(Vec<WriteOp>),
     /// A transaction: its writes in order, logged as one record (all or none), on any
     /// shards; refused whole if one of its shards does not serve, or
-    /// ([`crate::base::ticket::Failure::Aborted`]) if one of its conditions fails.
+    /// ([`crate::base::ticket::Failure::Aborted`], [`crate::base::ticket::Failure::Changed`])
+    /// if one of its conditions fails.
     Transaction {
         /// The writes.
         writes: Vec<WriteOp>,

@@ -174,12 +174,20 @@ impl Sequencer {
     /// shard it writes serves now (a shard that does not would hold part of it, and a
     /// transaction is never half waiting).
     fn log_transaction(&mut self, writes: Vec<WriteOp>, unchanged: &[Unchanged]) {
-        if !unchanged
+        // A WATCHed key's failure wins: that transaction must not run again.
+        let failed = unchanged
             .iter()
-            .all(|c| self.versions.holds(c, self.now_ms))
-        {
+            .filter(|c| !self.versions.holds(c, self.now_ms))
+            .map(|c| c.watched)
+            .reduce(|a, b| a || b);
+        if let Some(watched) = failed {
+            let failure = if watched {
+                Failure::Aborted
+            } else {
+                Failure::Changed
+            };
             for w in writes {
-                w.pending.complete(Err(Failure::Aborted));
+                w.pending.complete(Err(failure));
             }
             return;
         }

@@ -76,6 +76,7 @@ mod tests {
             key: key.to_vec(),
             since,
             deadline_ms,
+            watched: true,
         }
     }
 
