@@ -20,49 +20,16 @@ Needs redis-tools and redis-server.
 """
 import os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
-from benchlib import BIN, build, free_port, ping, until
+from benchlib import BIN, build, cpu_seconds, start_server, stop_servers
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 REQUESTS = int(sys.argv[2]) if len(sys.argv) > 2 else 200_000
 FSYNC = sys.argv[3] if len(sys.argv) > 3 else "everysec"
 TESTS = ("SET", "GET", "INCR")
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid):
-    """User plus system time of `pid` and of every live descendant, in seconds."""
-    total, stack = 0, [pid]
-    while stack:
-        p = stack.pop()
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as f:
-                    stack.extend(int(c) for c in f.read().split())
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return total / TICKS
 
 
-def start(name, binary, work):
-    port = free_port()
-    data = os.path.join(work, name)
-    os.mkdir(data)
-    log = open(os.path.join(work, f"{name}.log"), "w")
-    if binary is None:
-        cmd = ["redis-server", "--port", str(port), "--save", "", "--appendonly", "yes",
-               "--appendfsync", FSYNC, "--dir", data]
-    else:
-        cmd = [binary, "run", "--workers", "2", "--fsync", FSYNC, "--data-dir", data,
-               "--listen", f"127.0.0.1:{port}", "--http", f"127.0.0.1:{free_port()}",
-               "--log-level", "warn"]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=log)
-    until(lambda: ping(port) or proc.poll() is not None, timeout=30, step=0.05)
-    if proc.poll() is not None:
-        raise RuntimeError(f"{name} did not start; see {log.name}")
-    return proc, port
 
 
 def measure(proc, port, test, pipeline):
@@ -86,7 +53,7 @@ def main():
     procs = {}
     try:
         for name, binary in servers.items():
-            procs[name] = start(name, binary, work)
+            procs[name] = start_server(name, binary, work, FSYNC)
         names = list(servers)
         results = {(n, t, p): [] for n in names for t in TESTS for p in (1, 16)}
         for r in range(ROUNDS):
@@ -111,14 +78,7 @@ def main():
                     line += f"{med['corral'] / med['baseline']:>9.2f}"
                 print(line)
     finally:
-        for proc, _ in procs.values():
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_servers(procs, work)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """What the benchmark scripts share: where the release binary is, building it, free ports,
-PING, keys that land on a given shard, and polling with a timeout."""
-import os, socket, subprocess, time
+PING, keys that land on a given shard, polling with a timeout, the CPU time of a server's
+processes, and starting Corral or redis-server with the same durability."""
+import os, shutil, signal, socket, subprocess, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "corral")
@@ -47,3 +48,55 @@ def until(cond, timeout=30.0, step=0.001):
             raise TimeoutError("timed out")
         time.sleep(step)
     return time.perf_counter() - t0
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+def cpu_seconds(pid):
+    """User plus system time of `pid` and of every live descendant, in seconds."""
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    stack.extend(int(c) for c in f.read().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total / TICKS
+
+def start_server(name, binary, work, fsync, workers=2):
+    """Starts Corral (`binary`) or, when `binary` is None, redis-server, logging every write
+    under `fsync` (Corral --fsync, redis-server --appendonly yes --appendfsync), in a data dir
+    under `work`; returns the process and its port once it answers PING."""
+    port = free_port()
+    data = os.path.join(work, name)
+    os.mkdir(data)
+    log = open(os.path.join(work, f"{name}.log"), "w")
+    if binary is None:
+        cmd = ["redis-server", "--port", str(port), "--save", "", "--appendonly", "yes",
+               "--appendfsync", fsync, "--dir", data]
+    else:
+        cmd = [binary, "run", "--workers", str(workers), "--fsync", fsync, "--data-dir", data,
+               "--listen", f"127.0.0.1:{port}", "--http", f"127.0.0.1:{free_port()}",
+               "--log-level", "warn"]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=log)
+    until(lambda: ping(port) or proc.poll() is not None, timeout=30, step=0.05)
+    if proc.poll() is not None:
+        raise RuntimeError(f"{name} did not start; see {log.name}")
+    return proc, port
+
+def stop_servers(procs, work):
+    """Stops the servers of `procs` (name -> (process, port)) with SIGTERM (SIGKILL after
+    60 s) and removes `work`."""
+    for proc, _ in procs.values():
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    shutil.rmtree(work, ignore_errors=True)

@@ -13,6 +13,13 @@
 //! a transaction in part, and the front asks again through the sequencer instead, ordered
 //! after every transaction in flight (a read that sees an op of a transaction happens after
 //! that op was pushed, hence after its gate closed, so the check after the read sees it).
+//!
+//! One more word counts every transaction in flight the same way ([`Gates::all`]): a
+//! reader that finds it open loads no slot's gate, and if it is the same after its reads,
+//! no transaction began or ended meanwhile (one did if any of its ops was seen), so the
+//! read is whole; only while transactions are in flight do readers check their slots'
+//! gates. A GET then costs no gate cache line of its own (a slot's gate word is one of
+//! 16,384, a cache miss at random keys).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -26,12 +33,15 @@ const IN_FLIGHT: u64 = 1 << 32;
 #[derive(Debug)]
 pub struct Gates {
     words: Box<[AtomicU64]>,
+    /// Every slot's transactions at once.
+    all: AtomicU64,
 }
 
 impl Default for Gates {
     fn default() -> Self {
         Self {
             words: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            all: AtomicU64::new(0),
         }
     }
 }
@@ -44,6 +54,14 @@ impl Gates {
         self.words[slot as usize].load(Ordering::SeqCst)
     }
 
+    /// The word of every slot at once: open while no transaction is in flight, moving
+    /// whenever one begins or ends.
+    #[must_use]
+    pub fn all(&self) -> u64 {
+        // SYNC POINT: pairs with the SeqCst updates in `close` and `Guard::drop`.
+        self.all.load(Ordering::SeqCst)
+    }
+
     /// Whether no transaction writing the slot was in flight when `word` was loaded.
     #[must_use]
     pub fn is_open(word: u64) -> bool {
@@ -54,6 +72,8 @@ impl Gates {
     /// guard's last clone is dropped.
     #[must_use]
     pub fn close(self: &Arc<Self>, slots: Vec<u32>) -> Arc<Guard> {
+        // SYNC POINT: as each slot's, below.
+        self.all.fetch_add(IN_FLIGHT + 1, Ordering::SeqCst);
         for &slot in &slots {
             // SYNC POINT: before the transaction's first push into a ring (the caller's
             // program order), so a reader that sees any of its ops sees this.
@@ -84,6 +104,12 @@ impl Drop for Guard {
                 "a gate opened more often than it closed"
             );
         }
+        // After the slots: a reader that finds every transaction done finds its slots open.
+        let before = self
+            .gates
+            .all
+            .fetch_add(1u64.wrapping_sub(IN_FLIGHT), Ordering::SeqCst);
+        assert!(before >= IN_FLIGHT, "a transaction ended twice");
     }
 }
 
@@ -95,11 +121,12 @@ mod tests {
     fn a_gate_is_closed_while_any_guard_lives_and_moves_each_time() {
         let gates = Arc::new(Gates::default());
         let before = gates.word(7);
-        assert!(Gates::is_open(before));
+        let all_before = gates.all();
+        assert!(Gates::is_open(before) && Gates::is_open(all_before));
         let a = gates.close(vec![7, 9]);
         let b = gates.close(vec![7]);
         let during = gates.word(7);
-        assert!(!Gates::is_open(during));
+        assert!(!Gates::is_open(during) && !Gates::is_open(gates.all()));
         drop(a);
         assert!(!Gates::is_open(gates.word(7)), "b still holds slot 7");
         assert!(Gates::is_open(gates.word(9)));
@@ -108,7 +135,8 @@ mod tests {
         assert!(!Gates::is_open(gates.word(7)), "a clone holds it");
         drop(clone);
         let after = gates.word(7);
-        assert!(Gates::is_open(after));
+        assert!(Gates::is_open(after) && Gates::is_open(gates.all()));
+        assert_ne!(gates.all(), all_before, "transactions came and went");
         // Open again, but not the word a reader loaded before: its read is not trusted.
         assert_ne!(after, before);
         assert!(Gates::is_open(gates.word(8)) && gates.word(8) == 0);

@@ -371,6 +371,29 @@ fn found(s: &mut Session, key: &[u8], out: &mut Vec<u8>) -> Option<bool> {
     }
 }
 
+/// Whether the destination of RENAMENX or COPY is free; if it is taken, `:0` is replied.
+fn destination_free(s: &mut Session, to: &[u8], out: &mut Vec<u8>) -> bool {
+    match found(s, to, out) {
+        Some(false) => true,
+        Some(true) => {
+            int_in_order(s, 0, out);
+            false
+        }
+        None => false,
+    }
+}
+
+/// The SET that gives `to` the value and deadline the last lookup found.
+fn set_found(s: &Session, to: &[u8]) -> OwnedOp {
+    OwnedOp::from(Op::Set {
+        key: to,
+        value: &s.value,
+        condition: SetCondition::Always,
+        get: false,
+        expiry: deadline_of(s.deadline_ms),
+    })
+}
+
 /// RENAME key newkey, RENAMENX key newkey: one transaction (a SET of the new key with the
 /// value and deadline the old one had, and a DEL of the old one), on any shards, applied
 /// only if neither key changed since it was read.
@@ -403,24 +426,10 @@ pub(super) fn rename(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usiz
         }
         return Step::Done;
     }
-    let (value, expiry) = (s.value.clone(), deadline_of(s.deadline_ms));
-    if nx {
-        match found(s, to, out) {
-            None => return Step::Done,
-            Some(true) => {
-                int_in_order(s, 0, out);
-                return Step::Done;
-            }
-            Some(false) => {}
-        }
+    let set = set_found(s, to);
+    if nx && !destination_free(s, to, out) {
+        return Step::Done;
     }
-    let set = OwnedOp::from(Op::Set {
-        key: to,
-        value: &value,
-        condition: SetCondition::Always,
-        get: false,
-        expiry,
-    });
     let del = OwnedOp::from(Op::Del { key: from });
     let kind = if nx {
         WriteKind::Applied
@@ -479,24 +488,10 @@ pub(super) fn copy(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize)
         }
         Some(true) => {}
     }
-    let (value, expiry) = (s.value.clone(), deadline_of(s.deadline_ms));
-    if !replace {
-        match found(s, to, out) {
-            None => return Step::Done,
-            Some(true) => {
-                int_in_order(s, 0, out);
-                return Step::Done;
-            }
-            Some(false) => {}
-        }
+    let set = set_found(s, to);
+    if !replace && !destination_free(s, to, out) {
+        return Step::Done;
     }
-    let set = OwnedOp::from(Op::Set {
-        key: to,
-        value: &value,
-        condition: SetCondition::Always,
-        get: false,
-        expiry,
-    });
     s.queue_conditional(WriteKind::Applied, std::iter::once(set));
     Step::Done
 }

@@ -14,6 +14,7 @@ use corral_worker::command::{Op, Outcome, WriteError};
 use shm_protocol::table::Lookup;
 use slog::{debug, error, info, warn};
 
+use crate::base::gate::Gates;
 use crate::base::ops::OwnedOp;
 use crate::base::shard::ShardState;
 use crate::base::slot::shard_of;
@@ -284,6 +285,11 @@ pub struct Session {
     watched: Vec<Unchanged>,
     /// The gate words (slot, word) the running read loaded before its lookups.
     gate_words: Vec<(u32, u64)>,
+    /// The word of all gates the running read loaded first: open, its lookups load no
+    /// slot's gate.
+    gate_all: u64,
+    /// The running read looked a key up in shared memory (WATCH, for one, does not).
+    looked_up: bool,
     /// A lookup of the running read met a closed gate.
     gated: bool,
 }
@@ -362,6 +368,8 @@ impl Session {
             read_since: 0,
             exec_read: Vec::new(),
             gate_words: Vec::new(),
+            gate_all: 0,
+            looked_up: false,
             gated: false,
         }
     }
@@ -667,18 +675,26 @@ impl Session {
         out_limit: usize,
     ) -> Step {
         if spec.kind != Kind::Read || self.exec {
+            // Its lookups (if any) check their slots' gates, unvalidated.
+            self.gate_all = u64::MAX;
             return (spec.run)(self, args, out, out_limit);
         }
         self.gate_words.clear();
         self.gated = false;
+        self.looked_up = false;
+        self.gate_all = self.shared.gates.all();
         let (before, owed, resuming) = (out.len(), self.owed.len(), self.resume.is_some());
         let step = (spec.run)(self, args, out, out_limit);
         let gates = &self.shared.gates;
-        let moved = self.gated
-            || self
-                .gate_words
-                .iter()
-                .any(|&(slot, w)| gates.word(slot) != w);
+        let moved = if Gates::is_open(self.gate_all) {
+            self.looked_up && gates.all() != self.gate_all
+        } else {
+            self.gated
+                || self
+                    .gate_words
+                    .iter()
+                    .any(|&(slot, w)| gates.word(slot) != w)
+        };
         // An MGET answered in parts has sent parts already: it is not one snapshot.
         let partial = resuming || self.resume.is_some() || matches!(step, Step::Partial);
         let keys = spec.keys.positions(args.len()).count();
@@ -694,19 +710,7 @@ impl Session {
     /// Queues a read of `args`' keys at `positions` as a transaction of [`Op::Read`]s, and
     /// owes the reply its handler builds from what they find.
     fn queue_read(&mut self, args: &[&[u8]], positions: impl Iterator<Item = usize>) {
-        let shards = self.shared.shards.len() as u32;
-        let first = self.ops.len();
-        for i in positions {
-            let op = OwnedOp::from(Op::Read { key: args[i] });
-            self.ops.push(Request::Write(shard_of(args[i], shards), op));
-        }
-        let ops = self.ops.len() - first;
-        if !self.exec {
-            self.transactions.push(Txn {
-                ops: first..self.ops.len(),
-                unchanged: Vec::new(),
-            });
-        }
+        let ops = self.queue_reads(positions.map(|i| args[i]));
         self.owed.push(Owed::Read {
             args: args.iter().map(|a| a.to_vec()).collect(),
             ops: ops as u32,
@@ -714,6 +718,24 @@ impl Session {
             read_at: self.read_at,
             silent: false,
         });
+    }
+
+    /// Queues an [`Op::Read`] of each of `keys`, in one record (a transaction of its own, or
+    /// part of the EXEC being built); returns how many.
+    fn queue_reads<'k>(&mut self, keys: impl Iterator<Item = &'k [u8]>) -> usize {
+        let shards = self.shared.shards.len() as u32;
+        let first = self.ops.len();
+        for key in keys {
+            let op = OwnedOp::from(Op::Read { key });
+            self.ops.push(Request::Write(shard_of(key, shards), op));
+        }
+        if !self.exec {
+            self.transactions.push(Txn {
+                ops: first..self.ops.len(),
+                unchanged: Vec::new(),
+            });
+        }
+        self.ops.len() - first
     }
 
     /// Inside EXEC, a write command that only reads this time (GETEX without an option)
@@ -1393,16 +1415,7 @@ impl Session {
             );
             return;
         }
-        let shards = self.shared.shards.len() as u32;
-        let first = self.ops.len();
-        for key in keys {
-            let op = OwnedOp::from(Op::Read { key });
-            self.ops.push(Request::Write(shard_of(key, shards), op));
-        }
-        self.transactions.push(Txn {
-            ops: first..self.ops.len(),
-            unchanged: Vec::new(),
-        });
+        self.queue_reads(keys.iter().copied());
         self.owed.push(Owed::Watch {
             keys: keys.iter().map(|k| k.to_vec()).collect(),
             command: self.command,
@@ -1442,16 +1455,7 @@ impl Session {
                 exec: None,
             });
         }
-        let shards = self.shared.shards.len() as u32;
-        let first = self.ops.len();
-        for key in keys {
-            let op = OwnedOp::from(Op::Read { key });
-            self.ops.push(Request::Write(shard_of(key, shards), op));
-        }
-        self.transactions.push(Txn {
-            ops: first..self.ops.len(),
-            unchanged: Vec::new(),
-        });
+        self.queue_reads(keys.iter().copied());
         self.owed.push(Owed::Prefetch {
             keys: keys.iter().map(|k| k.to_vec()).collect(),
         });
@@ -1556,32 +1560,40 @@ impl Session {
         since: u64,
         out: &mut Vec<u8>,
     ) {
-        let mut found = Vec::with_capacity(keys.len());
-        for (key, result) in keys.into_iter().zip(results) {
-            let entry = match result {
-                Some(Ok(Outcome::Entry { value, deadline })) => Some((value.clone(), *deadline)),
-                Some(Ok(_)) => None,
+        match self.entries(keys.into_iter(), results) {
+            Ok(found) => {
+                if let Some(rerun) = self.rerun.as_mut() {
+                    rerun.read = Some((found, since));
+                }
+            }
+            Err(e) => {
+                if !self.rerun.take().is_some_and(|r| r.silent) {
+                    reply::error(out, &e);
+                }
+            }
+        }
+    }
+
+    /// What the [`Op::Read`]s of `keys` found (value and deadline, or missing), or the error
+    /// that is the reply when one of them failed.
+    fn entries(
+        &self,
+        keys: impl Iterator<Item = Vec<u8>>,
+        results: &[Option<WriteResult>],
+    ) -> Result<Vec<Prefetched>, String> {
+        keys.zip(results)
+            .map(|(key, result)| match result {
+                Some(Ok(Outcome::Entry { value, deadline })) => {
+                    Ok((key, Some((value.clone(), *deadline))))
+                }
+                Some(Ok(_)) => Ok((key, None)),
                 Some(Err(f)) => {
-                    let silent = self.rerun.take().is_some_and(|r| r.silent);
-                    let before = out.len();
                     let durability = &self.shared.durability;
-                    reply::error(out, &failure_text(*f, || durability.failure()));
-                    if silent {
-                        out.truncate(before);
-                    }
-                    return;
+                    Err(failure_text(*f, || durability.failure()))
                 }
-                None => {
-                    self.rerun = None;
-                    reply::error(out, "ERR server is shutting down");
-                    return;
-                }
-            };
-            found.push((key, entry));
-        }
-        if let Some(rerun) = self.rerun.as_mut() {
-            rerun.read = Some((found, since));
-        }
+                None => Err("ERR server is shutting down".to_owned()),
+            })
+            .collect()
     }
 
     /// WATCH's reply once its reads are in: the keys are watched from `since` on.
@@ -1592,31 +1604,20 @@ impl Session {
         since: u64,
         out: &mut Vec<u8>,
     ) {
-        let mut unchanged = Vec::with_capacity(keys.len());
-        for (key, result) in keys.into_iter().zip(results) {
-            let deadline_ms = match result {
-                Some(Ok(Outcome::Entry { deadline, .. })) => *deadline,
-                Some(Ok(_)) => 0,
-                Some(Err(f)) => {
-                    let durability = &self.shared.durability;
-                    reply::error(out, &failure_text(*f, || durability.failure()));
-                    return;
-                }
-                None => {
-                    reply::error(out, "ERR server is shutting down");
-                    return;
-                }
-            };
-            // Watched twice, a key depends on both reads, which is its first.
-            unchanged.push(Unchanged {
-                key,
-                since,
-                deadline_ms,
-                watched: true,
-            });
+        match self.entries(keys.into_iter(), results) {
+            Ok(found) => {
+                // Watched twice, a key depends on both reads, which is its first.
+                self.watched
+                    .extend(found.into_iter().map(|(key, entry)| Unchanged {
+                        key,
+                        since,
+                        deadline_ms: entry.map_or(0, |(_, deadline)| deadline),
+                        watched: true,
+                    }));
+                reply::simple(out, "OK");
+            }
+            Err(e) => reply::error(out, &e),
         }
-        self.watched.extend(unchanged);
-        reply::simple(out, "OK");
     }
 
     /// The keys the reading-first commands of `m` read ([`READ_FIRST`]), once each.
@@ -1701,24 +1702,11 @@ impl Session {
         let Some((_, spec)) = self.queued_spec(args) else {
             unreachable!("only known commands are queued");
         };
-        let mut found = Vec::new();
-        for (key_at, result) in spec.keys.positions(args.len()).zip(results) {
-            let entry = match result {
-                Some(Ok(Outcome::Entry { value, deadline })) => Some((value.clone(), *deadline)),
-                Some(Ok(_)) => None,
-                Some(Err(f)) => {
-                    let durability = &self.shared.durability;
-                    reply::error(out, &failure_text(*f, || durability.failure()));
-                    return;
-                }
-                None => {
-                    reply::error(out, "ERR server is shutting down");
-                    return;
-                }
-            };
-            found.push((args[key_at].to_vec(), entry));
+        let keys = spec.keys.positions(args.len()).map(|i| args[i].to_vec());
+        match self.entries(keys, results) {
+            Ok(found) => self.prefetched = Some(found),
+            Err(e) => return reply::error(out, &e),
         }
-        self.prefetched = Some(found);
         self.command = command;
         let _ = (spec.run)(self, args, out, usize::MAX);
         self.prefetched = None;
@@ -1759,16 +1747,20 @@ impl Session {
             });
         }
         let (id, generation) = self.generation_for(key)?;
-        let slot = crate::base::slot::hash_slot(key);
-        let word = self.shared.gates.word(slot);
-        if !crate::base::gate::Gates::is_open(word) {
-            // A transaction writing the key is in flight: asked again in order.
-            self.gated = true;
-            return Err(format!(
-                "TRYAGAIN shard {id}: the key is in a transaction being applied"
-            ));
+        self.looked_up = true;
+        if !Gates::is_open(self.gate_all) {
+            // Transactions in flight: this key's slot's may be one.
+            let slot = crate::base::slot::hash_slot(key);
+            let word = self.shared.gates.word(slot);
+            if !Gates::is_open(word) {
+                // A transaction writing the key is in flight: asked again in order.
+                self.gated = true;
+                return Err(format!(
+                    "TRYAGAIN shard {id}: the key is in a transaction being applied"
+                ));
+            }
+            self.gate_words.push((slot, word));
         }
-        self.gate_words.push((slot, word));
         self.value.clear();
         match generation
             .segment

@@ -288,9 +288,16 @@ pub(super) fn getbit(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usiz
     Step::Done
 }
 
-pub(super) fn mset(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+/// The key/value pairs of MSET or MSETNX, checked for arity and sizes (`None` once the
+/// error is replied).
+fn checked_pairs<'a>(
+    s: &mut Session,
+    args: &'a [&'a [u8]],
+    out: &mut Vec<u8>,
+) -> Option<std::slice::ChunksExact<'a, &'a [u8]>> {
     if args.len() % 2 == 0 {
-        return s.arity_error(out);
+        s.arity_error(out);
+        return None;
     }
     let pairs = args[1..].chunks_exact(2);
     if let Some(e) = pairs
@@ -298,35 +305,35 @@ pub(super) fn mset(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize)
         .find_map(|pair| s.size_error(pair[0], Some(pair[1])))
     {
         s.error(out, &e);
-        return Step::Done;
+        return None;
     }
-    let ops = pairs.map(|pair| {
-        OwnedOp::from(Op::Set {
-            key: pair[0],
-            value: pair[1],
-            condition: SetCondition::Always,
-            expiry: Expiry::Never,
-            get: false,
-        })
-    });
-    s.queue(WriteKind::AllOk, ops);
+    Some(pairs)
+}
+
+/// The plain SET of one pair.
+fn set_pair(pair: &[&[u8]]) -> OwnedOp {
+    OwnedOp::from(Op::Set {
+        key: pair[0],
+        value: pair[1],
+        condition: SetCondition::Always,
+        expiry: Expiry::Never,
+        get: false,
+    })
+}
+
+pub(super) fn mset(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
+    if let Some(pairs) = checked_pairs(s, args, out) {
+        s.queue(WriteKind::AllOk, pairs.map(set_pair));
+    }
     Step::Done
 }
 
 /// MSETNX key value [key value ...]: every key read, then, if none exists, one
 /// transaction of the SETs (on any shards) applied only if none was written since.
 pub(super) fn msetnx(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usize) -> Step {
-    if args.len() % 2 == 0 {
-        return s.arity_error(out);
-    }
-    let pairs = args[1..].chunks_exact(2);
-    if let Some(e) = pairs
-        .clone()
-        .find_map(|pair| s.size_error(pair[0], Some(pair[1])))
-    {
-        s.error(out, &e);
+    let Some(pairs) = checked_pairs(s, args, out) else {
         return Step::Done;
-    }
+    };
     let keys: Vec<&[u8]> = pairs.clone().map(|pair| pair[0]).collect();
     if !s.read_first(args, &keys) {
         return Step::Done;
@@ -346,16 +353,7 @@ pub(super) fn msetnx(s: &mut Session, args: &[&[u8]], out: &mut Vec<u8>, _: usiz
             }
         }
     }
-    let ops = pairs.map(|pair| {
-        OwnedOp::from(Op::Set {
-            key: pair[0],
-            value: pair[1],
-            condition: SetCondition::Always,
-            expiry: Expiry::Never,
-            get: false,
-        })
-    });
-    s.queue_conditional(WriteKind::Applied, ops);
+    s.queue_conditional(WriteKind::Applied, pairs.map(set_pair));
     Step::Done
 }
 

@@ -217,6 +217,13 @@ impl Sequencer {
             }
             return;
         }
+        if writes
+            .iter()
+            .any(|w| matches!(w.op.as_op(), Op::Read { .. }))
+        {
+            // A later transaction may depend on what this one reads.
+            self.versions.track();
+        }
         let ops: Vec<(u32, &OwnedOp)> = writes.iter().map(|w| (w.shard, &w.op)).collect();
         let seq = self.wal.append_write(self.now_ms, &ops);
         for w in &writes {
