@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use corral_tests::{key_on_shard, Corral};
+use std::io::Write;
+
+use corral_tests::{key_on_shard, multibulk, read_reply, Corral};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -419,4 +421,47 @@ fn exec_and_the_commands_it_ran_are_counted() {
     assert!(incr.starts_with("calls=2,"), "{incr}");
     let watch = info_field(&mut c, "commandstats", "cmdstat_watch").expect("WATCH counted");
     assert!(watch.starts_with("calls=1,"), "{watch}");
+}
+
+#[test]
+fn what_multi_queues_and_watch_holds_is_bounded_by_the_request_limit() {
+    let corral = Corral::start(1, &["--max-request-bytes", "64KiB"]);
+    let mut c = corral.client();
+    // PINGs of 4 bytes each: the vectors that hold them count too, or a client could queue
+    // a dozen times the limit.
+    let mut raw = corral.raw();
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut input = multibulk(&[b"MULTI"]);
+    for _ in 0..2000 {
+        input.extend_from_slice(&multibulk(&[b"PING"]));
+    }
+    input.extend_from_slice(&multibulk(&[b"EXEC"]));
+    raw.write_all(&input).unwrap();
+    let mut reader = std::io::BufReader::new(raw.try_clone().unwrap());
+    let replies: Vec<Vec<u8>> = (0..2002)
+        .map(|_| read_reply(&mut reader).unwrap())
+        .collect();
+    let queued = replies
+        .iter()
+        .filter(|r| r.as_slice() == b"+QUEUED\r\n")
+        .count();
+    assert!((500..2000).contains(&queued), "{queued} queued");
+    assert!(
+        replies[2001].starts_with(b"-EXECABORT"),
+        "{}",
+        String::from_utf8_lossy(&replies[2001])
+    );
+    // WATCH: the keys it holds within the limit too.
+    let big = "k".repeat(40 << 10);
+    redis::cmd("WATCH").arg(&big).query::<()>(&mut c).unwrap();
+    let e = redis::cmd("WATCH")
+        .arg(format!("{big}2"))
+        .query::<()>(&mut c)
+        .unwrap_err();
+    assert!(e.to_string().contains("watches at most"), "{e}");
+    redis::cmd("UNWATCH").query::<()>(&mut c).unwrap();
+    redis::cmd("WATCH")
+        .arg(format!("{big}2"))
+        .query::<()>(&mut c)
+        .unwrap();
 }

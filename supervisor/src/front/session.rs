@@ -200,8 +200,13 @@ const READ_FIRST: [&str; 4] = ["msetnx", "rename", "renamenx", "copy"];
 /// The commands that run at once after MULTI (as in Redis); every other one is queued.
 const RUN_IN_MULTI: [&str; 6] = ["exec", "discard", "multi", "watch", "quit", "reset"];
 
-/// The most keys one connection may WATCH at a time (what it holds is bounded).
+/// The most keys one connection may WATCH at a time (what it holds is bounded: their
+/// bytes too, by `--max-request-bytes`).
 const MAX_WATCHED: usize = 10_000;
+
+/// What a held vector costs besides its bytes (its pointer, length and capacity), counted
+/// against `--max-request-bytes` for the commands MULTI queues and the keys WATCH holds.
+const HELD_VEC_BYTES: usize = std::mem::size_of::<Vec<u8>>();
 
 /// A key a transaction's read looked up, and its value and deadline if it was there.
 type Prefetched = (Vec<u8>, Option<(Vec<u8>, u64)>);
@@ -1248,7 +1253,9 @@ impl Session {
     /// refusal that aborts it.
     fn queue_in_multi(&mut self, args: &[&[u8]], flags: &[&str], out: &mut Vec<u8>) -> Step {
         let limit = self.shared.config.max_request_bytes;
-        let bytes: usize = args.iter().map(|a| a.len()).sum();
+        // What it holds: the bytes and a vector per argument and per command.
+        let bytes: usize =
+            args.iter().map(|a| a.len() + HELD_VEC_BYTES).sum::<usize>() + HELD_VEC_BYTES;
         let Some(m) = self.multi.as_mut() else {
             unreachable!("queue_in_multi runs inside MULTI");
         };
@@ -1408,10 +1415,17 @@ impl Session {
             self.error(out, "ERR WATCH inside MULTI is not allowed");
             return;
         }
-        if self.watched.len() + keys.len() > MAX_WATCHED {
+        let held = |k: &[u8]| k.len() + HELD_VEC_BYTES;
+        let bytes: usize = self.watched.iter().map(|w| held(&w.key)).sum::<usize>()
+            + keys.iter().map(|k| held(k)).sum::<usize>();
+        let limit = self.shared.config.max_request_bytes;
+        if self.watched.len() + keys.len() > MAX_WATCHED || bytes > limit {
             self.error(
                 out,
-                &format!("ERR a connection watches at most {MAX_WATCHED} keys; UNWATCH first"),
+                &format!(
+                    "ERR a connection watches at most {MAX_WATCHED} keys of {limit} bytes \
+                     (max-request-bytes); UNWATCH first"
+                ),
             );
             return;
         }
