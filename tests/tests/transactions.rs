@@ -465,3 +465,48 @@ fn what_multi_queues_and_watch_holds_is_bounded_by_the_request_limit() {
         .query::<()>(&mut c)
         .unwrap();
 }
+
+/// `corral_wal_records_total` from /metrics.
+fn records_logged(corral: &Corral) -> f64 {
+    let (status, _, body) = corral_tests::http_get(corral.http_port, "/metrics");
+    assert_eq!(status, 200);
+    body.lines()
+        .find_map(|l| l.strip_prefix("corral_wal_records_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("corral_wal_records_total")
+}
+
+#[test]
+fn reads_at_a_place_in_the_log_write_no_record() {
+    let corral = Corral::start(2, &[]);
+    let mut c = corral.client();
+    let (a, b) = (key_on_shard(0, 2, "r"), key_on_shard(1, 2, "r"));
+    redis::cmd("SET")
+        .arg(&a)
+        .arg("1")
+        .query::<()>(&mut c)
+        .unwrap();
+    let before = records_logged(&corral);
+    for _ in 0..20 {
+        redis::cmd("WATCH")
+            .arg(&a)
+            .arg(&b)
+            .query::<()>(&mut c)
+            .unwrap();
+        // EXEC of reads only, with the WATCHed keys checked.
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("MGET").arg(&a).arg(&b);
+        let (got,): (Vec<Option<String>>,) = pipe.query(&mut c).unwrap();
+        assert_eq!(got, vec![Some("1".to_owned()), None]);
+        // MSETNX that finds a key: reads, then no write.
+        let n: i64 = redis::cmd("MSETNX")
+            .arg(&b)
+            .arg("x")
+            .arg(&a)
+            .arg("y")
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+    assert_eq!(records_logged(&corral), before);
+}

@@ -77,4 +77,7 @@ pub struct InFlight {
     pub pending: Pending,
     /// A transaction's closed gates, held until its every op is done with.
     pub guard: Option<std::sync::Arc<crate::base::gate::Guard>>,
+    /// A read that is in no record (its sequence number is the last record's before it):
+    /// if its worker dies, it fails instead of waiting for a replay.
+    pub unlogged: bool,
 }

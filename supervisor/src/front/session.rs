@@ -129,7 +129,7 @@ enum Owed {
         read_at: Instant,
         silent: bool,
     },
-    /// The reads of a [`Rerun`] (one [`Op::Read`] per key, one record): no reply, what
+    /// The reads of a [`Rerun`] (one [`Op::Read`] per key, at one place in the log): no reply, what
     /// they found goes to its next step.
     Prefetch { keys: Vec<Vec<u8>> },
     /// WATCH: its keys were read (one [`Op::Read`] each) at a place in the log, from which
@@ -174,9 +174,9 @@ struct Txn {
 /// A command that reads its keys before it decides what to write (MSETNX, RENAME, RENAMENX,
 /// COPY; its keys may live on different shards). It runs in steps across batches, from its
 /// own copy of its arguments, and nothing after it runs until it has replied: its reads are
-/// one record (every key read at one place in the log), its writes one transaction that
-/// the sequencer applies only if none of those keys was written since; if one was, it
-/// starts over.
+/// at one place in the log (every key read after the same records), its writes one
+/// transaction that the sequencer applies only if none of those keys was written since; if
+/// one was, it starts over.
 struct Rerun {
     args: Vec<Vec<u8>>,
     /// Its index in the table.
@@ -725,8 +725,8 @@ impl Session {
         });
     }
 
-    /// Queues an [`Op::Read`] of each of `keys`, in one record (a transaction of its own, or
-    /// part of the EXEC being built); returns how many.
+    /// Queues an [`Op::Read`] of each of `keys`, at one place in the log (a transaction of
+    /// its own, or part of the EXEC being built); returns how many.
     fn queue_reads<'k>(&mut self, keys: impl Iterator<Item = &'k [u8]>) -> usize {
         let shards = self.shared.shards.len() as u32;
         let first = self.ops.len();
@@ -1328,7 +1328,7 @@ impl Session {
             );
             return;
         }
-        // Its reading-first commands' keys are read first (one record); it runs on what
+        // Its reading-first commands' keys are read first (at one place); it runs on what
         // they found, applied only if none of them changed since.
         let reads = self.read_first_keys(&m);
         let conditional = !reads.is_empty();
@@ -1407,7 +1407,7 @@ impl Session {
         }
     }
 
-    /// WATCH: reads `keys` through the log (one [`Op::Read`] each, in one record, so each
+    /// WATCH: reads `keys` through the rings (one [`Op::Read`] each, at one place, so each
     /// is read after every write logged before it and this connection's later reads see at
     /// least that); the next EXEC is aborted if one is written or expires after that place.
     pub(super) fn watch(&mut self, keys: &[&[u8]], out: &mut Vec<u8>) {

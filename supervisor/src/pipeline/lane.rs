@@ -26,6 +26,8 @@ pub(crate) struct Queued {
     pub(crate) now_ms: u64,
     pub(crate) op: OwnedOp,
     pub(crate) pending: Pending,
+    /// A read in no record (see [`crate::base::ops::InFlight::unlogged`]).
+    pub(crate) unlogged: bool,
 }
 
 /// The generation a lane pushes to, once its replay is done.

@@ -433,6 +433,7 @@ mod tests {
                 part,
                 pending,
                 guard: None,
+                unlogged: false,
             })
             .collect();
         let (seq_tx, seq_rx) = crossbeam_channel::unbounded();

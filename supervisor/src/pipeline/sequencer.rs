@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 
 use corral_worker::command::{Op, TAG_MORE};
 
-use crate::base::gate::Gates;
+use crate::base::gate::{Gates, Guard};
 use crate::base::ops::{InFlight, OwnedOp};
 use crate::base::shard::{Shard, ShardState};
 use crate::base::slot::{hash_slot, SLOTS};
@@ -166,6 +166,7 @@ impl Sequencer {
                 now_ms: self.now_ms,
                 op: w.op,
                 pending: w.pending,
+                unlogged: false,
             },
         ));
     }
@@ -217,12 +218,21 @@ impl Sequencer {
             }
             return;
         }
-        if writes
+        let reads = writes
             .iter()
-            .any(|w| matches!(w.op.as_op(), Op::Read { .. }))
-        {
+            .filter(|w| matches!(w.op.as_op(), Op::Read { .. }))
+            .count();
+        if reads > 0 {
             // A later transaction may depend on what this one reads.
             self.versions.track();
+        }
+        if reads == writes.len() {
+            // Reads only: no record, and nothing for readers to wait for. They go into the
+            // rings after every record logged so far and before any logged later, which
+            // is the place their sequence number (the last record's) names.
+            let seq = self.wal.next_seq() - 1;
+            self.stage_parts(writes, seq, None, true);
+            return;
         }
         let ops: Vec<(u32, &OwnedOp)> = writes.iter().map(|w| (w.shard, &w.op)).collect();
         let seq = self.wal.append_write(self.now_ms, &ops);
@@ -238,6 +248,18 @@ impl Sequencer {
         slots.sort_unstable();
         slots.dedup();
         let guard = self.gates.close(slots);
+        self.stage_parts(writes, seq, Some(guard), false);
+    }
+
+    /// Stages the ops of record `seq` (or of no record: `unlogged` reads) for their shards,
+    /// each with its place among the record's ops of its shard.
+    fn stage_parts(
+        &mut self,
+        writes: Vec<WriteOp>,
+        seq: u64,
+        guard: Option<Arc<Guard>>,
+        unlogged: bool,
+    ) {
         // Each op's place among the record's ops of its shard, and the last of each.
         let mut parts = vec![0u32; self.lanes.len()];
         let mut last = vec![0usize; self.lanes.len()];
@@ -254,10 +276,11 @@ impl Sequencer {
                     seq,
                     part,
                     more: last[shard] != i,
-                    guard: Some(Arc::clone(&guard)),
+                    guard: guard.clone(),
                     now_ms: self.now_ms,
                     op: w.op,
                     pending: w.pending,
+                    unlogged,
                 },
             ));
         }
@@ -321,9 +344,15 @@ impl Sequencer {
                     for w in lane.held.drain(..) {
                         w.pending.complete(Err(Failure::ShuttingDown));
                     }
-                    // Logged: the next start applies them.
+                    // Logged: the next start applies them (a read in no record applies
+                    // nothing).
                     for q in lane.outbox.drain(..) {
-                        q.pending.complete(Err(Failure::Interrupted));
+                        let failure = if q.unlogged {
+                            Failure::ShuttingDown
+                        } else {
+                            Failure::Interrupted
+                        };
+                        q.pending.complete(Err(failure));
                     }
                     for o in lane.orphans.drain(..) {
                         o.pending.complete(Err(Failure::Interrupted));
@@ -378,6 +407,12 @@ impl Sequencer {
                 if let Some(lane) = self.lanes.get_mut(shard as usize) {
                     // From a dead generation's completion reader and from an abandoned
                     // replay, in any order: the next replay takes them in sequence order.
+                    // A read in no record has nothing to replay: it fails, applying nothing.
+                    let (unlogged, orphans): (Vec<InFlight>, Vec<InFlight>) =
+                        orphans.into_iter().partition(|o| o.unlogged);
+                    for o in unlogged {
+                        o.pending.complete(Err(Failure::Unavailable(shard)));
+                    }
                     lane.orphans.extend(orphans);
                     lane.orphans.sort_by_key(|o| (o.seq, o.part));
                     self.reload(shard);
@@ -493,7 +528,12 @@ impl Sequencer {
                 ParkStep::GiveUp => {
                     for q in lane.outbox.drain(..) {
                         lane.replay_through = q.seq;
-                        q.pending.complete(Err(Failure::ParkedLogged(id)));
+                        let failure = if q.unlogged {
+                            Failure::Parked(id)
+                        } else {
+                            Failure::ParkedLogged(id)
+                        };
+                        q.pending.complete(Err(failure));
                     }
                     for o in lane.orphans.drain(..) {
                         o.pending.complete(Err(Failure::ParkedLogged(id)));
@@ -626,6 +666,7 @@ impl Sequencer {
                     now_ms,
                     op,
                     pending,
+                    unlogged,
                 }) = lane.outbox.pop_front()
                 else {
                     break;
@@ -638,6 +679,7 @@ impl Sequencer {
                     part,
                     pending,
                     guard,
+                    unlogged,
                 });
                 let parts = op.parts();
                 let tag = if more {
