@@ -510,3 +510,36 @@ fn reads_at_a_place_in_the_log_write_no_record() {
     }
     assert_eq!(records_logged(&corral), before);
 }
+
+#[test]
+fn an_exec_that_reads_first_answers_null_when_a_watched_key_changed_and_applies_nothing() {
+    let corral = Corral::start(2, &[]);
+    let (mut c, mut other) = (corral.client(), corral.client());
+    let (a, b, w) = (
+        key_on_shard(0, 2, "ra"),
+        key_on_shard(1, 2, "rb"),
+        key_on_shard(1, 2, "rw"),
+    );
+    redis::cmd("SET")
+        .arg(&a)
+        .arg("v")
+        .query::<()>(&mut c)
+        .unwrap();
+    redis::cmd("WATCH").arg(&w).query::<()>(&mut c).unwrap();
+    redis::cmd("SET")
+        .arg(&w)
+        .arg("changed")
+        .query::<()>(&mut other)
+        .unwrap();
+    let mut pipe = redis::pipe();
+    pipe.atomic().cmd("RENAME").arg(&a).arg(&b).ignore();
+    assert_eq!(pipe.query::<Option<()>>(&mut c).unwrap(), None);
+    let both: Vec<Option<String>> = redis::cmd("MGET").arg(&a).arg(&b).query(&mut c).unwrap();
+    assert_eq!(both, vec![Some("v".to_owned()), None]);
+    // Unwatched by that EXEC: the same transaction runs now.
+    let mut pipe = redis::pipe();
+    pipe.atomic().cmd("RENAME").arg(&a).arg(&b).ignore();
+    assert_eq!(pipe.query::<Option<()>>(&mut c).unwrap(), Some(()));
+    let both: Vec<Option<String>> = redis::cmd("MGET").arg(&a).arg(&b).query(&mut c).unwrap();
+    assert_eq!(both, vec![None, Some("v".to_owned())]);
+}
