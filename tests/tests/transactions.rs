@@ -543,3 +543,38 @@ fn an_exec_that_reads_first_answers_null_when_a_watched_key_changed_and_applies_
     let both: Vec<Option<String>> = redis::cmd("MGET").arg(&a).arg(&b).query(&mut c).unwrap();
     assert_eq!(both, vec![None, Some("v".to_owned())]);
 }
+
+#[test]
+fn flushall_aborts_exec_only_for_a_watched_key_that_existed() {
+    let corral = Corral::start(2, &[]);
+    let (mut c, mut other) = (corral.client(), corral.client());
+    let (present, missing) = (key_on_shard(0, 2, "fp"), key_on_shard(1, 2, "fm"));
+    let exec = |c: &mut redis::Connection| {
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("PING").ignore();
+        pipe.query::<Option<()>>(c).unwrap()
+    };
+    redis::cmd("SET")
+        .arg(&present)
+        .arg("v")
+        .query::<()>(&mut c)
+        .unwrap();
+    redis::cmd("WATCH")
+        .arg(&missing)
+        .query::<()>(&mut c)
+        .unwrap();
+    redis::cmd("FLUSHALL").query::<()>(&mut other).unwrap();
+    assert_eq!(exec(&mut c), Some(()), "a missing key stays missing");
+    redis::cmd("SET")
+        .arg(&present)
+        .arg("v")
+        .query::<()>(&mut c)
+        .unwrap();
+    redis::cmd("WATCH")
+        .arg(&present)
+        .arg(&missing)
+        .query::<()>(&mut c)
+        .unwrap();
+    redis::cmd("FLUSHALL").query::<()>(&mut other).unwrap();
+    assert_eq!(exec(&mut c), None, "FLUSHALL removed a watched key");
+}

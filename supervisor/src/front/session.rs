@@ -1493,6 +1493,7 @@ impl Session {
                 key: key.clone(),
                 since,
                 deadline_ms: entry.as_ref().map_or(0, |(_, deadline)| *deadline),
+                existed: entry.is_some(),
                 watched: false,
             })
             .collect();
@@ -1625,6 +1626,7 @@ impl Session {
                     .extend(found.into_iter().map(|(key, entry)| Unchanged {
                         key,
                         since,
+                        existed: entry.is_some(),
                         deadline_ms: entry.map_or(0, |(_, deadline)| deadline),
                         watched: true,
                     }));

@@ -35,6 +35,10 @@ pub struct Unchanged {
     pub since: u64,
     /// Its deadline then (Unix ms; 0: none or missing).
     pub deadline_ms: u64,
+    /// Whether it existed then: a FLUSHALL since changes only a key that did (a key
+    /// created since was written since), as Redis' FLUSHALL touches only the watched keys
+    /// it removes.
+    pub existed: bool,
     /// WATCHed by the client (a failure aborts the transaction for good:
     /// [`crate::base::ticket::Failure::Aborted`]), or read by a command that decided its
     /// writes on it (it reads again: [`crate::base::ticket::Failure::Changed`]).

@@ -5,9 +5,11 @@
 //! was written between two places. It keeps, per stripe of the key space (a key's stripe is
 //! bits of its hash), the sequence number of the last record that wrote a key of the stripe,
 //! and the last FLUSHALL's. A condition "`key` unchanged since `since`" holds while neither
-//! moved past `since`. Two keys may share a stripe: a write to one then fails a condition on
-//! the other too, a spurious abort (the client retries, as after any WATCH abort), never a
-//! missed one. The table has a fixed size, whatever the number of keys or watchers.
+//! moved past `since` (a FLUSHALL counts only for a key that existed when it was read: one
+//! missing then is missing after it, or was written since). Two keys may share a stripe: a
+//! write to one then fails a condition on the other too, a spurious abort (the client
+//! retries, as after any WATCH abort), never a missed one. The table has a fixed size,
+//! whatever the number of keys or watchers.
 //!
 //! A condition names a record that read its key, so writes before the first record with a
 //! read need not be noted: the table exists from that record on ([`Versions::track`]), and
@@ -76,7 +78,8 @@ impl Versions {
             return false;
         };
         let expired = c.deadline_ms != 0 && c.deadline_ms <= now_ms;
-        last[stripe(&c.key)] <= c.since && self.flushed <= c.since && !expired
+        let flushed = c.existed && self.flushed > c.since;
+        last[stripe(&c.key)] <= c.since && !flushed && !expired
     }
 }
 
@@ -89,6 +92,7 @@ mod tests {
             key: key.to_vec(),
             since,
             deadline_ms,
+            existed: true,
             watched: true,
         }
     }
@@ -118,6 +122,12 @@ mod tests {
         v.track();
         v.wrote(&OwnedOp::from(Op::Flush), 10);
         assert!(!v.holds(&unchanged(b"x", 9, 0), 0));
+        // A key missing when read is missing after the flush too (or was written since).
+        let missing = Unchanged {
+            existed: false,
+            ..unchanged(b"x", 9, 0)
+        };
+        assert!(v.holds(&missing, 0));
         assert!(v.holds(&unchanged(b"x", 10, 0), 0));
         assert!(v.holds(&unchanged(b"x", 10, 1_000), 999));
         assert!(!v.holds(&unchanged(b"x", 10, 1_000), 1_000));
