@@ -368,8 +368,12 @@ impl Geometry {
                 limits.max_keys
             ));
         }
-        if limits.max_key_bytes == 0 {
-            return err("max key bytes must be at least 1".into());
+        if limits.max_key_bytes == 0 || limits.max_key_bytes > crate::table::KEY_BYTES_MAX {
+            return err(format!(
+                "max key bytes must be 1..={}, not {}",
+                crate::table::KEY_BYTES_MAX,
+                limits.max_key_bytes
+            ));
         }
         let entry_words = u64::from(limits.max_key_bytes).div_ceil(WORD)
             + u64::from(limits.max_value_bytes).div_ceil(WORD);

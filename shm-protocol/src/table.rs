@@ -36,6 +36,28 @@ use crate::words::{self, words_for};
 /// Words per slot.
 pub const SLOT_WORDS: usize = 4;
 
+/// In a slot's lengths word: whether its entry has a deadline (bit 31), between the key's
+/// length (the low 31 bits) and the value's (the high 32), so a walk for due keys (the
+/// expiry sweep) reads the heap only for entries that have one.
+const HAS_DEADLINE: u64 = 1 << 31;
+
+/// The longest key a slot's lengths word can hold.
+pub const KEY_BYTES_MAX: u32 = (1 << 31) - 1;
+
+/// A slot's lengths word.
+fn lens_word(key_len: usize, value_len: usize, deadline_ms: u64) -> u64 {
+    let flag = if deadline_ms == 0 { 0 } else { HAS_DEADLINE };
+    key_len as u64 | flag | (value_len as u64) << 32
+}
+
+/// The key's length in a slot's lengths word.
+fn key_len_of(lens: u64) -> usize {
+    (lens & (HAS_DEADLINE - 1)) as usize
+}
+
+/// The largest scratch buffer a writer keeps between writes (a larger value's is freed).
+const SCRATCH_KEPT_BYTES: usize = 64 << 10;
+
 /// Words of an entry before its key: the deadline.
 pub const ENTRY_FIXED_WORDS: usize = 1;
 
@@ -208,9 +230,12 @@ impl<'a> TableView<'a> {
             if hash != 0 && (start..end).contains(&home) {
                 let lens = slot[2].load(Ordering::Relaxed);
                 let offset = slot[3].load(Ordering::Relaxed);
-                let key_len = (lens & u64::from(u32::MAX)) as usize;
+                let key_len = key_len_of(lens);
+                // Without a deadline the entry is read only if such entries are wanted.
+                let wanted = lens & HAS_DEADLINE != 0 || keep(0);
                 let entry = usize::try_from(offset)
                     .ok()
+                    .filter(|_| wanted)
                     .and_then(|o| self.heap.get(o..))
                     .unwrap_or(&[]);
                 if let (Some(deadline), Some(bytes)) =
@@ -264,7 +289,7 @@ impl<'a> TableView<'a> {
             if slot_hash == hash {
                 let lens = slot[2].load(Ordering::Relaxed);
                 let offset = slot[3].load(Ordering::Relaxed);
-                let key_len = (lens & u64::from(u32::MAX)) as usize;
+                let key_len = key_len_of(lens);
                 let value_len = (lens >> 32) as usize;
                 let entry = usize::try_from(offset)
                     .ok()
@@ -381,6 +406,9 @@ pub struct TableWriter<M: TableMemory> {
     expiring: u64,
     digest: u64,
     compactions: u64,
+    /// The value of an entry being replaced or changed, for its digest (reused: a write
+    /// allocates nothing for it).
+    scratch: Vec<u8>,
 }
 
 /// Where an entry's parts are: its heap offset (the deadline word), key and value lengths.
@@ -433,6 +461,7 @@ impl<M: TableMemory> TableWriter<M> {
             expiring: 0,
             digest: 0,
             compactions: 0,
+            scratch: Vec::new(),
         }
     }
 
@@ -525,7 +554,7 @@ impl<M: TableMemory> TableWriter<M> {
         let lens = load_own(&slot[2]);
         Entry {
             offset: load_own(&slot[3]) as usize,
-            key_len: (lens & u64::from(u32::MAX)) as usize,
+            key_len: key_len_of(lens),
             value_len: (lens >> 32) as usize,
         }
     }
@@ -683,7 +712,7 @@ impl<M: TableMemory> TableWriter<M> {
                 value,
             );
         debug_assert!(stored);
-        let lens = key.len() as u64 | (value.len() as u64) << 32;
+        let lens = lens_word(key.len(), value.len(), deadline_ms);
         self.live_words += words;
         self.expiring += u64::from(deadline_ms != 0);
         self.digest = self
@@ -702,15 +731,24 @@ impl<M: TableMemory> TableWriter<M> {
         }
     }
 
+    /// Keeps `value`'s buffer for the next digest, unless a large value grew it.
+    fn keep_scratch(&mut self, value: Vec<u8>) {
+        if value.capacity() <= SCRATCH_KEPT_BYTES {
+            self.scratch = value;
+        }
+    }
+
     /// Takes an entry's contribution out of the counts and the digest (before it is
     /// replaced or removed).
     fn forget(&mut self, key: &[u8], entry: Entry) {
-        let mut value = Vec::new();
+        let mut value = std::mem::take(&mut self.scratch);
+        value.clear();
         self.value_of(entry, &mut value);
         let deadline = self.deadline_of(entry);
         self.digest = self
             .digest
             .wrapping_sub(entry_digest(key, &value, deadline));
+        self.keep_scratch(value);
         self.live_words -= entry.words();
         self.expiring -= u64::from(deadline != 0);
     }
@@ -726,12 +764,14 @@ impl<M: TableMemory> TableWriter<M> {
         if old == deadline_ms {
             return true;
         }
-        let mut value = Vec::new();
+        let mut value = std::mem::take(&mut self.scratch);
+        value.clear();
         self.value_of(entry, &mut value);
         self.digest = self
             .digest
             .wrapping_sub(entry_digest(key, &value, old))
             .wrapping_add(entry_digest(key, &value, deadline_ms));
+        self.keep_scratch(value);
         self.expiring = self.expiring - u64::from(old != 0) + u64::from(deadline_ms != 0);
         let view = self.mem.table();
         let slot = view.slot(index);
@@ -741,6 +781,10 @@ impl<M: TableMemory> TableWriter<M> {
         // SYNC POINT: as in `write_slot`: the odd sequence is ordered before the store.
         fence(Ordering::Release);
         view.heap[entry.offset].store(deadline_ms, Ordering::Relaxed);
+        slot[2].store(
+            lens_word(entry.key_len, entry.value_len, deadline_ms),
+            Ordering::Relaxed,
+        );
         // SYNC POINT: pairs with the reader's acquire load of the sequence.
         slot[0].store(seq.wrapping_add(2), Ordering::Release);
         true
@@ -1065,6 +1109,57 @@ mod tests {
         assert_eq!(read(&table, b""), Some(Vec::new()));
         assert!(writer.remove(b""));
         assert_eq!(read(&table, b""), None);
+    }
+
+    /// A walk for keys with a deadline finds exactly those, as their deadlines come and go
+    /// (the slot's has-deadline bit follows every change, through moves and compaction).
+    #[test]
+    fn a_walk_for_deadlines_sees_the_keys_that_have_one() {
+        let table = HeapTable::new(64, 400);
+        let mut writer = TableWriter::new(&table, LIMITS);
+        let with_deadline = |table: &HeapTable| {
+            let mut seen = Vec::new();
+            let count = table.table().slot_count();
+            assert_eq!(
+                table.table().scan(0, count, |d| d != 0, &mut seen),
+                Ok(count)
+            );
+            let mut keys: Vec<Vec<u8>> = seen.into_iter().map(|s| s.key).collect();
+            keys.sort();
+            keys
+        };
+        for key in 0..30u8 {
+            let deadline = if key % 3 == 0 {
+                1000 + u64::from(key)
+            } else {
+                0
+            };
+            writer.set(&[b'k', key], &[key; 5], deadline).unwrap();
+        }
+        let expected: Vec<Vec<u8>> = (0..30u8)
+            .filter(|k| k % 3 == 0)
+            .map(|k| vec![b'k', k])
+            .collect();
+        assert_eq!(with_deadline(&table), expected);
+        // PERSIST of one, EXPIRE of another, a SET without a deadline over a third.
+        assert!(writer.set_deadline(&[b'k', 0], 0));
+        assert!(writer.set_deadline(&[b'k', 1], 77));
+        writer.set(&[b'k', 3], b"new", 0).unwrap();
+        // Removals shift others back; churn makes the heap compact.
+        for round in 0..120u8 {
+            writer.remove(&[b'k', 2]);
+            writer.set(&[b'k', 2], &[round; 20], 0).unwrap();
+        }
+        let mut expected: Vec<Vec<u8>> = (0..30u8)
+            .filter(|k| (k % 3 == 0 && *k != 0 && *k != 3) || *k == 1)
+            .map(|k| vec![b'k', k])
+            .collect();
+        expected.sort();
+        assert_eq!(with_deadline(&table), expected);
+        assert!(
+            writer.compactions() > 0 || cfg!(miri),
+            "the churn compacted the heap"
+        );
     }
 
     /// A scan in small steps, racing a writer that deletes (shifting probe chains),

@@ -30,9 +30,14 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 /// next one without waiting, as Redis repeats its cycle while many sampled keys expired.
 pub const SWEEP_REMOVALS_MAX: usize = 1000;
 
-/// Fewest table slots one turn reads per shard; a large table is read in 100 turns (a
-/// whole pass in about 10 s at most).
+/// Fewest table slots one turn reads per shard; a large table is read in 10 turns (a whole
+/// pass in about a second, as Redis finds most expired keys within one: the walk reads an
+/// entry only for a slot marked as having a deadline, so a slot costs a few nanoseconds).
 const SWEEP_SLOTS_MIN: usize = 4096;
+
+/// Slots one table read covers (a turn's part of a table is read in such steps, so a
+/// writer's concurrent moves make a step retry, not the whole part).
+const SWEEP_STEP_SLOTS: usize = 16_384;
 
 /// The sweep thread's state.
 #[derive(Debug)]
@@ -120,20 +125,24 @@ impl Sweeper {
             }
             let table = segment.table();
             let count = table.slot_count();
-            let start = self.cursors[id] % count;
-            let homes = SWEEP_SLOTS_MIN.max(count / 100);
             let is_due = |d: u64| shm_protocol::table::expired(d, now_ms);
-            seen.clear();
-            match table.scan(start, homes, is_due, &mut seen) {
-                Ok(next) => self.cursors[id] = if next >= count { 0 } else { next },
-                Err(_busy) => {
-                    debug!(self.log, "expiry sweep: table busy, retried next turn";
-                           "component" => "sweeper", "worker" => id);
-                    continue;
+            let mut left = SWEEP_SLOTS_MIN.max(count / 10);
+            while left > 0 && due.len() < SWEEP_REMOVALS_MAX {
+                let start = self.cursors[id] % count;
+                let step = left.min(SWEEP_STEP_SLOTS);
+                seen.clear();
+                match table.scan(start, step, is_due, &mut seen) {
+                    Ok(next) => self.cursors[id] = if next >= count { 0 } else { next },
+                    Err(_busy) => {
+                        debug!(self.log, "expiry sweep: table busy, retried next turn";
+                               "component" => "sweeper", "worker" => id);
+                        break;
+                    }
                 }
+                left = left.saturating_sub(step);
+                let room = SWEEP_REMOVALS_MAX - due.len();
+                due.extend(seen.drain(..).take(room).map(|s| (id as u32, s)));
             }
-            let room = SWEEP_REMOVALS_MAX - due.len();
-            due.extend(seen.drain(..).take(room).map(|s| (id as u32, s)));
         }
         if due.is_empty() {
             return 0;
