@@ -8,6 +8,7 @@ use bincode::enc::Encoder;
 use bincode::error::EncodeError;
 use bincode::{BorrowDecode, Decode, Encode};
 use corral_worker::command::{Expiry, Op, Parts, SetCondition};
+use smallvec::{smallvec, SmallVec};
 
 use crate::base::ops::OwnedOp;
 use crate::wal::RECORD_VERSION;
@@ -43,8 +44,9 @@ pub struct Write<'a> {
     /// When it was sequenced (Unix ms; 0 in records of formats 1 and 2, which had no
     /// deadlines to judge).
     pub now_ms: u64,
-    /// Its ops, in order, each with its shard (one but for a transaction).
-    pub ops: Vec<(u32, Op<'a>)>,
+    /// Its ops, in order, each with its shard (one but for a transaction: held inline,
+    /// so decoding a single write allocates nothing).
+    pub ops: SmallVec<[(u32, Op<'a>); 1]>,
 }
 
 impl<'a> Write<'a> {
@@ -88,7 +90,7 @@ impl<'de, C> BorrowDecode<'de, C> for LoggedWrite<'de> {
         if count == 0 || count > MAX_RECORD_OPS {
             return Err(bincode::error::DecodeError::Other("bad op count"));
         }
-        let mut ops = Vec::with_capacity(count.min(64));
+        let mut ops = SmallVec::with_capacity(count.min(64));
         for _ in 0..count {
             ops.push((u32::borrow_decode(d)?, decode_parts(d, true)?));
         }
@@ -96,32 +98,19 @@ impl<'de, C> BorrowDecode<'de, C> for LoggedWrite<'de> {
     }
 }
 
-/// A write of record format 3: one op.
-struct Format3Write<'a>(Write<'a>);
+/// A write of one op, of record format 3 (`TIMED`: its shard, time and op with its
+/// deadline) or 2 (its shard and op: no time, no deadline).
+struct OneOpWrite<'a, const TIMED: bool>(Write<'a>);
 
-impl<'de, C> BorrowDecode<'de, C> for Format3Write<'de> {
+impl<'de, C, const TIMED: bool> BorrowDecode<'de, C> for OneOpWrite<'de, TIMED> {
     fn borrow_decode<D: BorrowDecoder<'de, Context = C>>(
         d: &mut D,
     ) -> Result<Self, bincode::error::DecodeError> {
         let shard = u32::borrow_decode(d)?;
+        let now_ms = if TIMED { u64::borrow_decode(d)? } else { 0 };
         Ok(Self(Write {
-            now_ms: u64::borrow_decode(d)?,
-            ops: vec![(shard, decode_parts(d, true)?)],
-        }))
-    }
-}
-
-/// A write of record format 2: no time, no deadline.
-struct Format2Write<'a>(Write<'a>);
-
-impl<'de, C> BorrowDecode<'de, C> for Format2Write<'de> {
-    fn borrow_decode<D: BorrowDecoder<'de, Context = C>>(
-        d: &mut D,
-    ) -> Result<Self, bincode::error::DecodeError> {
-        let shard = u32::borrow_decode(d)?;
-        Ok(Self(Write {
-            now_ms: 0,
-            ops: vec![(shard, decode_parts(d, false)?)],
+            now_ms,
+            ops: smallvec![(shard, decode_parts(d, TIMED)?)],
         }))
     }
 }
@@ -211,16 +200,16 @@ pub fn decode_write(version: u8, payload: &[u8]) -> Result<Write<'_>, DecodeErro
                 (
                     Write {
                         now_ms: 0,
-                        ops: vec![(shard, op)],
+                        ops: smallvec![(shard, op)],
                     },
                     used,
                 )
             },
         ),
         2 => bincode::borrow_decode_from_slice(payload, config())
-            .map(|(Format2Write(w), used)| (w, used)),
+            .map(|(OneOpWrite::<false>(w), used)| (w, used)),
         3 => bincode::borrow_decode_from_slice(payload, config())
-            .map(|(Format3Write(w), used)| (w, used)),
+            .map(|(OneOpWrite::<true>(w), used)| (w, used)),
         _ => bincode::borrow_decode_from_slice(payload, config())
             .map(|(LoggedWrite(w), used)| (w, used)),
     };
@@ -397,7 +386,7 @@ mod tests {
                 decode_write(RECORD_VERSION, &buf),
                 Ok(Write {
                     now_ms,
-                    ops: vec![(shard as u32, op.as_op())],
+                    ops: smallvec![(shard as u32, op.as_op())],
                 })
             );
             assert!(decode_write(RECORD_VERSION + 1, &buf).is_err());
@@ -414,7 +403,7 @@ mod tests {
         let write = decode_write(RECORD_VERSION, &buf).unwrap();
         assert_eq!(write.now_ms, 7);
         let want: Vec<(u32, Op<'_>)> = all.iter().map(|(s, op)| (*s, op.as_op())).collect();
-        assert_eq!(write.ops, want);
+        assert_eq!(write.ops.as_slice(), want);
         let odd: Vec<Op<'_>> = write.ops_of(1).collect();
         assert_eq!(odd, [ops[1].as_op(), ops[3].as_op(), ops[5].as_op()]);
         assert!(decode_write(RECORD_VERSION, &buf[..buf.len() - 1]).is_err());
@@ -461,7 +450,7 @@ mod tests {
         for (payload, (shard, op)) in cases {
             let want = Write {
                 now_ms: 0,
-                ops: vec![(shard, op)],
+                ops: smallvec![(shard, op)],
             };
             assert_eq!(decode_write(1, payload), Ok(want));
         }
@@ -481,7 +470,7 @@ mod tests {
         };
         let want = |now_ms| Write {
             now_ms,
-            ops: vec![(1, set)],
+            ops: smallvec![(1, set)],
         };
         assert_eq!(decode_write(2, &[1, 1, 1, b'k', 1, b'v', 2]), Ok(want(0)));
         assert!(decode_write(2, &[1, 1, 1, b'k', 1, b'v', 2, 0]).is_err());

@@ -217,12 +217,12 @@ impl Run {
                 }
                 let write = codec::decode_write(r.version, r.payload)
                     .map_err(|e| ReplayError::Decode(r.seq, e))?;
-                let ours: Vec<Op<'_>> = write.ops_of(self.generation.shard).collect();
                 // A transaction's ops for this shard go in together, all but the last
                 // marked: the worker's state is at a record boundary only after the last.
-                for (part, op) in ours.iter().enumerate() {
-                    let more = part + 1 < ours.len();
-                    self.push(r.seq, part as u32, more, write.now_ms, op)?;
+                let mut ours = write.ops_of(self.generation.shard).enumerate().peekable();
+                while let Some((part, op)) = ours.next() {
+                    let more = ours.peek().is_some();
+                    self.push(r.seq, part as u32, more, write.now_ms, &op)?;
                 }
                 Ok::<(), ReplayError>(())
             })?;
