@@ -181,8 +181,10 @@ struct Rerun {
     args: Vec<Vec<u8>>,
     /// Its index in the table.
     command: usize,
-    /// What its reads found, and the record they were read at, until its next step.
-    read: Option<(Vec<Prefetched>, u64)>,
+    /// What its reads found, until its next step decides on it.
+    read: Option<Vec<Prefetched>>,
+    /// The record its reads were read after (what its writes' conditions name).
+    since: u64,
     /// Its reply is dropped (CLIENT REPLY).
     silent: bool,
     /// Its writes were aborted this many times.
@@ -281,8 +283,6 @@ pub struct Session {
     transactions: Vec<Txn>,
     /// The command reading before it writes, between its steps.
     rerun: Option<Rerun>,
-    /// Where the reads of the running [`Rerun`] step were read.
-    read_since: u64,
     /// The conditions of the reading-first commands of the EXEC being built.
     exec_read: Vec<Unchanged>,
     /// The keys WATCHed (where they were read, their deadline then) until EXEC, DISCARD
@@ -290,10 +290,10 @@ pub struct Session {
     watched: Vec<Unchanged>,
     /// The gate words (slot, word) the running read loaded before its lookups.
     gate_words: Vec<(u32, u64)>,
-    /// The word of all gates the running read loaded first: open, its lookups load no
-    /// slot's gate.
+    /// The word of all gates the running handler loaded before its first lookup: open, its
+    /// lookups load no slot's gate.
     gate_all: u64,
-    /// The running read looked a key up in shared memory (WATCH, for one, does not).
+    /// The running handler looked a key up in shared memory (WATCH, for one, does not).
     looked_up: bool,
     /// A lookup of the running read met a closed gate.
     gated: bool,
@@ -370,7 +370,6 @@ impl Session {
             watched: Vec::new(),
             rerun: None,
             queued: false,
-            read_since: 0,
             exec_read: Vec::new(),
             gate_words: Vec::new(),
             gate_all: 0,
@@ -669,9 +668,9 @@ impl Session {
         step
     }
 
-    /// Runs a command's handler. A read whose lookups met a transaction in flight (a closed
-    /// or moved gate: `base::gate`) may have seen part of it: its reply is dropped and the
-    /// read asked again through the sequencer, after every transaction in flight.
+    /// Runs a command's handler. A handler whose lookups met a transaction in flight (a
+    /// closed or moved gate: `base::gate`) may have seen part of it: its reply is dropped
+    /// and its read asked again through the sequencer, after every transaction in flight.
     fn run_handler(
         &mut self,
         spec: &'static Spec<Handler>,
@@ -679,17 +678,15 @@ impl Session {
         out: &mut Vec<u8>,
         out_limit: usize,
     ) -> Step {
-        if spec.kind != Kind::Read || self.exec {
-            // Its lookups (if any) check their slots' gates, unvalidated.
-            self.gate_all = u64::MAX;
-            return (spec.run)(self, args, out, out_limit);
-        }
-        self.gate_words.clear();
-        self.gated = false;
         self.looked_up = false;
-        self.gate_all = self.shared.gates.all();
-        let (before, owed, resuming) = (out.len(), self.owed.len(), self.resume.is_some());
+        let (before, owed, ops) = (out.len(), self.owed.len(), self.ops.len());
+        let resuming = self.resume.is_some();
         let step = (spec.run)(self, args, out, out_limit);
+        // Only what a handler read from shared memory can be part of a transaction; what it
+        // queued (writes, reads through the log, inside EXEC) is in the log's order.
+        if !self.looked_up || self.exec || self.ops.len() != ops {
+            return step;
+        }
         let gates = &self.shared.gates;
         let moved = if Gates::is_open(self.gate_all) {
             self.looked_up && gates.all() != self.gate_all
@@ -966,12 +963,8 @@ impl Session {
                         _ => None,
                     });
                     if conditional {
-                        let aborts = self.rerun.as_ref().map_or(0, |r| r.aborts + 1);
-                        if refused == Some(Failure::Changed) && aborts < MAX_ABORTS {
+                        if refused == Some(Failure::Changed) && self.rerun_changed() {
                             // Nothing applied: its reads again, then it runs again.
-                            if let Some(rerun) = self.rerun.as_mut() {
-                                rerun.aborts = aborts;
-                            }
                             skip = entries;
                             at += usize::from(carrier);
                             continue;
@@ -1010,25 +1003,20 @@ impl Session {
                     read_at,
                     silent,
                 } => {
-                    // Taken out while the read's handler runs on the session.
-                    let all = std::mem::take(&mut self.results);
-                    let results = all.get(at..at + ops as usize).unwrap_or_default();
-                    at += ops as usize;
                     let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-                    self.reply_read(command, &args, results, out);
-                    self.results = all;
+                    self.reply_read(command, &args, at, out);
+                    at += ops as usize;
                     self.record_owed(command, read_at, now, &out[before..]);
                     if silent {
                         out.truncate(before);
                     }
                 }
                 Owed::Prefetch { keys } => {
-                    let all = std::mem::take(&mut self.results);
-                    let results = all.get(at..at + keys.len()).unwrap_or_default();
-                    let since = self.ticket.seq_of(at);
-                    at += keys.len();
-                    self.prefetched_read(keys, results, since, out);
-                    self.results = all;
+                    // One place in the log: every key was read after the same records.
+                    let (n, since) = (keys.len(), self.ticket.seq_of(at));
+                    let found = self.found_at(at, keys.into_iter());
+                    at += n;
+                    self.prefetched_read(found, since, out);
                 }
                 Owed::Watch {
                     keys,
@@ -1036,13 +1024,10 @@ impl Session {
                     read_at,
                     silent,
                 } => {
-                    let all = std::mem::take(&mut self.results);
-                    let results = all.get(at..at + keys.len()).unwrap_or_default();
-                    // One record: every key was read at the same place.
-                    let since = self.ticket.seq_of(at);
-                    at += keys.len();
-                    self.watched_read(keys, results, since, out);
-                    self.results = all;
+                    let (n, since) = (keys.len(), self.ticket.seq_of(at));
+                    let found = self.found_at(at, keys.into_iter());
+                    at += n;
+                    self.watched_read(found, since, out);
                     self.record_owed(command, read_at, now, &out[before..]);
                     if silent {
                         out.truncate(before);
@@ -1073,18 +1058,15 @@ impl Session {
                         continue;
                     };
                     at += ops as usize;
-                    if conditional
-                        && results
+                    if conditional {
+                        if results
                             .iter()
                             .any(|r| matches!(r, Some(Err(Failure::Changed))))
-                    {
-                        if let Some(rerun) = self.rerun.as_mut() {
-                            rerun.aborts += 1;
-                            if rerun.aborts < MAX_ABORTS {
+                        {
+                            if self.rerun_changed() {
                                 // Nothing applied: read again and decide again.
                                 continue;
                             }
-                            self.rerun = None;
                             reply::error(
                                 out,
                                 &format!(
@@ -1097,8 +1079,6 @@ impl Session {
                             }
                             continue;
                         }
-                    }
-                    if conditional {
                         self.rerun = None;
                     }
                     let unknown = results.iter().find_map(|r| match r {
@@ -1464,6 +1444,7 @@ impl Session {
                 args: args.iter().map(|a| a.to_vec()).collect(),
                 command: self.command,
                 read: None,
+                since: 0,
                 silent: self.silent,
                 aborts: 0,
                 exec: None,
@@ -1484,7 +1465,7 @@ impl Session {
         kind: WriteKind,
         ops: impl ExactSizeIterator<Item = OwnedOp>,
     ) {
-        let since = self.read_since;
+        let since = self.rerun.as_ref().map_or(0, |r| r.since);
         let unchanged = self
             .prefetched
             .iter()
@@ -1531,10 +1512,7 @@ impl Session {
         let (before, owed) = (out.len(), self.owed.len());
         self.command = command;
         self.silent = silent;
-        if let Some((found, since)) = read {
-            self.prefetched = Some(found);
-            self.read_since = since;
-        }
+        self.prefetched = read;
         let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
         if let Some((_, spec)) = self.queued_spec(&refs) {
             let _ = (spec.run)(self, &refs, out, usize::MAX);
@@ -1566,19 +1544,35 @@ impl Session {
         }
     }
 
+    /// The writes of the command reading before it writes were refused because a key it
+    /// read changed: whether it starts over (reads again), or has given up after
+    /// [`MAX_ABORTS`] (it is done then, and its reply says so).
+    fn rerun_changed(&mut self) -> bool {
+        match self.rerun.as_mut() {
+            Some(rerun) if rerun.aborts + 1 < MAX_ABORTS => {
+                rerun.aborts += 1;
+                true
+            }
+            _ => {
+                self.rerun = None;
+                false
+            }
+        }
+    }
+
     /// The reads of a command reading before it writes are in: its next step decides on
     /// them (a failed read is its reply).
     fn prefetched_read(
         &mut self,
-        keys: Vec<Vec<u8>>,
-        results: &[Option<WriteResult>],
+        found: Result<Vec<Prefetched>, String>,
         since: u64,
         out: &mut Vec<u8>,
     ) {
-        match self.entries(keys.into_iter(), results) {
+        match found {
             Ok(found) => {
                 if let Some(rerun) = self.rerun.as_mut() {
-                    rerun.read = Some((found, since));
+                    rerun.read = Some(found);
+                    rerun.since = since;
                 }
             }
             Err(e) => {
@@ -1589,14 +1583,14 @@ impl Session {
         }
     }
 
-    /// What the [`Op::Read`]s of `keys` found (value and deadline, or missing), or the error
-    /// that is the reply when one of them failed.
-    fn entries(
+    /// What the [`Op::Read`]s of `keys`, whose outcomes start at `at` in the batch's, found
+    /// (value and deadline, or missing), or the error that is the reply when one failed.
+    fn found_at(
         &self,
+        at: usize,
         keys: impl Iterator<Item = Vec<u8>>,
-        results: &[Option<WriteResult>],
     ) -> Result<Vec<Prefetched>, String> {
-        keys.zip(results)
+        keys.zip(self.results.get(at..).unwrap_or_default())
             .map(|(key, result)| match result {
                 Some(Ok(Outcome::Entry { value, deadline })) => {
                     Ok((key, Some((value.clone(), *deadline))))
@@ -1614,12 +1608,11 @@ impl Session {
     /// WATCH's reply once its reads are in: the keys are watched from `since` on.
     fn watched_read(
         &mut self,
-        keys: Vec<Vec<u8>>,
-        results: &[Option<WriteResult>],
+        found: Result<Vec<Prefetched>, String>,
         since: u64,
         out: &mut Vec<u8>,
     ) {
-        match self.entries(keys.into_iter(), results) {
+        match found {
             Ok(found) => {
                 // Watched twice, a key depends on both reads, which is its first.
                 self.watched
@@ -1708,18 +1701,12 @@ impl Session {
 
     /// The reply of a transaction's read command: its handler run on what its reads found
     /// (the outcomes of its `Op::Read`s, one per key, in key order).
-    fn reply_read(
-        &mut self,
-        command: usize,
-        args: &[&[u8]],
-        results: &[Option<WriteResult>],
-        out: &mut Vec<u8>,
-    ) {
+    fn reply_read(&mut self, command: usize, args: &[&[u8]], at: usize, out: &mut Vec<u8>) {
         let Some((_, spec)) = self.queued_spec(args) else {
             unreachable!("only known commands are queued");
         };
         let keys = spec.keys.positions(args.len()).map(|i| args[i].to_vec());
-        match self.entries(keys, results) {
+        match self.found_at(at, keys) {
             Ok(found) => self.prefetched = Some(found),
             Err(e) => return reply::error(out, &e),
         }
@@ -1763,7 +1750,13 @@ impl Session {
             });
         }
         let (id, generation) = self.generation_for(key)?;
-        self.looked_up = true;
+        if !self.looked_up {
+            // Before the running handler's first read: every transaction in flight at once.
+            self.looked_up = true;
+            self.gate_words.clear();
+            self.gated = false;
+            self.gate_all = self.shared.gates.all();
+        }
         if !Gates::is_open(self.gate_all) {
             // Transactions in flight: this key's slot's may be one.
             let slot = crate::base::slot::hash_slot(key);
