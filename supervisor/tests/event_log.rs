@@ -11,8 +11,6 @@ use corral::wal::codec::{decode_lifecycle, decode_write, LifecycleRecord};
 use corral::wal::{self, Kind};
 use corral_tests::{key_on_shard, Corral, TempDir};
 use corral_worker::command::{Expiry, Op, SetCondition};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 
 /// The log's writes (shard, time sequenced, op) and lifecycle events.
 fn read_log(data_dir: &Path) -> (Vec<(u32, u64, OwnedOp)>, Vec<LifecycleRecord>) {
@@ -65,13 +63,7 @@ fn acknowledged_writes_and_lifecycle_events_are_logged_in_order() {
         .query::<()>(&mut c)
         .is_err());
 
-    let victim = corral.shards()[1].pid;
-    kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
-    corral.wait_until("shard 1 back", Duration::from_secs(10), || {
-        corral
-            .try_shards()
-            .is_some_and(|s| s[1].state == "ready" && s[1].pid != victim)
-    });
+    let victim = corral.kill_worker(1);
     assert!(corral.stop(Duration::from_secs(20)).success());
 
     let (writes, events) = read_log(&corral.data_dir);

@@ -261,6 +261,19 @@ impl Corral {
         self.try_shards().expect("INFO answers")
     }
 
+    /// Kills worker `shard` with SIGKILL and waits until a new one serves; returns the
+    /// killed worker's pid.
+    pub fn kill_worker(&self, shard: usize) -> u32 {
+        let old = self.shards()[shard].pid;
+        kill(nix::unistd::Pid::from_raw(old as i32), Signal::SIGKILL).expect("the worker is alive");
+        self.wait_until("the worker back", Duration::from_secs(20), || {
+            self.try_shards().is_some_and(|s| {
+                s[shard].state == "ready" && s[shard].pid != old && alive(s[shard].pid)
+            })
+        });
+        old
+    }
+
     /// Polls `cond` until it holds, failing the test after `timeout`.
     pub fn wait_until(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
         let start = Instant::now();

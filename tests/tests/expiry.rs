@@ -6,8 +6,6 @@
 use std::time::Duration;
 
 use corral_tests::{http_get, key_on_shard, Corral};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 
 fn unix_ms() -> u64 {
     std::time::SystemTime::now()
@@ -231,13 +229,7 @@ fn deadlines_survive_kill_9_exactly_and_an_expired_key_never_comes_back() {
         unix_ms() > soon
     });
     check(&mut c, &keys);
-    let victim = corral.shards()[0].pid;
-    kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
-    corral.wait_until("shard 0 back", Duration::from_secs(15), || {
-        corral
-            .try_shards()
-            .is_some_and(|s| s[0].state == "ready" && s[0].pid != victim)
-    });
+    corral.kill_worker(0);
     let mut c = corral.client();
     check(&mut c, &keys);
 

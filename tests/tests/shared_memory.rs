@@ -9,23 +9,12 @@
 use std::process::Command;
 use std::time::Duration;
 
-use corral_tests::{alive, corral_bin, http_get, Corral, TempDir};
+use corral_tests::{corral_bin, http_get, Corral, TempDir};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 fn sigkill(pid: u32) {
     kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
-}
-
-/// Kills worker `shard` and waits until a new one serves.
-fn kill_and_wait(corral: &Corral, shard: usize) {
-    let old = corral.shards()[shard].pid;
-    sigkill(old);
-    corral.wait_until("the worker back", Duration::from_secs(20), || {
-        corral.try_shards().is_some_and(|s| {
-            s[shard].state == "ready" && s[shard].pid != old && alive(s[shard].pid)
-        })
-    });
 }
 
 #[test]
@@ -56,8 +45,8 @@ fn a_small_dev_shm_does_not_bound_the_shards() {
             .query(&mut c)
             .unwrap();
     }
-    kill_and_wait(&corral, 0);
-    kill_and_wait(&corral, 1);
+    corral.kill_worker(0);
+    corral.kill_worker(1);
     let mut c = corral.client();
     for i in [0, 17, 47] {
         let got: Vec<u8> = redis::cmd("GET")
@@ -88,10 +77,10 @@ fn a_binary_replaced_or_removed_in_place_still_restarts_workers() {
         std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     std::fs::rename(&other, &binary).unwrap();
-    kill_and_wait(&corral, 0);
+    corral.kill_worker(0);
     // The binary gone altogether.
     std::fs::remove_file(&binary).unwrap();
-    kill_and_wait(&corral, 1);
+    corral.kill_worker(1);
 
     let v: String = redis::cmd("GET")
         .arg("k")

@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 use std::io::Write;
 
 use corral_tests::{key_on_shard, multibulk, read_reply, Corral};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 
 /// Transactions that add 1 to each of `keys` (one per shard, plus a second on shard 0),
 /// until `stop`: counts the acknowledged ones and the ones sent at all.
@@ -51,6 +49,20 @@ fn increment_all(
             Err(_) => con = connect(),
         }
     }
+}
+
+/// SET `key` `value`.
+fn set(c: &mut redis::Connection, key: &str, value: &str) {
+    redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .query::<()>(c)
+        .unwrap();
+}
+
+/// WATCH `keys`.
+fn watch<K: redis::ToRedisArgs>(c: &mut redis::Connection, keys: &[K]) {
+    redis::cmd("WATCH").arg(keys).query::<()>(c).unwrap();
 }
 
 fn counts(c: &mut redis::Connection, keys: &[String]) -> Vec<u64> {
@@ -140,13 +152,7 @@ fn transactions_on_one_shard_and_across_shards_survive_kill_9_whole_or_not_at_al
         w.wait_acked(200);
     }
     // A worker killed mid-stream: its shard's parts are replayed with the rest.
-    let victim = corral.shards()[1].pid;
-    kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
-    corral.wait_until("shard 1 back", Duration::from_secs(15), || {
-        corral
-            .try_shards()
-            .is_some_and(|s| s[1].state == "ready" && s[1].pid != victim)
-    });
+    corral.kill_worker(1);
     for w in &writers {
         w.wait_acked(w.acked.load(Ordering::SeqCst) + 200);
         w.check(&mut corral.client(), false);
@@ -278,7 +284,7 @@ fn a_watched_key_that_expires_aborts_exec_and_one_read_after_watch_sees_earlier_
         .arg(300)
         .query::<()>(&mut c)
         .unwrap();
-    redis::cmd("WATCH").arg(&key).query::<()>(&mut c).unwrap();
+    watch(&mut c, &[&key]);
     let mut probe = corral.client();
     corral.wait_until("the key expired", Duration::from_secs(10), || {
         redis::cmd("EXISTS")
@@ -299,7 +305,7 @@ fn a_watched_key_that_expires_aborts_exec_and_one_read_after_watch_sees_earlier_
         "an aborted EXEC applied nothing"
     );
     // A key without deadline watched, nothing changes: EXEC runs.
-    redis::cmd("WATCH").arg(&other).query::<()>(&mut c).unwrap();
+    watch(&mut c, &[&other]);
     let mut pipe = redis::pipe();
     pipe.atomic().cmd("SET").arg(&other).arg("y").ignore();
     assert_eq!(pipe.query::<Option<()>>(&mut c).unwrap(), Some(()));
@@ -340,11 +346,7 @@ fn a_key_renamed_back_and_forth_across_shards_is_always_in_exactly_one_place() {
     let a = key_on_shard(0, 2, "bounce");
     let b = key_on_shard(1, 2, "bounce");
     let mut c = corral.client();
-    redis::cmd("SET")
-        .arg(&a)
-        .arg("v")
-        .query::<()>(&mut c)
-        .unwrap();
+    set(&mut c, &a, "v");
     let stop = Arc::new(AtomicBool::new(false));
     let renamed = Arc::new(AtomicU64::new(0));
     // One mover renames on its own, the other inside MULTI/EXEC.
@@ -405,12 +407,8 @@ fn exec_and_the_commands_it_ran_are_counted() {
     pipe.cmd("INCR").arg("b").ignore();
     pipe.cmd("EXEC");
     assert_eq!(pipe.query::<(Vec<i64>,)>(&mut c).unwrap().0, vec![2, 1]);
-    redis::cmd("WATCH").arg("a").query::<()>(&mut c).unwrap();
-    redis::cmd("SET")
-        .arg("a")
-        .arg("5")
-        .query::<()>(&mut other)
-        .unwrap();
+    watch(&mut c, &["a"]);
+    set(&mut other, "a", "5");
     let mut pipe = redis::pipe();
     pipe.atomic().cmd("INCR").arg("a");
     assert_eq!(pipe.query::<Option<(i64,)>>(&mut c).unwrap(), None);
@@ -453,17 +451,14 @@ fn what_multi_queues_and_watch_holds_is_bounded_by_the_request_limit() {
     );
     // WATCH: the keys it holds within the limit too.
     let big = "k".repeat(40 << 10);
-    redis::cmd("WATCH").arg(&big).query::<()>(&mut c).unwrap();
+    watch(&mut c, &[&big]);
     let e = redis::cmd("WATCH")
         .arg(format!("{big}2"))
         .query::<()>(&mut c)
         .unwrap_err();
     assert!(e.to_string().contains("watches at most"), "{e}");
     redis::cmd("UNWATCH").query::<()>(&mut c).unwrap();
-    redis::cmd("WATCH")
-        .arg(format!("{big}2"))
-        .query::<()>(&mut c)
-        .unwrap();
+    watch(&mut c, &[format!("{big}2")]);
 }
 
 /// `corral_wal_records_total` from /metrics.
@@ -481,18 +476,10 @@ fn reads_at_a_place_in_the_log_write_no_record() {
     let corral = Corral::start(2, &[]);
     let mut c = corral.client();
     let (a, b) = (key_on_shard(0, 2, "r"), key_on_shard(1, 2, "r"));
-    redis::cmd("SET")
-        .arg(&a)
-        .arg("1")
-        .query::<()>(&mut c)
-        .unwrap();
+    set(&mut c, &a, "1");
     let before = records_logged(&corral);
     for _ in 0..20 {
-        redis::cmd("WATCH")
-            .arg(&a)
-            .arg(&b)
-            .query::<()>(&mut c)
-            .unwrap();
+        watch(&mut c, &[&a, &b]);
         // EXEC of reads only, with the WATCHed keys checked.
         let mut pipe = redis::pipe();
         pipe.atomic().cmd("MGET").arg(&a).arg(&b);
@@ -520,17 +507,9 @@ fn an_exec_that_reads_first_answers_null_when_a_watched_key_changed_and_applies_
         key_on_shard(1, 2, "rb"),
         key_on_shard(1, 2, "rw"),
     );
-    redis::cmd("SET")
-        .arg(&a)
-        .arg("v")
-        .query::<()>(&mut c)
-        .unwrap();
-    redis::cmd("WATCH").arg(&w).query::<()>(&mut c).unwrap();
-    redis::cmd("SET")
-        .arg(&w)
-        .arg("changed")
-        .query::<()>(&mut other)
-        .unwrap();
+    set(&mut c, &a, "v");
+    watch(&mut c, &[&w]);
+    set(&mut other, &w, "changed");
     let mut pipe = redis::pipe();
     pipe.atomic().cmd("RENAME").arg(&a).arg(&b).ignore();
     assert_eq!(pipe.query::<Option<()>>(&mut c).unwrap(), None);
@@ -554,27 +533,12 @@ fn flushall_aborts_exec_only_for_a_watched_key_that_existed() {
         pipe.atomic().cmd("PING").ignore();
         pipe.query::<Option<()>>(c).unwrap()
     };
-    redis::cmd("SET")
-        .arg(&present)
-        .arg("v")
-        .query::<()>(&mut c)
-        .unwrap();
-    redis::cmd("WATCH")
-        .arg(&missing)
-        .query::<()>(&mut c)
-        .unwrap();
+    set(&mut c, &present, "v");
+    watch(&mut c, &[&missing]);
     redis::cmd("FLUSHALL").query::<()>(&mut other).unwrap();
     assert_eq!(exec(&mut c), Some(()), "a missing key stays missing");
-    redis::cmd("SET")
-        .arg(&present)
-        .arg("v")
-        .query::<()>(&mut c)
-        .unwrap();
-    redis::cmd("WATCH")
-        .arg(&present)
-        .arg(&missing)
-        .query::<()>(&mut c)
-        .unwrap();
+    set(&mut c, &present, "v");
+    watch(&mut c, &[&present, &missing]);
     redis::cmd("FLUSHALL").query::<()>(&mut other).unwrap();
     assert_eq!(exec(&mut c), None, "FLUSHALL removed a watched key");
 }
