@@ -81,3 +81,15 @@ pub struct InFlight {
     /// if its worker dies, it fails instead of waiting for a replay.
     pub unlogged: bool,
 }
+
+impl InFlight {
+    /// Fails it with what a logged write gets here (a read in no record is refused).
+    pub fn fail(self, failure: crate::base::ticket::Failure) {
+        let failure = if self.unlogged {
+            failure.for_unlogged()
+        } else {
+            failure
+        };
+        self.pending.complete(Err(failure));
+    }
+}

@@ -73,6 +73,20 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// What a read in no record (`InFlight::unlogged`) gets where a logged write would get
+    /// `self`: a read changes nothing, so what leaves a write's outcome unknown refuses it.
+    #[must_use]
+    pub fn for_unlogged(self) -> Self {
+        match self {
+            Self::Interrupted => Self::ShuttingDown,
+            Self::ParkedLogged(id) => Self::Parked(id),
+            Self::WorkerDied(id) => Self::Unavailable(id),
+            other => other,
+        }
+    }
+}
+
 /// One write's outcome, or why it has none.
 pub type WriteResult = Result<Outcome, Failure>;
 
@@ -221,6 +235,19 @@ impl Drop for Pending {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_leaves_a_write_unknown_refuses_a_read_in_no_record() {
+        for f in [
+            Failure::Interrupted,
+            Failure::ParkedLogged(2),
+            Failure::WorkerDied(2),
+        ] {
+            assert!(f.outcome_unknown());
+            assert!(!f.for_unlogged().outcome_unknown(), "{f:?}");
+        }
+        assert_eq!(Failure::LogStopped.for_unlogged(), Failure::LogStopped);
+    }
 
     #[test]
     fn notified_once_all_outcomes_are_in_and_drops_count_as_lost() {

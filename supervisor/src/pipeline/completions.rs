@@ -119,8 +119,6 @@ fn deliver(
         debug_assert!(false, "completion {seq} skipped the write {}", front.seq);
         error!(log, "bug: a completion skipped a write; its outcome is unknown"; "component" => "sequencer",
                "worker" => generation.shard, "seq" => seq, "expected_seq" => front.seq);
-        front
-            .pending
-            .complete(Err(Failure::WorkerDied(generation.shard)));
+        front.fail(Failure::WorkerDied(generation.shard));
     }
 }

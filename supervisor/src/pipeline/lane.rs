@@ -30,6 +30,18 @@ pub(crate) struct Queued {
     pub(crate) unlogged: bool,
 }
 
+impl Queued {
+    /// Fails it with what a logged write gets here (a read in no record is refused).
+    pub(crate) fn fail(self, failure: Failure) {
+        let failure = if self.unlogged {
+            failure.for_unlogged()
+        } else {
+            failure
+        };
+        self.pending.complete(Err(failure));
+    }
+}
+
 /// The generation a lane pushes to, once its replay is done.
 pub(crate) struct Active {
     pub(crate) generation: Arc<Generation>,

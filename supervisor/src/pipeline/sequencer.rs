@@ -344,15 +344,9 @@ impl Sequencer {
                     for w in lane.held.drain(..) {
                         w.pending.complete(Err(Failure::ShuttingDown));
                     }
-                    // Logged: the next start applies them (a read in no record applies
-                    // nothing).
+                    // Logged: the next start applies them.
                     for q in lane.outbox.drain(..) {
-                        let failure = if q.unlogged {
-                            Failure::ShuttingDown
-                        } else {
-                            Failure::Interrupted
-                        };
-                        q.pending.complete(Err(failure));
+                        q.fail(Failure::Interrupted);
                     }
                     for o in lane.orphans.drain(..) {
                         o.pending.complete(Err(Failure::Interrupted));
@@ -411,7 +405,7 @@ impl Sequencer {
                     let (unlogged, orphans): (Vec<InFlight>, Vec<InFlight>) =
                         orphans.into_iter().partition(|o| o.unlogged);
                     for o in unlogged {
-                        o.pending.complete(Err(Failure::Unavailable(shard)));
+                        o.fail(Failure::WorkerDied(shard));
                     }
                     lane.orphans.extend(orphans);
                     lane.orphans.sort_by_key(|o| (o.seq, o.part));
@@ -528,12 +522,7 @@ impl Sequencer {
                 ParkStep::GiveUp => {
                     for q in lane.outbox.drain(..) {
                         lane.replay_through = q.seq;
-                        let failure = if q.unlogged {
-                            Failure::Parked(id)
-                        } else {
-                            Failure::ParkedLogged(id)
-                        };
-                        q.pending.complete(Err(failure));
+                        q.fail(Failure::ParkedLogged(id));
                     }
                     for o in lane.orphans.drain(..) {
                         o.pending.complete(Err(Failure::ParkedLogged(id)));
