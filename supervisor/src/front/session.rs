@@ -222,6 +222,8 @@ pub(super) struct Multi {
     bytes: usize,
     /// A command was refused while queueing: EXEC fails with EXECABORT.
     aborted: bool,
+    /// One of them reads before it writes ([`READ_FIRST`]): EXEC reads first.
+    reads_first: bool,
 }
 
 /// One client's session: authentication, name, and the writes of its current batch.
@@ -635,7 +637,7 @@ impl Session {
             None => spec,
         };
         if self.multi.is_some() && !RUN_IN_MULTI.contains(&spec.name) {
-            return self.queue_in_multi(args, spec.flags, out);
+            return self.queue_in_multi(args, spec, out);
         }
         // Reads (and everything else that answers at once) see this connection's earlier
         // writes.
@@ -1231,7 +1233,7 @@ impl Session {
 
     /// Queues a command of the transaction being built (after MULTI): `+QUEUED`, or the
     /// refusal that aborts it.
-    fn queue_in_multi(&mut self, args: &[&[u8]], flags: &[&str], out: &mut Vec<u8>) -> Step {
+    fn queue_in_multi(&mut self, args: &[&[u8]], spec: &Spec<Handler>, out: &mut Vec<u8>) -> Step {
         let limit = self.shared.config.max_request_bytes;
         // What it holds: the bytes and a vector per argument and per command.
         let bytes: usize =
@@ -1239,7 +1241,7 @@ impl Session {
         let Some(m) = self.multi.as_mut() else {
             unreachable!("queue_in_multi runs inside MULTI");
         };
-        let refusal = if flags.contains(&"no_multi") {
+        let refusal = if spec.flags.contains(&"no_multi") {
             Some("ERR Command not allowed inside a transaction".to_string())
         } else if m.bytes + bytes > limit {
             Some(format!(
@@ -1255,6 +1257,7 @@ impl Session {
             }
             None => {
                 m.bytes += bytes;
+                m.reads_first |= READ_FIRST.contains(&spec.name);
                 m.commands.push(args.iter().map(|a| a.to_vec()).collect());
                 self.queued = true;
                 let mut queued = Vec::new();
@@ -1310,9 +1313,9 @@ impl Session {
         }
         // Its reading-first commands' keys are read first (at one place); it runs on what
         // they found, applied only if none of them changed since.
-        let reads = self.read_first_keys(&m);
-        let conditional = !reads.is_empty();
+        let conditional = m.reads_first;
         if conditional {
+            let reads = self.read_first_keys(&m);
             let refs: Vec<&[u8]> = reads.iter().map(Vec::as_slice).collect();
             if !self.read_first(&[b"exec"], &refs) {
                 if let Some(rerun) = self.rerun.as_mut() {
@@ -1631,6 +1634,7 @@ impl Session {
 
     /// The keys the reading-first commands of `m` read ([`READ_FIRST`]), once each.
     fn read_first_keys(&self, m: &Multi) -> Vec<Vec<u8>> {
+        let mut seen = std::collections::HashSet::new();
         let mut keys: Vec<Vec<u8>> = Vec::new();
         for command in &m.commands {
             let args: Vec<&[u8]> = command.iter().map(Vec::as_slice).collect();
@@ -1639,7 +1643,7 @@ impl Session {
             };
             if READ_FIRST.contains(&spec.name) {
                 for i in spec.keys.positions(args.len()) {
-                    if !keys.iter().any(|k| k.as_slice() == args[i]) {
+                    if seen.insert(args[i]) {
                         keys.push(args[i].to_vec());
                     }
                 }
