@@ -993,10 +993,7 @@ impl Session {
                         skip = entries;
                     }
                     at += usize::from(carrier);
-                    self.record_owed(command, read_at, now, &out[before..]);
-                    if silent {
-                        out.truncate(before);
-                    }
+                    self.owed_replied(command, read_at, now, out, before, silent);
                 }
                 Owed::Read {
                     args,
@@ -1008,10 +1005,7 @@ impl Session {
                     let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
                     self.reply_read(command, &args, at, out);
                     at += ops as usize;
-                    self.record_owed(command, read_at, now, &out[before..]);
-                    if silent {
-                        out.truncate(before);
-                    }
+                    self.owed_replied(command, read_at, now, out, before, silent);
                 }
                 Owed::Prefetch { keys } => {
                     // One place in the log: every key was read after the same records.
@@ -1030,10 +1024,7 @@ impl Session {
                     let found = self.found_at(at, keys.into_iter());
                     at += n;
                     self.watched_read(found, since, out);
-                    self.record_owed(command, read_at, now, &out[before..]);
-                    if silent {
-                        out.truncate(before);
-                    }
+                    self.owed_replied(command, read_at, now, out, before, silent);
                 }
                 Owed::Write {
                     kind,
@@ -1108,11 +1099,8 @@ impl Session {
                     write_reply(kind, self.proto, results, || durability.failure(), out);
                     let ok = out.get(before) != Some(&b'-');
                     let took = now.saturating_duration_since(read_at);
-                    self.record_owed(command, read_at, now, &out[before..]);
                     self.maybe_log_write(command, at - ops as usize, ok, took);
-                    if silent {
-                        out.truncate(before);
-                    }
+                    self.owed_replied(command, read_at, now, out, before, silent);
                 }
                 Owed::Encoded(bytes) => out.extend_from_slice(&bytes),
             }
@@ -1121,17 +1109,28 @@ impl Session {
         self.owed = owed_replies;
     }
 
-    /// Counts an owed reply once it is written: `command` read at `read_at`, answered with
-    /// `reply` (an error reply fails it).
-    fn record_owed(&self, command: usize, read_at: Instant, now: Instant, reply: &[u8]) {
-        if !self.shared.config.command_metrics {
-            return;
+    /// An owed reply is written, in `out` from `before`: it is counted (`command` read at
+    /// `read_at`; an error reply fails it), and dropped if `silent` (CLIENT REPLY).
+    fn owed_replied(
+        &self,
+        command: usize,
+        read_at: Instant,
+        now: Instant,
+        out: &mut Vec<u8>,
+        before: usize,
+        silent: bool,
+    ) {
+        if self.shared.config.command_metrics {
+            let reply = &out[before..];
+            let ok = reply.first() != Some(&b'-');
+            let took = crate::base::nanos(now.saturating_duration_since(read_at));
+            self.stats.record(command, ok, took);
+            if !ok {
+                self.stats.error_reply(reply);
+            }
         }
-        let ok = reply.first() != Some(&b'-');
-        let took = crate::base::nanos(now.saturating_duration_since(read_at));
-        self.stats.record(command, ok, took);
-        if !ok {
-            self.stats.error_reply(reply);
+        if silent {
+            out.truncate(before);
         }
     }
 
